@@ -131,3 +131,16 @@ func (r Record) TypeName() string {
 	}
 	return r.Event.Type
 }
+
+// Envelope is an encoded event on its way to the target: the payload and
+// what the buffer, the sender and the checkpoint need to know about it
+// without decoding it again.
+type Envelope struct {
+	Kind    Kind
+	UID     int64
+	ID      string // Keycloak's event id
+	RealmID string
+	Type    string // Record.TypeName, for logs
+	Time    int64  // event time, ms since the Unix epoch
+	Body    []byte // the wire payload, sent as is
+}
