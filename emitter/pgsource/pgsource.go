@@ -182,19 +182,19 @@ func (s *Source) columns(ctx context.Context, table string) (map[string]int, err
 
 // hasTimeIndex tells whether a valid index of t starts with (realm_id, time).
 func (s *Source) hasTimeIndex(ctx context.Context, t Table, cols map[string]int) (bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT indkey::int2[] FROM pg_index
-		WHERE indrelid = to_regclass($1) AND indisvalid`, t.String())
+	rows, err := s.db.QueryContext(ctx, `SELECT indkey[0], indkey[1] FROM pg_index
+		WHERE indrelid = to_regclass($1) AND indisvalid AND indnatts >= 2`, t.String())
 	if err != nil {
 		return false, fmt.Errorf("read indexes of table %s: %w", t, err)
 	}
 	defer rows.Close()
 	found := false
 	for rows.Next() {
-		var keys pq.Int64Array
-		if err := rows.Scan(&keys); err != nil {
+		var first, second int
+		if err := rows.Scan(&first, &second); err != nil {
 			return false, fmt.Errorf("read indexes of table %s: %w", t, err)
 		}
-		if len(keys) >= 2 && keys[0] == int64(cols["realm_id"]) && keys[1] == int64(cols[t.timeColumn()]) {
+		if first == cols["realm_id"] && second == cols[t.timeColumn()] {
 			found = true
 		}
 	}

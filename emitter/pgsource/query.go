@@ -31,7 +31,8 @@ type Query struct {
 // Filter keeps the rows whose column matches a pattern of Include (all rows
 // when Include is empty) and none of Exclude. A pattern is a name where "*"
 // stands for any run of characters, e.g. "LOGIN*"; matching is case-sensitive,
-// as Keycloak's names are upper case.
+// as Keycloak's names are upper case. A NULL column matches no pattern: it is
+// dropped by Include and kept by Exclude.
 type Filter struct {
 	Include []string
 	Exclude []string
@@ -187,7 +188,7 @@ func pageSQL(t Table, cols string, q Query, filters map[string]Filter) (string, 
 		if len(f.Exclude) > 0 {
 			cond, more := matchSQL(col, f.Exclude, len(args))
 			args = append(args, more...)
-			fmt.Fprintf(&b, " AND NOT %s", cond)
+			fmt.Fprintf(&b, " AND (%s IS NULL OR NOT %s)", col, cond)
 		}
 	}
 	args = append(args, q.Limit)
@@ -195,9 +196,12 @@ func pageSQL(t Table, cols string, q Query, filters map[string]Filter) (string, 
 	return b.String(), args, nil
 }
 
-// matchSQL returns a condition true when col matches one of patterns (NULL
-// counting as ""), and its arguments numbered after n existing ones: exact
-// names go to "= ANY", patterns with "*" to "LIKE ANY".
+// matchSQL returns a condition true when col matches one of patterns, and
+// its arguments numbered after n existing ones: exact names go to "= ANY",
+// patterns with "*" to "LIKE ANY". The column is compared bare so that the
+// planner estimates the filter from the column's statistics: a wrong low
+// estimate would make it read the whole index range and sort it instead of
+// stopping after the page.
 func matchSQL(col string, patterns []string, n int) (string, []any) {
 	var exact, like []string
 	for _, p := range patterns {
@@ -212,11 +216,11 @@ func matchSQL(col string, patterns []string, n int) (string, []any) {
 	var args []any
 	if len(exact) > 0 {
 		args = append(args, pq.Array(exact))
-		terms = append(terms, fmt.Sprintf("COALESCE(%s, '') = ANY($%d)", col, n+len(args)))
+		terms = append(terms, fmt.Sprintf("%s = ANY($%d)", col, n+len(args)))
 	}
 	if len(like) > 0 {
 		args = append(args, pq.Array(like))
-		terms = append(terms, fmt.Sprintf("COALESCE(%s, '') LIKE ANY($%d)", col, n+len(args)))
+		terms = append(terms, fmt.Sprintf("%s LIKE ANY($%d)", col, n+len(args)))
 	}
 	return "(" + strings.Join(terms, " OR ") + ")", args
 }
