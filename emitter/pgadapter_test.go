@@ -1,0 +1,250 @@
+package emitter
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
+)
+
+// pgSchemaVersion is the Keycloak version whose real schema dump the
+// database tests load.
+const pgSchemaVersion = "dev"
+
+// kcDB is a fresh database with Keycloak's schema, for the tests of the
+// database source.
+type kcDB struct {
+	t   testing.TB
+	url string
+	db  *sql.DB
+}
+
+func newKCDB(t testing.TB) *kcDB {
+	t.Helper()
+	return newKCDBOn(t, testenv.NewDatabase(t))
+}
+
+func newKCDBOn(t testing.TB, url string) *kcDB {
+	t.Helper()
+	testenv.LoadSchema(t, url, pgSchemaVersion)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &kcDB{t: t, url: url, db: db}
+}
+
+func (k *kcDB) exec(q string, args ...any) {
+	k.t.Helper()
+	if _, err := k.db.Exec(q, args...); err != nil {
+		k.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func (k *kcDB) realm(id, name string) { k.exec(`INSERT INTO realm (id, name) VALUES ($1, $2)`, id, name) }
+
+func (k *kcDB) event(id, realm string, ms int64, typ string) {
+	k.t.Helper()
+	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ($1, $2, $3, $4)`, id, realm, ms, typ)
+}
+
+func (k *kcDB) admin(id, realm string, ms int64) {
+	k.t.Helper()
+	k.exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type)
+		VALUES ($1, $2, $3, 'UPDATE', 'USER')`, id, realm, ms)
+}
+
+// pager opens the database and returns a DBPager over it.
+func (k *kcDB) pager(opts DBPagerOptions) *DBPager {
+	k.t.Helper()
+	src, err := pgsource.Open(context.Background(), k.url)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.t.Cleanup(func() { src.Close() })
+	p, err := NewDBPager(src, opts)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return p
+}
+
+func TestDBPagerConvertsRowsAndEnrichesUsernamesAsTheOriginal(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("rid", "acme")
+	k.realm("master", "master")
+	k.exec(`INSERT INTO user_entity (id, username, realm_id) VALUES ('u-alice', 'alice', 'rid'), ('u-admin', 'admin', 'master')`)
+	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type, client_id, user_id, session_id, ip_address, error, details_json)
+		VALUES ('e1', 'rid', 10, 'LOGIN', 'app', 'u-alice', 's1', '10.0.0.1', NULL, '{"auth_method":"openid-connect","remember_me":true,"n":null}'),
+		       ('e2', 'rid', 11, 'LOGIN', 'app', 'u-alice', 's1', '10.0.0.1', NULL, '{"username":"typed-name"}'),
+		       ('e3', 'rid', 12, 'LOGIN_ERROR', 'app', 'u-gone', NULL, NULL, 'user_not_found', NULL)`)
+	k.exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type, auth_realm_id,
+		auth_client_id, auth_user_id, ip_address, resource_path, representation)
+		VALUES ('a1', 'rid', 20, 'UPDATE', 'USER', 'master', 'c-uuid', 'u-admin', '::1', 'users/u-alice', '{"enabled":true}'),
+		       ('a2', 'rid', 21, 'DELETE', 'USER', 'master', 'c-uuid', 'u-admin', '::1', 'users/u-deleted', NULL),
+		       ('a3', 'rid', 22, 'CREATE', 'REALM_ROLE_MAPPING', 'master', 'c-uuid', 'u-admin', '::1', 'users/u-alice/role-mappings/realm', NULL)`)
+	p := k.pager(DBPagerOptions{})
+	realm := Realm{ID: "rid", Name: "acme"}
+	ctx := context.Background()
+
+	evs, err := p.Page(ctx, realm, KindEvent, Cursor{}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEv := []Event{
+		{ID: "e1", Time: 10, Type: "LOGIN", RealmID: "rid", RealmName: "acme", ClientID: "app", UserID: "u-alice",
+			SessionID: "s1", IPAddress: "10.0.0.1",
+			Details: map[string]string{"auth_method": "openid-connect", "remember_me": "true", "n": "", "username": "alice"}},
+		{ID: "e2", Time: 11, Type: "LOGIN", RealmID: "rid", RealmName: "acme", ClientID: "app", UserID: "u-alice",
+			SessionID: "s1", IPAddress: "10.0.0.1", Details: map[string]string{"username": "typed-name"}},
+		{ID: "e3", Time: 12, Type: "LOGIN_ERROR", RealmID: "rid", RealmName: "acme", ClientID: "app", UserID: "u-gone",
+			Error: "user_not_found", Details: map[string]string{}},
+	}
+	if len(evs) != len(wantEv) {
+		t.Fatalf("got %d events, want %d", len(evs), len(wantEv))
+	}
+	for i, r := range evs {
+		if r.Admin != nil || !reflect.DeepEqual(*r.Event, wantEv[i]) {
+			t.Errorf("event %d = %+v, want %+v", i, r.Event, wantEv[i])
+		}
+	}
+
+	ads, err := p.Page(ctx, realm, KindAdminEvent, Cursor{}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := AuthDetails{RealmID: "master", ClientID: "c-uuid", UserID: "u-admin", IPAddress: "::1", Username: "admin"}
+	wantAd := []AdminEvent{
+		{ID: "a1", Time: 20, RealmID: "rid", RealmName: "acme", AuthDetails: auth, OperationType: "UPDATE",
+			ResourceType: "USER", ResourcePath: "users/u-alice", Representation: `{"enabled":true}`,
+			Details: map[string]string{"user_id": "u-alice", "username": "alice"}},
+		{ID: "a2", Time: 21, RealmID: "rid", RealmName: "acme", AuthDetails: auth, OperationType: "DELETE",
+			ResourceType: "USER", ResourcePath: "users/u-deleted", Details: map[string]string{"user_id": "u-deleted"}},
+		{ID: "a3", Time: 22, RealmID: "rid", RealmName: "acme", AuthDetails: auth, OperationType: "CREATE",
+			ResourceType: "REALM_ROLE_MAPPING", ResourcePath: "users/u-alice/role-mappings/realm", Details: map[string]string{}},
+	}
+	if len(ads) != len(wantAd) {
+		t.Fatalf("got %d admin events, want %d", len(ads), len(wantAd))
+	}
+	for i, r := range ads {
+		if r.Event != nil || !reflect.DeepEqual(*r.Admin, wantAd[i]) {
+			t.Errorf("admin event %d = %+v, want %+v", i, r.Admin, wantAd[i])
+		}
+	}
+}
+
+func TestDBPagerForwardsMalformedDetailsRawAndCountsThem(t *testing.T) {
+	k := newKCDB(t)
+	truncated := `{"redirect_uri":"https://app.example/cb","code_id":"abc` // cut as Keycloak < 23 cut long details
+	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type, details_json) VALUES
+		('ok', 'r', 1, 'LOGIN', '{"a":"b"}'), ('cut', 'r', 2, 'LOGIN', $1), ('array', 'r', 3, 'LOGIN', '["x"]'),
+		('null', 'r', 4, 'LOGIN', 'null')`, truncated)
+	var logs strings.Builder
+	p := k.pager(DBPagerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	recs, err := p.Page(context.Background(), Realm{ID: "r"}, KindEvent, Cursor{}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]string{
+		{"a": "b"}, {MalformedDetailsKey: truncated}, {MalformedDetailsKey: `["x"]`}, {MalformedDetailsKey: "null"},
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("got %d records, want all %d: none dropped", len(recs), len(want))
+	}
+	for i, r := range recs {
+		if !maps.Equal(r.Event.Details, want[i]) {
+			t.Errorf("%s details = %v, want %v", r.Event.ID, r.Event.Details, want[i])
+		}
+	}
+	if got := p.Malformed(); got != 3 {
+		t.Fatalf("Malformed() = %d, want 3", got)
+	}
+	if !strings.Contains(logs.String(), "id=cut") {
+		t.Fatalf("no log line names the malformed event: %s", logs.String())
+	}
+}
+
+func TestDBPagerAppliesTheFilters(t *testing.T) {
+	k := newKCDB(t)
+	for i, typ := range []string{"LOGIN", "LOGIN_ERROR", "CODE_TO_TOKEN", "LOGOUT"} {
+		k.event(fmt.Sprint("e", i), "r", int64(i), typ)
+	}
+	k.exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type)
+		VALUES ('a0', 'r', 1, 'CREATE', 'USER'), ('a1', 'r', 2, 'UPDATE', 'CLIENT'), ('a2', 'r', 3, 'DELETE', 'USER')`)
+	p := k.pager(DBPagerOptions{Filters: SourceFilters{
+		EventTypes: TypeFilter{Include: []string{"LOG*"}, Exclude: []string{"*_ERROR"}},
+		Operations: TypeFilter{Exclude: []string{"DELETE"}},
+		Resources:  TypeFilter{Include: []string{"USER", "CLI*"}},
+	}})
+	got := func(kind Kind) []string {
+		recs, err := p.Page(context.Background(), Realm{ID: "r"}, kind, Cursor{}, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range recs {
+			ids = append(ids, r.ID())
+		}
+		return ids
+	}
+	if ev, ad := fmt.Sprint(got(KindEvent)), fmt.Sprint(got(KindAdminEvent)); ev != "[e0 e3]" || ad != "[a0 a1]" {
+		t.Fatalf("events %s admin events %s, want [e0 e3] and [a0 a1]", ev, ad)
+	}
+}
+
+func TestNewDBPagerRejectsAnEmptyFilterPattern(t *testing.T) {
+	_, err := NewDBPager(nil, DBPagerOptions{Filters: SourceFilters{Resources: TypeFilter{Exclude: []string{""}}}})
+	if err == nil || !strings.Contains(err.Error(), "resource type filter") {
+		t.Fatalf("error %v, want one naming the resource type filter", err)
+	}
+}
+
+func TestTypeFilterMatchesGlobs(t *testing.T) {
+	cases := []struct {
+		f    TypeFilter
+		name string
+		want bool
+	}{
+		{TypeFilter{}, "ANYTHING", true},
+		{TypeFilter{Include: []string{"LOGIN"}}, "LOGIN", true},
+		{TypeFilter{Include: []string{"LOGIN"}}, "LOGIN_ERROR", false},
+		{TypeFilter{Include: []string{"LOGIN*"}}, "LOGIN_ERROR", true},
+		{TypeFilter{Include: []string{"*ERROR"}}, "LOGIN_ERROR", true},
+		{TypeFilter{Include: []string{"*_TO_*"}}, "CODE_TO_TOKEN", true},
+		{TypeFilter{Include: []string{"A*A"}}, "A", false},
+		{TypeFilter{Include: []string{"A*A"}}, "AA", true},
+		{TypeFilter{Include: []string{"login*"}}, "LOGIN", false},
+		{TypeFilter{Exclude: []string{"*"}}, "LOGIN", false},
+		{TypeFilter{Include: []string{"LOG*"}, Exclude: []string{"LOGOUT"}}, "LOGOUT", false},
+	}
+	for _, c := range cases {
+		if got := c.f.Match(c.name); got != c.want {
+			t.Errorf("%+v.Match(%q) = %v, want %v", c.f, c.name, got, c.want)
+		}
+	}
+}
+
+func TestNameCacheStaysBoundedAndKeepsRecentNames(t *testing.T) {
+	c := newNameCache(10)
+	for i := range 100 {
+		c.put(fmt.Sprint("u", i), fmt.Sprint("name", i))
+		c.get("u0") // used all the time: must survive
+	}
+	if n := len(c.young) + len(c.old); n > 10 {
+		t.Fatalf("cache holds %d names, bound 10", n)
+	}
+	if name, ok := c.get("u0"); !ok || name != "name0" {
+		t.Fatalf("recently used u0 = %q, %v; want it kept", name, ok)
+	}
+	if _, ok := c.get("u5"); ok {
+		t.Fatal("u5, unused since 95 newer entries, is still cached")
+	}
+}
