@@ -243,7 +243,7 @@ func TestKeycloakEventsArriveInTimeIDOrderAcrossPagesWithoutGapsOrRepeats(t *tes
 			var got []Item
 			var after Cursor
 			for {
-				items, err := p.Page(ctx, r.name, kind, after, 2)
+				items, err := p.Page(ctx, r.name, kind, after, 0, 2)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -74,7 +74,8 @@ func (p *Pager) maxWindow() int {
 }
 
 // Page returns up to limit events of kind in realm with (time, id) after
-// the cursor, ascending by (time, id).
+// the cursor and, when until is not 0, time <= until, ascending by
+// (time, id).
 //
 // With Sync it asks for dateFrom=after.Time, direction=asc, first=0,
 // max=limit. Keycloak orders by time alone, so the events of one
@@ -89,16 +90,19 @@ func (p *Pager) maxWindow() int {
 // cursor (growing max until the oldest event returned is older than the
 // cursor; paging with first would shift as new events arrive), gives each
 // a synthetic id (SynthesizeIDs), and reverses.
-func (p *Pager) Page(ctx context.Context, realm string, kind Kind, after Cursor, limit int) ([]Item, error) {
+func (p *Pager) Page(ctx context.Context, realm string, kind Kind, after Cursor, until int64, limit int) ([]Item, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("page of %s of realm %q: limit %d, want > 0", kind, realm, limit)
 	}
 	var out []Item
 	var err error
 	if p.Sync {
-		out, err = p.pageAsc(ctx, realm, kind, after, limit)
+		out, err = p.pageAsc(ctx, realm, kind, after, until, limit)
 	} else {
 		out, err = p.pageLegacy(ctx, realm, kind, after)
+		if until != 0 {
+			out = slices.DeleteFunc(out, func(it Item) bool { return it.Time > until })
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("page of %s of realm %q after (%d, %q): %w", kind, realm, after.Time, after.ID, err)
@@ -112,10 +116,17 @@ func (p *Pager) Page(ctx context.Context, realm string, kind Kind, after Cursor,
 	return out, nil
 }
 
-func (p *Pager) pageAsc(ctx context.Context, realm string, kind Kind, after Cursor, limit int) ([]Item, error) {
+func (p *Pager) pageAsc(ctx context.Context, realm string, kind Kind, after Cursor, until int64, limit int) ([]Item, error) {
 	from := after.Time
+	to := ""
+	if until != 0 {
+		if until < from {
+			return nil, nil
+		}
+		to = Millis(until)
+	}
 	for {
-		page, err := p.fetch(ctx, realm, kind, Query{DateFrom: Millis(from), Direction: "asc", Max: limit})
+		page, err := p.fetch(ctx, realm, kind, Query{DateFrom: Millis(from), DateTo: to, Direction: "asc", Max: limit})
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +155,27 @@ func (p *Pager) pageAsc(ctx context.Context, realm string, kind Kind, after Curs
 		}
 		// Every event up to last is at or before the cursor: go on after it.
 		from = last + 1
+		if until != 0 && from > until {
+			return nil, nil
+		}
 	}
+}
+
+// Oldest returns the time of the oldest stored event of kind in realm,
+// and false when there is none. Servers before 26.2 list newest first
+// only, so there it reports false without asking.
+func (p *Pager) Oldest(ctx context.Context, realm string, kind Kind) (int64, bool, error) {
+	if !p.Sync {
+		return 0, false, nil
+	}
+	items, err := p.fetch(ctx, realm, kind, Query{Direction: "asc", Max: 1})
+	if err != nil {
+		return 0, false, fmt.Errorf("oldest of %s of realm %q: %w", kind, realm, err)
+	}
+	if len(items) == 0 {
+		return 0, false, nil
+	}
+	return items[0].Time, true, nil
 }
 
 // millisecond returns every event of one millisecond, growing max until

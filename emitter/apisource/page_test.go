@@ -19,7 +19,7 @@ func drain(t *testing.T, p *Pager, limit int) []Cursor {
 	var got []Cursor
 	var after Cursor
 	for range 1000 {
-		items, err := p.Page(context.Background(), "demo", KindEvents, after, limit)
+		items, err := p.Page(context.Background(), "demo", KindEvents, after, 0, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,13 +103,13 @@ func TestPageSeesEventsArrivingBetweenCallsIncludingTheCursorsMillisecond(t *tes
 	srv := newEventsServer(t, false, []json.RawMessage{event("b", 5000, "u"), event("d", 6000, "u")})
 	p := &Pager{Client: testClient(t, srv.URL), Sync: true}
 	ctx := context.Background()
-	items, err := p.Page(ctx, "demo", KindEvents, Cursor{}, 1)
+	items, err := p.Page(ctx, "demo", KindEvents, Cursor{}, 0, 1)
 	if err != nil || len(items) != 1 || items[0].ID != "b" {
 		t.Fatalf("first page: %v %v", items, err)
 	}
 	// A late commit in the cursor's millisecond with a larger id, and one with a smaller id.
 	srv.add(event("c", 5000, "u"), event("a", 5000, "u"))
-	items, err = p.Page(ctx, "demo", KindEvents, Cursor{5000, "b"}, 10)
+	items, err = p.Page(ctx, "demo", KindEvents, Cursor{5000, "b"}, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +126,10 @@ func TestPagePassesTypeFiltersToTheAPI(t *testing.T) {
 	srv := newEventsServer(t, false, nil)
 	p := &Pager{Client: testClient(t, srv.URL), Sync: true, Filter: Query{Types: []string{"LOGIN", "LOGOUT"}, OperationTypes: []string{"CREATE"}, ResourceTypes: []string{"USER"}}}
 	ctx := context.Background()
-	if _, err := p.Page(ctx, "demo", KindEvents, Cursor{Time: 42}, 5); err != nil {
+	if _, err := p.Page(ctx, "demo", KindEvents, Cursor{Time: 42}, 0, 5); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Page(ctx, "demo", KindAdminEvents, Cursor{Time: 42}, 5); err != nil {
+	if _, err := p.Page(ctx, "demo", KindAdminEvents, Cursor{Time: 42}, 0, 5); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -145,7 +145,7 @@ func TestPageOnLegacyServerAsksFromTheDayBeforeTheCursor(t *testing.T) {
 	srv := newEventsServer(t, true, nil)
 	p := &Pager{Client: testClient(t, srv.URL)}
 	// 2026-03-10T00:30:00Z
-	if _, err := p.Page(context.Background(), "demo", KindEvents, Cursor{Time: 1773102600000}, 5); err != nil {
+	if _, err := p.Page(context.Background(), "demo", KindEvents, Cursor{Time: 1773102600000}, 0, 5); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"dateFrom=2026-03-09&max=1000"}; !slices.Equal(srv.requests, want) {
@@ -160,7 +160,7 @@ func TestPageFailsLoudlyWhenOneMillisecondExceedsMaxWindow(t *testing.T) {
 	}
 	srv := newEventsServer(t, false, evs)
 	p := &Pager{Client: testClient(t, srv.URL), Sync: true, MaxWindow: 8}
-	if _, err := p.Page(context.Background(), "demo", KindEvents, Cursor{}, 2); err == nil {
+	if _, err := p.Page(context.Background(), "demo", KindEvents, Cursor{}, 0, 2); err == nil {
 		t.Fatal("no error for 9 events in one millisecond with MaxWindow 8")
 	}
 }
@@ -191,5 +191,24 @@ func TestSynthesizeIDsIsStableAndTellsIdenticalEventsApart(t *testing.T) {
 	SynthesizeIDs(kept)
 	if kept[0].ID != "real" || kept[0].Synthetic {
 		t.Fatalf("a real id was replaced: %+v", kept[0])
+	}
+}
+
+func TestPageStopsAtUntilAndOldestFindsTheFirstEvent(t *testing.T) {
+	evs := []json.RawMessage{event("a", 100, "u"), event("b", 200, "u"), event("c", 200, "u"), event("d", 300, "u")}
+	for _, legacy := range []bool{false, true} {
+		srv := newEventsServer(t, legacy, evs)
+		p := &Pager{Client: testClient(t, srv.URL), Sync: !legacy}
+		items, err := p.Page(context.Background(), "demo", KindEvents, Cursor{Time: 100, ID: "zzz"}, 200, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != 2 || items[0].Time != 200 || items[1].Time != 200 {
+			t.Fatalf("legacy=%v: got %+v, want the two events at 200", legacy, items)
+		}
+		oldest, ok, err := p.Oldest(context.Background(), "demo", KindEvents)
+		if err != nil || ok != !legacy || (ok && oldest != 100) {
+			t.Fatalf("legacy=%v: Oldest = %d, %v, %v; want 100 on the sync API, unknown on legacy", legacy, oldest, ok, err)
+		}
 	}
 }
