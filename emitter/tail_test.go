@@ -1,0 +1,599 @@
+package emitter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+)
+
+// sink collects what a Tailer emits and, when autoAck is set, acknowledges
+// it at once, as a sender that delivered it would.
+type sink struct {
+	mu      sync.Mutex
+	recs    []Record
+	tailer  *Tailer
+	autoAck bool
+}
+
+func (s *sink) emit(ctx context.Context, r Record) error {
+	s.mu.Lock()
+	s.recs = append(s.recs, r)
+	ack, t := s.autoAck, s.tailer
+	s.mu.Unlock()
+	if ack {
+		t.Ack(r.Kind(), r.RealmID(), r.ID())
+	}
+	return nil
+}
+
+func (s *sink) records() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.recs)
+}
+
+// uids maps each emitted id to the uids it was emitted with.
+func (s *sink) uids() map[string][]int64 {
+	out := map[string][]int64{}
+	for _, r := range s.records() {
+		out[r.ID()] = append(out[r.ID()], r.UID())
+	}
+	return out
+}
+
+// tailRun is a Tailer running in the background on a test database.
+type tailRun struct {
+	*Tailer
+	sink   *sink
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// testUIDs hands out uids that are unique across the Tailers of a test.
+var testUIDs atomic.Int64
+
+// testTailerOptions are fast polling options for tests.
+func testTailerOptions(p Pager, cp string) TailerOptions {
+	return TailerOptions{
+		Pager: p, CheckpointPath: cp, From: "beginning",
+		NextUID:      func() int64 { return testUIDs.Add(1) },
+		PageSize:     50,
+		PollInterval: 5 * time.Millisecond, RescanInterval: 10 * time.Millisecond,
+		RealmInterval: 50 * time.Millisecond, SaveInterval: 10 * time.Millisecond,
+		Overlap: 2 * time.Second, MaxBackoff: 200 * time.Millisecond,
+	}
+}
+
+// startTailer creates a Tailer with opts (its Emit and Logger replaced) and
+// runs it until the test ends or stop is called.
+func startTailer(t *testing.T, opts TailerOptions, autoAck bool) *tailRun {
+	t.Helper()
+	s := &sink{autoAck: autoAck}
+	logs := &syncBuffer{}
+	opts.Emit = s.emit
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tl, err := NewTailer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tailer = tl
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &tailRun{Tailer: tl, sink: s, cancel: cancel, done: make(chan error, 1), logs: logs}
+	go func() { r.done <- tl.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop ends Run without Close: what a crash leaves is the last save.
+func (r *tailRun) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancellation")
+	}
+}
+
+// waitFor polls cond until it holds or 15 seconds pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// emittedOnce checks that every id of want was emitted exactly once and
+// nothing else was.
+func emittedOnce(t *testing.T, s *sink, want []string) {
+	t.Helper()
+	got := s.uids()
+	for _, id := range want {
+		if n := len(got[id]); n != 1 {
+			t.Errorf("event %s emitted %d times, want once", id, n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("emitted %d distinct events, want %d", len(got), len(want))
+	}
+}
+
+func TestTailerEmitsEveryEventOfASameMillisecondBurstOnceInOrder(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	var want []string
+	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type)
+		SELECT 'burst-' || lpad(g::text, 4, '0'), 'r', 1700000000000, 'LOGIN' FROM generate_series(1, 700) g`)
+	for g := 1; g <= 700; g++ {
+		want = append(want, fmt.Sprintf("burst-%04d", g))
+	}
+	k.exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type)
+		SELECT 'adm-' || lpad(g::text, 4, '0'), 'r', 1700000000000, 'UPDATE', 'USER' FROM generate_series(1, 120) g`)
+	for g := 1; g <= 120; g++ {
+		want = append(want, fmt.Sprintf("adm-%04d", g))
+	}
+	r := startTailer(t, testTailerOptions(k.pager(DBPagerOptions{}), ""), true)
+	waitFor(t, "820 events", func() bool { return len(r.sink.records()) >= 820 })
+	time.Sleep(100 * time.Millisecond) // several rescans of the overlap window
+	emittedOnce(t, r.sink, want)
+	var evOrder []string
+	for _, rec := range r.sink.records() {
+		if rec.Kind() == KindEvent {
+			evOrder = append(evOrder, rec.ID())
+		}
+	}
+	if !slices.Equal(evOrder, want[:700]) {
+		t.Error("events were not emitted in (time, id) order")
+	}
+}
+
+func TestTailerEmitsALateCommitWithAnOlderTimeOnce(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	p := k.pager(DBPagerOptions{})
+	r := startTailer(t, testTailerOptions(p, ""), true)
+
+	txA, err := k.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txA.Rollback()
+	if _, err := txA.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ('A', 'r', 1700000001000, 'LOGIN')`); err != nil {
+		t.Fatal(err)
+	}
+	k.event("B", "r", 1700000001001, "LOGIN") // commits at once
+	waitFor(t, "B", func() bool { return len(r.sink.uids()["B"]) > 0 })
+	time.Sleep(30 * time.Millisecond) // the cursor is past A's time now
+	if err := txA.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A", func() bool { return len(r.sink.uids()["A"]) > 0 })
+	time.Sleep(100 * time.Millisecond)
+	emittedOnce(t, r.sink, []string{"A", "B"})
+}
+
+func TestTailerRestartEmitsOnlyUnacknowledgedEventsWithTheirUIDs(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	for i := range 100 {
+		k.event(fmt.Sprintf("e%03d", i), "r", 1700000000000+int64(i/10), "LOGIN") // ten per ms
+	}
+	cp := filepath.Join(t.TempDir(), "checkpoint.json")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
+	first := startTailer(t, opts, false)
+	waitFor(t, "100 events", func() bool { return len(first.sink.records()) == 100 })
+	firstUIDs := first.sink.uids()
+	unacked := map[string]bool{}
+	for i, rec := range first.sink.records() {
+		if i%3 == 0 {
+			unacked[rec.ID()] = true
+			continue
+		}
+		first.Ack(rec.Kind(), rec.RealmID(), rec.ID())
+	}
+	first.stop(t)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	k.event("new", "r", 1700000000050, "LOGIN")
+
+	second := startTailer(t, opts, true)
+	waitFor(t, "the unacknowledged events and the new one", func() bool {
+		return len(second.sink.records()) >= len(unacked)+1
+	})
+	time.Sleep(100 * time.Millisecond)
+	got := second.sink.uids()
+	for id := range unacked {
+		if len(got[id]) != 1 || got[id][0] != firstUIDs[id][0] {
+			t.Errorf("unacknowledged %s re-emitted with uids %v, want once with %d", id, got[id], firstUIDs[id][0])
+		}
+	}
+	if len(got["new"]) != 1 {
+		t.Errorf("new event emitted %d times, want once", len(got["new"]))
+	}
+	if len(got) != len(unacked)+1 {
+		t.Errorf("second run emitted %d events, want %d: acknowledged ones must not come back", len(got), len(unacked)+1)
+	}
+	if st := second.Stats(); st.Replayed != uint64(len(unacked)) {
+		t.Errorf("Stats().Replayed = %d, want %d", st.Replayed, len(unacked))
+	}
+}
+
+func TestTailerCrashAfterASaveLosesNothingAndKeepsSavedUIDs(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	k.realm("r2", "beta")
+	var all []string
+	add := func(prefix string, n int, base int64) {
+		for i := range n {
+			id := fmt.Sprintf("%s%03d", prefix, i)
+			k.event(id, "r", base+int64(i), "LOGIN")
+			k.admin(id, "r2", base+int64(i))
+			all = append(all, id)
+		}
+	}
+	add("a", 60, 1700000000000)
+	cp := filepath.Join(t.TempDir(), "checkpoint.json")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
+	opts.SaveInterval = time.Hour // only explicit Flushes save
+	first := startTailer(t, opts, false)
+	waitFor(t, "120 records", func() bool { return len(first.sink.records()) == 120 })
+	for _, rec := range first.sink.records()[:70] {
+		first.Ack(rec.Kind(), rec.RealmID(), rec.ID())
+	}
+	if err := first.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := checkpoint.Load(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range first.sink.records()[70:] {
+		first.Ack(rec.Kind(), rec.RealmID(), rec.ID()) // acknowledged but never saved
+	}
+	add("b", 20, 1700000000100) // read but never saved
+	waitFor(t, "160 records", func() bool { return len(first.sink.records()) == 160 })
+	first.stop(t) // crash: no Close
+
+	second := startTailer(t, opts, true)
+	// Everything not acknowledged in the saved file must come again.
+	var want []string
+	key := func(r Record) string { return string(r.Kind()) + "/" + r.ID() }
+	firstUID := map[string]int64{}
+	for _, rec := range first.sink.records() {
+		firstUID[key(rec)] = rec.UID()
+	}
+	for _, rec := range first.sink.records() {
+		e, ok := saved.Streams[streamKey(rec.Kind(), rec.RealmID())].Window[rec.ID()]
+		if !ok || !e.Acked {
+			want = append(want, key(rec))
+		}
+	}
+	waitFor(t, "the replay", func() bool { return len(second.sink.records()) >= len(want) })
+	time.Sleep(100 * time.Millisecond)
+	got := map[string]int{}
+	for _, rec := range second.sink.records() {
+		got[key(rec)]++
+		e, inSave := saved.Streams[streamKey(rec.Kind(), rec.RealmID())].Window[rec.ID()]
+		if inSave && rec.UID() != e.UID {
+			t.Errorf("%s replayed with uid %d, the checkpoint saved %d", key(rec), rec.UID(), e.UID)
+		}
+		if inSave && e.UID != firstUID[key(rec)] {
+			t.Errorf("%s: saved uid %d differs from the uid first emitted %d", key(rec), e.UID, firstUID[key(rec)])
+		}
+	}
+	for _, k := range want {
+		if got[k] != 1 {
+			t.Errorf("%s emitted %d times after the crash, want once", k, got[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("emitted %d after the crash, want %d", len(got), len(want))
+	}
+}
+
+func TestTailerPicksUpRealmsCreatedWhileRunningAndHonoursTheRealmFilter(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r1", "acme")
+	k.realm("rx", "excluded")
+	k.event("e1", "r1", 1, "LOGIN")
+	k.event("x1", "rx", 1, "LOGIN")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
+	opts.Realms = []string{"acme", "later"}
+	opts.From = "now" // the new realm still starts at its beginning
+	r := startTailer(t, opts, true)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(r.sink.records()); n != 0 {
+		t.Fatalf("from now: %d old events emitted, want none", n)
+	}
+	k.realm("r2", "later")
+	k.event("e2", "r2", 2, "LOGIN") // older than the start: the realm is new
+	k.event("x2", "rx", time.Now().UnixMilli()+1000, "LOGIN")
+	waitFor(t, "the new realm's event", func() bool { return len(r.sink.uids()["e2"]) > 0 })
+	time.Sleep(100 * time.Millisecond)
+	emittedOnce(t, r.sink, []string{"e2"})
+	if rec := r.sink.records()[0]; rec.Event.RealmName != "later" {
+		t.Errorf("RealmName = %q, want later", rec.Event.RealmName)
+	}
+}
+
+func TestTailerFromNowEmitsOnlyNewerEvents(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	now := time.Now().UnixMilli()
+	k.event("old", "r", now-60000, "LOGIN")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
+	opts.From = "now"
+	r := startTailer(t, opts, true)
+	k.event("new", "r", time.Now().UnixMilli()+5, "LOGIN")
+	waitFor(t, "the new event", func() bool { return len(r.sink.records()) > 0 })
+	time.Sleep(50 * time.Millisecond)
+	emittedOnce(t, r.sink, []string{"new"})
+}
+
+func TestTailerPrunesAcknowledgedEntriesOlderThanTheOverlap(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	for i := range 100 {
+		k.event(fmt.Sprintf("e%03d", i), "r", 1700000000000+int64(i)*100, "LOGIN") // 10 s in all
+	}
+	cp := filepath.Join(t.TempDir(), "checkpoint.json")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
+	r := startTailer(t, opts, false)
+	waitFor(t, "100 events", func() bool { return len(r.sink.records()) == 100 })
+	recs := r.sink.records()
+	for _, rec := range recs {
+		if rec.ID() != "e030" {
+			r.Ack(rec.Kind(), rec.RealmID(), rec.ID())
+		}
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := checkpoint.Load(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := st.Streams["Event/r"]
+	// e030 (time +3 s) is unacknowledged: it holds the floor below the
+	// overlap (cursor +9.9 s - 2 s), and everything from it on is kept.
+	if s.Floor != 1700000003000 || len(s.Window) != 70 || s.Window["e030"].Acked {
+		t.Fatalf("floor %d, %d entries, e030 %+v; want floor at e030's time and 70 entries", s.Floor, len(s.Window), s.Window["e030"])
+	}
+	r.Ack(KindEvent, "r", "e030")
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = checkpoint.Load(cp)
+	s = st.Streams["Event/r"]
+	if s.Floor != 1700000009900-2000 || len(s.Window) != 21 {
+		t.Fatalf("floor %d with %d entries, want cursor time - overlap and the 21 entries from there", s.Floor, len(s.Window))
+	}
+}
+
+func TestTailerReportsACursorBehindExpiredEventsAndGoesOn(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	for i := range 10 {
+		k.event(fmt.Sprint("e", i), "r", 1000+int64(i), "LOGIN")
+	}
+	cp := filepath.Join(t.TempDir(), "checkpoint.json")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
+	opts.Kinds = []Kind{KindEvent}
+	first := startTailer(t, opts, true)
+	waitFor(t, "10 events", func() bool { return len(first.sink.records()) == 10 })
+	first.stop(t)
+	first.Close()
+
+	second := startTailer(t, opts, true) // nothing expired: no report
+	time.Sleep(100 * time.Millisecond)
+	second.stop(t)
+	second.Close()
+	if st := second.Stats(); st.Expired != 0 || strings.Contains(second.logs.String(), "expired") {
+		t.Fatalf("restart without expiry reported %d expiries; logs:\n%s", st.Expired, second.logs.String())
+	}
+
+	// While the emitter is down, Keycloak's expiry task deletes everything up
+	// to a time after the cursor, including events never read.
+	k.event("unread", "r", 2000, "LOGIN")
+	k.event("kept", "r", 3000, "LOGIN")
+	k.exec(`DELETE FROM event_entity WHERE event_time < 2500`)
+	third := startTailer(t, opts, true)
+	waitFor(t, "the kept event", func() bool { return len(third.sink.records()) > 0 })
+	if st := third.Stats(); st.Expired != 1 {
+		t.Fatalf("Stats().Expired = %d, want 1", st.Expired)
+	}
+	if !strings.Contains(third.logs.String(), "level=ERROR") || !strings.Contains(third.logs.String(), "expired") {
+		t.Fatalf("no ERROR log about expired events:\n%s", third.logs.String())
+	}
+	emittedOnce(t, third.sink, []string{"kept"})
+}
+
+func TestTailerReportsUnacknowledgedEventsThatVanishedFromTheSource(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	k.event("stays", "r", 10, "LOGIN")
+	k.event("deleted", "r", 11, "LOGIN")
+	cp := filepath.Join(t.TempDir(), "checkpoint.json")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
+	first := startTailer(t, opts, false)
+	waitFor(t, "2 events", func() bool { return len(first.sink.records()) == 2 })
+	first.stop(t)
+	first.Close()
+	k.exec(`DELETE FROM event_entity WHERE id = 'deleted'`)
+
+	second := startTailer(t, opts, true)
+	waitFor(t, "the replay", func() bool { return len(second.sink.records()) == 1 })
+	waitFor(t, "the missing report", func() bool { return second.Stats().Missing == 1 })
+	if !strings.Contains(second.logs.String(), "id=deleted") {
+		t.Fatalf("no log names the vanished event:\n%s", second.logs.String())
+	}
+	second.stop(t)
+	second.Close()
+	st, _ := checkpoint.Load(cp)
+	if e := st.Streams["Event/r"].Window["deleted"]; !e.Acked {
+		t.Fatalf("vanished entry %+v still pending: it would pin the floor forever", e)
+	}
+}
+
+func TestTailerDrainReadsEverythingThenReturns(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r1", "a")
+	k.realm("r2", "b")
+	var want []string
+	for i := range 230 {
+		id := fmt.Sprint("e", i)
+		k.event(id, fmt.Sprint("r", 1+i%2), int64(i), "LOGIN")
+		want = append(want, id)
+	}
+	s := &sink{}
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
+	opts.Emit = s.emit
+	tl, err := NewTailer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tl.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emittedOnce(t, s, want)
+}
+
+func TestTailerRunEndsWithTheErrorOfEmit(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	k.event("e", "r", 1, "LOGIN")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
+	boom := errors.New("encoder broke")
+	opts.Emit = func(context.Context, Record) error { return boom }
+	tl, err := NewTailer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tl.Run(ctx); !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want the emit error", err)
+	}
+}
+
+func TestNewTailerRejectsBadOptions(t *testing.T) {
+	ok := func() TailerOptions {
+		return TailerOptions{Pager: &DBPager{}, NextUID: func() int64 { return 1 },
+			Emit: func(context.Context, Record) error { return nil }}
+	}
+	badCP := filepath.Join(t.TempDir(), "cp.json")
+	os.WriteFile(badCP, []byte("{"), 0o600)
+	cases := []struct {
+		name string
+		mod  func(*TailerOptions)
+		want string
+	}{
+		{"no pager", func(o *TailerOptions) { o.Pager = nil }, "required"},
+		{"bad from", func(o *TailerOptions) { o.From = "yesterday" }, `from "yesterday"`},
+		{"bad kind", func(o *TailerOptions) { o.Kinds = []Kind{"Other"} }, `kind "Other"`},
+		{"corrupt checkpoint", func(o *TailerOptions) { o.CheckpointPath = badCP }, badCP},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := ok()
+			c.mod(&o)
+			if _, err := NewTailer(o); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestParseFromAcceptsNowBeginningAndRFC3339(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for in, want := range map[string]int64{
+		"": now.UnixMilli(), "now": now.UnixMilli(), "beginning": 0,
+		"2025-06-01T00:00:00Z": time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC).UnixMilli(),
+	} {
+		if got, err := ParseFrom(in, now); err != nil || got != want {
+			t.Errorf("ParseFrom(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+// TestTailerSurvivesADatabaseRestartMidStream uses its own cluster, which it
+// restarts: never the shared one.
+func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
+	testenv.PostgresURL(t) // skip or fail like every database test
+	script := filepath.Join(testenv.ModuleRoot(t), "scripts", "postgres.sh")
+	if _, err := os.Stat(script); err != nil {
+		t.Fatalf("scripts/postgres.sh is needed to restart a cluster: %v", err)
+	}
+	out, err := exec.Command(script, "start", "pgsrc-restart").Output()
+	if err != nil {
+		t.Fatalf("start cluster pgsrc-restart: %v", err)
+	}
+	fields := strings.Fields(string(out))
+	clusterURL := fields[len(fields)-1]
+	k := newKCDBOn(t, testenv.NewDatabaseOn(t, clusterURL))
+	k.realm("r", "acme")
+	opts := testTailerOptions(k.pager(DBPagerOptions{}), filepath.Join(t.TempDir(), "cp.json"))
+	r := startTailer(t, opts, true)
+	var want []string
+	insert := func(from, to int) {
+		for i := from; i < to; i++ {
+			id := fmt.Sprint("e", i)
+			k.event(id, "r", 1700000000000+int64(i), "LOGIN")
+			want = append(want, id)
+		}
+	}
+	insert(0, 100)
+	waitFor(t, "first 100", func() bool { return len(r.sink.records()) >= 100 })
+	if out, err := exec.Command(script, "restart", "pgsrc-restart").CombinedOutput(); err != nil {
+		t.Fatalf("restart cluster: %v\n%s", err, out)
+	}
+	insert(100, 200)
+	waitFor(t, "all 200 after the restart", func() bool { return len(r.sink.uids()) >= 200 })
+	time.Sleep(50 * time.Millisecond)
+	emittedOnce(t, r.sink, want)
+}
