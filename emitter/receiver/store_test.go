@@ -1,0 +1,306 @@
+package receiver
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+)
+
+// store is what both stores offer; the tests run against each.
+type store interface {
+	Put(ctx context.Context, row Row) (bool, error)
+	Close() error
+}
+
+func row(uid int64) Row {
+	return Row{
+		UID: uid, Kind: "Event", ID: fmt.Sprintf("id-%d", uid), Time: 1_760_000_000_000 + uid,
+		Type: "LOGIN", RealmID: "realm-1",
+		Payload: fmt.Appendf(nil, `{"uid":%d,"type":"LOGIN","details":{"username":"alice"}}`, uid),
+	}
+}
+
+// storeKinds opens each kind of store on fresh storage; reopen opens the same
+// storage again (after Close), as a restart does.
+type storeKind struct {
+	name string
+	open func(t *testing.T) (s store, reopen func() store, count func() map[int64]int)
+}
+
+func storeKinds() []storeKind {
+	return []storeKind{
+		{"jsonl", func(t *testing.T) (store, func() store, func() map[int64]int) {
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			open := func() store {
+				s, err := OpenJSONL(path, quiet)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			return open(), open, func() map[int64]int { return jsonlUIDs(t, path) }
+		}},
+		{"postgres", func(t *testing.T) (store, func() store, func() map[int64]int) {
+			dsn := testenv.NewDatabase(t)
+			open := func() store {
+				s, err := OpenPostgres(t.Context(), dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			return open(), open, func() map[int64]int { return postgresUIDs(t, dsn) }
+		}},
+	}
+}
+
+func jsonlUIDs(t *testing.T, path string) map[int64]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	counts := map[int64]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l jsonlLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		counts[l.UID]++
+	}
+	return counts
+}
+
+func postgresUIDs(t *testing.T, dsn string) map[int64]int {
+	t.Helper()
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT uid FROM " + PostgresTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	counts := map[int64]int{}
+	for rows.Next() {
+		var uid int64
+		if err := rows.Scan(&uid); err != nil {
+			t.Fatal(err)
+		}
+		counts[uid]++
+	}
+	return counts
+}
+
+func TestStoreKeepsDuplicateUIDOnce(t *testing.T) {
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			ctx := t.Context()
+			s, reopen, count := k.open(t)
+			for i, want := range []bool{true, false} {
+				fresh, err := s.Put(ctx, row(1))
+				if err != nil || fresh != want {
+					t.Fatalf("Put #%d of uid 1 = %v, %v; want %v, nil", i+1, fresh, err, want)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// After a restart the store still knows uid 1.
+			s = reopen()
+			defer s.Close()
+			if fresh, err := s.Put(ctx, row(1)); err != nil || fresh {
+				t.Fatalf("Put of uid 1 after reopening = %v, %v; want false, nil", fresh, err)
+			}
+			if fresh, err := s.Put(ctx, row(2)); err != nil || !fresh {
+				t.Fatalf("Put of uid 2 after reopening = %v, %v; want true, nil", fresh, err)
+			}
+			if got := count(); len(got) != 2 || got[1] != 1 || got[2] != 1 {
+				t.Fatalf("stored uids = %v, want 1 and 2 once each", got)
+			}
+		})
+	}
+}
+
+// TestStoreConcurrentPutsStoreEachUIDOnce sends many uids, each twice, from
+// concurrent goroutines, so that duplicates land in the same batch.
+func TestStoreConcurrentPutsStoreEachUIDOnce(t *testing.T) {
+	const n = 500
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			ctx := t.Context()
+			s, _, count := k.open(t)
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			freshCount := map[int64]int{}
+			for w := range 16 {
+				wg.Go(func() {
+					for i := range n {
+						uid := int64(i/2*16+w%8) + 1 // workers w and w+8 send the same uids
+						fresh, err := s.Put(ctx, row(uid))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if fresh {
+							mu.Lock()
+							freshCount[uid]++
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := count()
+			for uid, c := range got {
+				if c != 1 {
+					t.Errorf("uid %d stored %d times", uid, c)
+				}
+				if freshCount[uid] != 1 {
+					t.Errorf("uid %d reported new %d times, want once", uid, freshCount[uid])
+				}
+			}
+			if len(got) != len(freshCount) || len(got) == 0 {
+				t.Errorf("stored %d uids, reported %d new", len(got), len(freshCount))
+			}
+		})
+	}
+}
+
+func TestStorePutAfterCloseFails(t *testing.T) {
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			s, _, _ := k.open(t)
+			s.Close()
+			if _, err := s.Put(t.Context(), row(1)); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Put after Close: err = %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestStoreRejectsBadRowAndKeepsTheOthers pins that a row the store can never
+// hold is refused with ErrRejected while the rows batched with it are stored.
+func TestStoreRejectsBadRowAndKeepsTheOthers(t *testing.T) {
+	bad := map[string]Row{
+		"jsonl":    {UID: 99, Kind: "Event", Payload: []byte(`{"uid":99`)},                  // not JSON
+		"postgres": {UID: 99, Kind: "Event", RealmID: "a\x00b", Payload: []byte(`{"uid":99}`)}, // NUL in text
+	}
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			s, _, count := k.open(t)
+			defer s.Close()
+			// Batch the bad row with good ones through the batcher directly.
+			var b *batcher
+			switch s := s.(type) {
+			case *JSONLStore:
+				b = s.b
+			case *PostgresStore:
+				b = s.b
+			}
+			fresh, err := b.write(t.Context(), []Row{row(1), bad[k.name], row(2)})
+			var rowErrs rowErrors
+			if !errors.As(err, &rowErrs) || len(rowErrs) != 3 {
+				t.Fatalf("write err = %v, want one error per row", err)
+			}
+			if rowErrs[0] != nil || rowErrs[2] != nil || !fresh[0] || !fresh[2] {
+				t.Errorf("good rows: errs %v, %v; fresh %v, %v; want stored", rowErrs[0], rowErrs[2], fresh[0], fresh[2])
+			}
+			if !errors.Is(rowErrs[1], ErrRejected) || !strings.Contains(rowErrs[1].Error(), "uid 99") {
+				t.Errorf("bad row: err = %v, want ErrRejected naming uid 99", rowErrs[1])
+			}
+			if got := count(); len(got) != 2 || got[1] != 1 || got[2] != 1 {
+				t.Errorf("stored uids = %v, want 1 and 2", got)
+			}
+		})
+	}
+}
+
+func TestOpenJSONLCutsAnIncompleteLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	complete := `{"uid":1,"kind":"Event","id":"a","time":1,"type":"LOGIN","realmId":"r","payload":{}}` + "\n"
+	if err := os.WriteFile(path, []byte(complete+`{"uid":2,"kind":"Ev`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenJSONL(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 1 {
+		t.Errorf("loaded %d uids, want 1", s.Len())
+	}
+	if fresh, err := s.Put(t.Context(), row(2)); err != nil || !fresh {
+		t.Fatalf("Put uid 2 = %v, %v; want true", fresh, err)
+	}
+	s.Close()
+	if got := jsonlUIDs(t, path); len(got) != 2 || got[1] != 1 || got[2] != 1 {
+		t.Fatalf("uids in file = %v, want 1 and 2 once", got)
+	}
+}
+
+func TestOpenJSONLRefusesACorruptLine(t *testing.T) {
+	cases := map[string]struct{ content, want string }{
+		"not json":   {"{\"uid\":1}\nnot json\n{\"uid\":3}\n", "line 2"},
+		"no uid":     {"{\"uid\":1}\n{\"id\":\"x\"}\n", "line 2: no uid"},
+		"uid string": {"{\"uid\":\"1\"}\n", "line 1"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := OpenJSONL(path, quiet)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("err = %v, want one naming %s and %q", err, path, tc.want)
+			}
+		})
+	}
+}
+
+func TestPostgresStoreRowColumns(t *testing.T) {
+	dsn := testenv.NewDatabase(t)
+	s, err := OpenPostgres(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Row{UID: 123, Kind: "AdminEvent", ID: "kc-id", Time: 1_760_000_000_123, Type: "CREATE:USER",
+		RealmID: "realm-x", Payload: []byte(`{"uid":123,"resourcePath":"users/1","details":{"é":"ü"}}`)}
+	if _, err := s.Put(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got Row
+	var path string
+	err = db.QueryRow(`SELECT uid, kind, keycloak_id, event_time, type, realm_id, payload->>'resourcePath' FROM `+PostgresTable).
+		Scan(&got.UID, &got.Kind, &got.ID, &got.Time, &got.Type, &got.RealmID, &path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Payload = r.Payload
+	if fmt.Sprint(got) != fmt.Sprint(r) || path != "users/1" {
+		t.Fatalf("stored %+v (path %q), want %+v", got, path, r)
+	}
+}
