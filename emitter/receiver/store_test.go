@@ -200,7 +200,7 @@ func TestStorePutAfterCloseFails(t *testing.T) {
 // hold is refused with ErrRejected while the rows batched with it are stored.
 func TestStoreRejectsBadRowAndKeepsTheOthers(t *testing.T) {
 	bad := map[string]Row{
-		"jsonl":    {UID: 99, Kind: "Event", Payload: []byte(`{"uid":99`)},                  // not JSON
+		"jsonl":    {UID: 99, Kind: "Event", Payload: []byte(`{"uid":99`)},                     // not JSON
 		"postgres": {UID: 99, Kind: "Event", RealmID: "a\x00b", Payload: []byte(`{"uid":99}`)}, // NUL in text
 	}
 	for _, k := range storeKinds() {
