@@ -16,7 +16,7 @@ import (
 
 // pgSchemaVersion is the Keycloak version whose real schema dump the
 // database tests load.
-const pgSchemaVersion = "dev"
+const pgSchemaVersion = "26.5.6"
 
 // kcDB is a fresh database with Keycloak's schema, for the tests of the
 // database source.

@@ -2,6 +2,14 @@
 // admin_event_entity) from its PostgreSQL database with keyset pages on the
 // (realm_id, time) indexes. It is a dumb backend: it returns raw rows and
 // keeps no position; the emitter package owns the cursor and the loop.
+//
+// The database user needs only read access to four tables (with Keycloak's
+// schema, database and user names in place of these):
+//
+//	CREATE ROLE kc_event_emitter LOGIN PASSWORD '...';
+//	GRANT CONNECT ON DATABASE keycloak TO kc_event_emitter;
+//	GRANT USAGE ON SCHEMA public TO kc_event_emitter;
+//	GRANT SELECT ON event_entity, admin_event_entity, realm, user_entity TO kc_event_emitter;
 package pgsource
 
 import (
