@@ -561,21 +561,28 @@ func TestParseFromAcceptsNowBeginningAndRFC3339(t *testing.T) {
 	}
 }
 
-// TestTailerSurvivesADatabaseRestartMidStream uses its own cluster, which it
-// restarts: never the shared one.
+// TestTailerSurvivesADatabaseRestartMidStream uses its own cluster
+// (scripts/postgres.sh start pgsrc-restart), which it restarts: never the
+// shared one.
 func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 	testenv.PostgresURL(t) // skip or fail like every database test
 	script := filepath.Join(testenv.ModuleRoot(t), "scripts", "postgres.sh")
 	if _, err := os.Stat(script); err != nil {
-		t.Fatalf("scripts/postgres.sh is needed to restart a cluster: %v", err)
+		msg := fmt.Sprintf("scripts/postgres.sh is needed to restart a cluster: %v", err)
+		if os.Getenv("KCEE_REQUIRE_SERVERS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	out, err := exec.Command(script, "start", "pgsrc-restart").Output()
 	if err != nil {
 		t.Fatalf("start cluster pgsrc-restart: %v", err)
 	}
 	fields := strings.Fields(string(out))
-	clusterURL := fields[len(fields)-1]
-	k := newKCDBOn(t, testenv.NewDatabaseOn(t, clusterURL))
+	if len(fields) == 0 {
+		t.Fatal("scripts/postgres.sh start printed no URL")
+	}
+	k := newKCDBOn(t, testenv.NewDatabaseOn(t, fields[len(fields)-1]))
 	k.realm("r", "acme")
 	opts := testTailerOptions(k.pager(DBPagerOptions{}), filepath.Join(t.TempDir(), "cp.json"))
 	r := startTailer(t, opts, true)
@@ -583,7 +590,12 @@ func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 	insert := func(from, to int) {
 		for i := from; i < to; i++ {
 			id := fmt.Sprint("e", i)
-			k.event(id, "r", 1700000000000+int64(i), "LOGIN")
+			// The test's own connections break with the restart too: retry.
+			waitFor(t, "an insert to succeed", func() bool {
+				_, err := k.db.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ($1, 'r', $2, 'LOGIN')
+					ON CONFLICT DO NOTHING`, id, 1700000000000+int64(i))
+				return err == nil
+			})
 			want = append(want, id)
 		}
 	}
@@ -596,4 +608,7 @@ func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 	waitFor(t, "all 200 after the restart", func() bool { return len(r.sink.uids()) >= 200 })
 	time.Sleep(50 * time.Millisecond)
 	emittedOnce(t, r.sink, want)
+	if r.Stats().SourceErrors == 0 {
+		t.Log("the tailer did not notice the restart (its connections were replaced transparently)")
+	}
 }
