@@ -49,7 +49,9 @@ func (k *kcDB) exec(q string, args ...any) {
 	}
 }
 
-func (k *kcDB) realm(id, name string) { k.exec(`INSERT INTO realm (id, name) VALUES ($1, $2)`, id, name) }
+func (k *kcDB) realm(id, name string) {
+	k.exec(`INSERT INTO realm (id, name) VALUES ($1, $2)`, id, name)
+}
 
 func (k *kcDB) event(id, realm string, ms int64, typ string) {
 	k.t.Helper()
