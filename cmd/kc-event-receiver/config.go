@@ -1,0 +1,185 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
+)
+
+// envPrefix prefixes the environment variable of every flag:
+// --signing-secret-file is KC_RECEIVER_SIGNING_SECRET_FILE.
+const envPrefix = "KC_RECEIVER_"
+
+// Secrets that come only from the environment (or the matching file flag).
+const (
+	envPassword      = envPrefix + "PASSWORD"
+	envSigningSecret = envPrefix + "SIGNING_SECRET"
+)
+
+// config is the receiver's configuration after flags, environment and
+// secret files were read.
+type config struct {
+	Listen       string
+	Path         string
+	Store        storeSpec
+	Numbering    string
+	Username     string
+	Password     string
+	Secrets      [][]byte
+	Tolerance    time.Duration
+	MaxBodyBytes int64
+	Quiet        bool
+	Every        time.Duration
+	LogLevel     string
+}
+
+// storeSpec is the parsed --store value.
+type storeSpec struct {
+	Kind string // "jsonl" or "postgres"
+	Arg  string // the file path or the connection URL
+}
+
+func (s storeSpec) String() string {
+	if s.Kind == "postgres" {
+		return "postgres:(url)" // the URL may hold a password
+	}
+	return s.Kind + ":" + s.Arg
+}
+
+const usage = `kc-event-receiver receives the events kc-event-emitter (or the original
+Java event-emitter) POSTs, checks their credentials and signature, decodes both
+the JSON and the FLATBUFFER format, stores each uid once and prints a line per event.
+
+Every flag can also be set by the environment variable KC_RECEIVER_<FLAG>
+(upper case, '-' as '_'); a flag on the command line wins. Secrets are never
+flags: the Basic auth password comes from KC_RECEIVER_PASSWORD or
+--password-file, the Standard Webhooks secrets from KC_RECEIVER_SIGNING_SECRET
+(space-separated) or --signing-secret-file (one per line).
+
+Flags:
+`
+
+// parseConfig reads args and the environment (through getenv).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var (
+		c                 config
+		store             string
+		passFile, sigFile string
+		maxBody           int64
+	)
+	fs := flag.NewFlagSet("kc-event-receiver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "`address` to listen on")
+	fs.StringVar(&c.Path, "path", "/event/receiver", "URL `path` that accepts events (the original receiver's endpoint); \"/\" accepts every path")
+	fs.StringVar(&store, "store", "", "where to keep events: jsonl:`FILE` or postgres:URL (table "+receiver.PostgresTable+", created if missing); empty keeps nothing, only prints")
+	fs.StringVar(&c.Numbering, "numbering", "20.1", "FLATBUFFER enum `numbering` of the sender: 20.1, bridge or 26")
+	fs.StringVar(&c.Username, "username", "", "Basic auth user `name` to require; empty with a password accepts any name (the original sends its HOSTNAME)")
+	fs.StringVar(&passFile, "password-file", "", "`file` holding the Basic auth password (else "+envPassword+"); no password: no Basic auth")
+	fs.StringVar(&sigFile, "signing-secret-file", "", "`file` of Standard Webhooks secrets (whsec_..., one per line) to verify signatures with (else "+envSigningSecret+")")
+	fs.DurationVar(&c.Tolerance, "tolerance", receiver.DefaultTolerance, "largest `age` (either way) of webhook-timestamp")
+	fs.Int64Var(&maxBody, "max-body-bytes", receiver.DefaultMaxBodyBytes, "largest body accepted, in `bytes`; larger ones get 413")
+	fs.BoolVar(&c.Quiet, "quiet", false, "print a counter every --every instead of a line per event")
+	fs.DurationVar(&c.Every, "every", 5*time.Second, "`interval` of the --quiet counter")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q (secrets are never arguments: see -help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && !set[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
+	c.MaxBodyBytes = maxBody
+	var err error
+	if c.Store, err = parseStore(store); err != nil {
+		return config{}, err
+	}
+	if c.Password, err = secret(passFile, "--password-file", getenv(envPassword)); err != nil {
+		return config{}, err
+	}
+	c.Password = strings.TrimRight(c.Password, "\r\n")
+	if c.Username != "" && c.Password == "" {
+		return config{}, fmt.Errorf("--username is %q but no password is set (%s or --password-file)", c.Username, envPassword)
+	}
+	sigs, err := secret(sigFile, "--signing-secret-file", getenv(envSigningSecret))
+	if err != nil {
+		return config{}, err
+	}
+	for i, s := range strings.Fields(sigs) {
+		key, err := receiver.ParseSecret(s)
+		if err != nil {
+			return config{}, fmt.Errorf("signing secret #%d: %w", i+1, err)
+		}
+		c.Secrets = append(c.Secrets, key)
+	}
+	switch {
+	case !strings.HasPrefix(c.Path, "/"):
+		return config{}, fmt.Errorf("--path is %q, want it to start with /", c.Path)
+	case strings.ContainsAny(c.Path, " \t{}"):
+		return config{}, fmt.Errorf("--path is %q, want a plain path without blanks or braces", c.Path)
+	case c.Path == "/healthz":
+		return config{}, errors.New("--path is /healthz, which the health check answers")
+	case c.MaxBodyBytes <= 0:
+		return config{}, fmt.Errorf("--max-body-bytes is %d, want > 0", c.MaxBodyBytes)
+	case c.Tolerance <= 0:
+		return config{}, fmt.Errorf("--tolerance is %s, want > 0", c.Tolerance)
+	case c.Every <= 0:
+		return config{}, fmt.Errorf("--every is %s, want > 0", c.Every)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return config{}, err
+	}
+	if _, err := newDecoder(c.Numbering); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+// parseStore parses a --store value.
+func parseStore(s string) (storeSpec, error) {
+	if s == "" {
+		return storeSpec{}, nil
+	}
+	kind, arg, ok := strings.Cut(s, ":")
+	switch {
+	case !ok || arg == "":
+		return storeSpec{}, fmt.Errorf("--store is %q, want jsonl:FILE or postgres:URL", s)
+	case kind != "jsonl" && kind != "postgres":
+		return storeSpec{}, fmt.Errorf("--store kind is %q, want jsonl or postgres", kind)
+	}
+	return storeSpec{Kind: kind, Arg: arg}, nil
+}
+
+// secret returns the content of file when it is set, else env.
+func secret(file, flagName, env string) (string, error) {
+	if file == "" {
+		return env, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	return string(b), nil
+}
