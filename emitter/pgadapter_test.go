@@ -33,7 +33,12 @@ func newKCDB(t testing.TB) *kcDB {
 
 func newKCDBOn(t testing.TB, url string) *kcDB {
 	t.Helper()
-	testenv.LoadSchema(t, url, pgSchemaVersion)
+	return newKCDBVersion(t, url, pgSchemaVersion)
+}
+
+func newKCDBVersion(t testing.TB, url, version string) *kcDB {
+	t.Helper()
+	testenv.LoadSchema(t, url, version)
 	db, err := sql.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +176,27 @@ func TestDBPagerForwardsMalformedDetailsRawAndCountsThem(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "id=cut") {
 		t.Fatalf("no log line names the malformed event: %s", logs.String())
+	}
+}
+
+func TestDBPagerReadsTheKeycloak22SchemaWithoutTheNewerColumns(t *testing.T) {
+	k := newKCDBVersion(t, testenv.NewDatabase(t), "22.0.5")
+	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type, details_json) VALUES ('e', 'r', 1, 'LOGIN', '{"k":"v"}')`)
+	k.admin("a", "r", 2)
+	p := k.pager(DBPagerOptions{})
+	ev, err := p.Page(context.Background(), Realm{ID: "r"}, KindEvent, Cursor{}, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := p.Page(context.Background(), Realm{ID: "r"}, KindAdminEvent, Cursor{}, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 1 || !maps.Equal(ev[0].Event.Details, map[string]string{"k": "v"}) {
+		t.Fatalf("events %+v, want e with details k=v", ev)
+	}
+	if len(ad) != 1 || ad[0].Admin.Details == nil || len(ad[0].Admin.Details) != 0 {
+		t.Fatalf("admin events %+v, want a with empty, non-nil details", ad)
 	}
 }
 
