@@ -1,0 +1,115 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	dir := t.TempDir()
+	passFile := filepath.Join(dir, "password")
+	os.WriteFile(passFile, []byte("from-file\n"), 0o600)
+	sigFile := filepath.Join(dir, "secrets")
+	os.WriteFile(sigFile, []byte("whsec_c2VjcmV0LW9uZQ==\nwhsec_c2VjcmV0LXR3bw==\n"), 0o600)
+	badSigFile := filepath.Join(dir, "bad-secrets")
+	os.WriteFile(badSigFile, []byte("whsec_c2VjcmV0LW9uZQ==\nwhsec_%%%\n"), 0o600)
+
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c config)
+		wantErr string
+	}{
+		{name: "defaults", check: func(t *testing.T, c config) {
+			if c.Listen != "127.0.0.1:8080" || c.Path != "/event/receiver" || c.Numbering != "20.1" ||
+				c.Store.Kind != "" || c.Password != "" || len(c.Secrets) != 0 || c.Tolerance != 5*time.Minute {
+				t.Errorf("defaults = %+v", c)
+			}
+		}},
+		{name: "environment sets a flag", env: map[string]string{"KC_RECEIVER_LISTEN": "127.0.0.1:9999", "KC_RECEIVER_STORE": "jsonl:/tmp/x"},
+			check: func(t *testing.T, c config) {
+				if c.Listen != "127.0.0.1:9999" || c.Store != (storeSpec{"jsonl", "/tmp/x"}) {
+					t.Errorf("listen %q store %v", c.Listen, c.Store)
+				}
+			}},
+		{name: "flag wins over the environment", args: []string{"--listen", "127.0.0.1:7000"},
+			env: map[string]string{"KC_RECEIVER_LISTEN": "127.0.0.1:9999"},
+			check: func(t *testing.T, c config) {
+				if c.Listen != "127.0.0.1:7000" {
+					t.Errorf("listen = %q, want the flag's", c.Listen)
+				}
+			}},
+		{name: "dashed flag from the environment", env: map[string]string{"KC_RECEIVER_MAX_BODY_BYTES": "1000"},
+			check: func(t *testing.T, c config) {
+				if c.MaxBodyBytes != 1000 {
+					t.Errorf("max body = %d", c.MaxBodyBytes)
+				}
+			}},
+		{name: "password from the environment", args: []string{"--username", "kc"}, env: map[string]string{"KC_RECEIVER_PASSWORD": "pw"},
+			check: func(t *testing.T, c config) {
+				if c.Username != "kc" || c.Password != "pw" {
+					t.Errorf("user %q password %q", c.Username, c.Password)
+				}
+			}},
+		{name: "password file wins over the environment, newline trimmed", args: []string{"--password-file", passFile},
+			env: map[string]string{"KC_RECEIVER_PASSWORD": "pw"},
+			check: func(t *testing.T, c config) {
+				if c.Password != "from-file" {
+					t.Errorf("password %q, want from-file", c.Password)
+				}
+			}},
+		{name: "signing secrets from a file, one per line", args: []string{"--signing-secret-file", sigFile},
+			check: func(t *testing.T, c config) {
+				if len(c.Secrets) != 2 || string(c.Secrets[0]) != "secret-one" || string(c.Secrets[1]) != "secret-two" {
+					t.Errorf("secrets = %q", c.Secrets)
+				}
+			}},
+		{name: "signing secrets from the environment", env: map[string]string{"KC_RECEIVER_SIGNING_SECRET": "whsec_c2VjcmV0LW9uZQ=="},
+			check: func(t *testing.T, c config) {
+				if len(c.Secrets) != 1 || string(c.Secrets[0]) != "secret-one" {
+					t.Errorf("secrets = %q", c.Secrets)
+				}
+			}},
+		{name: "postgres store", args: []string{"--store", "postgres:postgres://u:pw@127.0.0.1/db"},
+			check: func(t *testing.T, c config) {
+				if c.Store.Kind != "postgres" || c.Store.Arg != "postgres://u:pw@127.0.0.1/db" || strings.Contains(c.Store.String(), "pw") {
+					t.Errorf("store = %+v, shown as %s", c.Store, c.Store)
+				}
+			}},
+		{name: "a password is no flag", args: []string{"--password", "pw"}, wantErr: "flag provided but not defined: -password"},
+		{name: "stray argument", args: []string{"pw"}, wantErr: `unexpected argument "pw"`},
+		{name: "user name without password", args: []string{"--username", "kc"}, wantErr: `--username is "kc" but no password`},
+		{name: "unknown store kind", args: []string{"--store", "kafka:x"}, wantErr: `--store kind is "kafka"`},
+		{name: "store without argument", args: []string{"--store", "jsonl:"}, wantErr: `--store is "jsonl:"`},
+		{name: "unknown numbering", args: []string{"--numbering", "21"}, wantErr: `--numbering is "21"`},
+		{name: "relative path", args: []string{"--path", "event"}, wantErr: `--path is "event"`},
+		{name: "path with a method", args: []string{"--path", "/x /y"}, wantErr: "without blanks"},
+		{name: "path of the health check", args: []string{"--path", "/healthz"}, wantErr: "health check"},
+		{name: "bad signing secret names its line", args: []string{"--signing-secret-file", badSigFile}, wantErr: "signing secret #2"},
+		{name: "missing password file", args: []string{"--password-file", filepath.Join(dir, "nope")}, wantErr: "--password-file: open"},
+		{name: "bad value from the environment names the variable", env: map[string]string{"KC_RECEIVER_TOLERANCE": "soon"},
+			wantErr: `KC_RECEIVER_TOLERANCE="soon"`},
+		{name: "zero body limit", args: []string{"--max-body-bytes", "0"}, wantErr: "--max-body-bytes is 0"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: `--log-level is "loud"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
