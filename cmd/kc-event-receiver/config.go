@@ -34,6 +34,7 @@ type config struct {
 	Secrets      [][]byte
 	Tolerance    time.Duration
 	MaxBodyBytes int64
+	NoSync       bool
 	Quiet        bool
 	Every        time.Duration
 	LogLevel     string
@@ -72,6 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		store             string
 		passFile, sigFile string
 		maxBody           int64
+		sync              bool
 	)
 	fs := flag.NewFlagSet("kc-event-receiver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -88,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&sigFile, "signing-secret-file", "", "`file` of Standard Webhooks secrets (whsec_..., one per line) to verify signatures with (else "+envSigningSecret+")")
 	fs.DurationVar(&c.Tolerance, "tolerance", receiver.DefaultTolerance, "largest `age` (either way) of webhook-timestamp")
 	fs.Int64Var(&maxBody, "max-body-bytes", receiver.DefaultMaxBodyBytes, "largest body accepted, in `bytes`; larger ones get 413")
+	fs.BoolVar(&sync, "sync", true, "acknowledge an event only once it is on disk (fsync, synchronous_commit); --sync=false is for benchmarks: a crash of the machine can lose acknowledged events")
 	fs.BoolVar(&c.Quiet, "quiet", false, "print a counter every --every instead of a line per event")
 	fs.DurationVar(&c.Every, "every", 5*time.Second, "`interval` of the --quiet counter")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -112,6 +115,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, envErr
 	}
 	c.MaxBodyBytes = maxBody
+	c.NoSync = !sync
 	var err error
 	if c.Store, err = parseStore(store); err != nil {
 		return config{}, err

@@ -27,7 +27,7 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Listen != "127.0.0.1:8080" || c.Path != "/event/receiver" || c.Numbering != "20.1" ||
-				c.Store.Kind != "" || c.Password != "" || len(c.Secrets) != 0 || c.Tolerance != 5*time.Minute {
+				c.Store.Kind != "" || c.Password != "" || c.NoSync || len(c.Secrets) != 0 || c.Tolerance != 5*time.Minute {
 				t.Errorf("defaults = %+v", c)
 			}
 		}},
@@ -79,6 +79,12 @@ func TestParseConfig(t *testing.T) {
 			check: func(t *testing.T, c config) {
 				if c.Store.Kind != "postgres" || c.Store.Arg != "postgres://u:pw@127.0.0.1/db" || strings.Contains(c.Store.String(), "pw") {
 					t.Errorf("store = %+v, shown as %s", c.Store, c.Store)
+				}
+			}},
+		{name: "sync is on by default, off from the environment", env: map[string]string{"KC_RECEIVER_SYNC": "false"},
+			check: func(t *testing.T, c config) {
+				if !c.NoSync {
+					t.Error("KC_RECEIVER_SYNC=false left sync on")
 				}
 			}},
 		{name: "a password is no flag", args: []string{"--password", "pw"}, wantErr: "flag provided but not defined: -password"},

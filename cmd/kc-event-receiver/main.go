@@ -71,7 +71,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "path", cfg.Path, "store", cfg.Store.String(),
-		"numbering", cfg.Numbering, "basic_auth", cfg.Password != "", "signing_secrets", len(cfg.Secrets))
+		"sync", !cfg.NoSync, "numbering", cfg.Numbering, "basic_auth", cfg.Password != "", "signing_secrets", len(cfg.Secrets))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.Quiet {
@@ -121,11 +121,12 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer)
 		return nil, err
 	}
 	a := &app{mux: http.NewServeMux(), quiet: cfg.Quiet, out: stdout}
+	opts := receiver.StoreOptions{NoSync: cfg.NoSync, Logger: log}
 	switch cfg.Store.Kind {
 	case "jsonl":
-		a.store, err = receiver.OpenJSONL(cfg.Store.Arg, log)
+		a.store, err = receiver.OpenJSONL(cfg.Store.Arg, opts)
 	case "postgres":
-		a.store, err = receiver.OpenPostgres(ctx, cfg.Store.Arg)
+		a.store, err = receiver.OpenPostgres(ctx, cfg.Store.Arg, opts)
 	}
 	if err != nil {
 		return nil, err

@@ -28,21 +28,23 @@ type jsonlLine struct {
 // row whose uid was seen is acknowledged without being written again.
 // Concurrent Puts share one write and one fsync.
 type JSONLStore struct {
-	path string
-	f    *os.File
-	w    *bufio.Writer
-	seen map[int64]struct{}
-	b    *batcher
-	buf  bytes.Buffer
-	enc  *json.Encoder
-	size int64 // bytes of complete, synced lines
+	path   string
+	f      *os.File
+	w      *bufio.Writer
+	seen   map[int64]struct{}
+	b      *batcher
+	buf    bytes.Buffer
+	enc    *json.Encoder
+	size   int64 // bytes of complete, synced lines
+	noSync bool
 }
 
 // OpenJSONL opens (or creates) the JSON-lines store at path. A last line
 // without its newline is the trace of a write cut short by a crash, never
 // acknowledged: it is cut off and logged. Any other unreadable line is an
 // error naming its number.
-func OpenJSONL(path string, log *slog.Logger) (*JSONLStore, error) {
+func OpenJSONL(path string, opts StoreOptions) (*JSONLStore, error) {
+	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
@@ -70,7 +72,7 @@ func OpenJSONL(path string, log *slog.Logger) (*JSONLStore, error) {
 		f.Close()
 		return nil, fmt.Errorf("seek %s: %w", path, err)
 	}
-	s := &JSONLStore{path: path, f: f, w: bufio.NewWriterSize(f, 1<<16), seen: seen, size: end}
+	s := &JSONLStore{path: path, f: f, w: bufio.NewWriterSize(f, 1<<16), seen: seen, size: end, noSync: opts.NoSync}
 	s.enc = json.NewEncoder(&s.buf)
 	s.enc.SetEscapeHTML(false)
 	s.b = newBatcher(s.write, 1024)
@@ -106,7 +108,8 @@ func loadUIDs(f *os.File, path string) (map[int64]struct{}, int64, error) {
 }
 
 // Put stores row unless its uid is already stored, and returns whether it
-// was new. It returns once the line is on disk (written and synced).
+// was new. It returns once the line is on disk (written and synced; only
+// written with StoreOptions.NoSync).
 func (s *JSONLStore) Put(ctx context.Context, row Row) (bool, error) {
 	return s.b.put(ctx, row)
 }
@@ -143,6 +146,10 @@ func (s *JSONLStore) write(_ context.Context, rows []Row) ([]bool, error) {
 	if err := s.w.Flush(); err != nil {
 		s.forget(added)
 		return nil, fmt.Errorf("write %s: %w", s.path, err)
+	}
+	if s.noSync {
+		s.size += n
+		return fresh, errOrNil(rowErrs)
 	}
 	if err := s.f.Sync(); err != nil {
 		s.forget(added)

@@ -42,8 +42,15 @@ type PostgresStore struct {
 
 // OpenPostgres connects to the database at dsn (a lib/pq URL or key=value
 // string), creates PostgresTable when it is missing, and returns the store.
-func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
-	db, err := sql.Open("postgres", dsn)
+func OpenPostgres(ctx context.Context, dsn string, opts StoreOptions) (*PostgresStore, error) {
+	connStr := dsn
+	if opts.NoSync {
+		var err error
+		if connStr, err = withRuntimeParam(dsn, "synchronous_commit", "off"); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open("postgres", connStr)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres %s: %w", redactDSN(dsn), err)
 	}
@@ -140,6 +147,19 @@ func (s *PostgresStore) Close() error {
 	s.b.close()
 	s.stmt.Close()
 	return s.db.Close()
+}
+
+// withRuntimeParam adds a run-time parameter to dsn; lib/pq sends the
+// settings it does not know itself to the server at connection start.
+func withRuntimeParam(dsn, key, value string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return dsn + " " + key + "=" + value, nil // key=value form
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // redactDSN returns dsn without its password when it is a URL.

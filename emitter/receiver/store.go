@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 )
 
@@ -22,6 +23,18 @@ type Row struct {
 	RealmID string
 	// Payload is the event as a JSON object.
 	Payload []byte
+}
+
+// StoreOptions tune the stores. The zero value is the safe default.
+type StoreOptions struct {
+	// NoSync acknowledges rows once the store has them but before they are
+	// on disk: the JSON-lines store skips its fsync, the PostgreSQL store
+	// commits with synchronous_commit=off. A crash of the machine (or of
+	// PostgreSQL) can then lose the last acknowledged rows. For benchmarks
+	// and demos, where the receiver's disk must not be the bottleneck.
+	NoSync bool
+	// Logger receives the stores' warnings; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // ErrClosed is returned by Put on a store that was closed.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,30 +39,37 @@ type storeKind struct {
 }
 
 func storeKinds() []storeKind {
-	return []storeKind{
-		{"jsonl", func(t *testing.T) (store, func() store, func() map[int64]int) {
-			path := filepath.Join(t.TempDir(), "events.jsonl")
-			open := func() store {
-				s, err := OpenJSONL(path, quiet)
-				if err != nil {
-					t.Fatal(err)
+	var kinds []storeKind
+	for _, opts := range []StoreOptions{{Logger: quiet}, {Logger: quiet, NoSync: true}} {
+		suffix := ""
+		if opts.NoSync {
+			suffix = "-nosync"
+		}
+		kinds = append(kinds,
+			storeKind{"jsonl" + suffix, func(t *testing.T) (store, func() store, func() map[int64]int) {
+				path := filepath.Join(t.TempDir(), "events.jsonl")
+				open := func() store {
+					s, err := OpenJSONL(path, opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
 				}
-				return s
-			}
-			return open(), open, func() map[int64]int { return jsonlUIDs(t, path) }
-		}},
-		{"postgres", func(t *testing.T) (store, func() store, func() map[int64]int) {
-			dsn := testenv.NewDatabase(t)
-			open := func() store {
-				s, err := OpenPostgres(t.Context(), dsn)
-				if err != nil {
-					t.Fatal(err)
+				return open(), open, func() map[int64]int { return jsonlUIDs(t, path) }
+			}},
+			storeKind{"postgres" + suffix, func(t *testing.T) (store, func() store, func() map[int64]int) {
+				dsn := testenv.NewDatabase(t)
+				open := func() store {
+					s, err := OpenPostgres(t.Context(), dsn, opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
 				}
-				return s
-			}
-			return open(), open, func() map[int64]int { return postgresUIDs(t, dsn) }
-		}},
+				return open(), open, func() map[int64]int { return postgresUIDs(t, dsn) }
+			}})
 	}
+	return kinds
 }
 
 func jsonlUIDs(t *testing.T, path string) map[int64]int {
@@ -203,6 +211,7 @@ func TestStoreRejectsBadRowAndKeepsTheOthers(t *testing.T) {
 		"jsonl":    {UID: 99, Kind: "Event", Payload: []byte(`{"uid":99`)},                     // not JSON
 		"postgres": {UID: 99, Kind: "Event", RealmID: "a\x00b", Payload: []byte(`{"uid":99}`)}, // NUL in text
 	}
+	bad["jsonl-nosync"], bad["postgres-nosync"] = bad["jsonl"], bad["postgres"]
 	for _, k := range storeKinds() {
 		t.Run(k.name, func(t *testing.T) {
 			s, _, count := k.open(t)
@@ -239,7 +248,7 @@ func TestOpenJSONLCutsAnIncompleteLastLine(t *testing.T) {
 	if err := os.WriteFile(path, []byte(complete+`{"uid":2,"kind":"Ev`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenJSONL(path, quiet)
+	s, err := OpenJSONL(path, StoreOptions{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +276,7 @@ func TestOpenJSONLRefusesACorruptLine(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := OpenJSONL(path, quiet)
+			_, err := OpenJSONL(path, StoreOptions{Logger: quiet})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("err = %v, want one naming %s and %q", err, path, tc.want)
 			}
@@ -277,7 +286,7 @@ func TestOpenJSONLRefusesACorruptLine(t *testing.T) {
 
 func TestPostgresStoreRowColumns(t *testing.T) {
 	dsn := testenv.NewDatabase(t)
-	s, err := OpenPostgres(t.Context(), dsn)
+	s, err := OpenPostgres(t.Context(), dsn, StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +312,39 @@ func TestPostgresStoreRowColumns(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(r) || path != "users/1" {
 		t.Fatalf("stored %+v (path %q), want %+v", got, path, r)
 	}
+}
+
+func TestPostgresNoSyncCommitsAsynchronously(t *testing.T) {
+	for _, tc := range []struct {
+		dsn  func(string) string
+		opts StoreOptions
+		want string
+	}{
+		{func(u string) string { return u }, StoreOptions{}, "on"},
+		{func(u string) string { return u }, StoreOptions{NoSync: true}, "off"},
+		{keyValueDSN, StoreOptions{NoSync: true}, "off"},
+	} {
+		s, err := OpenPostgres(t.Context(), tc.dsn(testenv.NewDatabase(t)), tc.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := s.db.QueryRow("SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got != tc.want {
+			t.Errorf("NoSync %v: synchronous_commit = %s, want %s", tc.opts.NoSync, got, tc.want)
+		}
+	}
+}
+
+// keyValueDSN turns a postgres:// URL into lib/pq's key=value form.
+func keyValueDSN(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable",
+		p.Hostname(), p.Port(), p.User.Username(), strings.TrimPrefix(p.Path, "/"))
 }
