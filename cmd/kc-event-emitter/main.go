@@ -1,0 +1,58 @@
+// Command kc-event-emitter tails Keycloak's events (from its database or its
+// admin REST API) and delivers each Event and AdminEvent to an HTTP target in
+// the wire formats of the original event-emitter.
+//
+// Subcommands: run (the default), encode, version. `kc-event-emitter help`
+// lists them; `kc-event-emitter run --help` lists the flags of run.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+func main() {
+	os.Exit(dispatch(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// dispatch runs the subcommand named by args[0] (run when args is empty or
+// starts with a flag) and returns the process exit status.
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runMain(args, stdout, stderr)
+	case "encode":
+		return encodeMain(args, stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "kc-event-emitter", version())
+		return 0
+	case "help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "kc-event-emitter: unknown subcommand %q\n", cmd)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: kc-event-emitter [run] [flags]     tail Keycloak's events and deliver them (default)
+       kc-event-emitter encode [flags]    encode admin API event JSON lines from stdin to wire payloads
+       kc-event-emitter version           print the version
+Run "kc-event-emitter run --help" or "kc-event-emitter encode --help" for the flags.
+`)
+}
+
+// version is the module version the binary was built from, or "devel".
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
