@@ -1,0 +1,304 @@
+package emitter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a running emitter: the original
+// event-emitter's parameters, the source to read, delivery and operations.
+// Zero values of optional fields take the defaults of DefaultConfig.
+type Config struct {
+	// The original's mandatory parameters.
+	Format         Format
+	TargetURI      string
+	BufferCapacity int
+	KeycloakID     int64
+	DatacenterID   int64
+
+	// The original's optional timeouts.
+	ConnectTimeout           time.Duration // connectTimeoutMillis: dial and TLS handshake
+	ConnectionRequestTimeout time.Duration // connectionRequestTimeoutMillis: wait for a pooled connection
+	SocketTimeout            time.Duration // socketTimeoutMillis: longest silence while reading a response
+
+	// Wire and delivery beyond the original.
+	Numbering      Numbering // FlatBuffer enum numbering; default 20.1
+	Overflow       string    // "drop-oldest" (default) or "block"
+	Concurrency    int       // requests in flight; 1 (default) keeps strict order
+	RetryWaitMin   time.Duration
+	RetryWaitMax   time.Duration
+	DeadLetterPath string
+
+	// Target credentials and TLS. Username and Password make Basic auth as
+	// the original (HOSTNAME and CT_KEYCLOAK_BRIDGE_SECRET_TOKEN).
+	Username       string
+	Password       string   // secret
+	SigningSecrets []string // secret: Standard Webhooks whsec_ secrets
+	CAFile         string
+	ClientCertFile string
+	ClientKeyFile  string
+
+	// Source.
+	Source       string // "db" (default) or "api"
+	DatabaseURL  string // secret: may hold a password
+	API          APIConfig
+	Realms       []string // realm names; empty is every realm
+	Kinds        []Kind   // empty is both
+	Filters      SourceFilters
+	From         string // "now" (default), "beginning" or an RFC 3339 time
+	PollInterval time.Duration
+	Overlap      time.Duration
+	PageSize     int
+
+	// Operations.
+	CheckpointPath  string
+	Once            bool   // drain what is new, deliver it, save and return
+	ListenAddr      string // /healthz, /readyz, /metrics; "" serves nothing
+	ShutdownTimeout time.Duration
+}
+
+// APIConfig is how the API source reaches Keycloak's admin REST API.
+type APIConfig struct {
+	URL          string // Keycloak's root URL
+	AuthRealm    string // realm that issues the token; default master
+	ClientID     string // with ClientSecret: client_credentials; else password grant
+	ClientSecret string // secret
+	Username     string
+	Password     string // secret
+	Timeout      time.Duration
+}
+
+// DefaultConfig returns the defaults of every optional field.
+func DefaultConfig() Config {
+	return Config{
+		BufferCapacity:           10000,
+		ConnectTimeout:           5 * time.Second,
+		ConnectionRequestTimeout: 5 * time.Second,
+		SocketTimeout:            10 * time.Second,
+		Numbering:                Numbering201,
+		Overflow:                 "drop-oldest",
+		Concurrency:              1,
+		RetryWaitMin:             100 * time.Millisecond,
+		RetryWaitMax:             30 * time.Second,
+		Source:                   "db",
+		API:                      APIConfig{AuthRealm: "master", Timeout: 30 * time.Second},
+		From:                     "now",
+		PollInterval:             200 * time.Millisecond,
+		Overlap:                  5 * time.Second,
+		PageSize:                 500,
+		CheckpointPath:           "kc-event-emitter.checkpoint.json",
+		ListenAddr:               "127.0.0.1:9464",
+		ShutdownTimeout:          10 * time.Second,
+	}
+}
+
+// FieldError is a configuration value that is missing or invalid. Field is
+// the parameter's name as the user sets it (the flag name).
+type FieldError struct {
+	Field string
+	Value string
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %v", e.Field, e.Err)
+	}
+	return fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate checks c before anything starts and returns the first problem as
+// a *FieldError naming the parameter and its value (secrets are never
+// shown).
+func (c Config) Validate() error {
+	bad := func(field string, value any, format string, args ...any) error {
+		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
+	}
+	if _, err := ParseFormat(string(c.Format)); err != nil {
+		if c.Format == "" {
+			return bad("format", "", "missing: want JSON or FLATBUFFER")
+		}
+		return bad("format", c.Format, "want JSON or FLATBUFFER")
+	}
+	if err := checkTarget(c.TargetURI); err != nil {
+		return &FieldError{Field: "targetUri", Value: redactURL(c.TargetURI), Err: err}
+	}
+	if c.BufferCapacity <= 0 {
+		return bad("bufferCapacity", c.BufferCapacity, "want a count > 0")
+	}
+	if c.KeycloakID < 0 || c.KeycloakID > 31 {
+		return bad("keycloakId", c.KeycloakID, "want 0..31 (5 bits of the snowflake uid)")
+	}
+	if c.DatacenterID < 0 || c.DatacenterID > 3 {
+		return bad("datacenterId", c.DatacenterID, "want 0..3 (2 bits of the snowflake uid)")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"connectTimeoutMillis", c.ConnectTimeout}, {"connectionRequestTimeoutMillis", c.ConnectionRequestTimeout},
+		{"socketTimeoutMillis", c.SocketTimeout}, {"retryWaitMin", c.RetryWaitMin}, {"retryWaitMax", c.RetryWaitMax},
+		{"pollInterval", c.PollInterval}, {"overlap", c.Overlap}, {"shutdownTimeout", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			return bad(d.field, d.v, "want a duration > 0")
+		}
+	}
+	if c.RetryWaitMax < c.RetryWaitMin {
+		return bad("retryWaitMax", c.RetryWaitMax, "want >= retryWaitMin (%s)", c.RetryWaitMin)
+	}
+	if _, err := ParseNumbering(string(c.Numbering)); err != nil {
+		return bad("numbering", c.Numbering, "want 20.1, bridge or 26")
+	}
+	if c.Overflow != "drop-oldest" && c.Overflow != "block" {
+		return bad("overflow", c.Overflow, "want drop-oldest or block")
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		return bad("concurrency", c.Concurrency, "want 1..256")
+	}
+	if c.PageSize < 1 || c.PageSize > 100000 {
+		return bad("pageSize", c.PageSize, "want 1..100000")
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		return bad("clientCertFile", c.ClientCertFile, "clientCertFile and clientKeyFile go together")
+	}
+	if c.Username != "" && c.Password == "" {
+		return bad("username", c.Username, "set but no password: set CT_KEYCLOAK_BRIDGE_SECRET_TOKEN or --secretFile")
+	}
+	for i, s := range c.SigningSecrets {
+		if !strings.HasPrefix(s, "whsec_") {
+			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret starting with whsec_")
+		}
+	}
+	if _, err := ParseFrom(c.From, time.Now()); err != nil {
+		return bad("from", c.From, "want now, beginning or an RFC 3339 time")
+	}
+	for _, k := range c.Kinds {
+		if k != KindEvent && k != KindAdminEvent {
+			return bad("kinds", k, "want %s or %s", KindEvent, KindAdminEvent)
+		}
+	}
+	for _, r := range c.Realms {
+		if strings.TrimSpace(r) == "" {
+			return bad("realms", strings.Join(c.Realms, ","), "empty realm name")
+		}
+	}
+	for name, f := range map[string]TypeFilter{"eventTypes": c.Filters.EventTypes,
+		"adminOperations": c.Filters.Operations, "adminResources": c.Filters.Resources} {
+		for _, p := range append(append([]string(nil), f.Include...), f.Exclude...) {
+			if strings.TrimSpace(p) == "" {
+				return bad(name, strings.Join(append(f.Include, f.Exclude...), ","), "empty pattern")
+			}
+		}
+	}
+	switch c.Source {
+	case "db":
+		if c.DatabaseURL == "" {
+			return bad("dbUrl", "", "missing: set KC_EMITTER_DB_URL or --dbUrlFile for --source db")
+		}
+		if u, err := url.Parse(c.DatabaseURL); (err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql")) &&
+			!strings.Contains(c.DatabaseURL, "=") {
+			return bad("dbUrl", redactURL(c.DatabaseURL), "want postgres://user@host:port/dbname or host=... dbname=...")
+		}
+	case "api":
+		if err := checkHTTPURL(c.API.URL); err != nil {
+			return &FieldError{Field: "apiUrl", Value: c.API.URL, Err: err}
+		}
+		if c.API.ClientSecret == "" && (c.API.Username == "" || c.API.Password == "") {
+			return bad("apiClientId", c.API.ClientID, "need a client secret (KC_EMITTER_API_CLIENT_SECRET) or --apiUsername with KC_EMITTER_API_PASSWORD")
+		}
+		if c.API.Timeout <= 0 {
+			return bad("apiTimeout", c.API.Timeout, "want a duration > 0")
+		}
+	default:
+		return bad("source", c.Source, "want db or api")
+	}
+	if c.CheckpointPath == "" {
+		return bad("checkpoint", "", "missing: the file that keeps the position across restarts")
+	}
+	if c.ListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+			return &FieldError{Field: "listen", Value: c.ListenAddr, Err: err}
+		}
+	}
+	return nil
+}
+
+// checkTarget checks the targetUri: an absolute http or https URL.
+func checkTarget(s string) error {
+	if s == "" {
+		return errors.New("missing: the URL every event is POSTed to")
+	}
+	return checkHTTPURL(s)
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme %q: want http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+// redactURL hides the password of a URL or of a key=value connection
+// string, for messages and logs.
+func redactURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+var dsnPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// LogValue renders c for logs without its secrets.
+func (c Config) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("format", string(c.Format)),
+		slog.String("targetUri", redactURL(c.TargetURI)),
+		slog.Int("bufferCapacity", c.BufferCapacity),
+		slog.Int64("keycloakId", c.KeycloakID),
+		slog.Int64("datacenterId", c.DatacenterID),
+		slog.Duration("connectTimeout", c.ConnectTimeout),
+		slog.Duration("connectionRequestTimeout", c.ConnectionRequestTimeout),
+		slog.Duration("socketTimeout", c.SocketTimeout),
+		slog.String("numbering", string(c.Numbering)),
+		slog.String("overflow", c.Overflow),
+		slog.Int("concurrency", c.Concurrency),
+		slog.String("source", c.Source),
+		slog.Any("realms", c.Realms),
+		slog.String("checkpoint", c.CheckpointPath),
+		slog.Bool("basicAuth", c.Password != ""),
+		slog.Int("signingSecrets", len(c.SigningSecrets)),
+		slog.Bool("once", c.Once),
+	}
+	switch c.Source {
+	case "db":
+		attrs = append(attrs, slog.String("dbUrl", redactURL(c.DatabaseURL)))
+	case "api":
+		attrs = append(attrs, slog.String("apiUrl", c.API.URL), slog.String("apiClientId", c.API.ClientID),
+			slog.String("apiUsername", c.API.Username))
+	}
+	return slog.GroupValue(attrs...)
+}
