@@ -1,0 +1,316 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
+)
+
+// envPrefix prefixes the environment variable of every flag: --targetUri is
+// KC_EMITTER_TARGET_URI.
+const envPrefix = "KC_EMITTER_"
+
+// Secrets come only from the environment or from a file named by a flag.
+const (
+	envSecretToken   = "CT_KEYCLOAK_BRIDGE_SECRET_TOKEN" // the original's Basic auth password
+	envDBURL         = envPrefix + "DB_URL"
+	envAPISecret     = envPrefix + "API_CLIENT_SECRET"
+	envAPIPassword   = envPrefix + "API_PASSWORD"
+	envSigningSecret = envPrefix + "SIGNING_SECRET"
+)
+
+// mandatory are the original's mandatory parameters: no defaults.
+var mandatory = []string{"format", "targetUri", "bufferCapacity", "keycloakId", "datacenterId"}
+
+type flagGroup struct {
+	title string
+	names []string
+}
+
+// flagGroups orders the flags of --help by concern.
+var flagGroups = []flagGroup{
+	{"The original event-emitter's parameters (the first five are mandatory)", []string{"format", "targetUri", "bufferCapacity",
+		"keycloakId", "datacenterId", "connectTimeoutMillis", "connectionRequestTimeoutMillis", "socketTimeoutMillis"}},
+	{"Source: Keycloak's database or its admin REST API", []string{"source", "dbUrlFile", "apiUrl", "apiAuthRealm",
+		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
+	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",
+		"from", "pollInterval", "overlap", "pageSize"}},
+	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile"}},
+	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
+	{"Operations", []string{"checkpoint", "once", "listen", "shutdownTimeout", "logLevel", "logFormat"}},
+}
+
+const runUsage = `Usage: kc-event-emitter [run] [flags]
+
+Tails Keycloak's event tables (or its admin REST API) and POSTs every Event and
+AdminEvent to --targetUri, in the wire formats of the original event-emitter.
+
+Every flag can also be set by the environment variable KC_EMITTER_<NAME>, the
+flag's name in upper snake case (--targetUri is KC_EMITTER_TARGET_URI); a flag
+on the command line wins. Secrets are never flags: the target's Basic auth
+password comes from CT_KEYCLOAK_BRIDGE_SECRET_TOKEN (user: $HOSTNAME, as the
+original) or --secretFile, the database URL from KC_EMITTER_DB_URL or
+--dbUrlFile, the API client secret from KC_EMITTER_API_CLIENT_SECRET or
+--apiClientSecretFile, the API password from KC_EMITTER_API_PASSWORD or
+--apiPasswordFile, Standard Webhooks secrets from KC_EMITTER_SIGNING_SECRET
+(space-separated) or --signingSecretFile (one per line).
+`
+
+// options is the parsed command line: the emitter's Config and the logging.
+type options struct {
+	cfg       emitter.Config
+	logLevel  slog.Level
+	logFormat string
+}
+
+// envName returns the environment variable of a flag: targetUri -> KC_EMITTER_TARGET_URI.
+func envName(flagName string) string {
+	var b strings.Builder
+	b.WriteString(envPrefix)
+	for i, r := range flagName {
+		if unicode.IsUpper(r) && i > 0 {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
+}
+
+// parseRunFlags reads args and the environment (through getenv). Its errors
+// name the parameter and the value; flag.ErrHelp means --help was asked.
+func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	def := emitter.DefaultConfig()
+	var (
+		o                                options
+		format, numbering                string
+		bufferCapacity, keycloakID, dcID string
+		connectMs, requestMs, socketMs   int64
+		secretFile, dbURLFile, sigFile   string
+		apiSecretFile, apiPassFile       string
+		realms, kinds, eventTypes        string
+		excludeTypes, adminOps, adminRes string
+		logLevel                         string
+	)
+	c := def
+	fs := flag.NewFlagSet("kc-event-emitter run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+
+	fs.StringVar(&format, "format", "", "wire `format`: JSON or FLATBUFFER")
+	fs.StringVar(&c.TargetURI, "targetUri", "", "`URL` every event is POSTed to (http or https)")
+	fs.StringVar(&bufferCapacity, "bufferCapacity", "", "how many undelivered events are kept in memory (`count`)")
+	fs.StringVar(&keycloakID, "keycloakId", "", "snowflake worker `id` of this emitter, 0..31")
+	fs.StringVar(&dcID, "datacenterId", "", "snowflake datacenter `id`, 0..3")
+	fs.Int64Var(&connectMs, "connectTimeoutMillis", def.ConnectTimeout.Milliseconds(), "longest time to connect (TCP and TLS), `ms`")
+	fs.Int64Var(&requestMs, "connectionRequestTimeoutMillis", def.ConnectionRequestTimeout.Milliseconds(), "longest wait for a free connection of the pool, `ms`")
+	fs.Int64Var(&socketMs, "socketTimeoutMillis", def.SocketTimeout.Milliseconds(), "longest silence while reading a response, `ms`")
+
+	fs.StringVar(&c.Source, "source", def.Source, "where events are read: db (Keycloak's PostgreSQL) or api (admin REST API)")
+	fs.StringVar(&dbURLFile, "dbUrlFile", "", "`file` holding the PostgreSQL URL of Keycloak's database (else "+envDBURL+")")
+	fs.StringVar(&c.API.URL, "apiUrl", "", "Keycloak's root `URL` for --source api, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&c.API.AuthRealm, "apiAuthRealm", def.API.AuthRealm, "`realm` that issues the API token")
+	fs.StringVar(&c.API.ClientID, "apiClientId", "", "client `id`: with a secret, client_credentials (service account with view-events, view-users); else admin-cli with a password")
+	fs.StringVar(&apiSecretFile, "apiClientSecretFile", "", "`file` holding the API client secret (else "+envAPISecret+")")
+	fs.StringVar(&c.API.Username, "apiUsername", "", "user `name` for the password grant")
+	fs.StringVar(&apiPassFile, "apiPasswordFile", "", "`file` holding the API user's password (else "+envAPIPassword+")")
+	fs.DurationVar(&c.API.Timeout, "apiTimeout", def.API.Timeout, "longest `duration` of one API request")
+
+	fs.StringVar(&realms, "realms", "", "comma-separated realm `names` to tail; empty tails every realm, also new ones")
+	fs.StringVar(&kinds, "kinds", "", "comma-separated `kinds` to tail: Event, AdminEvent; empty is both")
+	fs.StringVar(&eventTypes, "eventTypes", "", "comma-separated event `types` to send (globs: LOGIN*); empty is all")
+	fs.StringVar(&excludeTypes, "excludeEventTypes", "", "comma-separated event `types` never to send (globs)")
+	fs.StringVar(&adminOps, "adminOperations", "", "comma-separated admin operation `types` to send: CREATE, UPDATE, DELETE, ACTION")
+	fs.StringVar(&adminRes, "adminResources", "", "comma-separated admin resource `types` to send (globs: USER, CLIENT*)")
+	fs.StringVar(&c.From, "from", def.From, "where to start without a checkpoint: now, beginning or an RFC 3339 `time`")
+	fs.DurationVar(&c.PollInterval, "pollInterval", def.PollInterval, "pause between polls when nothing is new")
+	fs.DurationVar(&c.Overlap, "overlap", def.Overlap, "how far behind the cursor rows are read again, to catch late commits")
+	fs.IntVar(&c.PageSize, "pageSize", def.PageSize, "rows per read")
+
+	fs.StringVar(&c.Overflow, "overflow", def.Overflow, "when the buffer is full: drop-oldest (the original's, counted and logged) or block (nothing lost)")
+	fs.IntVar(&c.Concurrency, "concurrency", def.Concurrency, "requests in flight; 1 keeps strict order")
+	fs.StringVar(&numbering, "numbering", string(def.Numbering), "FLATBUFFER enum numbering of the receiver: 20.1, bridge or 26")
+	fs.DurationVar(&c.RetryWaitMin, "retryWaitMin", def.RetryWaitMin, "first wait before a retry")
+	fs.DurationVar(&c.RetryWaitMax, "retryWaitMax", def.RetryWaitMax, "longest wait between retries (retries never stop)")
+	fs.StringVar(&c.DeadLetterPath, "deadLetterFile", "kc-event-emitter.deadletter.jsonl", "JSON-lines `file` of events the target refused for good (400, 401, 403, 404, 410, 413, 422)")
+
+	fs.StringVar(&c.Username, "username", getenv("HOSTNAME"), "Basic auth user `name` (the original sends $HOSTNAME)")
+	fs.StringVar(&secretFile, "secretFile", "", "`file` holding the Basic auth password (else "+envSecretToken+"); no password: no Basic auth")
+	fs.StringVar(&sigFile, "signingSecretFile", "", "`file` of Standard Webhooks secrets (whsec_..., one per line) to sign requests with (else "+envSigningSecret+")")
+	fs.StringVar(&c.CAFile, "caFile", "", "PEM `file` of CA certificates trusted for an https target")
+	fs.StringVar(&c.ClientCertFile, "clientCertFile", "", "PEM `file` of a client certificate for mTLS")
+	fs.StringVar(&c.ClientKeyFile, "clientKeyFile", "", "PEM `file` of the client certificate's key")
+
+	fs.StringVar(&c.CheckpointPath, "checkpoint", def.CheckpointPath, "`file` keeping the position across restarts")
+	fs.BoolVar(&c.Once, "once", false, "deliver what is new, save the checkpoint and exit (for cron)")
+	fs.StringVar(&c.ListenAddr, "listen", def.ListenAddr, "`address` of /healthz, /readyz and /metrics; empty serves none")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdownTimeout", def.ShutdownTimeout, "on SIGTERM, longest time to deliver what is buffered")
+	fs.StringVar(&logLevel, "logLevel", "INFO", "DEBUG, INFO, WARN or ERROR")
+	fs.StringVar(&o.logFormat, "logFormat", "text", "text or json")
+
+	fs.Usage = func() { printRunUsage(stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q (secrets are never arguments: see --help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v, ok := lookup(getenv, name); ok && !set[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+			set[f.Name] = true
+		}
+	})
+	if envErr != nil {
+		return options{}, envErr
+	}
+	for _, name := range mandatory {
+		if !set[name] {
+			return options{}, fmt.Errorf("--%s is missing (or %s): it is mandatory", name, envName(name))
+		}
+	}
+	var err error
+	c.Format = emitter.Format(format)
+	c.Numbering = emitter.Numbering(numbering)
+	if c.BufferCapacity, err = parseInt("bufferCapacity", bufferCapacity); err != nil {
+		return options{}, err
+	}
+	var n int
+	if n, err = parseInt("keycloakId", keycloakID); err != nil {
+		return options{}, err
+	}
+	c.KeycloakID = int64(n)
+	if n, err = parseInt("datacenterId", dcID); err != nil {
+		return options{}, err
+	}
+	c.DatacenterID = int64(n)
+	c.ConnectTimeout = time.Duration(connectMs) * time.Millisecond
+	c.ConnectionRequestTimeout = time.Duration(requestMs) * time.Millisecond
+	c.SocketTimeout = time.Duration(socketMs) * time.Millisecond
+	c.Realms = list(realms)
+	for _, k := range list(kinds) {
+		c.Kinds = append(c.Kinds, emitter.Kind(k))
+	}
+	c.Filters.EventTypes = emitter.TypeFilter{Include: list(eventTypes), Exclude: list(excludeTypes)}
+	c.Filters.Operations = emitter.TypeFilter{Include: list(adminOps)}
+	c.Filters.Resources = emitter.TypeFilter{Include: list(adminRes)}
+
+	if c.Password, err = secret(getenv, secretFile, "secretFile", envSecretToken); err != nil {
+		return options{}, err
+	}
+	if c.Password == "" {
+		c.Username = "" // the original's Basic auth needs both; without a password none is sent
+	}
+	if c.DatabaseURL, err = secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {
+		return options{}, err
+	}
+	if c.API.ClientSecret, err = secret(getenv, apiSecretFile, "apiClientSecretFile", envAPISecret); err != nil {
+		return options{}, err
+	}
+	if c.API.Password, err = secret(getenv, apiPassFile, "apiPasswordFile", envAPIPassword); err != nil {
+		return options{}, err
+	}
+	sigs, err := secret(getenv, sigFile, "signingSecretFile", envSigningSecret)
+	if err != nil {
+		return options{}, err
+	}
+	c.SigningSecrets = strings.Fields(sigs)
+	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return options{}, fmt.Errorf("--logLevel %q: want DEBUG, INFO, WARN or ERROR", logLevel)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return options{}, fmt.Errorf("--logFormat %q: want text or json", o.logFormat)
+	}
+	if err := c.Validate(); err != nil {
+		return options{}, fmt.Errorf("--%w", err)
+	}
+	o.cfg = c
+	return o, nil
+}
+
+// lookup returns an environment variable that is set and not empty.
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func parseInt(name, s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: want a whole number", name, s)
+	}
+	return n, nil
+}
+
+// list splits a comma-separated flag value, dropping blanks around items.
+func list(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+// secret returns the content of the file named by a flag (without a final
+// newline) when it is set, else the environment variable env.
+func secret(getenv func(string) string, file, flagName, env string) (string, error) {
+	if file == "" {
+		return getenv(env), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--%s %q: %w", flagName, file, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// printRunUsage prints the flags of run grouped by concern.
+func printRunUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, runUsage)
+	seen := map[string]bool{}
+	var other []string
+	fs.VisitAll(func(f *flag.Flag) { other = append(other, f.Name) })
+	groups := flagGroups
+	other = slices.DeleteFunc(other, func(n string) bool {
+		return slices.ContainsFunc(groups, func(g flagGroup) bool { return slices.Contains(g.names, n) })
+	})
+	if len(other) > 0 {
+		groups = append(groups[:len(groups):len(groups)], flagGroup{"Other flags", other})
+	}
+	for _, g := range groups {
+		fmt.Fprintf(w, "\n%s:\n", g.title)
+		for _, name := range g.names {
+			f := fs.Lookup(name)
+			if f == nil || seen[name] {
+				continue
+			}
+			seen[name] = true
+			kind, usage := flag.UnquoteUsage(f)
+			line := "  --" + name
+			if kind != "" {
+				line += " " + kind
+			}
+			fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintf(w, "\n    \tenv %s\n", envName(name))
+		}
+	}
+}
