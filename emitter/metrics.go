@@ -15,7 +15,7 @@ type Metrics struct {
 	Dropped      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
-	Expired      *prometheus.CounterVec
+	Expired      prometheus.Counter
 	BufferDepth  prometheus.Gauge
 	Latency      prometheus.Histogram
 	SourceLag    prometheus.Gauge
@@ -35,7 +35,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped:      counter("events_dropped_total", "Events dropped because the buffer was full (drop-oldest)."),
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
-		Expired:      counter("source_expired_total", "Times the oldest stored event was newer than the cursor: events expired before they were read."),
+		Expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kc_event_emitter", Name: "source_expired_total",
+			Help: "Times the oldest stored event was newer than the cursor: events expired before they were read.",
+		}),
 		BufferDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "kc_event_emitter", Name: "buffer_depth", Help: "Encoded events waiting for delivery.",
 		}),
