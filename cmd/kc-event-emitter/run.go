@@ -1,12 +1,55 @@
+//go:build pipeline
+
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 )
 
-// runMain is the run subcommand. Placeholder until the pipeline lands.
+// runMain is the run subcommand: exit 0 after a clean stop (SIGTERM,
+// SIGINT, or --once done), 1 when the emitter failed, 2 on a bad flag.
 func runMain(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kc-event-emitter run: not implemented yet")
-	return 1
+	o, err := parseRunFlags(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "kc-event-emitter:", err)
+		return 2
+	}
+	log := newLogger(stderr, o)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := emitter.Run(ctx, o.cfg, emitter.RunOptions{Logger: log, Registry: reg}); err != nil {
+		log.Error("kc-event-emitter stopped", "error", err)
+		var fe *emitter.FieldError
+		if errors.As(err, &fe) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, o options) *slog.Logger {
+	h := &slog.HandlerOptions{Level: o.logLevel}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, h))
+	}
+	return slog.New(slog.NewTextHandler(w, h))
 }
