@@ -1,7 +1,3 @@
-//go:build apiadapter
-
-// Built only with -tags apiadapter until emitter.ParseAPIEvent (apijson.go) lands; then delete this constraint.
-
 package emitter
 
 import (
