@@ -79,13 +79,19 @@ func checkRecord(r Record) error {
 	return nil
 }
 
-// validUTF8 returns s with every invalid UTF-8 sequence replaced by U+FFFD,
-// so that both formats carry the same, valid, text.
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD (as encoding/json does), so that both formats carry
+// the same, valid, text.
 func validUTF8(s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for _, r := range s {
+		b.WriteRune(r) // range yields utf8.RuneError for each invalid byte
+	}
+	return b.String()
 }
 
 // keysPool holds the slices sortedKeys sorts details keys in.

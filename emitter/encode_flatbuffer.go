@@ -208,7 +208,7 @@ func (enc *flatBufferEncoder) event(st *fbState, e *Event) {
 func (enc *flatBufferEncoder) adminEvent(st *fbState, a *AdminEvent) error {
 	op, err := operationType(a.OperationType)
 	if err != nil {
-		return fmt.Errorf("AdminEvent %s: %w", a.ID, err)
+		return err
 	}
 	b := st.b
 	d := a.AuthDetails
