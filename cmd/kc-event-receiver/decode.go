@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
 )
 
@@ -15,48 +15,35 @@ type event struct {
 	Format string
 }
 
-// newDecoder returns the body decoder for numbering.
-//
-// Interim version until emitter.DecodePayload lands: it decodes the JSON
-// format only and keeps the body as the payload.
+// newDecoder returns the body decoder for numbering: it decodes both wire
+// formats with emitter.DecodePayload. The stored payload is the event as a
+// JSON object: the body itself (compacted) for the JSON format, the JSON
+// encoding of the decoded event for the FLATBUFFER format.
 func newDecoder(numbering string) (func([]byte) (event, error), error) {
-	switch numbering {
-	case "20.1", "bridge", "26":
-	default:
+	n, err := emitter.ParseNumbering(numbering)
+	if err != nil {
 		return nil, fmt.Errorf("--numbering is %q, want 20.1, bridge or 26", numbering)
 	}
+	asJSON, err := emitter.NewEncoder(emitter.FormatJSON, n)
+	if err != nil {
+		return nil, err
+	}
 	return func(body []byte) (event, error) {
-		var m struct {
-			UID           *int64  `json:"uid"`
-			ID            *string `json:"id"`
-			Time          int64   `json:"time"`
-			Type          string  `json:"type"`
-			RealmID       string  `json:"realmId"`
-			OperationType string  `json:"operationType"`
-			ResourceType  string  `json:"resourceType"`
-			Obj           *string `json:"obj"`
-		}
-		if err := json.Unmarshal(body, &m); err != nil {
+		rec, f, err := emitter.DecodePayload(body, n)
+		if err != nil {
 			return event{}, err
 		}
-		if m.Obj != nil {
-			return event{}, errors.New("FLATBUFFER bodies are not decoded yet")
-		}
-		if m.UID == nil {
-			return event{}, errors.New("no uid")
-		}
-		r := receiver.Row{UID: *m.UID, Kind: "Event", Time: m.Time, Type: m.Type, RealmID: m.RealmID}
-		if m.ID != nil {
-			r.ID = *m.ID
-		}
-		if m.OperationType != "" {
-			r.Kind, r.Type = "AdminEvent", m.OperationType+":"+m.ResourceType
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, body); err != nil {
+		r := receiver.Row{UID: rec.UID(), Kind: string(rec.Kind()), ID: rec.ID(), Time: rec.Time(),
+			Type: rec.TypeName(), RealmID: rec.RealmID()}
+		if f == emitter.FormatJSON {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, body); err != nil {
+				return event{}, err
+			}
+			r.Payload = buf.Bytes()
+		} else if r.Payload, err = asJSON.Encode(nil, rec); err != nil {
 			return event{}, err
 		}
-		r.Payload = buf.Bytes()
-		return event{Row: r, Format: "JSON"}, nil
+		return event{Row: r, Format: string(f)}, nil
 	}, nil
 }
