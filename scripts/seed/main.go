@@ -4,6 +4,7 @@
 // load generator.
 //
 //	go run ./scripts/seed [-realm demo] [-rounds 10] [-workers 1] [-interval 0]
+//	go run ./scripts/seed -realm demo -delete
 //
 // Setup (idempotent): a realm with user events, admin events and admin event
 // details enabled for every event type the server knows, self-registration
@@ -69,6 +70,7 @@ type options struct {
 	interval             time.Duration
 	secretFile           string
 	setupOnly            bool
+	delete               bool
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -83,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.interval, "interval", 0, "pause of each worker between its rounds")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file for the client ids and secret as shell exports [.cache/seed/<realm>.env]")
 	fs.BoolVar(&o.setupOnly, "setup-only", false, "create the realm and clients, make no traffic")
+	fs.BoolVar(&o.delete, "delete", false, "delete the realm (and its events) instead, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -135,6 +138,18 @@ func validate(o options) error {
 func seed(ctx context.Context, log *slog.Logger, o options, stdout io.Writer) error {
 	base := strings.TrimRight(o.url, "/")
 	a := &adminAPI{base: base, user: o.admin, password: o.password, hc: &http.Client{Timeout: 30 * time.Second}}
+	if o.delete {
+		_, err := a.do(ctx, "DELETE", "/realms/"+o.realm, nil, nil)
+		switch {
+		case statusOf(err) == http.StatusNotFound:
+			fmt.Fprintf(stdout, "realm %s did not exist\n", o.realm)
+		case err != nil:
+			return err
+		default:
+			fmt.Fprintf(stdout, "realm %s deleted\n", o.realm)
+		}
+		return nil
+	}
 	s, err := setup(ctx, a, o.realm)
 	if err != nil {
 		return err
