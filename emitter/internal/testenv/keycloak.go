@@ -1,0 +1,109 @@
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Keycloak is the real Keycloak server that scripts/keycloak.sh started.
+type Keycloak struct {
+	URL           string // base URL on loopback, e.g. http://127.0.0.1:41234
+	Admin         string // the master realm's admin
+	AdminPassword string
+	DBURL         string // its PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/keycloak?sslmode=disable
+}
+
+// KeycloakEnv returns the Keycloak of KCEE_TEST_KEYCLOAK_URL, _ADMIN,
+// _ADMIN_PASSWORD and _DB_URL (as `scripts/keycloak.sh env` prints them).
+// When one is unset the test is skipped, or fails when
+// KCEE_REQUIRE_SERVERS=1. It fails when the URL is not a loopback address.
+func KeycloakEnv(t testing.TB) Keycloak {
+	t.Helper()
+	k := Keycloak{
+		URL:           os.Getenv("KCEE_TEST_KEYCLOAK_URL"),
+		Admin:         os.Getenv("KCEE_TEST_KEYCLOAK_ADMIN"),
+		AdminPassword: os.Getenv("KCEE_TEST_KEYCLOAK_ADMIN_PASSWORD"),
+		DBURL:         os.Getenv("KCEE_TEST_KEYCLOAK_DB_URL"),
+	}
+	if k.URL == "" || k.Admin == "" || k.AdminPassword == "" || k.DBURL == "" {
+		msg := "KCEE_TEST_KEYCLOAK_URL, _ADMIN, _ADMIN_PASSWORD and _DB_URL are not all set: run `scripts/keycloak.sh start && eval \"$(scripts/keycloak.sh env)\"` first"
+		if os.Getenv("KCEE_REQUIRE_SERVERS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	u, err := url.Parse(k.URL)
+	if err != nil {
+		t.Fatalf("KCEE_TEST_KEYCLOAK_URL %q: %v", k.URL, err)
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		t.Fatalf("KCEE_TEST_KEYCLOAK_URL %q is not a loopback address", k.URL)
+	}
+	return k
+}
+
+// Seeded is what scripts/seed set up in a realm.
+type Seeded struct {
+	Realm          string
+	ClientID       string // the confidential client (service account with view-events and view-users)
+	ClientSecret   string
+	PublicClientID string // allows the direct grant and the browser flow
+}
+
+// SeedKeycloak runs scripts/seed against the test Keycloak: it creates the
+// realm (events, admin events and details on for every type, the two
+// clients) and makes rounds of real traffic in it (rounds 0: setup only).
+// The realm is deleted when the test ends.
+func SeedKeycloak(t testing.TB, realm string, rounds int) Seeded {
+	t.Helper()
+	k := KeycloakEnv(t)
+	secretFile := filepath.Join(t.TempDir(), "seed.env")
+	seed := func(args ...string) []byte {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./scripts/seed", "-realm", realm}, args...)...)
+		cmd.Dir = ModuleRoot(t)
+		cmd.Env = append(os.Environ(),
+			"KCEE_TEST_KEYCLOAK_URL="+k.URL, "KCEE_TEST_KEYCLOAK_ADMIN="+k.Admin,
+			"KCEE_TEST_KEYCLOAK_ADMIN_PASSWORD="+k.AdminPassword)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go run ./scripts/seed -realm %s %s: %v\n%s%s", realm, strings.Join(args, " "), err, out, stderr.Bytes())
+		}
+		return out
+	}
+	out := seed("-rounds", strconv.Itoa(rounds), "-secret-file", secretFile)
+	t.Logf("seed: %s", bytes.TrimSpace(out))
+	t.Cleanup(func() { seed("-delete") })
+
+	data, err := os.ReadFile(secretFile)
+	if err != nil {
+		t.Fatalf("read the seed's secret file: %v", err)
+	}
+	vars := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		name, value, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
+		if ok {
+			vars[name] = strings.Trim(value, "'")
+		}
+	}
+	s := Seeded{Realm: vars["KCEE_SEED_REALM"], ClientID: vars["KCEE_SEED_CLIENT_ID"],
+		ClientSecret: vars["KCEE_SEED_CLIENT_SECRET"], PublicClientID: vars["KCEE_SEED_PUBLIC_CLIENT_ID"]}
+	if s.Realm != realm || s.ClientID == "" || s.ClientSecret == "" || s.PublicClientID == "" {
+		t.Fatalf("the seed's secret file lacks a value: realm %q, client %q, public client %q", s.Realm, s.ClientID, s.PublicClientID)
+	}
+	return s
+}
