@@ -3,6 +3,7 @@
 # and the benchmarks, owned by the project (.cache/postgres/<name>, ignored by
 # git), on a free 127.0.0.1 port with trust authentication.
 #
+#   scripts/postgres.sh install         install Debian's PostgreSQL when missing
 #   scripts/postgres.sh start [name]    install PostgreSQL if missing, create and start the
 #                                       cluster (default name: test); prints its URL last
 #   scripts/postgres.sh stop [name]     stop it (keeps its data)
@@ -12,6 +13,7 @@
 #   scripts/postgres.sh status [name]   exit 0 when it runs
 #   scripts/postgres.sh destroy [name]  stop it and remove its data
 #   scripts/postgres.sh stop-all        stop every cluster under .cache/postgres
+#   scripts/postgres.sh destroy-all     stop and remove every cluster under .cache/postgres
 #
 # The server runs as user postgres (PostgreSQL refuses root). Logs go to
 # stderr and to .cache/postgres/<name>/log; stdout carries only the result.
@@ -108,10 +110,10 @@ stop() {
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
-if [ "$cmd" = stop-all ]; then
-	for d in "$CACHE"/postgres/*/data; do
+if [ "$cmd" = stop-all ] || [ "$cmd" = destroy-all ]; then
+	for d in "$CACHE"/postgres/*/; do
 		[ -d "$d" ] || continue
-		"$0" stop "$(basename "$(dirname "$d")")"
+		"$0" "${cmd%-all}" "$(basename "$d")"
 	done
 	exit 0
 fi
@@ -121,6 +123,7 @@ DIR=$CACHE/postgres/$NAME
 DATA=$DIR/data
 
 case $cmd in
+install) pg_bin ;;
 start) pg_bin; start ;;
 stop) pg_bin; stop ;;
 restart) pg_bin; stop; start >/dev/null; url ;;

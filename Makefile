@@ -1,0 +1,57 @@
+# kc-event-emitter. `make test` and `make demo` work on a fresh machine with
+# Go, a JDK, Maven and make: the scripts install the rest (as root).
+SHELL := /bin/bash
+GO ?= go
+BENCH ?= .
+BENCHFLAGS ?= -benchmem
+GO_TEST_TIMEOUT ?= 15m
+export GO_TEST_TIMEOUT
+
+.PHONY: build test test-unit generate check-generate bench demo servers clean distclean
+
+## build: bin/kc-event-emitter and bin/kc-event-receiver
+build:
+	$(GO) build -o bin/kc-event-emitter ./cmd/kc-event-emitter
+	$(GO) build -o bin/kc-event-receiver ./cmd/kc-event-receiver
+
+## test: everything against a real PostgreSQL and a real Keycloak (started here)
+test:
+	bash scripts/test.sh
+
+## test-unit: the tests that need no server (those that do are skipped)
+test-unit:
+	env -u KCEE_TEST_PG_URL -u KCEE_TEST_KEYCLOAK_URL -u KCEE_REQUIRE_SERVERS $(GO) test -count=1 ./...
+
+## generate: go generate ./... (the fbs/ code from flatc)
+generate:
+	$(GO) generate ./...
+
+## check-generate: fail when the generated code is stale
+check-generate:
+	bash scripts/check-generate.sh
+
+## servers: start PostgreSQL and Keycloak; print their environment
+servers:
+	bash scripts/deps.sh test
+	bash scripts/postgres.sh start >/dev/null
+	bash scripts/keycloak.sh start >/dev/null
+	@bash scripts/postgres.sh env; bash scripts/keycloak.sh env
+
+## bench: the Go benchmarks with the servers up (BENCH=regexp, BENCHFLAGS=...)
+bench: servers
+	eval "$$(bash scripts/postgres.sh env)"; eval "$$(bash scripts/keycloak.sh env)"; \
+	KCEE_REQUIRE_SERVERS=1 $(GO) test -run '^$$' -bench '$(BENCH)' $(BENCHFLAGS) ./...
+
+## demo: PostgreSQL + Keycloak, real traffic, Keycloak's event tables filling
+demo:
+	bash scripts/demo.sh
+
+## clean: stop the servers, remove bin/ and the run state (downloads are kept)
+clean:
+	-bash scripts/keycloak.sh stop
+	-bash scripts/postgres.sh destroy-all
+	rm -rf bin .cache/keycloak/run .cache/keycloak/build.log .cache/seed .cache/bin
+
+## distclean: clean, and remove the downloaded and unpacked Keycloak too
+distclean: clean
+	rm -rf .cache

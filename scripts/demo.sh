@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# scripts/demo.sh: `make demo`. Starts PostgreSQL and a real Keycloak, seeds a
+# realm, makes real traffic in it (registrations, logins, failed logins,
+# refreshes, logouts, admin operations) and shows Keycloak's event tables
+# filling while it runs. The servers stay up afterwards (`make clean` stops them).
+#
+# Settings: DEMO_REALM [demo], DEMO_ROUNDS [12], DEMO_WORKERS [1],
+# DEMO_INTERVAL [1s] (pause between rounds), DEMO_EVERY [4] (seconds between
+# looks at the tables).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+REALM=${DEMO_REALM:-demo}
+ROUNDS=${DEMO_ROUNDS:-12}
+WORKERS=${DEMO_WORKERS:-1}
+INTERVAL=${DEMO_INTERVAL:-1s}
+EVERY=${DEMO_EVERY:-4}
+
+say() {
+	if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi
+}
+
+# pipeline_start starts whatever ships the events out of Keycloak's database
+# while the traffic runs; pipeline_report shows what it delivered. Today the
+# demo stops at the tables: the emitter and the receiver join here.
+pipeline_start() { :; }
+pipeline_report() { :; }
+pipeline_stop() { :; }
+
+# show_tables prints the latest rows of both event tables for the realm.
+show_tables() {
+	psql -X -q "$KCEE_TEST_KEYCLOAK_DB_URL" -v realm="$REALM" <<'SQL'
+\pset footer off
+SELECT (SELECT count(*) FROM event_entity e JOIN realm r ON r.id = e.realm_id WHERE r.name = :'realm') AS user_events,
+       (SELECT count(*) FROM admin_event_entity e JOIN realm r ON r.id = e.realm_id WHERE r.name = :'realm') AS admin_events;
+SELECT to_char(to_timestamp(e.event_time / 1000.0), 'HH24:MI:SS.MS') AS time, e.type, e.client_id,
+       u.username, e.error, left(coalesce(e.details_json_long_value, e.details_json), 60) AS details
+FROM event_entity e JOIN realm r ON r.id = e.realm_id LEFT JOIN user_entity u ON u.id = e.user_id
+WHERE r.name = :'realm' ORDER BY e.event_time DESC, e.id LIMIT 8;
+SELECT to_char(to_timestamp(e.admin_event_time / 1000.0), 'HH24:MI:SS.MS') AS time, e.operation_type,
+       e.resource_type, left(e.resource_path, 50) AS resource_path, length(e.representation) AS representation_bytes
+FROM admin_event_entity e JOIN realm r ON r.id = e.realm_id
+WHERE r.name = :'realm' ORDER BY e.admin_event_time DESC, e.id LIMIT 5;
+SQL
+}
+
+say "PostgreSQL and Keycloak"
+bash scripts/deps.sh test
+bash scripts/postgres.sh start >/dev/null
+bash scripts/keycloak.sh start >/dev/null
+eval "$(bash scripts/keycloak.sh env)"
+echo "Keycloak $KCEE_TEST_KEYCLOAK_URL (admin console: $KCEE_TEST_KEYCLOAK_URL/admin, user $KCEE_TEST_KEYCLOAK_ADMIN)"
+echo "its database: $KCEE_TEST_KEYCLOAK_DB_URL"
+
+say "realm $REALM"
+mkdir -p "$CACHE/bin"
+go build -o "$CACHE/bin/seed" ./scripts/seed
+"$CACHE/bin/seed" -realm "$REALM" -setup-only
+
+pipeline_start
+
+say "traffic: $ROUNDS rounds, a look at the tables every ${EVERY}s"
+"$CACHE/bin/seed" -realm "$REALM" -rounds "$ROUNDS" -workers "$WORKERS" -interval "$INTERVAL" >"$CACHE/seed/$REALM.out" 2>"$CACHE/seed/$REALM.log" &
+seed_pid=$!
+trap 'kill "$seed_pid" 2>/dev/null || true; pipeline_stop' EXIT
+while kill -0 "$seed_pid" 2>/dev/null; do
+	sleep "$EVERY"
+	say "$(date +%T): latest rows of event_entity and admin_event_entity (realm $REALM)"
+	show_tables
+done
+if ! wait "$seed_pid"; then
+	cat "$CACHE/seed/$REALM.log" >&2
+	die "the traffic failed"
+fi
+trap - EXIT
+
+say "done: $(tail -n 1 "$CACHE/seed/$REALM.out")"
+show_tables
+pipeline_report
+pipeline_stop
+n=$(echo "SELECT count(*) FROM event_entity e JOIN realm r ON r.id = e.realm_id WHERE r.name = :'realm'" |
+	psql -X -tAq "$KCEE_TEST_KEYCLOAK_DB_URL" -v realm="$REALM")
+[ "$n" -gt 0 ] || die "event_entity has no rows for realm $REALM"
+echo
+echo "Keycloak and PostgreSQL keep running: the realm's client secret is in $CACHE/seed/$REALM.env; \`make clean\` stops them."

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# scripts/test.sh: `make test`. Installs what is missing, starts PostgreSQL and
+# Keycloak, checks generated code, builds, vets, and runs every test against
+# the real servers (KCEE_REQUIRE_SERVERS=1: a test that needs a server fails
+# instead of skipping). Prints the time of each phase at the end.
+#
+# Settings: GO_TEST_TIMEOUT [15m], GO_TEST_FLAGS (extra go test flags),
+# KC_VERSION (see scripts/keycloak.sh).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+times=()
+phase() {
+	local name=$1 t0=$SECONDS
+	shift
+	echo "=== $name" >&2
+	"$@"
+	times+=("$(printf '%-22s %4ds' "$name" $((SECONDS - t0)))")
+}
+report() {
+	local rc=$? t
+	echo "=== phase times" >&2
+	for t in "${times[@]}"; do echo "    $t" >&2; done
+	return $rc
+}
+trap report EXIT
+
+phase "install tools" bash scripts/deps.sh test
+phase "start postgresql" bash scripts/postgres.sh start
+phase "start keycloak" bash scripts/keycloak.sh start
+eval "$(bash scripts/postgres.sh env)"
+eval "$(bash scripts/keycloak.sh env)"
+export KCEE_REQUIRE_SERVERS=1
+phase "generated code" bash scripts/check-generate.sh
+phase "build" make --no-print-directory build
+phase "go vet" go vet ./...
+# shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
+phase "go test" go test -count=1 -timeout "${GO_TEST_TIMEOUT:-15m}" ${GO_TEST_FLAGS:-} ./...
