@@ -29,8 +29,9 @@ var (
 	buildErr  error
 )
 
-// binaries builds kc-event-emitter and kc-event-receiver once per test run
-// and returns the folder holding them.
+// binaries builds kc-event-emitter, kc-event-receiver and the seed (the
+// Keycloak traffic generator of scripts/seed) once per test run and returns
+// the folder holding them.
 func binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -39,7 +40,7 @@ func binaries(t testing.TB) string {
 			return
 		}
 		root := testenv.ModuleRoot(t)
-		for _, pkg := range []string{"./cmd/kc-event-emitter", "./cmd/kc-event-receiver"} {
+		for _, pkg := range []string{"./cmd/kc-event-emitter", "./cmd/kc-event-receiver", "./scripts/seed"} {
 			cmd := exec.Command("go", "build", "-o", binDir, pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
