@@ -158,7 +158,11 @@ func realmName(prefix string) string { return fmt.Sprintf("%s-%d", prefix, rand.
 // event_entity and admin_event_entity of that realm arrived exactly once at
 // the reference receiver, with its fields.
 func TestEndToEndEveryKeycloakEventArrivesOnceWithItsFields(t *testing.T) {
-	kc := testenv.KeycloakEnv(t)
+	checkEveryEventArrivesOnce(t, testenv.KeycloakEnv(t))
+}
+
+// checkEveryEventArrivesOnce is the test above on the Keycloak kc.
+func checkEveryEventArrivesOnce(t *testing.T, kc testenv.Keycloak) {
 	realm := realmName("e2e-once")
 	testenv.SeedKeycloak(t, realm, 2)
 	want := keycloakRows(t, kc.DBURL, realm)
