@@ -1,0 +1,457 @@
+// Package httpsender delivers encoded events to the target over HTTP, as
+// the original emitter did: one POST per event, Basic auth, the original's
+// three timeouts, plus retries with backoff, TLS options and Standard
+// Webhooks signatures. It knows nothing of the events it carries.
+package httpsender
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Defaults applied to a zero field of Options.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultSocketTimeout  = 30 * time.Second
+	DefaultMaxConns       = 4
+	DefaultRetryWaitMin   = 500 * time.Millisecond
+	DefaultRetryWaitMax   = 30 * time.Second
+)
+
+// maxRetryAfter caps the wait a Retry-After header can impose.
+const maxRetryAfter = time.Hour
+
+// bodyExcerpt is how much of a rejecting response's body a PermanentError keeps.
+const bodyExcerpt = 512
+
+// drainLimit is how much of a response body is read so that its connection
+// can be reused; a longer body costs the connection instead.
+const drainLimit = 64 << 10
+
+// The errors that mark an attempt ended by one of the three timeouts;
+// errors.Is matches them in Send's and LastError's errors.
+var (
+	ErrConnectTimeout = errors.New("connect timeout")
+	ErrRequestTimeout = errors.New("connection request timeout")
+	ErrSocketTimeout  = errors.New("socket timeout")
+)
+
+// Options configures a Sender. URL is required; a zero duration or count
+// takes its default.
+type Options struct {
+	// URL is the target every event is POSTed to (http or https). It must
+	// not carry credentials: use Username and Password.
+	URL string
+	// ConnectTimeout bounds establishing a connection: the TCP connect and,
+	// for https, the TLS handshake (connectTimeoutMillis).
+	ConnectTimeout time.Duration
+	// RequestTimeout bounds the wait for a free connection when all
+	// MaxConns are busy (connectionRequestTimeoutMillis).
+	RequestTimeout time.Duration
+	// SocketTimeout bounds any silence on a connection: waiting for the
+	// response to start, between its bytes, and while writing
+	// (socketTimeoutMillis). It is not a limit on the total time. An idle
+	// pooled connection is closed after it too.
+	SocketTimeout time.Duration
+	// MaxConns is the most connections (and so requests in flight) to the
+	// target; set it to at least the number of concurrent Sends.
+	MaxConns int
+	// Username and Password are sent as Basic auth (the original sent
+	// HOSTNAME and CT_KEYCLOAK_BRIDGE_SECRET_TOKEN). An empty Password
+	// sends no Authorization header. Neither is ever logged.
+	Username, Password string
+	// CAFile names a PEM file of the CAs that verify an https target,
+	// instead of the system's. ClientCertFile and ClientKeyFile name the
+	// PEM client certificate and key for mutual TLS (both or neither).
+	CAFile, ClientCertFile, ClientKeyFile string
+	// SigningSecrets, when not empty, make every request carry Standard
+	// Webhooks headers: webhook-id (Message.ID), webhook-timestamp, and a
+	// webhook-signature with one "v1,<base64 HMAC-SHA256>" per secret.
+	// A secret is "whsec_" followed by the base64 key.
+	SigningSecrets []string
+	// RetryWaitMin and RetryWaitMax bound the exponential backoff between
+	// attempts (jittered); a Retry-After header on 429 or 503 overrides it.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// Logger receives one INFO line per failed attempt that will be
+	// retried; nil means slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time (webhook-timestamp, Retry-After dates);
+	// nil means time.Now.
+	Now func() time.Time
+}
+
+// Message is one event on the wire.
+type Message struct {
+	// ID identifies the event across retries and redeliveries: the uid in
+	// decimal. It is the webhook-id of a signed request.
+	ID string
+	// Body is sent as is, as application/json.
+	Body []byte
+}
+
+// PermanentError is the answer of a target that rejected an event for
+// good (400, 401, 403, 404, 410, 413 or 422): sending it again is useless.
+type PermanentError struct {
+	Status int    // the HTTP status code
+	Body   string // the start of the response body, for the dead-letter reason
+}
+
+func (e *PermanentError) Error() string {
+	return fmt.Sprintf("target rejected the event: %d %s: %q", e.Status, http.StatusText(e.Status), e.Body)
+}
+
+// permanent reports whether status rejects an event for good.
+func permanent(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusGone, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+// Sender POSTs messages to one target. It is safe for concurrent use.
+type Sender struct {
+	url        string
+	client     *http.Client
+	user, pass string
+	keys       [][]byte
+	waitMin    time.Duration
+	waitMax    time.Duration
+	log        *slog.Logger
+	now        func() time.Time
+
+	lastSuccess atomic.Int64 // UnixNano; 0 = never
+	lastError   atomic.Pointer[error]
+}
+
+// New returns a Sender for o, or an error naming the option at fault.
+func New(o Options) (*Sender, error) {
+	u, err := url.Parse(o.URL)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("httpsender: target URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("httpsender: target URL scheme %q: want http or https", u.Scheme)
+	case u.Host == "":
+		return nil, fmt.Errorf("httpsender: target URL %q has no host", u.Redacted())
+	case u.User != nil:
+		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", u.Redacted())
+	}
+	for name, d := range map[string]*time.Duration{
+		"ConnectTimeout": &o.ConnectTimeout, "RequestTimeout": &o.RequestTimeout,
+		"SocketTimeout": &o.SocketTimeout, "RetryWaitMin": &o.RetryWaitMin, "RetryWaitMax": &o.RetryWaitMax,
+	} {
+		if *d < 0 {
+			return nil, fmt.Errorf("httpsender: %s is %s, want >= 0", name, *d)
+		}
+	}
+	if o.MaxConns < 0 {
+		return nil, fmt.Errorf("httpsender: MaxConns is %d, want >= 0", o.MaxConns)
+	}
+	setDefault(&o.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&o.RequestTimeout, DefaultRequestTimeout)
+	setDefault(&o.SocketTimeout, DefaultSocketTimeout)
+	setDefault(&o.MaxConns, DefaultMaxConns)
+	setDefault(&o.RetryWaitMin, DefaultRetryWaitMin)
+	setDefault(&o.RetryWaitMax, DefaultRetryWaitMax)
+	if o.RetryWaitMax < o.RetryWaitMin {
+		return nil, fmt.Errorf("httpsender: RetryWaitMax %s is below RetryWaitMin %s", o.RetryWaitMax, o.RetryWaitMin)
+	}
+	tlsCfg, err := tlsConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "http" && (o.CAFile != "" || o.ClientCertFile != "") {
+		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", u.Redacted())
+	}
+	s := &Sender{
+		url: u.String(), user: o.Username, pass: o.Password,
+		waitMin: o.RetryWaitMin, waitMax: o.RetryWaitMax,
+		log: o.Logger, now: o.Now,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for i, secret := range o.SigningSecrets {
+		key, err := parseSecret(secret)
+		if err != nil {
+			return nil, fmt.Errorf("httpsender: SigningSecrets[%d]: %w", i, err)
+		}
+		s.keys = append(s.keys, key)
+	}
+	d := &dialer{connect: o.ConnectTimeout, socket: o.SocketTimeout, tls: tlsCfg,
+		net: net.Dialer{KeepAlive: 30 * time.Second}}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         d.dial,
+		DialTLSContext:      d.dialTLS,
+		TLSClientConfig:     tlsCfg, // used only through a proxy
+		TLSHandshakeTimeout: o.ConnectTimeout,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1: one request per connection
+		MaxConnsPerHost:     o.MaxConns,
+		MaxIdleConns:        o.MaxConns,
+		MaxIdleConnsPerHost: o.MaxConns,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	s.client = &http.Client{
+		Transport: &pool{next: tr, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout},
+		// A redirect would turn the POST into a GET or send it elsewhere:
+		// a 3xx is a failed attempt like any other non-2xx status.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return s, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func tlsConfig(o Options) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("httpsender: CA file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("httpsender: CA file %s holds no PEM certificate", o.CAFile)
+		}
+	}
+	if (o.ClientCertFile == "") != (o.ClientKeyFile == "") {
+		return nil, fmt.Errorf("httpsender: client certificate %q and key %q: set both or neither", o.ClientCertFile, o.ClientKeyFile)
+	}
+	if o.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.ClientCertFile, o.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("httpsender: client certificate %s and key %s: %w", o.ClientCertFile, o.ClientKeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// parseSecret decodes a Standard Webhooks secret: "whsec_" and base64.
+func parseSecret(s string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(strings.TrimSpace(s), "whsec_")
+	if !ok {
+		return nil, errors.New(`signing secret does not start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) == 0 {
+		// The error would quote secret material: say only what is wrong.
+		return nil, fmt.Errorf("signing secret is not \"whsec_\" followed by non-empty standard base64 (%d characters)", len(b64))
+	}
+	return key, nil
+}
+
+// attempts is the state of one Send across its attempts.
+type attempts struct {
+	n    int
+	last error // the failure of the latest attempt
+}
+
+// Send POSTs m and returns nil once the target answered 2xx. Any other
+// answer or a transport error is retried, forever, with jittered
+// exponential backoff (or the Retry-After of a 429 or 503), until ctx ends;
+// Send then returns an error wrapping ctx.Err() and the last attempt's
+// error. A 400, 401, 403, 404, 410, 413 or 422 is not retried: Send returns
+// a *PermanentError.
+func (s *Sender) Send(ctx context.Context, m Message) error {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, m.Body)
+	if err != nil {
+		return fmt.Errorf("building request for uid %s: %w", m.ID, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if s.pass != "" {
+		req.SetBasicAuth(s.user, s.pass)
+	}
+	s.sign(req.Request.Header, m)
+	var a attempts
+	c := &retryablehttp.Client{
+		HTTPClient:   s.client,
+		RetryWaitMin: s.waitMin,
+		RetryWaitMax: s.waitMax,
+		RetryMax:     math.MaxInt, // forever: only ctx or a permanent answer ends Send
+		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+			return s.checkRetry(ctx, &a, resp, err)
+		},
+		Backoff: func(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
+			wait := s.backoff(lo, hi, n, resp)
+			s.logRetry(m, &a, resp, wait)
+			return wait
+		},
+		PrepareRetry: func(r *http.Request) error {
+			// A fresh timestamp and signature for each attempt; the
+			// header map is shared with the previous attempt's request.
+			r.Header = r.Header.Clone()
+			s.sign(r.Header, m)
+			return nil
+		},
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		if a.last != nil {
+			return fmt.Errorf("sending uid %s: %w; the last of %d attempts failed: %w", m.ID, err, a.n, a.last)
+		}
+		return fmt.Errorf("sending uid %s: %w", m.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		// Read what is left so the connection can be reused; a stalled
+		// body is cut by the socket timeout and only costs the connection.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+		s.lastSuccess.Store(s.now().UnixNano())
+		s.lastError.Store(nil)
+		return nil
+	}
+	excerpt, rerr := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
+	body := strings.ToValidUTF8(string(excerpt), "\uFFFD")
+	if rerr != nil {
+		body += fmt.Sprintf(" (reading the body: %v)", rerr)
+	}
+	perr := &PermanentError{Status: resp.StatusCode, Body: body}
+	s.setLastError(perr)
+	return perr
+}
+
+// checkRetry is the retry policy: 2xx and the permanent statuses end the
+// attempts, everything else is retried until ctx ends.
+func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Response, err error) (bool, error) {
+	a.n++
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		a.last = err
+		s.setLastError(err)
+		return true, nil
+	}
+	if resp.StatusCode/100 == 2 || permanent(resp.StatusCode) {
+		return false, nil
+	}
+	a.last = fmt.Errorf("target answered %s", resp.Status)
+	s.setLastError(a.last)
+	return true, nil
+}
+
+// backoff is the wait before the attempt after attempt n (0-based):
+// lo·2ⁿ capped at hi, drawn uniformly from its upper half, or the
+// Retry-After of a 429 or 503 answer when it has one.
+func (s *Sender) backoff(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+			return d
+		}
+	}
+	d := hi
+	if n < 62 {
+		if exp := lo << n; exp > 0 && exp>>n == lo && exp < hi {
+			d = exp
+		}
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// retryAfter parses a Retry-After value: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		d = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = max(t.Sub(now), 0)
+	} else {
+		return 0, false
+	}
+	return min(d, maxRetryAfter), true
+}
+
+func (s *Sender) logRetry(m Message, a *attempts, resp *http.Response, wait time.Duration) {
+	attrs := []any{"uid", m.ID, "attempt", a.n, "retry_in", wait}
+	if resp != nil {
+		attrs = append(attrs, "status", resp.StatusCode)
+	}
+	if a.last != nil {
+		attrs = append(attrs, "err", a.last)
+	}
+	s.log.Info("delivery attempt failed, retrying", attrs...)
+}
+
+// sign sets the Standard Webhooks headers when signing secrets are configured.
+func (s *Sender) sign(h http.Header, m Message) {
+	if len(s.keys) == 0 {
+		return
+	}
+	ts := strconv.FormatInt(s.now().Unix(), 10)
+	sigs := make([]string, 0, len(s.keys))
+	for _, key := range s.keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(m.ID))
+		mac.Write([]byte{'.'})
+		mac.Write([]byte(ts))
+		mac.Write([]byte{'.'})
+		mac.Write(m.Body)
+		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	h.Set("webhook-id", m.ID)
+	h.Set("webhook-timestamp", ts)
+	h.Set("webhook-signature", strings.Join(sigs, " "))
+}
+
+func (s *Sender) setLastError(err error) { s.lastError.Store(&err) }
+
+// LastSuccess returns when the target last acknowledged an event; the zero
+// time if it never did.
+func (s *Sender) LastSuccess() time.Time {
+	if ns := s.lastSuccess.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// LastError returns the error of the latest attempt when it failed, and nil
+// when it succeeded or none was made.
+func (s *Sender) LastError() error {
+	if p := s.lastError.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// CloseIdleConnections closes the connections not in use.
+func (s *Sender) CloseIdleConnections() { s.client.CloseIdleConnections() }
