@@ -564,7 +564,7 @@ func TestSendVerifiesTheTargetWithTheCAFileAndPresentsTheClientCertificate(t *te
 
 	// Without the CA the target's certificate is unknown: every attempt fails.
 	o = options(srv.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := newSender(t, o).Send(ctx, event); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Send without the CA file = %v, want a certificate error", err)
