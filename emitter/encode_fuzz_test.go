@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -39,14 +40,19 @@ func sanitized(rec Record) Record {
 // no panic, an error only for an operation type Keycloak does not have,
 // and the payload decodes back to the event.
 func FuzzEncode(f *testing.F) {
-	f.Add(false, int64(1), int64(2), "id", "LOGIN", "realm", "client", "user", "session", "127.0.0.1", "",
-		"CREATE", "USER", "users/1", `{"a":1}`, "admin", "username", "alice", "k\xff", "v\x00")
-	f.Add(true, int64(-1), int64(0), "", "", "", "", "", "", "", "err\n",
-		"", "", "", "", "", "", "", "", "")
-	f.Add(true, int64(1)<<62, int64(-5), "\xff\xfe", "NOPE", "r", "c", "u", "s", "ip", "\u2028",
-		"PATCH", "ORGANIZATION", "p", "r", "n", "a\xffb", "1", "a\xfeb", "2")
-	f.Fuzz(func(t *testing.T, admin bool, uid, ms int64, id, typ, realm, client, user, session, ip, errText,
-		op, res, path, repr, username, k1, v1, k2, v2 string) {
+	join := func(fields ...string) string { return strings.Join(fields, "\x1e") }
+	f.Add(false, int64(1), int64(2), join("id", "LOGIN", "realm", "client", "user", "session", "127.0.0.1", "",
+		"CREATE", "USER", "users/1", `{"a":1}`, "admin", "username", "alice", "k\xff", "v\x00"))
+	f.Add(true, int64(-1), int64(0), join("", "", "", "", "", "", "", "err\n"))
+	f.Add(true, int64(1)<<62, int64(-5), join("\xff\xfe", "NOPE", "r", "c", "u", "s", "ip", "\u2028",
+		"PATCH", "ORGANIZATION", "p", "r", "n", "a\xffb", "1", "a\xfeb", "2"))
+	f.Fuzz(func(t *testing.T, admin bool, uid, ms int64, fields string) {
+		// The text fields, separated by U+001E (so that fuzzing mutates
+		// one argument, not seventeen).
+		var v [17]string
+		copy(v[:], strings.Split(fields, "\x1e"))
+		id, typ, realm, client, user, session, ip, errText := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+		op, res, path, repr, username, k1, v1, k2, v2 := v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]
 		details := map[string]string{k1: v1, k2: v2}
 		var rec Record
 		if admin {
