@@ -46,7 +46,7 @@ fetch() {
 	if [ ! -f "$ZIP" ]; then
 		need_cmd mvn maven
 		log "fetching org.keycloak:keycloak-quarkus-dist:$KC_VERSION:zip from Maven Central"
-		mvn -q -B dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KC_VERSION:zip" \
+		mvn -q -B -Dstyle.color=never dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KC_VERSION:zip" \
 			"-DoutputDirectory=$KCDIR" >&2 || die "mvn dependency:copy of keycloak-quarkus-dist $KC_VERSION failed"
 		[ -f "$ZIP" ] || die "mvn did not write $ZIP"
 	fi

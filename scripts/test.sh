@@ -12,11 +12,12 @@ cd "$ROOT"
 
 times=()
 phase() {
-	local name=$1 t0=$SECONDS
+	local name=$1 t0=$SECONDS rc=0
 	shift
 	echo "=== $name" >&2
-	"$@"
-	times+=("$(printf '%-22s %4ds' "$name" $((SECONDS - t0)))")
+	"$@" || rc=$?
+	times+=("$(printf '%-22s %4ds%s' "$name" $((SECONDS - t0)) "$([ $rc = 0 ] || echo " (failed: exit $rc)")")")
+	return $rc
 }
 report() {
 	local rc=$? t
