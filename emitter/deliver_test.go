@@ -647,3 +647,78 @@ func TestDeliverySignedEventsPassTheReceiversChecks(t *testing.T) {
 		t.Errorf("the receiver got %q; acks %v %v", got, f.acks.uids, f.acks.outs)
 	}
 }
+
+// BenchmarkDelivery measures events/s from Put to acknowledgement through
+// the whole delivery path (buffer, httpsender with Basic auth, loopback
+// HTTP) into the receiver package's handler as cmd/kc-event-receiver wires
+// it (Basic auth check, DecodePayload) with a store that keeps nothing.
+func BenchmarkDelivery(b *testing.B) {
+	enc, err := NewEncoder(FormatJSON, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := enc.Encode(nil, Record{Event: &Event{
+		ID: "5f0c2a8e-3b4d-4e6f-9a1b-2c3d4e5f6a7b", UID: 7338720473829523456, Time: 1700000000000, Type: "LOGIN",
+		RealmID: "8c1b8e83-6c1e-4a25-8d55-2f1f2a7e0f6e", ClientID: "account-console",
+		UserID: "0b2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", SessionID: "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9",
+		IPAddress: "10.0.0.7", Details: map[string]string{"auth_method": "openid-connect", "username": "alice",
+			"redirect_uri": "https://sso.example.com/realms/demo/account/", "code_id": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var stored atomic.Int64
+	h, err := receiver.NewHandler(receiver.Config[Record]{
+		Decode: func(p []byte) (Record, error) {
+			r, _, err := DecodePayload(p, "")
+			return r, err
+		},
+		Handle:   func(context.Context, Record) error { stored.Add(1); return nil },
+		Username: "keycloak-0", Password: "bridge-token",
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, conc := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			s, err := httpsender.New(httpsender.Options{URL: srv.URL, MaxConns: conc,
+				Username: "keycloak-0", Password: "bridge-token", Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.CloseIdleConnections()
+			var acked atomic.Int64
+			d, err := NewDelivery(DeliveryOptions{Sender: s, Capacity: 1024, Overflow: buffer.Block, Concurrency: conc,
+				DeadLetterPath: filepath.Join(b.TempDir(), "dead.jsonl"),
+				Ack: func(_ Envelope, o Outcome) {
+					if o == Delivered {
+						acked.Add(1)
+					}
+				}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan error, 1)
+			b.ResetTimer()
+			go func() { done <- d.Run(context.Background()) }()
+			env := Envelope{Kind: KindEvent, UID: 7338720473829523456, Type: "LOGIN", Time: 1700000000000, Body: body}
+			for range b.N {
+				if err := d.Put(context.Background(), env); err != nil {
+					b.Fatal(err)
+				}
+			}
+			d.Close()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			if acked.Load() != int64(b.N) {
+				b.Fatalf("%d of %d delivered", acked.Load(), b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.SetBytes(int64(len(body)))
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package httpsender
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -568,5 +569,64 @@ func TestSendVerifiesTheTargetWithTheCAFileAndPresentsTheClientCertificate(t *te
 	defer cancel()
 	if err := newSender(t, o).Send(ctx, event); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Send without the CA file = %v, want a certificate error", err)
+	}
+}
+
+// BenchmarkSend measures events/s through Send against a minimal local
+// receiver: one connection (one Send after the other, as strict order
+// delivers) and several connections used by as many goroutines.
+func BenchmarkSend(b *testing.B) {
+	body := []byte(`{"time":1700000000000,"type":"LOGIN","realmId":"8c1b8e83-6c1e-4a25-8d55-2f1f2a7e0f6e",` +
+		`"clientId":"account-console","userId":"0b2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f","sessionId":"1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9",` +
+		`"ipAddress":"10.0.0.7","error":null,"details":{"auth_method":"openid-connect","username":"alice"},"uid":7338720473829523456,"id":"e7a9"}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	// The floor: net/http alone, no retries, no pool limit, no auth.
+	b.Run("net/http alone, conns=1", func(b *testing.B) {
+		c := &http.Client{}
+		defer c.CloseIdleConnections()
+		for range b.N {
+			resp, err := c.Post(srv.URL, "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	for _, conns := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			o := options(srv.URL)
+			o.MaxConns = conns
+			o.Username, o.Password = "keycloak-0", "bridge-token"
+			s, err := New(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.CloseIdleConnections()
+			m := Message{ID: "7338720473829523456", Body: body}
+			b.SetParallelism((conns + 1) / 2) // GOMAXPROCS is 2 here: conns goroutines
+			b.ResetTimer()
+			if conns == 1 {
+				for range b.N {
+					if err := s.Send(context.Background(), m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			} else {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := s.Send(context.Background(), m); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
 }
