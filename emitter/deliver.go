@@ -86,7 +86,8 @@ type DeliveryOptions struct {
 	Ack func(Envelope, Outcome)
 	// Metrics, when not nil, counts delivered, dead-lettered and dropped
 	// envelopes by kind, observes the latency from event time to
-	// acknowledgement, and tracks the buffer depth.
+	// acknowledgement of the delivered ones, and sets the buffer depth
+	// to Len.
 	Metrics *Metrics
 	// Logger receives a line per drop, dead letter and failed dead-letter
 	// write; nil means slog.Default(). Bodies are never logged.
@@ -201,7 +202,10 @@ func (d *Delivery) Run(ctx context.Context) error {
 
 // deliver sends env until it is delivered or rejected, or ctx ends.
 func (d *Delivery) deliver(ctx context.Context, env Envelope) {
-	defer d.inFlight.Add(-1)
+	defer func() {
+		d.inFlight.Add(-1)
+		d.setDepth()
+	}()
 	m := httpsender.Message{ID: strconv.FormatInt(env.UID, 10), Body: env.Body}
 	for {
 		err := d.opts.Sender.Send(ctx, m)
@@ -283,9 +287,10 @@ func (d *Delivery) LastSuccess() time.Time {
 	return time.Time{}
 }
 
+// setDepth publishes Len as the buffer depth gauge.
 func (d *Delivery) setDepth() {
 	if m := d.opts.Metrics; m != nil {
-		m.BufferDepth.Set(float64(d.ring.Len()))
+		m.BufferDepth.Set(float64(d.Len()))
 	}
 }
 

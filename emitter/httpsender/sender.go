@@ -134,6 +134,7 @@ func permanent(status int) bool {
 // Sender POSTs messages to one target. It is safe for concurrent use.
 type Sender struct {
 	url        string
+	logURL     string // url without its query, which may hold a token
 	client     *http.Client
 	user, pass string
 	keys       [][]byte
@@ -187,7 +188,7 @@ func New(o Options) (*Sender, error) {
 		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", u.Redacted())
 	}
 	s := &Sender{
-		url: u.String(), user: o.Username, pass: o.Password,
+		url: u.String(), logURL: redact(u), user: o.Username, pass: o.Password,
 		waitMin: o.RetryWaitMin, waitMax: o.RetryWaitMax,
 		log: o.Logger, now: o.Now,
 	}
@@ -225,6 +226,16 @@ func New(o Options) (*Sender, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return s, nil
+}
+
+// redact returns u without its query and fragment, for logs and errors.
+func redact(u *url.URL) string {
+	c := *u
+	if c.RawQuery != "" {
+		c.RawQuery = "redacted"
+	}
+	c.Fragment, c.RawFragment = "", ""
+	return c.String()
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -319,6 +330,10 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
+		// Do's own error quotes the URL with its query: build ours.
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		}
 		if a.last != nil {
 			return fmt.Errorf("sending uid %s: %w; the last of %d attempts failed: %w", m.ID, err, a.n, a.last)
 		}
@@ -351,6 +366,10 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 		return false, ctx.Err()
 	}
 	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			uerr.URL = s.logURL
+		}
 		a.last = err
 		s.setLastError(err)
 		return true, nil

@@ -630,3 +630,22 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+func TestRetryLogsNeverShowTheQueryOfTheTargetURL(t *testing.T) {
+	log, logs := newLogger()
+	o := options("http://" + fullBacklogAddr(t) + "/events?token=s3cr3t-in-query")
+	o.ConnectTimeout = 50 * time.Millisecond
+	o.Logger = log
+	s := newSender(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := s.Send(ctx, event)
+	if err == nil || !strings.Contains(logs.String(), "connect timeout") {
+		t.Fatalf("Send = %v; logs:\n%s", err, logs)
+	}
+	for _, text := range []string{logs.String(), err.Error(), s.LastError().Error()} {
+		if strings.Contains(text, "s3cr3t-in-query") {
+			t.Errorf("the query leaked: %s", text)
+		}
+	}
+}
