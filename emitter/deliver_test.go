@@ -288,6 +288,10 @@ func TestDeliveryTargetDownThenUpInBlockModeLosesNothing(t *testing.T) {
 	if n := puts.Load(); n != 4 {
 		t.Fatalf("%d Puts returned while the target is down, want 4 (capacity 3 + 1 in flight)", n)
 	}
+	var depth dto.Metric
+	if err := f.metrics.BufferDepth.Write(&depth); err != nil || depth.GetGauge().GetValue() != 4 {
+		t.Errorf("buffer depth gauge %v, %v; want 4", depth.GetGauge().GetValue(), err)
+	}
 	up(&recordingTarget{})
 	<-producerDone
 	f.d.Close()
