@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -647,5 +649,73 @@ func TestRetryLogsNeverShowTheQueryOfTheTargetURL(t *testing.T) {
 		if strings.Contains(text, "s3cr3t-in-query") {
 			t.Errorf("the query leaked: %s", text)
 		}
+	}
+}
+
+// TestSendReusesConnectionsAndStaysWithinMaxConns counts the connections a
+// server sees: sequential sends share one, concurrent ones never open more
+// than MaxConns.
+func TestSendReusesConnectionsAndStaysWithinMaxConns(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(time.Millisecond)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	o := options(srv.URL)
+	o.MaxConns = 3
+	s := newSender(t, o)
+	for range 10 {
+		if err := s.Send(context.Background(), event); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("10 sequential sends opened %d connections, want 1", n)
+	}
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			if err := s.Send(context.Background(), event); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := conns.Load(); n > 3 {
+		t.Errorf("12 concurrent sends opened %d connections in all, want at most MaxConns 3", n)
+	}
+}
+
+// TestSocketTimeoutEndsSlowHeadersOverTLS checks that the socket timeout
+// also bounds a TLS connection once its handshake is done.
+func TestSocketTimeoutEndsSlowHeadersOverTLS(t *testing.T) {
+	done := make(chan struct{})
+	var n atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if n.Add(1) == 1 {
+			<-done
+		}
+	}))
+	defer srv.Close()
+	defer close(done)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	writePEM(t, ca, "CERTIFICATE", srv.Certificate().Raw)
+	o := options(srv.URL)
+	o.CAFile = ca
+	o.SocketTimeout = 200 * time.Millisecond
+	s := newSender(t, o)
+	if err := sendWithin(t, s, context.Background(), event, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 2 {
+		t.Errorf("%d requests, want 2 (the first cut by the socket timeout)", n.Load())
 	}
 }
