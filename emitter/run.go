@@ -1,5 +1,3 @@
-//go:build pipeline
-
 package emitter
 
 import (
@@ -19,6 +17,7 @@ import (
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/apisource"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
@@ -88,8 +87,6 @@ type pipeline struct {
 
 	encMu  sync.Mutex
 	encBuf []byte
-
-	emitted atomic.Uint64
 }
 
 func newPipeline(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*pipeline, error) {
@@ -164,7 +161,17 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		wait = min(2*wait, 30*time.Second)
 	}
 	p.pager = &observedPager{Pager: pager}
-	var err error
+	// Uids issued before a restart bound the new ones, even if the clock
+	// stepped back meanwhile.
+	state, err := checkpoint.Load(cfg.CheckpointPath)
+	if err != nil {
+		return &FieldError{Field: "checkpoint", Value: cfg.CheckpointPath, Err: err}
+	}
+	for _, st := range state.Streams {
+		for _, e := range st.Window {
+			p.uids.Resume(e.UID)
+		}
+	}
 	p.tailer, err = NewTailer(TailerOptions{
 		Pager:          p.pager,
 		CheckpointPath: cfg.CheckpointPath,
@@ -238,8 +245,36 @@ func (p *pipeline) emit(ctx context.Context, r Record) error {
 		// Not expected: every field has a wire form. Set aside, never lost.
 		return p.delivery.DeadLetter(env, fmt.Errorf("encode %s %s uid %d: %w", env.Kind, env.ID, env.UID, err))
 	}
-	p.emitted.Add(1)
+	if err := p.paceDropOldest(ctx); err != nil {
+		return err
+	}
 	return p.delivery.Put(ctx, env)
+}
+
+// paceDropOldest keeps drop-oldest for what it is for, an unreachable
+// target: while the target takes events, a full buffer makes the reader
+// wait (the database keeps what is not read yet) instead of dropping
+// events only because reading a backlog is faster than sending it.
+func (p *pipeline) paceDropOldest(ctx context.Context) error {
+	if p.cfg.Overflow != "drop-oldest" {
+		return nil
+	}
+	for wait := time.Millisecond; p.delivery.Len() >= p.cfg.BufferCapacity && !p.targetFailing(); wait = min(2*wait, 50*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+// targetFailing tells whether the last attempt to reach the target failed
+// for a reason other than a rejection of one event.
+func (p *pipeline) targetFailing() bool {
+	err := p.sender.LastError()
+	var perr *httpsender.PermanentError
+	return err != nil && !errors.As(err, &perr)
 }
 
 func detailsOf(r Record) map[string]string {
@@ -385,7 +420,7 @@ func (p *pipeline) notReady(now time.Time) string {
 		}
 		return "source failing since " + at.Format(time.RFC3339) + ": " + err.Error()
 	}
-	if p.delivery.Len() > 0 && now.Sub(p.delivery.LastSuccess()) > readyAfter {
+	if p.delivery.Len() > 0 && p.targetFailing() && now.Sub(p.delivery.LastSuccess()) > readyAfter {
 		return "target took no event for " + strconv.Itoa(int(readyAfter.Seconds())) + "s while " +
 			strconv.Itoa(p.delivery.Len()) + " wait"
 	}

@@ -139,7 +139,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&numbering, "numbering", string(def.Numbering), "FLATBUFFER enum numbering of the receiver: 20.1, bridge or 26")
 	fs.DurationVar(&c.RetryWaitMin, "retryWaitMin", def.RetryWaitMin, "first wait before a retry")
 	fs.DurationVar(&c.RetryWaitMax, "retryWaitMax", def.RetryWaitMax, "longest wait between retries (retries never stop)")
-	fs.StringVar(&c.DeadLetterPath, "deadLetterFile", "kc-event-emitter.deadletter.jsonl", "JSON-lines `file` of events the target refused for good (400, 401, 403, 404, 410, 413, 422)")
+	fs.StringVar(&c.DeadLetterPath, "deadLetterFile", emitter.DefaultDeadLetterPath, "JSON-lines `file` of events the target refused for good (400, 401, 403, 404, 410, 413, 422)")
 
 	fs.StringVar(&c.Username, "username", getenv("HOSTNAME"), "Basic auth user `name` (the original sends $HOSTNAME)")
 	fs.StringVar(&secretFile, "secretFile", "", "`file` holding the Basic auth password (else "+envSecretToken+"); no password: no Basic auth")
