@@ -156,9 +156,9 @@ func New(o Options) (*Sender, error) {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("httpsender: target URL scheme %q: want http or https", u.Scheme)
 	case u.Host == "":
-		return nil, fmt.Errorf("httpsender: target URL %q has no host", u.Redacted())
+		return nil, fmt.Errorf("httpsender: target URL %q has no host", redact(u))
 	case u.User != nil:
-		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", u.Redacted())
+		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", redact(u))
 	}
 	for name, d := range map[string]*time.Duration{
 		"ConnectTimeout": &o.ConnectTimeout, "RequestTimeout": &o.RequestTimeout,
@@ -185,7 +185,7 @@ func New(o Options) (*Sender, error) {
 		return nil, err
 	}
 	if u.Scheme == "http" && (o.CAFile != "" || o.ClientCertFile != "") {
-		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", u.Redacted())
+		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", redact(u))
 	}
 	s := &Sender{
 		url: u.String(), logURL: redact(u), user: o.Username, pass: o.Password,
@@ -228,9 +228,13 @@ func New(o Options) (*Sender, error) {
 	return s, nil
 }
 
-// redact returns u without its query and fragment, for logs and errors.
+// redact returns u without credentials, query and fragment, for logs and
+// errors.
 func redact(u *url.URL) string {
 	c := *u
+	if c.User != nil {
+		c.User = url.User("redacted")
+	}
 	if c.RawQuery != "" {
 		c.RawQuery = "redacted"
 	}
