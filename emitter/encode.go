@@ -94,27 +94,30 @@ func validUTF8(s string) string {
 	return b.String()
 }
 
-// keysPool holds the slices sortedKeys sorts details keys in.
-var keysPool = sync.Pool{New: func() any { return new([]string) }}
+// detail is one entry of an event's details.
+type detail struct{ key, value string }
 
-// sortedKeys returns the keys of m in order (payloads are deterministic)
-// in a pooled slice; release it with keysPool.Put.
-func sortedKeys(m map[string]string) *[]string {
-	p := keysPool.Get().(*[]string)
-	keys := (*p)[:0]
-	for k := range m {
-		keys = append(keys, k)
+// detailsPool holds the slices sortedDetails sorts details in.
+var detailsPool = sync.Pool{New: func() any { return new([]detail) }}
+
+// sortedDetails returns the entries of m in key order (payloads are
+// deterministic) in a pooled slice; give it back with releaseDetails.
+func sortedDetails(m map[string]string) *[]detail {
+	p := detailsPool.Get().(*[]detail)
+	d := (*p)[:0]
+	for k, v := range m {
+		d = append(d, detail{k, v})
 	}
-	slices.Sort(keys)
-	*p = keys
+	slices.SortFunc(d, func(a, b detail) int { return strings.Compare(a.key, b.key) })
+	*p = d
 	return p
 }
 
-// releaseKeys returns p to the pool unless it grew large.
-func releaseKeys(p *[]string) {
+// releaseDetails returns p to the pool unless it grew large.
+func releaseDetails(p *[]detail) {
 	if cap(*p) > 1024 {
 		return
 	}
 	clear(*p)
-	keysPool.Put(p)
+	detailsPool.Put(p)
 }

@@ -82,16 +82,16 @@ func (jsonEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 func appendJSONDetails(dst []byte, m map[string]string) []byte {
 	dst = append(dst, '{')
 	if len(m) > 0 {
-		keys := sortedKeys(m)
-		for i, k := range *keys {
+		entries := sortedDetails(m)
+		for i, d := range *entries {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, k)
+			dst = appendJSONString(dst, d.key)
 			dst = append(dst, ':')
-			dst = appendJSONString(dst, m[k])
+			dst = appendJSONString(dst, d.value)
 		}
-		releaseKeys(keys)
+		releaseDetails(entries)
 	}
 	return append(dst, '}')
 }

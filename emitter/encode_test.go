@@ -43,7 +43,7 @@ var wireCases = []wireCase{
 	{"event-login-error", func() Record {
 		return Record{Event: &Event{ID: "e2", UID: uidAt(1763900000456, 2), Time: 1763900000456, Type: "LOGIN_ERROR",
 			RealmID: "2d6c3a5e-realm", ClientID: "account-console", IPAddress: "2001:db8::1",
-			Error: "invalid_user_credentials", Details: map[string]string{"username": "bob", "line": "a\nb\tc\u2028"}}}
+			Error: "invalid_user_credentials", Details: map[string]string{"username": "bob", "line": "a\nb\tc\u2028", "empty": ""}}}
 	}},
 	{"event-verify-profile", func() Record {
 		// VERIFY_PROFILE is 30 in 20.1 and 26; the bridge numbering lacks it.
