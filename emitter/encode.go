@@ -1,8 +1,8 @@
 package emitter
 
 import (
+	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -41,42 +41,23 @@ func NewEncoder(f Format, n Numbering) (Encoder, error) {
 // errNoEvent is returned for a Record that holds neither kind.
 var errNoEvent = errors.New("record holds no event")
 
-// MaxEventBytes bounds the text of one event (every string and detail
-// together) that the FLATBUFFER encoder accepts: FlatBuffers address at most
-// 2 GiB. Larger events are an error, never a panic.
-const MaxEventBytes = 512 << 20
+// MaxEventBytes bounds the FlatBuffer of one event: FlatBuffers address at
+// most 2 GiB. A larger event is an error, never a panic.
+const MaxEventBytes = 1 << 30
 
-// eventSize returns the number of bytes of text r holds.
-func eventSize(r Record) int {
-	n := 0
-	if e := r.Event; e != nil {
-		n = len(e.ID) + len(e.Type) + len(e.RealmID) + len(e.ClientID) + len(e.UserID) +
-			len(e.SessionID) + len(e.IPAddress) + len(e.Error)
-		for k, v := range e.Details {
-			n += len(k) + len(v) + 32
+// isASCII tells whether b holds only ASCII, eight bytes at a time.
+func isASCII(b []byte) bool {
+	for ; len(b) >= 8; b = b[8:] {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
 		}
-		return n
 	}
-	a := r.Admin
-	d := a.AuthDetails
-	n = len(a.ID) + len(a.RealmID) + len(a.OperationType) + len(a.ResourceType) + len(a.ResourcePath) +
-		len(a.Representation) + len(a.Error) +
-		len(d.RealmID) + len(d.ClientID) + len(d.UserID) + len(d.IPAddress) + len(d.Username)
-	for k, v := range a.Details {
-		n += len(k) + len(v) + 32
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
 	}
-	return n
-}
-
-// checkRecord returns an error for a Record that cannot be encoded.
-func checkRecord(r Record) error {
-	if r.Event == nil && r.Admin == nil {
-		return errNoEvent
-	}
-	if n := eventSize(r); n > MaxEventBytes {
-		return fmt.Errorf("%s %s: %d bytes of text, more than the %d a payload may hold", r.Kind(), r.ID(), n, MaxEventBytes)
-	}
-	return nil
+	return true
 }
 
 // validUTF8 returns s with each byte that is not part of valid UTF-8

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	fb "github.com/kc-event-emitter/kc-event-emitter/fbs/events201"
 	"github.com/kc-event-emitter/kc-event-emitter/fbs/events26"
@@ -119,8 +120,8 @@ type flatBufferEncoder struct {
 const maxPooledWriter = 64 << 10
 
 func (enc *flatBufferEncoder) Encode(dst []byte, r Record) ([]byte, error) {
-	if err := checkRecord(r); err != nil {
-		return dst, err
+	if r.Event == nil && r.Admin == nil {
+		return dst, errNoEvent
 	}
 	w, _ := enc.writers.Get().(*fbWriter)
 	if w == nil {
@@ -138,6 +139,10 @@ func (enc *flatBufferEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 	} else {
 		w.event(r.Event, enc.enums.eventType(r.Event.Type))
 	}
+	if len(w.buf) > MaxEventBytes {
+		// Its offsets may have wrapped: never sent.
+		return dst, fmt.Errorf("%s %s: %d bytes, more than the %d a FlatBuffer may hold", kind, r.ID(), len(w.buf), MaxEventBytes)
+	}
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, kind...)
 	dst = append(dst, `","obj":"`...)
@@ -153,7 +158,7 @@ func (enc *flatBufferEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 // offset, the table's vtable and inline fields, then what they refer to.
 // Every reference (uoffset) points forward, as the format requires, and
 // every value is aligned to its size from the start of the buffer. Offsets
-// fit in 32 bits: checkRecord bounds an event's size.
+// are 32 bits: Encode refuses a buffer larger than MaxEventBytes.
 //
 // Layout of an Event (an AdminEvent is alike, with its AuthDetails table
 // after its own):
@@ -236,12 +241,16 @@ func (w *fbWriter) str(slot int, s string) {
 
 // strAlways is str that writes an empty string too.
 func (w *fbWriter) strAlways(slot int, s string) {
-	s = validUTF8(s)
 	w.pad(4)
 	at := len(w.buf)
 	w.put32(slot, uint32(at-slot))
 	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(s)))
 	w.buf = append(w.buf, s...)
+	if text := w.buf[at+4:]; !isASCII(text) && !utf8.Valid(text) {
+		s = validUTF8(s)
+		w.buf = binary.LittleEndian.AppendUint32(w.buf[:at], uint32(len(s)))
+		w.buf = append(w.buf, s...)
+	}
 	w.buf = append(w.buf, 0)
 }
 
