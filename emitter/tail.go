@@ -136,8 +136,11 @@ type Tailer struct {
 	missing   map[string]bool // --realms names not found, already logged
 	lastSaved time.Time
 
-	saveMu sync.Mutex
-	stats  struct{ emitted, replayed, expired, missing, errors, saves atomic.Uint64 }
+	// saveMu orders saves and journal appends: a save snapshots the windows
+	// and then empties the journal, so no uid may be journaled in between.
+	saveMu  sync.Mutex
+	journal *checkpoint.Journal // nil without CheckpointPath
+	stats   struct{ emitted, replayed, expired, missing, errors, saves atomic.Uint64 }
 }
 
 // stream is the state of one kind of event in one realm.
@@ -218,6 +221,27 @@ func NewTailer(opts TailerOptions) (*Tailer, error) {
 				s.window[id] = &entry{time: e.Time, uid: e.UID, acked: e.Acked}
 			}
 			t.streams[key] = s
+		}
+		// Uids assigned after the last save, journaled before their events left.
+		jpath := checkpoint.JournalPath(opts.CheckpointPath)
+		entries, err := checkpoint.ReadJournal(jpath)
+		if err != nil {
+			return nil, fmt.Errorf("tailer: %w", err)
+		}
+		for _, e := range entries {
+			s, ok := t.streams[e.Stream]
+			if !ok { // a stream that began after the last save: recover it from its first uid
+				s = &stream{key: e.Stream, cursor: Cursor{Time: e.Time}, floor: e.Time, window: map[string]*entry{}}
+				t.streams[e.Stream] = s
+			}
+			if _, ok := s.window[e.ID]; !ok {
+				s.window[e.ID] = &entry{time: e.Time, uid: e.UID}
+				s.floor = min(s.floor, e.Time)
+				t.dirty = true
+			}
+		}
+		if t.journal, err = checkpoint.OpenJournal(jpath); err != nil {
+			return nil, fmt.Errorf("tailer: %w", err)
 		}
 	}
 	return t, nil
@@ -457,6 +481,9 @@ func (t *Tailer) rescan(ctx context.Context, s *stream, now time.Time) error {
 func (t *Tailer) recover(ctx context.Context, s *stream) error {
 	t.mu.Lock()
 	lo, hi := s.floor, s.cursor.Time
+	for _, e := range s.window { // journaled uids may lie past the saved cursor
+		hi = max(hi, e.time)
+	}
 	t.mu.Unlock()
 	if err := t.scan(ctx, s, lo, hi); err != nil {
 		return err
@@ -505,7 +532,9 @@ func (t *Tailer) take(ctx context.Context, s *stream, page []Record, forward boo
 		return nil
 	}
 	out := make([]Record, 0, len(page))
+	var fresh []checkpoint.JournalEntry
 	replays := 0
+	t.saveMu.Lock()
 	t.mu.Lock()
 	for _, r := range page {
 		id, tm := r.ID(), r.Time()
@@ -530,25 +559,44 @@ func (t *Tailer) take(ctx context.Context, s *stream, page []Record, forward boo
 		s.window[id] = e
 		r.SetUID(e.uid)
 		out = append(out, r)
+		if t.journal != nil {
+			fresh = append(fresh, checkpoint.JournalEntry{Stream: s.key, ID: id, Time: tm, UID: e.uid})
+		}
 		t.dirty = true
 	}
 	t.mu.Unlock()
+	// A uid is on disk before its event leaves: after a crash the event is
+	// sent again with the same uid.
+	var jerr error
+	if t.journal != nil {
+		jerr = t.journal.Append(fresh)
+	}
+	t.saveMu.Unlock()
+	if jerr != nil {
+		t.unemit(s, out)
+		return fmt.Errorf("journal the uids of a page: %w", jerr)
+	}
 	t.stats.replayed.Add(uint64(replays))
 	for i, r := range out {
 		if err := t.opts.Emit(ctx, r); err != nil {
-			// Let the records not handed over be emitted again by this process.
-			t.mu.Lock()
-			for _, rest := range out[i:] {
-				if e, ok := s.window[rest.ID()]; ok && !e.acked {
-					e.emitted = false
-				}
-			}
-			t.mu.Unlock()
+			t.unemit(s, out[i:])
 			return emitError{fmt.Errorf("emit %s %s of realm %q: %w", r.Kind(), r.ID(), s.realm.Name, err)}
 		}
 		t.stats.emitted.Add(1)
 	}
 	return nil
+}
+
+// unemit lets records that were not handed over be emitted again by this
+// process.
+func (t *Tailer) unemit(s *stream, recs []Record) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range recs {
+		if e, ok := s.window[r.ID()]; ok && !e.acked {
+			e.emitted = false
+		}
+	}
 }
 
 // checkExpiry reports a stream whose cursor is older than the oldest stored
@@ -616,7 +664,11 @@ func (t *Tailer) Flush() error {
 
 // Close saves the checkpoint. Call it after Run or Drain returned.
 func (t *Tailer) Close() error {
-	return t.save()
+	err := t.save()
+	if t.journal != nil {
+		err = errors.Join(err, t.journal.Close())
+	}
+	return err
 }
 
 // saveIfDue saves when the state changed and SaveInterval has passed; a
@@ -662,6 +714,11 @@ func (t *Tailer) save() error {
 		return fmt.Errorf("tailer: %w", err)
 	}
 	t.stats.saves.Add(1)
+	if t.journal != nil {
+		if err := t.journal.Reset(); err != nil {
+			return fmt.Errorf("tailer: %w", err) // the entries are in the checkpoint: replaying them is harmless
+		}
+	}
 	return nil
 }
 
