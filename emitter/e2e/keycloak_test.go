@@ -206,8 +206,7 @@ func TestEndToEndEmitterKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
 	traffic := seedTraffic(t, kc, realm, 4)
 	for kills := 0; kills < 3; kills++ {
 		time.Sleep(time.Duration(500+rand.IntN(2000)) * time.Millisecond)
-		em.kill()
-		em = start(t, "kc-event-emitter", args, env)
+		em = em.restart()
 	}
 	if code := traffic.wait(5 * time.Minute); code != 0 {
 		t.Fatalf("seed traffic exit status %d", code)

@@ -57,12 +57,15 @@ func binaries(t testing.TB) string {
 
 // proc is a child process whose output goes to a log file.
 type proc struct {
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
+	t     testing.TB
+	name  string
+	args  []string
+	env   []string
+	cmd   *exec.Cmd
+	log   string
+	done  chan struct{}
+	err   error
+	quiet bool // replaced by restart: its log is not shown
 }
 
 // cleanEnv is the environment of the tests without the variables that
@@ -95,7 +98,7 @@ func start(t testing.TB, name string, args []string, env ...string) *proc {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &proc{t: t, name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &proc{t: t, name: name, args: args, env: env, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -103,7 +106,7 @@ func start(t testing.TB, name string, args []string, env ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.kill()
-		if t.Failed() {
+		if t.Failed() && !p.quiet {
 			t.Logf("%s log (last lines):\n%s", name, tail(p.output(), 40))
 		}
 	})
@@ -114,6 +117,15 @@ func start(t testing.TB, name string, args []string, env ...string) *proc {
 func (p *proc) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// restart kills the process with SIGKILL and starts it again with the same
+// arguments and environment.
+func (p *proc) restart() *proc {
+	p.t.Helper()
+	p.kill()
+	p.quiet = true
+	return start(p.t, p.name, p.args, p.env...)
 }
 
 // stop sends SIGTERM and returns the exit status.
