@@ -242,3 +242,113 @@ func with(args []string, name, value string) []string {
 	}
 	return out
 }
+
+// TestEndToEndReceiverDownLosesNothingWithBlock keeps the receiver down
+// while Keycloak writes more events than the buffer holds: with --overflow
+// block the emitter stops reading, and every event arrives once the
+// receiver is up.
+func TestEndToEndReceiverDownLosesNothingWithBlock(t *testing.T) {
+	checkReceiverDown(t, "block")
+}
+
+// TestEndToEndReceiverDownDropsExactlyTheCountedOldestWithDropOldest is the
+// same with --overflow drop-oldest: the events missing at the receiver are
+// exactly those the emitter counted and logged as dropped, and they are the
+// oldest (their uids, issued in reading order, are below every delivered one).
+func TestEndToEndReceiverDownDropsExactlyTheCountedOldestWithDropOldest(t *testing.T) {
+	checkReceiverDown(t, "drop-oldest")
+}
+
+func checkReceiverDown(t *testing.T, overflow string) {
+	kc := testenv.KeycloakEnv(t)
+	realm := realmName("e2e-down")
+	testenv.SeedKeycloak(t, realm, 0)
+	dir := t.TempDir()
+	addr, listen := freeAddr(t), freeAddr(t)
+	const capacity = 10
+	args := emitterArgs("http://"+addr+"/event/receiver", filepath.Join(dir, "checkpoint.json"), listen,
+		"--realms", realm, "--retryWaitMax", "200ms")
+	args = with(with(args, "--overflow", overflow), "--bufferCapacity", fmt.Sprint(capacity))
+	em := start(t, "kc-event-emitter", args, "KC_EMITTER_DB_URL="+kc.DBURL)
+	if code := seedTraffic(t, kc, realm, 1).wait(5 * time.Minute); code != 0 {
+		t.Fatalf("seed traffic exit status %d", code)
+	}
+	want := keycloakRows(t, kc.DBURL, realm)
+	if len(want) <= 2*capacity {
+		t.Fatalf("the seed made %d events, want more than %d", len(want), 2*capacity)
+	}
+	if overflow == "block" {
+		// The buffer and the one event being sent are full: the emitter waits.
+		waitFor(t, 30*time.Second, "a full buffer", func() bool {
+			n, _ := metric(listen, "kc_event_emitter_buffer_depth")
+			return n >= capacity
+		})
+	} else {
+		waitFor(t, 30*time.Second, "every event read", func() bool {
+			n, _ := metric(listen, "kc_event_emitter_events_read_total")
+			return int(n) >= len(want)
+		})
+	}
+	time.Sleep(time.Second) // the receiver stays down a while longer
+	dropped, ok := metric(listen, "kc_event_emitter_events_dropped_total")
+	if !ok {
+		t.Fatal("no metrics")
+	}
+	rcv := startReceiver(t, addr, filepath.Join(dir, "received.jsonl"))
+	waitFor(t, time.Minute, "the buffered events", func() bool {
+		return countLines(rcv.store) >= len(want)-int(dropped)
+	})
+	time.Sleep(500 * time.Millisecond)
+	if code := em.stop(30 * time.Second); code != 0 {
+		t.Errorf("emitter exit status after SIGTERM = %d, want 0", code)
+	}
+	got, raw := arrived(t, rcv.store)
+	if overflow == "block" {
+		if dropped != 0 {
+			t.Errorf("block mode dropped %v events", dropped)
+		}
+		compareOnce(t, want, got, true)
+		return
+	}
+	// drop-oldest: missing == logged as dropped == counted, and the oldest.
+	droppedIDs := map[string]int64{}
+	for _, line := range strings.Split(em.output(), "\n") {
+		if !strings.Contains(line, `msg="buffer full: event dropped"`) {
+			continue
+		}
+		var uid int64
+		var id string
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "uid="); ok {
+				fmt.Sscan(v, &uid)
+			}
+			if v, ok := strings.CutPrefix(f, "id="); ok {
+				id = v
+			}
+		}
+		droppedIDs[id] = uid
+	}
+	if dropped == 0 || len(droppedIDs) != int(dropped) {
+		t.Errorf("%v events counted as dropped, %d logged", dropped, len(droppedIDs))
+	}
+	arrivedIDs := map[string]bool{}
+	minDelivered := int64(1<<63 - 1)
+	for _, r := range raw {
+		arrivedIDs[r.ID] = true
+		minDelivered = min(minDelivered, r.UID)
+	}
+	for _, w := range want {
+		_, wasDropped := droppedIDs[w.ID]
+		if arrivedIDs[w.ID] == wasDropped {
+			t.Errorf("%s %s: arrived %v, logged as dropped %v: want exactly one", w.Kind, w.ID, arrivedIDs[w.ID], wasDropped)
+		}
+	}
+	for id, uid := range droppedIDs {
+		if uid >= minDelivered {
+			t.Errorf("dropped %s (uid %d) is not older than every delivered event (lowest uid %d)", id, uid, minDelivered)
+		}
+	}
+	if len(raw) != len(want)-int(dropped) {
+		t.Errorf("%d arrived, want %d - %v dropped", len(raw), len(want), dropped)
+	}
+}
