@@ -15,7 +15,7 @@
 #   KC_VERSION                   the distribution (org.keycloak:keycloak-quarkus-dist) [26.5.6]
 #   KC_BOOTSTRAP_ADMIN_USERNAME  the master realm's first admin [admin]
 #   KC_BOOTSTRAP_ADMIN_PASSWORD  its password [admin]; used only when the database is new
-#   KC_JAVA_HOME                 the JDK to run it on [the newest supported one found]
+#   KC_JAVA_HOME                 the JDK to run it on [21, else 17, else 25]
 #   KC_PG_CLUSTER                the scripts/postgres.sh cluster for its database [test]
 #   KC_START_TIMEOUT             seconds to wait for it to answer [300]
 #   KC_HEAP                      the JVM heap options [-Xms256m -Xmx1g]
@@ -46,8 +46,9 @@ fetch() {
 	if [ ! -f "$ZIP" ]; then
 		need_cmd mvn maven
 		log "fetching org.keycloak:keycloak-quarkus-dist:$KC_VERSION:zip from Maven Central"
-		mvn -q -B -Dstyle.color=never dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KC_VERSION:zip" \
-			"-DoutputDirectory=$KCDIR" >&2 || die "mvn dependency:copy of keycloak-quarkus-dist $KC_VERSION failed"
+		mvn -q -B dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KC_VERSION:zip" \
+			"-DoutputDirectory=$KCDIR" >"$KCDIR/fetch.log" 2>&1 ||
+			{ cat "$KCDIR/fetch.log" >&2; die "mvn dependency:copy of keycloak-quarkus-dist $KC_VERSION failed"; }
 		[ -f "$ZIP" ] || die "mvn did not write $ZIP"
 	fi
 	if [ ! -x "$HOME_DIR/bin/kc.sh" ]; then
@@ -67,16 +68,16 @@ java_major() {
 }
 
 # pick_java sets JAVA_HOME to the JDK Keycloak runs on: KC_JAVA_HOME, else the
-# first found of 21, 25 (supported from 26.4 on) and 17 (deprecated but working
-# in 26.x), else the java on PATH.
+# first found of 21 (recommended), 17 (supported by 26.x, and the one JDK of a
+# fresh machine here) and 25 (its jboss-threads needs an --add-opens on 26.5),
+# else the java on PATH.
 pick_java() {
 	if [ -n "${KC_JAVA_HOME:-}" ]; then
 		JAVA_HOME=$KC_JAVA_HOME
 	else
-		local order=(21 25 17) want d
-		if [ "$(printf '%s\n' "$KC_VERSION" 26.4 | sort -V | head -n 1)" != 26.4 ]; then order=(21 17); fi
+		local want d
 		JAVA_HOME=
-		for want in "${order[@]}"; do
+		for want in 21 17 25; do
 			for d in /usr/lib/jvm/*/; do
 				d=${d%/}
 				[ -L "$d" ] && continue
@@ -84,7 +85,7 @@ pick_java() {
 			done
 		done
 		if [ -z "$JAVA_HOME" ]; then
-			command -v java >/dev/null || die "no JDK found: install openjdk-17-jdk or set KC_JAVA_HOME"
+			command -v java >/dev/null || die "no JDK found: install openjdk-17-jdk-headless or set KC_JAVA_HOME"
 			JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
 		fi
 	fi
@@ -93,9 +94,10 @@ pick_java() {
 	JAVA_MAJOR=$(java_major "$JAVA_HOME")
 }
 
-# build runs `kc.sh build` once per distribution, options and JDK.
+# build runs `kc.sh build` once per distribution and options (the JDK does
+# not matter to the build).
 build() {
-	local stamp="$KC_VERSION ${BUILD_OPTS[*]} $JAVA_HOME"
+	local stamp="$KC_VERSION ${BUILD_OPTS[*]}"
 	if [ "$(cat "$HOME_DIR/.kcee-built" 2>/dev/null || true)" = "$stamp" ]; then return; fi
 	log "building Keycloak $KC_VERSION for PostgreSQL on $(basename "$JAVA_HOME") (once)"
 	"$HOME_DIR/bin/kc.sh" build "${BUILD_OPTS[@]}" >"$KCDIR/build.log" 2>&1 ||
@@ -140,7 +142,8 @@ start() {
 	local admin=${KC_BOOTSTRAP_ADMIN_USERNAME:-admin} password=${KC_BOOTSTRAP_ADMIN_PASSWORD:-admin}
 	(umask 077 && printf '%s\n%s\n' "$admin" "$password" >"$RUN/admin")
 	local append=""
-	[ "$JAVA_MAJOR" -ge 24 ] && append="--sun-misc-unsafe-memory-access=allow"
+	# JDK 24+: Netty's Unsafe use and jboss-threads' thread-local reset need these.
+	[ "$JAVA_MAJOR" -ge 24 ] && append="--sun-misc-unsafe-memory-access=allow --add-opens=java.base/java.lang=ALL-UNNAMED"
 	log "starting Keycloak $KC_VERSION on $(basename "$JAVA_HOME") at $(url) (database keycloak on port $pgport)"
 	# Secrets through the environment, never argv. setsid: stop ends the whole group.
 	KC_BOOTSTRAP_ADMIN_USERNAME=$admin KC_BOOTSTRAP_ADMIN_PASSWORD=$password KC_DB_PASSWORD=unused \

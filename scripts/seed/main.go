@@ -381,12 +381,14 @@ func setup(ctx context.Context, a *adminAPI, realm string) (setupResult, error) 
 
 	r := "/realms/" + realm
 	rep := map[string]any{"realm": realm, "enabled": true, "registrationAllowed": true, "resetPasswordAllowed": true}
-	if _, err := a.do(ctx, "POST", "/realms", rep, nil); statusOf(err) == http.StatusConflict {
-		_, err = a.do(ctx, "PUT", r, rep, nil)
-		if err != nil {
-			return res, err
-		}
-	} else if err != nil {
+	_, err := a.do(ctx, "GET", r, nil, nil)
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		_, err = a.do(ctx, "POST", "/realms", rep, nil)
+	case err == nil:
+		_, err = a.do(ctx, "PUT", r, rep, nil) // only the fields given change
+	}
+	if err != nil {
 		return res, err
 	}
 	// Always GET, change, PUT: a PUT that omits a field turns it off.
@@ -402,13 +404,17 @@ func setup(ctx context.Context, a *adminAPI, realm string) (setupResult, error) 
 		return res, err
 	}
 
-	if _, err := a.do(ctx, "POST", r+"/roles", map[string]any{"name": realmRole, "description": "assigned and removed by the seed's admin operations"}, nil); err != nil && statusOf(err) != http.StatusConflict {
-		return res, err
-	}
 	var role struct {
 		ID string `json:"id"`
 	}
-	if _, err := a.do(ctx, "GET", r+"/roles/"+realmRole, nil, &role); err != nil {
+	if _, err := a.do(ctx, "GET", r+"/roles/"+realmRole, nil, &role); statusOf(err) == http.StatusNotFound {
+		if _, err := a.do(ctx, "POST", r+"/roles", map[string]any{"name": realmRole, "description": "assigned and removed by the seed's admin operations"}, nil); err != nil {
+			return res, err
+		}
+		if _, err := a.do(ctx, "GET", r+"/roles/"+realmRole, nil, &role); err != nil {
+			return res, err
+		}
+	} else if err != nil {
 		return res, err
 	}
 	res.roleID = role.ID
@@ -462,23 +468,35 @@ func setup(ctx context.Context, a *adminAPI, realm string) (setupResult, error) 
 // returns its internal id.
 func ensureClient(ctx context.Context, a *adminAPI, realm string, rep map[string]any) (string, error) {
 	clientID := rep["clientId"].(string)
+	if id, err := findClient(ctx, a, realm, clientID); err != nil || id != "" {
+		return id, err
+	}
 	if _, err := a.do(ctx, "POST", "/realms/"+realm+"/clients", rep, nil); err != nil && statusOf(err) != http.StatusConflict {
 		return "", err
 	}
 	return clientUUID(ctx, a, realm, clientID)
 }
 
-func clientUUID(ctx context.Context, a *adminAPI, realm, clientID string) (string, error) {
+// findClient returns the internal id of the client, or "" when there is none.
+func findClient(ctx context.Context, a *adminAPI, realm, clientID string) (string, error) {
 	var found []struct {
 		ID string `json:"id"`
 	}
 	if _, err := a.do(ctx, "GET", "/realms/"+realm+"/clients?clientId="+url.QueryEscape(clientID), nil, &found); err != nil {
 		return "", err
 	}
-	if len(found) != 1 {
-		return "", fmt.Errorf("client %q in realm %s: found %d", clientID, realm, len(found))
+	if len(found) == 0 {
+		return "", nil
 	}
 	return found[0].ID, nil
+}
+
+func clientUUID(ctx context.Context, a *adminAPI, realm, clientID string) (string, error) {
+	id, err := findClient(ctx, a, realm, clientID)
+	if err == nil && id == "" {
+		err = fmt.Errorf("client %q not found in realm %s", clientID, realm)
+	}
+	return id, err
 }
 
 // counts tallies the operations the rounds made.
@@ -516,6 +534,9 @@ type traffic struct {
 	base, realm, secret     string
 	roleID, publicID, runID string
 	counts                  counts
+	// clientMu serializes the public client's updates: Keycloak 26 fails
+	// concurrent updates of one client (duplicate key in client_attributes).
+	clientMu sync.Mutex
 }
 
 func (t *traffic) oidc(path string) string {
@@ -686,12 +707,7 @@ func (t *traffic) adminOperations(ctx context.Context, n int) error {
 	}
 	t.counts.add("role mapping changes")
 	t.counts.add("role mapping changes")
-	var client map[string]any
-	if _, err := t.a.do(ctx, "GET", r+"/clients/"+t.publicID, nil, &client); err != nil {
-		return err
-	}
-	client["description"] = fmt.Sprintf("updated by seed round %s-%d", t.runID, n)
-	if _, err := t.a.do(ctx, "PUT", r+"/clients/"+t.publicID, client, nil); err != nil {
+	if err := t.updateClient(ctx, fmt.Sprintf("updated by seed round %s-%d", t.runID, n)); err != nil {
 		return err
 	}
 	t.counts.add("client updates")
@@ -700,6 +716,20 @@ func (t *traffic) adminOperations(ctx context.Context, n int) error {
 	}
 	t.counts.add("users deleted")
 	return nil
+}
+
+// updateClient changes the public client's description (GET, change, PUT).
+func (t *traffic) updateClient(ctx context.Context, description string) error {
+	t.clientMu.Lock()
+	defer t.clientMu.Unlock()
+	path := "/realms/" + t.realm + "/clients/" + t.publicID
+	var client map[string]any
+	if _, err := t.a.do(ctx, "GET", path, nil, &client); err != nil {
+		return err
+	}
+	client["description"] = description
+	_, err := t.a.do(ctx, "PUT", path, client, nil)
+	return err
 }
 
 // browser is one user agent: its own cookies, redirects followed only
