@@ -41,9 +41,9 @@ func NewEncoder(f Format, n Numbering) (Encoder, error) {
 // errNoEvent is returned for a Record that holds neither kind.
 var errNoEvent = errors.New("record holds no event")
 
-// MaxEventBytes bounds the FlatBuffer of one event: FlatBuffers address at
+// maxEventBytes bounds the FlatBuffer of one event: FlatBuffers address at
 // most 2 GiB. A larger event is an error, never a panic.
-const MaxEventBytes = 1 << 30
+const maxEventBytes = 1 << 30
 
 // isASCII tells whether b holds only ASCII, eight bytes at a time.
 func isASCII(b []byte) bool {

@@ -139,9 +139,9 @@ func (enc *flatBufferEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 	} else {
 		w.event(r.Event, enc.enums.eventType(r.Event.Type))
 	}
-	if len(w.buf) > MaxEventBytes {
+	if len(w.buf) > maxEventBytes {
 		// Its offsets may have wrapped: never sent.
-		return dst, fmt.Errorf("%s %s: %d bytes, more than the %d a FlatBuffer may hold", kind, r.ID(), len(w.buf), MaxEventBytes)
+		return dst, fmt.Errorf("%s %s: %d bytes, more than the %d a FlatBuffer may hold", kind, r.ID(), len(w.buf), maxEventBytes)
 	}
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, kind...)
@@ -158,7 +158,7 @@ func (enc *flatBufferEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 // offset, the table's vtable and inline fields, then what they refer to.
 // Every reference (uoffset) points forward, as the format requires, and
 // every value is aligned to its size from the start of the buffer. Offsets
-// are 32 bits: Encode refuses a buffer larger than MaxEventBytes.
+// are 32 bits: Encode refuses a buffer larger than maxEventBytes.
 //
 // Layout of an Event (an AdminEvent is alike, with its AuthDetails table
 // after its own):

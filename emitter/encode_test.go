@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kc-event-emitter/kc-event-emitter/fbs/events201"
@@ -493,5 +494,35 @@ func TestEncodeWritesDetailsInKeyOrder(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte(`"details":{`+b.String()+`}`)) {
 		t.Fatalf("details not in key order: %s", out)
+	}
+}
+
+func TestEncodersAreSafeForConcurrentUse(t *testing.T) {
+	for _, f := range []Format{FormatJSON, FormatFlatBuffer} {
+		enc, _ := NewEncoder(f, Numbering26)
+		want := make([][]byte, len(wireCases))
+		for i, c := range wireCases {
+			want[i], _ = enc.Encode(nil, c.rec())
+		}
+		var wg sync.WaitGroup
+		errs := make(chan string, 8)
+		for w := range 8 {
+			wg.Go(func() {
+				var dst []byte
+				for i := range 200 {
+					c := (i + w) % len(wireCases)
+					dst, _ = enc.Encode(dst[:0], wireCases[c].rec())
+					if !bytes.Equal(dst, want[c]) {
+						errs <- fmt.Sprintf("%s: goroutine %d got %s for %s", f, w, dst, wireCases[c].name)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
 	}
 }
