@@ -19,6 +19,7 @@ type Metrics struct {
 	BufferDepth  prometheus.Gauge
 	Latency      prometheus.Histogram
 	SourceLag    prometheus.Gauge
+	SourceReads  *prometheus.CounterVec
 	savedAt      atomic.Int64 // UnixNano of the last checkpoint save; 0 = never
 }
 
@@ -47,6 +48,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the event's time in Keycloak to its acknowledgement by the target.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
+		SourceReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kc_event_emitter", Name: "source_reads_total",
+			Help: "Reads of the source (a page of events or the realm list; one query or API call each), by result.",
+		}, []string{"result"}),
 		SourceLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "kc_event_emitter", Name: "source_lag_seconds",
 			Help: "Age of the newest event read from the source when it was read.",
@@ -63,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
 	reg.MustRegister(m.Read, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
-		m.BufferDepth, m.Latency, m.SourceLag, age)
+		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, age)
 	return m
 }
 

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -160,7 +159,7 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
-	p.pager = &observedPager{Pager: pager}
+	p.pager = &observedPager{Pager: pager, reads: p.metrics.SourceReads}
 	// Uids issued before a restart bound the new ones, even if the clock
 	// stepped back meanwhile.
 	state, err := checkpoint.Load(cfg.CheckpointPath)
@@ -434,11 +433,15 @@ type observedPager struct {
 	ok    bool
 	since time.Time
 	err   error
-	reads atomic.Uint64
+	reads *prometheus.CounterVec
 }
 
 func (o *observedPager) note(err error) {
-	o.reads.Add(1)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	o.reads.WithLabelValues(result).Inc()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if (err == nil) != o.ok || o.since.IsZero() {
