@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,9 @@ type RunOptions struct {
 	// Registry receives the metrics and is served on /metrics; default a
 	// new registry with the Go and process collectors.
 	Registry *prometheus.Registry
+	// Progress, when set, receives a progress line (rewritten in place with
+	// carriage returns) while a Once run drains: give it a terminal.
+	Progress io.Writer
 	// Listening, when set, is called with the address /healthz, /readyz and
 	// /metrics are served on, once they are.
 	Listening func(addr net.Addr)
@@ -68,6 +72,12 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		return err
 	}
 	log.Info("kc-event-emitter started", "config", cfg)
+	if cfg.Once && opts.Progress != nil {
+		pctx, stop := context.WithCancel(ctx)
+		shown := make(chan struct{})
+		go func() { p.progress.show(pctx, opts.Progress, 250*time.Millisecond); close(shown) }()
+		defer func() { stop(); <-shown }()
+	}
 	return p.run(ctx, cfg)
 }
 
@@ -86,6 +96,8 @@ type pipeline struct {
 
 	encMu  sync.Mutex
 	encBuf []byte
+
+	progress progress
 }
 
 func newPipeline(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*pipeline, error) {
@@ -228,6 +240,7 @@ func (p *pipeline) newPager(ctx context.Context, cfg Config) (Pager, error) {
 func (p *pipeline) emit(ctx context.Context, r Record) error {
 	kind := string(r.Kind())
 	p.metrics.Read.WithLabelValues(kind).Inc()
+	p.progress.onRead(r.Time())
 	p.metrics.SourceLag.Set(time.Since(time.UnixMilli(r.Time())).Seconds())
 	if _, ok := detailsOf(r)[MalformedDetailsKey]; ok {
 		p.metrics.Malformed.WithLabelValues(kind).Inc()
@@ -288,6 +301,7 @@ func detailsOf(r Record) map[string]string {
 
 // ack moves the checkpoint past an envelope that is done.
 func (p *pipeline) ack(env Envelope, _ Outcome) {
+	p.progress.done.Add(1)
 	if t := p.tailer; t != nil {
 		t.Ack(env.Kind, env.RealmID, env.ID)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/term"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 )
@@ -33,7 +34,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := emitter.Run(ctx, o.cfg, emitter.RunOptions{Logger: log, Registry: reg}); err != nil {
+	ro := emitter.RunOptions{Logger: log, Registry: reg}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		ro.Progress = stderr
+	}
+	if err := emitter.Run(ctx, o.cfg, ro); err != nil {
 		log.Error("kc-event-emitter stopped", "error", err)
 		var fe *emitter.FieldError
 		if errors.As(err, &fe) {
