@@ -69,6 +69,10 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		defer srv.Close()
 	}
 	if err := p.openSource(ctx, cfg); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the source was reachable")
+			return nil
+		}
 		return err
 	}
 	log.Info("kc-event-emitter started", "config", cfg)

@@ -24,6 +24,26 @@ func emitterArgs(target, checkpoint, listen string, extra ...string) []string {
 		"--deadLetterFile", checkpoint + ".deadletter.jsonl", "--logLevel", "INFO"}, extra...)
 }
 
+// newKeycloakDB creates a database with Keycloak's event tables as a real
+// Keycloak 26 created them, and realms with the given ids (named without
+// their "r-" prefix).
+func newKeycloakDB(t testing.TB, realmIDs ...string) (*sql.DB, string) {
+	t.Helper()
+	dbURL := testenv.NewDatabase(t)
+	testenv.LoadSchema(t, dbURL, "26.5.6")
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, r := range realmIDs {
+		if _, err := db.Exec(`INSERT INTO realm (id, name, enabled) VALUES ($1, $2, true)`, r, strings.TrimPrefix(r, "r-")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db, dbURL
+}
+
 // TestEmitterKilledAtRandomPointsDeliversEveryEventOnceWithItsUID streams
 // 50,000 events into Keycloak's tables (three realms, concurrent
 // transactions, same-millisecond bursts) while the emitter is killed with
@@ -34,19 +54,8 @@ func TestEmitterKilledAtRandomPointsDeliversEveryEventOnceWithItsUID(t *testing.
 	if testing.Short() {
 		t.Skip("streams 50,000 events through the binaries")
 	}
-	dbURL := testenv.NewDatabase(t)
-	testenv.LoadSchema(t, dbURL, "26.5.6")
-	db, err := sql.Open("postgres", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	realms := []string{"r-acme", "r-demo", "r-ops"}
-	for _, r := range realms {
-		if _, err := db.Exec(`INSERT INTO realm (id, name, enabled) VALUES ($1, $2, true)`, r, strings.TrimPrefix(r, "r-")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, dbURL := newKeycloakDB(t, realms...)
 	dir := t.TempDir()
 	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
 	checkpoint, listen := filepath.Join(dir, "checkpoint.json"), freeAddr(t)
