@@ -6,6 +6,8 @@ BENCH ?= .
 BENCHFLAGS ?= -benchmem
 GO_TEST_TIMEOUT ?= 15m
 export GO_TEST_TIMEOUT
+# Downloads and run state (the scripts read KCEE_CACHE too).
+CACHE := $(or $(KCEE_CACHE),.cache)
 
 .PHONY: build test test-unit generate check-generate bench demo servers clean distclean
 
@@ -50,8 +52,8 @@ demo:
 clean:
 	-bash scripts/keycloak.sh stop
 	-bash scripts/postgres.sh destroy-all
-	rm -rf bin .cache/keycloak/run .cache/keycloak/build.log .cache/seed .cache/bin
+	rm -rf bin $(CACHE)/keycloak/run $(CACHE)/keycloak/*.log $(CACHE)/seed $(CACHE)/bin
 
 ## distclean: clean, and remove the downloaded and unpacked Keycloak too
 distclean: clean
-	rm -rf .cache
+	rm -rf $(CACHE)

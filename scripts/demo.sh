@@ -56,12 +56,12 @@ echo "its database: $KCEE_TEST_KEYCLOAK_DB_URL"
 say "realm $REALM"
 mkdir -p "$CACHE/bin"
 go build -o "$CACHE/bin/seed" ./scripts/seed
-"$CACHE/bin/seed" -realm "$REALM" -setup-only
+"$CACHE/bin/seed" -realm "$REALM" -setup-only -secret-file "$CACHE/seed/$REALM.env"
 
 pipeline_start
 
 say "traffic: $ROUNDS rounds, a look at the tables every ${EVERY}s"
-"$CACHE/bin/seed" -realm "$REALM" -rounds "$ROUNDS" -workers "$WORKERS" -interval "$INTERVAL" >"$CACHE/seed/$REALM.out" 2>"$CACHE/seed/$REALM.log" &
+"$CACHE/bin/seed" -realm "$REALM" -secret-file "$CACHE/seed/$REALM.env" -rounds "$ROUNDS" -workers "$WORKERS" -interval "$INTERVAL" >"$CACHE/seed/$REALM.out" 2>"$CACHE/seed/$REALM.log" &
 seed_pid=$!
 trap 'kill "$seed_pid" 2>/dev/null || true; pipeline_stop' EXIT
 while kill -0 "$seed_pid" 2>/dev/null; do
