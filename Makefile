@@ -41,6 +41,7 @@ servers:
 
 ## bench: the Go benchmarks with the servers up (BENCH=regexp, BENCHFLAGS=...)
 bench: servers
+	bash scripts/deps.sh bench
 	eval "$$(bash scripts/postgres.sh env)"; eval "$$(bash scripts/keycloak.sh env)"; \
 	KCEE_REQUIRE_SERVERS=1 $(GO) test -run '^$$' -bench '$(BENCH)' $(BENCHFLAGS) ./...
 
