@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -167,4 +168,30 @@ func with(args []string, name, value string) []string {
 		}
 	}
 	return out
+}
+
+// TestDeployExamplesSetOnlyVariablesTheEmitterReads keeps deploy/ in step
+// with the flags: a misspelled KC_EMITTER_ variable would be ignored silently.
+func TestDeployExamplesSetOnlyVariablesTheEmitterReads(t *testing.T) {
+	known := map[string]bool{envSecretToken: true, envDBURL: true, envAPISecret: true, envAPIPassword: true, envSigningSecret: true}
+	var help strings.Builder
+	parseRunFlags([]string{"--help"}, env(nil), &help)
+	for _, line := range strings.Split(help.String(), "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "env "); ok {
+			known[name] = true
+		}
+	}
+	files := []string{"../../deploy/systemd/kc-event-emitter.env", "../../deploy/kubernetes/keycloak-with-emitter.yaml", "../../deploy/Dockerfile"}
+	re := regexp.MustCompile(`\bKC_EMITTER_[A-Z_]+`)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range re.FindAllString(string(data), -1) {
+			if !known[name] {
+				t.Errorf("%s sets %s, which no flag or secret reads", f, name)
+			}
+		}
+	}
 }
