@@ -2,6 +2,7 @@ package emitter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,8 @@ type APIPager struct {
 	mu          sync.Mutex
 	pager       *apisource.Pager  // set by the first call that needs it
 	realmNames  map[string]string // realm id -> name, from the last Realms
+	realmIDs    map[string]string // realm name -> id, once learned and checked
+	idless      map[string]bool   // realm names logged as left out for want of an id
 	usersDenied bool              // the account lacks view-users: no lookups
 }
 
@@ -75,7 +78,8 @@ func NewAPIPager(client *apisource.Client, opts APIPagerOptions) (*APIPager, err
 		ResourceTypes:  apiNames(opts.Filters.Resources),
 	}
 	return &APIPager{client: client, filters: opts.Filters, api: api, log: opts.Logger,
-		names: newNameCache(opts.UsernameCacheSize), realmNames: map[string]string{}}, nil
+		names: newNameCache(opts.UsernameCacheSize), realmNames: map[string]string{},
+		realmIDs: map[string]string{}, idless: map[string]bool{}}, nil
 }
 
 // apiNames returns the names the API can filter on for f: its Include list
@@ -92,20 +96,89 @@ func apiNames(f TypeFilter) []string {
 	return f.Include
 }
 
-// Realms returns the realms the account can see.
+// Realms returns the realms the account can see, each with its internal id
+// (the key of its streams in the checkpoint, the same as the database
+// source's). Keycloak shows realm ids only to accounts with view-realm; for
+// the others (a service account with view-events and view-users) the id is
+// taken from the realm's newest event or admin event, and a realm that has
+// neither yet is left out until its first event. The first listing of a
+// realm also reads one event of it: an account without view-events fails
+// here with an error naming the role, not later in every poll.
 func (p *APIPager) Realms(ctx context.Context) ([]Realm, error) {
 	rs, err := p.client.Realms(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Realm, len(rs))
+	out := make([]Realm, 0, len(rs))
+	listed := map[string]bool{}
+	for _, r := range rs {
+		listed[r.Name] = true
+		id, err := p.realmID(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if id == "" {
+			continue
+		}
+		out = append(out, Realm{ID: id, Name: r.Name})
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, r := range rs {
-		out[i] = Realm{ID: r.ID, Name: r.Name}
+	for name := range p.realmIDs {
+		if !listed[name] {
+			// Deleted: a realm created later under this name has a new id.
+			delete(p.realmIDs, name)
+		}
+	}
+	for _, r := range out {
 		p.realmNames[r.ID] = r.Name
 	}
 	return out, nil
+}
+
+// realmID returns the internal id of r, learning it (and checking that the
+// account may read r's events) the first time; "" while r has no id the
+// account can see and no event.
+func (p *APIPager) realmID(ctx context.Context, r apisource.Realm) (string, error) {
+	p.mu.Lock()
+	id, checked := p.realmIDs[r.Name]
+	p.mu.Unlock()
+	if checked && (r.ID == "" || r.ID == id) {
+		return id, nil
+	}
+	id = r.ID
+	for _, list := range []func(context.Context, string, apisource.Query) ([]apisource.Item, error){
+		p.client.Events, p.client.AdminEvents,
+	} {
+		items, err := list(ctx, r.Name, apisource.Query{Max: 1})
+		if err != nil {
+			return "", fmt.Errorf("realm %q: %w", r.Name, err)
+		}
+		if id == "" && len(items) > 0 {
+			var v struct {
+				RealmID string `json:"realmId"`
+			}
+			if err := json.Unmarshal(items[0].Raw, &v); err != nil {
+				return "", fmt.Errorf("realm %q: event %s: %w", r.Name, items[0].ID, err)
+			}
+			id = v.RealmID
+		}
+		if id != "" {
+			break
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id == "" {
+		if !p.idless[r.Name] {
+			p.idless[r.Name] = true
+			p.log.Info("realm left out until its first event: the account sees neither its id (that needs realm-management view-realm) nor an event of it", "realm", r.Name)
+		}
+		return "", nil
+	}
+	delete(p.idless, r.Name)
+	p.realmIDs[r.Name] = id
+	return id, nil
 }
 
 // pagerFor returns the apisource pager, asking the server once (through

@@ -17,20 +17,24 @@ import (
 const (
 	RoleViewEvents = "view-events"
 	RoleViewUsers  = "view-users"
-	RoleViewRealm  = "view-realm"
 )
 
 // Realm is a realm the account can see.
 type Realm struct {
+	// ID is the realm's internal id. Keycloak shows it only to accounts
+	// that may view the realm (realm-management view-realm): for a service
+	// account holding only view-events it is empty.
 	ID   string `json:"id"`
 	Name string `json:"realm"`
 }
 
 // Realms lists the realms the account can see (GET /admin/realms), kept to
 // Config.Realms when that is set. A configured realm the account cannot see
-// is an error naming it.
+// is an error naming it. Keycloak lists the realms in which the account
+// holds any realm-management role and answers 403 to an account that holds
+// none: the error then names view-events, the role the emitter needs.
 func (c *Client) Realms(ctx context.Context) ([]Realm, error) {
-	body, err := c.get(ctx, "/admin/realms", url.Values{"briefRepresentation": {"true"}}, RoleViewRealm)
+	body, err := c.get(ctx, "/admin/realms", url.Values{"briefRepresentation": {"true"}}, RoleViewEvents)
 	if err != nil {
 		return nil, fmt.Errorf("listing realms: %w", err)
 	}

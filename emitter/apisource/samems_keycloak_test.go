@@ -1,0 +1,143 @@
+package apisource
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/lib/pq"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+)
+
+// sameMillisecondRows writes events straight into the event tables of the
+// real Keycloak's database for realmID: burst events (and as many admin
+// events) in one millisecond ms, in an order unrelated to their ids, and
+// one event of each kind a millisecond before and after. HTTP traffic on
+// two cores rarely puts two events in one millisecond; rows written this
+// way are read back by the real server as it reads its own. It returns the
+// ids, sorted.
+func sameMillisecondRows(t *testing.T, dbURL, realmID string, ms int64, burst int) (events, admin []string) {
+	t.Helper()
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	type row struct {
+		id string
+		ms int64
+	}
+	var rows []row
+	for i := range burst {
+		rows = append(rows, row{fmt.Sprintf("%08x-0000-4000-8000-%012d", rand.Uint32(), i), ms})
+	}
+	rows = append(rows, row{fmt.Sprintf("%08x-0000-4000-8000-before000000", rand.Uint32()), ms - 1},
+		row{fmt.Sprintf("%08x-0000-4000-8000-after0000000", rand.Uint32()), ms + 1})
+	rand.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	for _, r := range rows {
+		if _, err := db.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type, client_id, user_id, ip_address, error, details_json_long_value)
+			VALUES ($1, $2, $3, 'LOGIN_ERROR', 'app', $4, '127.0.0.1', 'invalid_user_credentials', '{"username":"same-ms"}')`,
+			r.id, realmID, r.ms, "u-"+r.id); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, r.id)
+		aid := "a" + r.id[1:]
+		if _, err := db.Exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type, resource_path,
+			auth_realm_id, auth_user_id, ip_address) VALUES ($1, $2, $3, 'UPDATE', 'USER', $4, $2, 'u-admin', '127.0.0.1')`,
+			aid, realmID, r.ms, "users/"+r.id); err != nil {
+			t.Fatal(err)
+		}
+		admin = append(admin, aid)
+	}
+	slices.Sort(events)
+	slices.Sort(admin)
+	return events, admin
+}
+
+// TestKeycloakSameMillisecondEventsAreNeverSkipped pages through 25 events
+// of one millisecond (and as many admin events) on the real Keycloak with
+// pages smaller than the burst, from the zero cursor and from cursors inside
+// the millisecond: every event comes exactly once, in (time, id) order, and
+// nothing at or before the cursor comes again.
+func TestKeycloakSameMillisecondEventsAreNeverSkipped(t *testing.T) {
+	env := requireKeycloak(t)
+	kc := testenv.KeycloakEnv(t)
+	r := newTestRealm(t, env, nil)
+	var rep struct{ ID string }
+	r.adm.do("GET", "/admin/realms/"+r.name, nil, &rep)
+	const burst = 25
+	ms := time.Now().Add(-time.Minute).UnixMilli()
+	evIDs, admIDs := sameMillisecondRows(t, kc.DBURL, rep.ID, ms, burst)
+
+	ctx := context.Background()
+	c := r.client(t, "emitter", nil)
+	p := &Pager{Client: c, Sync: true}
+	for _, kind := range []Kind{KindEvents, KindAdminEvents} {
+		ids := evIDs
+		if kind == KindAdminEvents {
+			ids = admIDs
+		}
+		// Only the rows written here are in the window [ms-1, ms+1]: the
+		// realm's own setup events are newer. Expected order: ms-1, the
+		// burst by id, ms+1.
+		var want []Cursor
+		for _, id := range ids {
+			switch {
+			case strings.HasSuffix(id, "before000000"):
+				want = append([]Cursor{{ms - 1, id}}, want...)
+			case strings.HasSuffix(id, "after0000000"):
+			default:
+				want = append(want, Cursor{ms, id})
+			}
+		}
+		for _, id := range ids {
+			if strings.HasSuffix(id, "after0000000") {
+				want = append(want, Cursor{ms + 1, id})
+			}
+		}
+		for _, start := range []int{0, 1, 9, burst} { // cursor before the window, and inside the burst
+			for _, limit := range []int{1, 2, 7, 100} {
+				t.Run(fmt.Sprintf("%s/after=%d/limit=%d", kind, start, limit), func(t *testing.T) {
+					after := Cursor{Time: ms - 2}
+					if start > 0 {
+						after = want[start]
+					}
+					var got []Cursor
+					for range 200 {
+						items, err := p.Page(ctx, r.name, kind, after, ms+1, limit)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if len(items) > limit {
+							t.Fatalf("%d items, limit %d", len(items), limit)
+						}
+						if len(items) == 0 {
+							break
+						}
+						for _, it := range items {
+							cur := Cursor{it.Time, it.ID}
+							if !after.before(it) {
+								t.Fatalf("(%d, %s) is not after the cursor (%d, %s)", it.Time, it.ID, after.Time, after.ID)
+							}
+							after = cur
+							got = append(got, cur)
+						}
+					}
+					wantHere := want
+					if start > 0 {
+						wantHere = want[start+1:]
+					}
+					if !slices.Equal(got, wantHere) {
+						t.Fatalf("got %d events\n %v\nwant %d\n %v", len(got), got, len(wantHere), wantHere)
+					}
+				})
+			}
+		}
+	}
+}
