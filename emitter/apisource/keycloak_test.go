@@ -265,12 +265,13 @@ func TestKeycloakEventsArriveInTimeIDOrderAcrossPagesWithoutGapsOrRepeats(t *tes
 			if len(want) > 0 {
 				t.Fatalf("%d events never came: %v", len(want), want)
 			}
-			record(t, kind, got)
 		})
 	}
 }
 
-// record writes items to testdata/api when KCEE_RECORD_API=1.
+// record writes items to testdata/api/keycloak-26.5.6-<kind>.json when
+// KCEE_RECORD_API=1: a JSON array of the representations as the server sent
+// them, one per line.
 func record(t *testing.T, kind Kind, items []Item) {
 	if os.Getenv("KCEE_RECORD_API") != "1" {
 		return

@@ -1,0 +1,90 @@
+package apisource
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+)
+
+// TestKeycloakSeededTrafficPagesLikeOneRequestWithTheSeedsServiceAccount
+// reads a realm that scripts/seed filled with a round of real traffic
+// (registration, logins in both flows, failures, refresh, logout, admin
+// operations with representations) as the seed's service account, which
+// holds view-events and view-users but not view-realm: paging with small
+// pages returns exactly what one large request returns, ordered by (time,
+// id). With KCEE_RECORD_API=1 it writes what it read to testdata/api/, the
+// recorded responses that the unit tests of package emitter parse.
+func TestKeycloakSeededTrafficPagesLikeOneRequestWithTheSeedsServiceAccount(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	realm := fmt.Sprintf("kcee-api-seed-%d", rand.Uint32())
+	seeded := testenv.SeedKeycloak(t, realm, 1)
+	c, err := New(Config{BaseURL: kc.URL, AuthRealm: realm, ClientID: seeded.ClientID, ClientSecret: seeded.ClientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	realms, err := c.Realms(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(realms) != 1 || realms[0].Name != realm {
+		t.Fatalf("realms of the seed's service account: %+v, want only %s", realms, realm)
+	}
+	hasSync, err := c.SupportsSync(ctx, realm)
+	if err != nil || !hasSync {
+		t.Fatalf("SupportsSync = %v, %v; want true on Keycloak 26.5", hasSync, err)
+	}
+	p := &Pager{Client: c, Sync: true}
+	for _, kind := range []Kind{KindEvents, KindAdminEvents} {
+		t.Run(kind.String(), func(t *testing.T) {
+			list := c.Events
+			if kind == KindAdminEvents {
+				list = c.AdminEvents
+			}
+			all, err := list(ctx, realm, Query{Max: 10000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) < 5 {
+				t.Fatalf("only %d %s after a round of the seed", len(all), kind)
+			}
+			var want []Cursor
+			for _, it := range all {
+				want = append(want, Cursor{it.Time, it.ID})
+			}
+			slices.SortFunc(want, func(a, b Cursor) int {
+				if a.Time != b.Time {
+					return int(a.Time - b.Time)
+				}
+				return cmpString(a.ID, b.ID)
+			})
+			var got []Item
+			var after Cursor
+			for range 1000 {
+				items, err := p.Page(ctx, realm, kind, after, 0, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(items) == 0 {
+					break
+				}
+				for _, it := range items {
+					after = Cursor{it.Time, it.ID}
+					got = append(got, it)
+				}
+			}
+			var gotCur []Cursor
+			for _, it := range got {
+				gotCur = append(gotCur, Cursor{it.Time, it.ID})
+			}
+			if !slices.Equal(gotCur, want) {
+				t.Fatalf("pages of 3 gave\n %v\none request gave\n %v", gotCur, want)
+			}
+			record(t, kind, got)
+		})
+	}
+}
