@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"bytes"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 )
 
 // TestEmitterRefusesABadConfigurationWithExitStatus2 runs the binary with
@@ -89,5 +94,35 @@ func TestEmitterServesHealthReadinessAndMetrics(t *testing.T) {
 	}
 	if code := em.stop(10 * time.Second); code != 0 {
 		t.Errorf("exit status after SIGTERM = %d, want 0", code)
+	}
+}
+
+// TestEmitterVersionAndEncodeSubcommands runs the two other subcommands of
+// the binary: version prints one line, and encode turns an admin API event
+// into the payload a receiver gets.
+func TestEmitterVersionAndEncodeSubcommands(t *testing.T) {
+	v := start(t, "kc-event-emitter", []string{"version"})
+	if code := v.wait(10 * time.Second); code != 0 || !strings.HasPrefix(v.output(), "kc-event-emitter ") {
+		t.Errorf("version: exit %d, output %q", code, v.output())
+	}
+	in := filepath.Join(t.TempDir(), "events.jsonl")
+	line := `{"id":"e1","time":1700000000000,"type":"LOGIN","realmId":"r1","clientId":"app","userId":"u1","ipAddress":"127.0.0.1","details":{"username":"alice"}}`
+	if err := os.WriteFile(in, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binaries(t), "kc-event-emitter"), "encode", "--format", "JSON", "--keycloakId", "3", "--datacenterId", "1")
+	f, _ := os.Open(in)
+	defer f.Close()
+	cmd.Stdin = f
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	rec, _, err := emitter.DecodePayload(bytes.TrimSpace(out), emitter.Numbering201)
+	if err != nil {
+		t.Fatalf("encode wrote %q: %v", out, err)
+	}
+	if k, dc := emitter.UIDNode(rec.UID()); rec.ID() != "e1" || rec.TypeName() != "LOGIN" || k != 3 || dc != 1 {
+		t.Errorf("encode wrote %q: id %q type %q keycloakId %d datacenterId %d", out, rec.ID(), rec.TypeName(), k, dc)
 	}
 }
