@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+)
+
+// The end-to-end tests of --source api: the emitter reads a seeded realm of
+// the real Keycloak through its admin REST API as the seed's service account
+// (client_credentials; the secret in KC_EMITTER_API_CLIENT_SECRET, never on
+// the command line), and what reaches the receiver is compared with
+// Keycloak's own tables.
+
+// apiEmitter returns the arguments and environment of an emitter reading
+// realm through the admin API as the seed's confidential client.
+func apiEmitter(kc testenv.Keycloak, s testenv.Seeded, target, checkpoint, listen string, extra ...string) ([]string, string) {
+	args := emitterArgs(target, checkpoint, listen, append([]string{"--source", "api", "--apiUrl", kc.URL,
+		"--apiAuthRealm", s.Realm, "--apiClientId", s.ClientID, "--realms", s.Realm}, extra...)...)
+	return args, "KC_EMITTER_API_CLIENT_SECRET=" + s.ClientSecret
+}
+
+// TestEndToEndAPISourceDeliversEveryKeycloakEventOnceWithItsFields seeds a
+// realm with real traffic, runs the emitter with --source api --once from
+// the beginning in each format, and checks that every row of event_entity
+// and admin_event_entity of the realm arrived exactly once with the fields
+// both the API and the tables carry. The emitter's own token request is an
+// event of the realm too (CLIENT_LOGIN), written before it reads: the rows
+// are read after it exits.
+func TestEndToEndAPISourceDeliversEveryKeycloakEventOnceWithItsFields(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-once"), 2)
+	for _, format := range []string{"JSON", "FLATBUFFER"} {
+		t.Run(format, func(t *testing.T) {
+			dir := t.TempDir()
+			rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
+			args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once")
+			args = with(args, "--format", format)
+			for _, a := range args {
+				if strings.Contains(a, seeded.ClientSecret) {
+					t.Fatal("the client secret is on the command line")
+				}
+			}
+			em := start(t, "kc-event-emitter", args, env)
+			if code := em.wait(2 * time.Minute); code != 0 {
+				t.Fatalf("emitter --source api --once exit status %d, want 0", code)
+			}
+			if strings.Contains(em.output(), seeded.ClientSecret) {
+				t.Error("the client secret appears in the emitter's log")
+			}
+			want := keycloakRows(t, kc.DBURL, seeded.Realm)
+			if len(want) < 20 {
+				t.Fatalf("the seed made only %d events", len(want))
+			}
+			got, _ := arrived(t, rcv.store)
+			compareOnce(t, want, got, format == "JSON")
+		})
+	}
+}
+
+// TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole runs the
+// emitter with --once as a service account that lacks realm-management
+// view-events: with view-users only (Keycloak lists the realm, then refuses
+// its events) and with no role at all (Keycloak refuses the realm list).
+// Either way it exits with status 1 and a message that names the role.
+func TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-403"), 0)
+	adm := newKCAdmin(t, kc)
+	base := "/admin/realms/" + url.PathEscape(seeded.Realm)
+	var clients []struct{ ID string }
+	adm.do(t, "GET", base+"/clients?clientId="+url.QueryEscape(seeded.ClientID), nil, &clients)
+	var rm []struct{ ID string }
+	adm.do(t, "GET", base+"/clients?clientId=realm-management", nil, &rm)
+	if len(clients) != 1 || len(rm) != 1 {
+		t.Fatalf("clients %v, realm-management %v", clients, rm)
+	}
+	var sa struct{ ID string }
+	adm.do(t, "GET", base+"/clients/"+clients[0].ID+"/service-account-user", nil, &sa)
+	mappings := base + "/users/" + sa.ID + "/role-mappings/clients/" + rm[0].ID
+	role := func(name string) []json.RawMessage {
+		var r json.RawMessage
+		adm.do(t, "GET", base+"/clients/"+rm[0].ID+"/roles/"+name, nil, &r)
+		return []json.RawMessage{r}
+	}
+	for _, tt := range []struct {
+		name   string
+		remove []string
+	}{
+		{"view-users only", []string{"view-events"}},
+		{"no realm-management role", []string{"view-events", "view-users"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, r := range tt.remove {
+				adm.do(t, "DELETE", mappings, role(r), nil)
+			}
+			dir := t.TempDir()
+			rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
+			args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once")
+			em := start(t, "kc-event-emitter", args, env)
+			code := em.wait(time.Minute)
+			out := em.output()
+			if code != 1 {
+				t.Fatalf("exit status %d, want 1; log:\n%s", code, tail(out, 20))
+			}
+			if !strings.Contains(out, `403 Forbidden`) || !strings.Contains(out, `lacks the realm-management role \"view-events\"`) {
+				t.Fatalf("the log does not name the missing role view-events:\n%s", tail(out, 20))
+			}
+			if n := countLines(rcv.store); n != 0 {
+				t.Fatalf("%d events arrived", n)
+			}
+			t.Logf("the emitter's last words: %s", tail(out, 1))
+		})
+	}
+}
+
+// TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing kills the
+// emitter reading through the API with SIGKILL three times while the seed
+// makes traffic, and restarts it each time: every event arrives exactly
+// once. The realm's access tokens live 5 seconds, so the emitter renews its
+// token many times during the run. Its token requests are events of the
+// realm (CLIENT_LOGIN of its client): those written after the traffic ended
+// may be missing when it stops; nothing else may.
+func TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-kill"), 0)
+	newKCAdmin(t, kc).do(t, "PUT", "/admin/realms/"+url.PathEscape(seeded.Realm), map[string]any{"accessTokenLifespan": 5}, nil)
+	dir := t.TempDir()
+	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
+	args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t))
+	em := start(t, "kc-event-emitter", args, env)
+	traffic := seedTraffic(t, kc, seeded.Realm, 4)
+	for range 3 {
+		time.Sleep(time.Duration(500+rand.IntN(2000)) * time.Millisecond)
+		em = em.restart()
+	}
+	if code := traffic.wait(5 * time.Minute); code != 0 {
+		t.Fatalf("seed traffic exit status %d", code)
+	}
+	cutoff := time.Now().UnixMilli()
+	wantAll := keycloakRows(t, kc.DBURL, seeded.Realm)
+	waitFor(t, time.Minute, fmt.Sprintf("%d events at the receiver", len(wantAll)), func() bool {
+		return countLines(rcv.store) >= len(wantAll)
+	})
+	time.Sleep(6 * time.Second) // at least one token renewal after the traffic
+	if code := em.stop(30 * time.Second); code != 0 {
+		t.Errorf("emitter exit status after SIGTERM = %d, want 0", code)
+	}
+	if !strings.Contains(em.output(), "ascending pages by epoch-millisecond dates") {
+		t.Errorf("the emitter did not read through the sync API of Keycloak 26.2+")
+	}
+	wantAll = keycloakRows(t, kc.DBURL, seeded.Realm)
+	gotAll, _ := arrived(t, rcv.store)
+	split := func(rows []stored) (before, after []stored) {
+		for _, r := range rows {
+			if r.Time <= cutoff {
+				before = append(before, r)
+			} else {
+				after = append(after, r)
+			}
+		}
+		return before, after
+	}
+	want, wantLate := split(wantAll)
+	got, gotLate := split(gotAll)
+	compareOnce(t, want, got, true)
+	late := map[string]int{}
+	for _, g := range gotLate {
+		late[g.ID]++
+	}
+	logins := 0
+	for _, w := range wantLate {
+		switch n := late[w.ID]; {
+		case n > 1:
+			t.Errorf("%s %s arrived %d times", w.Type, w.ID, n)
+		case n == 0 && (w.Type != "CLIENT_LOGIN" || w.ClientID != seeded.ClientID):
+			t.Errorf("%s %s at %d (after the traffic) never arrived", w.Type, w.ID, w.Time)
+		}
+		if w.Type == "CLIENT_LOGIN" && w.ClientID == seeded.ClientID {
+			logins++
+		}
+		delete(late, w.ID)
+	}
+	for id := range late {
+		t.Errorf("event %s arrived but is not in Keycloak's tables", id)
+	}
+	if logins == 0 {
+		t.Errorf("no token request of the emitter after the traffic, though tokens live 5s")
+	}
+	t.Logf("%d events before the end of the traffic, %d after (%d token requests of the emitter)", len(want), len(wantLate), logins)
+}
+
+// kcAdmin calls the admin REST API of the test Keycloak as its bootstrap
+// admin (password grant of admin-cli in master).
+type kcAdmin struct {
+	kc  testenv.Keycloak
+	tok string
+	exp time.Time
+}
+
+func newKCAdmin(t testing.TB, kc testenv.Keycloak) *kcAdmin {
+	return &kcAdmin{kc: kc}
+}
+
+func (a *kcAdmin) token(t testing.TB) string {
+	t.Helper()
+	if a.tok != "" && time.Now().Before(a.exp) {
+		return a.tok
+	}
+	form := url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"}, "username": {a.kc.Admin}, "password": {a.kc.AdminPassword}}
+	resp, err := http.PostForm(a.kc.URL+"/realms/master/protocol/openid-connect/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin token: status %d, %v", resp.StatusCode, err)
+	}
+	a.tok, a.exp = r.AccessToken, time.Now().Add(time.Duration(r.ExpiresIn)*time.Second/2)
+	return a.tok
+}
+
+// do sends body as JSON to path and decodes the response into out (when
+// not nil); a status other than 2xx fails the test.
+func (a *kcAdmin) do(t testing.TB, method, path string, body, out any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, a.kc.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token(t))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+}
