@@ -140,7 +140,7 @@ func TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
 	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
 	args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t))
 	em := start(t, "kc-event-emitter", args, env)
-	traffic := seedTraffic(t, kc, seeded.Realm, 4)
+	traffic := seedTraffic(t, kc, seeded.Realm, 8)
 	for range 3 {
 		time.Sleep(time.Duration(500+rand.IntN(2000)) * time.Millisecond)
 		em = em.restart()
