@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
 )
 
@@ -63,9 +65,97 @@ func TestEndToEndAPISourceDeliversEveryKeycloakEventOnceWithItsFields(t *testing
 			if len(want) < 20 {
 				t.Fatalf("the seed made only %d events", len(want))
 			}
-			got, _ := arrived(t, rcv.store)
+			got, raw := arrived(t, rcv.store)
 			compareOnce(t, want, got, format == "JSON")
+			if format == "JSON" {
+				compareDetails(t, kc.DBURL, seeded.Realm, raw)
+			}
 		})
+	}
+}
+
+// compareDetails checks the details and representations that arrived (raw,
+// JSON payloads) against Keycloak's tables: every stored detail arrived
+// with its value, the only details added are the usernames the emitter
+// looks up ("username", and "user_id" of an admin event on users/<id>),
+// and an admin event's representation arrived as stored.
+func compareDetails(t *testing.T, dbURL, realm string, raw []received) {
+	t.Helper()
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	type extra struct {
+		details        map[string]string
+		representation string
+	}
+	stored := map[string]extra{}
+	rows, err := db.Query(`SELECT e.id, COALESCE(e.details_json_long_value, e.details_json), NULL FROM event_entity e
+		JOIN realm r ON r.id = e.realm_id WHERE r.name = $1
+		UNION ALL SELECT a.id, a.details_json, a.representation FROM admin_event_entity a
+		JOIN realm r ON r.id = a.realm_id WHERE r.name = $1`, realm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var details, rep sql.NullString
+		if err := rows.Scan(&id, &details, &rep); err != nil {
+			t.Fatal(err)
+		}
+		x := extra{details: map[string]string{}, representation: rep.String}
+		if details.String != "" {
+			if err := json.Unmarshal([]byte(details.String), &x.details); err != nil {
+				t.Fatalf("details of %s: %v", id, err)
+			}
+		}
+		stored[id] = x
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	added := map[string]bool{"username": true, "user_id": true}
+	withDetails, withRep := 0, 0
+	for _, r := range raw {
+		rec, _, err := emitter.DecodePayload(r.Payload, emitter.Numbering201)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, ok := stored[rec.ID()]
+		if !ok {
+			continue // compareOnce reports it
+		}
+		var details map[string]string
+		rep := ""
+		if rec.Event != nil {
+			details = rec.Event.Details
+		} else {
+			details, rep = rec.Admin.Details, rec.Admin.Representation
+		}
+		for k, v := range want.details {
+			if details[k] != v {
+				t.Errorf("%s %s: detail %s = %q, stored %q", rec.Kind(), rec.ID(), k, details[k], v)
+			}
+		}
+		for k, v := range details {
+			if _, ok := want.details[k]; !ok && !added[k] {
+				t.Errorf("%s %s: detail %s = %q is not stored in Keycloak", rec.Kind(), rec.ID(), k, v)
+			}
+		}
+		if rep != want.representation {
+			t.Errorf("%s %s: representation\n %s\nstored\n %s", rec.Kind(), rec.ID(), rep, want.representation)
+		}
+		if len(want.details) > 0 {
+			withDetails++
+		}
+		if want.representation != "" {
+			withRep++
+		}
+	}
+	if withDetails == 0 || withRep == 0 {
+		t.Errorf("%d events with details, %d with a representation: the comparison compared nothing", withDetails, withRep)
 	}
 }
 
