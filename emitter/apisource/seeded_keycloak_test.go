@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
@@ -16,7 +17,8 @@ import (
 // operations with representations) as the seed's service account, which
 // holds view-events and view-users but not view-realm: paging with small
 // pages returns exactly what one large request returns, ordered by (time,
-// id). With KCEE_RECORD_API=1 it writes what it read to testdata/api/, the
+// id), and the type filters (type, operationTypes, resourceTypes) return
+// exactly the matching events. With KCEE_RECORD_API=1 it writes what it read to testdata/api/, the
 // recorded responses that the unit tests of package emitter parse.
 func TestKeycloakSeededTrafficPagesLikeOneRequestWithTheSeedsServiceAccount(t *testing.T) {
 	kc := testenv.KeycloakEnv(t)
@@ -87,4 +89,41 @@ func TestKeycloakSeededTrafficPagesLikeOneRequestWithTheSeedsServiceAccount(t *t
 			record(t, kind, got)
 		})
 	}
+	t.Run("type filters", func(t *testing.T) {
+		for _, tt := range []struct {
+			kind  Kind
+			q     Query
+			match func(string) bool
+		}{
+			{KindEvents, Query{Types: []string{"LOGIN", "LOGOUT"}}, func(s string) bool { return s == "LOGIN" || s == "LOGOUT" }},
+			{KindAdminEvents, Query{OperationTypes: []string{"CREATE"}}, func(s string) bool { return strings.HasPrefix(s, "CREATE:") }},
+			{KindAdminEvents, Query{ResourceTypes: []string{"USER"}}, func(s string) bool { return strings.HasSuffix(s, ":USER") }},
+			{KindAdminEvents, Query{OperationTypes: []string{"UPDATE", "DELETE"}, ResourceTypes: []string{"USER", "CLIENT"}},
+				func(s string) bool { return s == "UPDATE:USER" || s == "DELETE:USER" || s == "UPDATE:CLIENT" || s == "DELETE:CLIENT" }},
+		} {
+			p := &Pager{Client: c, Sync: true, Filter: tt.q}
+			items, err := p.Page(ctx, realm, tt.kind, Cursor{}, 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, err := (&Pager{Client: c, Sync: true}).Page(ctx, realm, tt.kind, Cursor{}, 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			for _, it := range all {
+				if tt.match(typeOf(it.Raw)) {
+					want++
+				}
+			}
+			for _, it := range items {
+				if !tt.match(typeOf(it.Raw)) {
+					t.Errorf("filter %+v let %s through", tt.q, typeOf(it.Raw))
+				}
+			}
+			if want == 0 || len(items) != want {
+				t.Errorf("filter %+v: %d events, want the %d of %d that match", tt.q, len(items), want, len(all))
+			}
+		}
+	})
 }
