@@ -99,7 +99,9 @@ func TestKeycloakSeededTrafficPagesLikeOneRequestWithTheSeedsServiceAccount(t *t
 			{KindAdminEvents, Query{OperationTypes: []string{"CREATE"}}, func(s string) bool { return strings.HasPrefix(s, "CREATE:") }},
 			{KindAdminEvents, Query{ResourceTypes: []string{"USER"}}, func(s string) bool { return strings.HasSuffix(s, ":USER") }},
 			{KindAdminEvents, Query{OperationTypes: []string{"UPDATE", "DELETE"}, ResourceTypes: []string{"USER", "CLIENT"}},
-				func(s string) bool { return s == "UPDATE:USER" || s == "DELETE:USER" || s == "UPDATE:CLIENT" || s == "DELETE:CLIENT" }},
+				func(s string) bool {
+					return s == "UPDATE:USER" || s == "DELETE:USER" || s == "UPDATE:CLIENT" || s == "DELETE:CLIENT"
+				}},
 		} {
 			p := &Pager{Client: c, Sync: true, Filter: tt.q}
 			items, err := p.Page(ctx, realm, tt.kind, Cursor{}, 0, 1000)
