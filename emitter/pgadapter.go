@@ -141,19 +141,35 @@ func table(kind Kind) pgsource.Table {
 	return pgsource.EventTable
 }
 
-// Page reads one page of kind in realm after the cursor (see Pager).
-func (p *DBPager) Page(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64, limit int) ([]Record, error) {
+// query is the pgsource query of kind in realm after the cursor, with the
+// filters of kind.
+func (p *DBPager) query(realm Realm, kind Kind, after Cursor, until int64, limit int) pgsource.Query {
 	q := pgsource.Query{RealmID: realm.ID, AfterTime: after.Time, AfterID: after.ID, UntilTime: until, Limit: limit}
 	if kind == KindAdminEvent {
 		q.Operations = pgsource.Filter(p.filters.Operations)
 		q.Resources = pgsource.Filter(p.filters.Resources)
+	} else {
+		q.Types = pgsource.Filter(p.filters.EventTypes)
+	}
+	return q
+}
+
+// Count returns how many events Page would return after the cursor up to
+// until, with no limit (see Counter).
+func (p *DBPager) Count(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64) (int, error) {
+	return p.src.Count(ctx, table(kind), p.query(realm, kind, after, until, 0))
+}
+
+// Page reads one page of kind in realm after the cursor (see Pager).
+func (p *DBPager) Page(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64, limit int) ([]Record, error) {
+	q := p.query(realm, kind, after, until, limit)
+	if kind == KindAdminEvent {
 		rows, err := p.src.AdminEvents(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		return p.adminRecords(ctx, realm, rows)
 	}
-	q.Types = pgsource.Filter(p.filters.EventTypes)
 	rows, err := p.src.Events(ctx, q)
 	if err != nil {
 		return nil, err

@@ -200,7 +200,7 @@ func TestDBPagerReadsTheKeycloak22SchemaWithoutTheNewerColumns(t *testing.T) {
 	}
 }
 
-func TestDBPagerAppliesTheFilters(t *testing.T) {
+func TestDBPagerAppliesTheFiltersToPagesAndCounts(t *testing.T) {
 	k := newKCDB(t)
 	for i, typ := range []string{"LOGIN", "LOGIN_ERROR", "CODE_TO_TOKEN", "LOGOUT"} {
 		k.event(fmt.Sprint("e", i), "r", int64(i), typ)
@@ -225,6 +225,17 @@ func TestDBPagerAppliesTheFilters(t *testing.T) {
 	}
 	if ev, ad := fmt.Sprint(got(KindEvent)), fmt.Sprint(got(KindAdminEvent)); ev != "[e0 e3]" || ad != "[a0 a1]" {
 		t.Fatalf("events %s admin events %s, want [e0 e3] and [a0 a1]", ev, ad)
+	}
+	// Count counts what Page returns, bounds and filters included.
+	for _, c := range []struct {
+		kind         Kind
+		after, until int64
+		want         int
+	}{{KindEvent, 0, 0, 2}, {KindEvent, 1, 3, 1}, {KindEvent, 0, 2, 1}, {KindAdminEvent, 0, 0, 2}, {KindAdminEvent, 2, 3, 1}} {
+		n, err := p.Count(context.Background(), Realm{ID: "r"}, c.kind, Cursor{Time: c.after}, c.until)
+		if err != nil || n != c.want {
+			t.Errorf("Count(%s, from %d, until %d) = %d, %v; want %d", c.kind, c.after, c.until, n, err, c.want)
+		}
 	}
 }
 

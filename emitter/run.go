@@ -480,6 +480,17 @@ func (o *observedPager) Realms(ctx context.Context) ([]Realm, error) {
 	return r, err
 }
 
+// Count counts with the source's Pager when it is a Counter.
+func (o *observedPager) Count(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64) (int, error) {
+	c, ok := o.Pager.(Counter)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	n, err := c.Count(ctx, realm, kind, after, until)
+	o.note(err)
+	return n, err
+}
+
 func (o *observedPager) Page(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64, limit int) ([]Record, error) {
 	r, err := o.Pager.Page(ctx, realm, kind, after, until, limit)
 	o.note(err)

@@ -41,6 +41,15 @@ type Pager interface {
 	OldestTime(ctx context.Context, realm Realm, kind Kind) (int64, bool, error)
 }
 
+// A Counter is a Pager that can count cheaply what Page would return after a
+// cursor up to until (time <= until), with no limit. The Tailer then re-reads
+// a stream's overlap window only when the source holds rows there that the
+// window lacks (late commits), instead of at every rescan. Count returns
+// errors.ErrUnsupported when the Pager cannot count.
+type Counter interface {
+	Count(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64) (int, error)
+}
+
 // TailerOptions configure a Tailer. Pager, NextUID and Emit are required;
 // zero values of the others take the defaults named on each field.
 type TailerOptions struct {
@@ -466,13 +475,47 @@ func (t *Tailer) rescan(ctx context.Context, s *stream, now time.Time) error {
 	lo := max(s.floor, s.cursor.Time-t.opts.Overlap.Milliseconds())
 	hi := s.cursor.Time
 	t.mu.Unlock()
-	if err := t.scan(ctx, s, lo, hi); err != nil {
+	if same, err := t.windowComplete(ctx, s, lo, hi); err != nil {
 		return err
+	} else if !same {
+		if err := t.scan(ctx, s, lo, hi); err != nil {
+			return err
+		}
 	}
 	t.mu.Lock()
 	s.lastRescan = now
 	t.mu.Unlock()
 	return nil
+}
+
+// windowComplete tells whether the source holds exactly as many rows with
+// time in [lo, hi] as the stream's window: then no late commit appeared there
+// and the rescan can be skipped. Entries in that range are never pruned, so
+// equal counts mean the same rows, unless a row also vanished from the
+// source there (Keycloak deletes expired events, which reaches the overlap
+// window only of a cursor that lags by the whole expiration). It is false
+// when the Pager cannot count.
+func (t *Tailer) windowComplete(ctx context.Context, s *stream, lo, hi int64) (bool, error) {
+	c, ok := t.opts.Pager.(Counter)
+	if !ok {
+		return false, nil
+	}
+	n, err := c.Count(ctx, s.realm, s.kind, Cursor{Time: lo}, hi)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	known := 0
+	t.mu.Lock()
+	for _, e := range s.window {
+		if e.time >= lo && e.time <= hi {
+			known++
+		}
+	}
+	t.mu.Unlock()
+	return n == known, nil
 }
 
 // recover runs once per stream loaded from the checkpoint: it re-reads from

@@ -157,17 +157,46 @@ func (s *Source) AdminEvents(ctx context.Context, q Query) ([]AdminEventRow, err
 	return page, nil
 }
 
-// pageSQL builds the keyset query of a page. The redundant "time >= after"
-// term gives the planner the start of the (realm_id, time) index range, which
-// the row comparison alone does not; filters only narrow rows inside it.
+// Count returns how many rows of table t a query selects, ignoring its
+// Limit: the rows Events or AdminEvents would return with no limit.
+func (s *Source) Count(ctx context.Context, t Table, q Query) (int, error) {
+	filters := map[string]Filter{"type": q.Types}
+	if t == AdminEventTable {
+		filters = map[string]Filter{"operation_type": q.Operations, "resource_type": q.Resources}
+	}
+	where, args, err := whereSQL(t, q, filters)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) "+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s of realm %q in (%d, %q] .. %d: %w", t, q.RealmID, q.AfterTime, q.AfterID, q.UntilTime, err)
+	}
+	return n, nil
+}
+
+// pageSQL builds the keyset query of a page.
 func pageSQL(t Table, cols string, q Query, filters map[string]Filter) (string, []any, error) {
 	if q.Limit <= 0 {
 		return "", nil, fmt.Errorf("query of %s: limit %d is not positive", t, q.Limit)
 	}
+	where, args, err := whereSQL(t, q, filters)
+	if err != nil {
+		return "", nil, err
+	}
+	args = append(args, q.Limit)
+	return fmt.Sprintf("SELECT %s %s ORDER BY %s, id LIMIT $%d", cols, where, t.timeColumn(), len(args)), args, nil
+}
+
+// whereSQL builds the FROM and WHERE clauses of a query. The redundant
+// "time >= after" term gives the planner the start of the (realm_id, time)
+// index range, which the row comparison alone does not; filters only narrow
+// rows inside it.
+func whereSQL(t Table, q Query, filters map[string]Filter) (string, []any, error) {
 	tc := t.timeColumn()
 	args := []any{q.RealmID, q.AfterTime, q.AfterID}
 	var b strings.Builder
-	fmt.Fprintf(&b, "SELECT %s FROM %s WHERE realm_id = $1 AND %s >= $2 AND (%s, id) > ($2, $3)", cols, t, tc, tc)
+	fmt.Fprintf(&b, "FROM %s WHERE realm_id = $1 AND %s >= $2 AND (%s, id) > ($2, $3)", t, tc, tc)
 	if q.UntilTime != 0 {
 		args = append(args, q.UntilTime)
 		fmt.Fprintf(&b, " AND %s <= $%d", tc, len(args))
@@ -191,8 +220,6 @@ func pageSQL(t Table, cols string, q Query, filters map[string]Filter) (string, 
 			fmt.Fprintf(&b, " AND (%s IS NULL OR NOT %s)", col, cond)
 		}
 	}
-	args = append(args, q.Limit)
-	fmt.Fprintf(&b, " ORDER BY %s, id LIMIT $%d", tc, len(args))
 	return b.String(), args, nil
 }
 
