@@ -81,9 +81,11 @@ func (p *Pager) maxWindow() int {
 // max=limit. Keycloak orders by time alone, so the events of one
 // millisecond may come in any order and a full page may end in the middle
 // of a millisecond: the events of the page's last millisecond are then
-// fetched whole (dateFrom=dateTo=that ms) and sorted by id. Offset paging
-// is never used across requests, so events that arrive meanwhile cannot
-// shift a page.
+// fetched whole (dateFrom=dateTo=that ms) and sorted by id; when events
+// at or before the cursor leave the page short of limit, it reads on from
+// the next millisecond, so a page shorter than limit always means there is
+// no more now. Offset paging is never used across requests, so events that
+// arrive meanwhile cannot shift a page.
 //
 // Without Sync (servers before 26.2: newest first, day precision, no id)
 // it reads, in one request, every event from now back to before the
@@ -125,6 +127,7 @@ func (p *Pager) pageAsc(ctx context.Context, realm string, kind Kind, after Curs
 		}
 		to = Millis(until)
 	}
+	var out []Item
 	for {
 		page, err := p.fetch(ctx, realm, kind, Query{DateFrom: Millis(from), DateTo: to, Direction: "asc", Max: limit})
 		if err != nil {
@@ -136,10 +139,11 @@ func (p *Pager) pageAsc(ctx context.Context, realm string, kind Kind, after Curs
 			}
 		}
 		if len(page) < limit {
-			return keepAfter(page, after), nil
+			return append(out, keepAfter(page, after)...), nil
 		}
+		// A full page holds every event from `from` up to its last
+		// millisecond, of which it may hold only some: fetch that one whole.
 		last := page[len(page)-1].Time
-		var out []Item
 		for _, it := range page {
 			if it.Time < last && after.before(it) {
 				out = append(out, it)
@@ -150,13 +154,15 @@ func (p *Pager) pageAsc(ctx context.Context, realm string, kind Kind, after Curs
 			return nil, err
 		}
 		out = append(out, keepAfter(whole, after)...)
-		if len(out) > 0 {
+		// Events at or before the cursor took room in the page: a page
+		// shorter than limit would tell the caller there is no more, so
+		// read on after the last millisecond.
+		if len(out) >= limit {
 			return out, nil
 		}
-		// Every event up to last is at or before the cursor: go on after it.
 		from = last + 1
 		if until != 0 && from > until {
-			return nil, nil
+			return out, nil
 		}
 	}
 }

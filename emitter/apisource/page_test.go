@@ -13,11 +13,13 @@ func event(id string, ms int64, user string) json.RawMessage {
 }
 
 // drain pages through everything after the zero cursor with limit and
-// returns the (time, id) pairs in the order received.
+// returns the (time, id) pairs in the order received. A page shorter than
+// limit must be the last one (the Pager's contract).
 func drain(t *testing.T, p *Pager, limit int) []Cursor {
 	t.Helper()
 	var got []Cursor
 	var after Cursor
+	short := false
 	for range 1000 {
 		items, err := p.Page(context.Background(), "demo", KindEvents, after, 0, limit)
 		if err != nil {
@@ -26,6 +28,10 @@ func drain(t *testing.T, p *Pager, limit int) []Cursor {
 		if len(items) == 0 {
 			return got
 		}
+		if short {
+			t.Fatalf("a page of %d after a short page: the short page said there was no more", len(items))
+		}
+		short = len(items) < limit
 		if len(items) > limit {
 			t.Fatalf("Page returned %d items, limit %d", len(items), limit)
 		}
