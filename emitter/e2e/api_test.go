@@ -159,6 +159,56 @@ func compareDetails(t *testing.T, dbURL, realm string, raw []received) {
 	}
 }
 
+// TestEndToEndAPISourceDeliversSameMillisecondBurstsOnce writes bursts of
+// 30 events (and 30 admin events) sharing one millisecond into the seeded
+// realm's tables, ids in no particular order (HTTP traffic on two cores
+// rarely shares a millisecond; the real server reads these rows as its
+// own), and runs the emitter with --source api --once and pages of 7:
+// every event arrives exactly once.
+func TestEndToEndAPISourceDeliversSameMillisecondBurstsOnce(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-burst"), 0)
+	db, err := sql.Open("postgres", kc.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var realmID string
+	if err := db.QueryRow(`SELECT id FROM realm WHERE name = $1`, seeded.Realm).Scan(&realmID); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Minute).UnixMilli()
+	for b := range 3 {
+		ms := base + int64(b)*3
+		for _, i := range rand.Perm(30) {
+			id := fmt.Sprintf("%08x-0000-4000-8000-%012d", rand.Uint32(), i)
+			if _, err := db.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type, client_id, user_id, ip_address, error, details_json_long_value)
+				VALUES ($1, $2, $3, 'LOGIN_ERROR', $4, $5, '127.0.0.1', 'invalid_user_credentials', '{"username":"burst"}')`,
+				id, realmID, ms, seeded.PublicClientID, fmt.Sprintf("u-%d-%d", b, i)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type, resource_path,
+				auth_realm_id, auth_client_id, auth_user_id, ip_address) VALUES ($1, $2, $3, 'UPDATE', 'GROUP', $4, $2, 'c-burst', 'u-burst', '127.0.0.1')`,
+				"a"+id[1:], realmID, ms, fmt.Sprintf("groups/g-%d-%d", b, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
+	args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once", "--pageSize", "7")
+	em := start(t, "kc-event-emitter", args, env)
+	if code := em.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("emitter --source api --once exit status %d, want 0", code)
+	}
+	want := keycloakRows(t, kc.DBURL, seeded.Realm)
+	if len(want) < 180 {
+		t.Fatalf("%d events in the realm, want the 180 written and the seed's", len(want))
+	}
+	got, _ := arrived(t, rcv.store)
+	compareOnce(t, want, got, true)
+}
+
 // TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole runs the
 // emitter with --once as a service account that lacks realm-management
 // view-events: with view-users only (Keycloak lists the realm, then refuses
