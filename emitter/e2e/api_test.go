@@ -271,11 +271,13 @@ func TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole(t *testing.T) {
 // once. The realm's access tokens live 5 seconds, so the emitter renews its
 // token many times during the run. Its token requests are events of the
 // realm (CLIENT_LOGIN of its client): those written after the traffic ended
-// may be missing when it stops; nothing else may.
+// may be missing when it stops; nothing else may. After the traffic every
+// token of the realm is revoked: the emitter authenticates again and goes on.
 func TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
 	kc := testenv.KeycloakEnv(t)
 	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-kill"), 0)
-	newKCAdmin(t, kc).do(t, "PUT", "/admin/realms/"+url.PathEscape(seeded.Realm), map[string]any{"accessTokenLifespan": 5}, nil)
+	adm := newKCAdmin(t, kc)
+	adm.do(t, "PUT", "/admin/realms/"+url.PathEscape(seeded.Realm), map[string]any{"accessTokenLifespan": 5}, nil)
 	dir := t.TempDir()
 	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
 	args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t))
@@ -293,12 +295,20 @@ func TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
 	waitFor(t, time.Minute, fmt.Sprintf("%d events at the receiver", len(wantAll)), func() bool {
 		return countLines(rcv.store) >= len(wantAll)
 	})
+	// Revoke every token issued up to a second from now: the emitter's next
+	// call gets a 401 for a token that has not expired, and it
+	// authenticates again (and again after a backoff while Keycloak still
+	// rejects the new tokens) instead of failing.
+	adm.do(t, "PUT", "/admin/realms/"+url.PathEscape(seeded.Realm), map[string]any{"notBefore": time.Now().Unix() + 1}, nil)
 	time.Sleep(6 * time.Second) // at least one token renewal after the traffic
 	if code := em.stop(30 * time.Second); code != 0 {
 		t.Errorf("emitter exit status after SIGTERM = %d, want 0", code)
 	}
 	if !strings.Contains(em.output(), "ascending pages by epoch-millisecond dates") {
 		t.Errorf("the emitter did not read through the sync API of Keycloak 26.2+")
+	}
+	if !strings.Contains(em.output(), "token rejected, authenticating again") {
+		t.Errorf("no re-authentication after the revocation in the emitter's log")
 	}
 	wantAll = keycloakRows(t, kc.DBURL, seeded.Realm)
 	gotAll, _ := arrived(t, rcv.store)
