@@ -219,6 +219,10 @@ func TestSecretsAppearNeitherInErrorsNorInLogs(t *testing.T) {
 	if err2 == nil || !strings.Contains(err2.Error(), "Invalid client credentials") {
 		t.Fatalf("bad secret: %v, want the token endpoint's error", err2)
 	}
+	var se *StatusError
+	if !errors.As(err2, &se) || se.StatusCode != http.StatusUnauthorized || se.Method != http.MethodPost {
+		t.Fatalf("bad secret: %v, want a StatusError of the token request with status 401", err2)
+	}
 	log.Info("config", "cfg", bad.cfg)
 	all := fmt.Sprint(err1, err2) + logs.String()
 	for _, secret := range []string{"s3cret", "Bearer t"} {

@@ -87,10 +87,11 @@ func (c *Client) authenticate(ctx context.Context) (token, error) {
 		ErrorDescription string `json:"error_description"`
 	}
 	if resp.StatusCode != http.StatusOK {
+		se := &StatusError{Method: http.MethodPost, Path: req.URL.Path, StatusCode: resp.StatusCode, Body: snippet(body)}
 		if json.Unmarshal(body, &r) == nil && r.Error != "" {
-			return token{}, fmt.Errorf("token (%s): %d %s: %s (%s)", c.grant(), resp.StatusCode, http.StatusText(resp.StatusCode), r.Error, r.ErrorDescription)
+			se.Body = fmt.Sprintf("%s (%s)", r.Error, r.ErrorDescription)
 		}
-		return token{}, fmt.Errorf("token (%s): %d %s: %s", c.grant(), resp.StatusCode, http.StatusText(resp.StatusCode), snippet(body))
+		return token{}, fmt.Errorf("token (%s): %w", c.grant(), se)
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return token{}, fmt.Errorf("token (%s): decoding the response: %w", c.grant(), err)
