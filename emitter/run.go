@@ -167,7 +167,12 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		if cfg.Once || ctx.Err() != nil {
 			return err
 		}
-		p.log.Info("the source is not reachable yet; retrying", "source", cfg.Source, "in", wait, "error", err)
+		if se := (*apisource.StatusError)(nil); errors.As(err, &se) && (se.StatusCode == 401 || se.StatusCode == 403) {
+			// Credentials or roles: the operator must act; a role granted later is picked up.
+			p.log.Error("Keycloak refuses the emitter's account; retrying", "source", cfg.Source, "in", wait, "error", err)
+		} else {
+			p.log.Info("the source is not reachable yet; retrying", "source", cfg.Source, "in", wait, "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
