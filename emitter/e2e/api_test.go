@@ -209,18 +209,12 @@ func TestEndToEndAPISourceDeliversSameMillisecondBurstsOnce(t *testing.T) {
 	compareOnce(t, want, got, true)
 }
 
-// TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole runs the
-// emitter with --once as a service account that lacks realm-management
-// view-events: with view-users only (Keycloak lists the realm, then refuses
-// its events) and with no role at all (Keycloak refuses the realm list).
-// Either way it exits with status 1 and a message that names the role.
-func TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole(t *testing.T) {
-	kc := testenv.KeycloakEnv(t)
-	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-403"), 0)
-	adm := newKCAdmin(t, kc)
-	base := "/admin/realms/" + url.PathEscape(seeded.Realm)
+// serviceAccountRoles returns functions that take a realm-management role
+// from the seed's service account and give it back.
+func serviceAccountRoles(t *testing.T, adm *kcAdmin, s testenv.Seeded) (remove, add func(t *testing.T, role string)) {
+	base := "/admin/realms/" + url.PathEscape(s.Realm)
 	var clients []struct{ ID string }
-	adm.do(t, "GET", base+"/clients?clientId="+url.QueryEscape(seeded.ClientID), nil, &clients)
+	adm.do(t, "GET", base+"/clients?clientId="+url.QueryEscape(s.ClientID), nil, &clients)
 	var rm []struct{ ID string }
 	adm.do(t, "GET", base+"/clients?clientId=realm-management", nil, &rm)
 	if len(clients) != 1 || len(rm) != 1 {
@@ -229,33 +223,60 @@ func TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole(t *testing.T) {
 	var sa struct{ ID string }
 	adm.do(t, "GET", base+"/clients/"+clients[0].ID+"/service-account-user", nil, &sa)
 	mappings := base + "/users/" + sa.ID + "/role-mappings/clients/" + rm[0].ID
-	role := func(name string) []json.RawMessage {
+	role := func(t *testing.T, name string) []json.RawMessage {
 		var r json.RawMessage
 		adm.do(t, "GET", base+"/clients/"+rm[0].ID+"/roles/"+name, nil, &r)
 		return []json.RawMessage{r}
 	}
+	remove = func(t *testing.T, name string) { adm.do(t, "DELETE", mappings, role(t, name), nil) }
+	add = func(t *testing.T, name string) { adm.do(t, "POST", mappings, role(t, name), nil) }
+	return remove, add
+}
+
+// TestEndToEndAPISourceRefusedAccountExitsWithAClearMessage runs the
+// emitter with --once as a service account that lacks realm-management
+// view-events, with view-users only (Keycloak lists the realm, then refuses
+// its events) and with no role at all (Keycloak refuses the realm list),
+// and with a wrong client secret. It exits with status 1 and a message
+// that names the missing role, or the token endpoint's refusal.
+func TestEndToEndAPISourceRefusedAccountExitsWithAClearMessage(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-403"), 0)
+	remove, add := serviceAccountRoles(t, newKCAdmin(t, kc), seeded)
 	for _, tt := range []struct {
 		name   string
 		remove []string
+		secret string
+		want   []string
 	}{
-		{"view-users only", []string{"view-events"}},
-		{"no realm-management role", []string{"view-events", "view-users"}},
+		{"view-users only", []string{"view-events"}, "", []string{"403 Forbidden", `lacks the realm-management role \"view-events\"`}},
+		{"no realm-management role", []string{"view-events", "view-users"}, "", []string{"403 Forbidden", `lacks the realm-management role \"view-events\"`}},
+		{"wrong client secret", nil, "not-the-secret", []string{"401 Unauthorized", "unauthorized_client", `client_credentials grant of client \"` + seeded.ClientID}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, r := range tt.remove {
-				adm.do(t, "DELETE", mappings, role(r), nil)
+				remove(t, r)
+				t.Cleanup(func() { add(t, r) })
 			}
 			dir := t.TempDir()
 			rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
 			args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once")
+			if tt.secret != "" {
+				env = "KC_EMITTER_API_CLIENT_SECRET=" + tt.secret
+			}
 			em := start(t, "kc-event-emitter", args, env)
 			code := em.wait(time.Minute)
 			out := em.output()
 			if code != 1 {
 				t.Fatalf("exit status %d, want 1; log:\n%s", code, tail(out, 20))
 			}
-			if !strings.Contains(out, `403 Forbidden`) || !strings.Contains(out, `lacks the realm-management role \"view-events\"`) {
-				t.Fatalf("the log does not name the missing role view-events:\n%s", tail(out, 20))
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Fatalf("the log lacks %s:\n%s", w, tail(out, 20))
+				}
+			}
+			if tt.secret != "" && strings.Contains(out, tt.secret) {
+				t.Fatal("the secret appears in the log")
 			}
 			if n := countLines(rcv.store); n != 0 {
 				t.Fatalf("%d events arrived", n)
@@ -263,6 +284,82 @@ func TestEndToEndAPISourceWithoutViewEventsExitsNamingTheRole(t *testing.T) {
 			t.Logf("the emitter's last words: %s", tail(out, 1))
 		})
 	}
+}
+
+// TestEndToEndAPISourcePicksUpARoleGrantedWhileItRuns starts the emitter
+// (no --once) as a service account without view-events: it logs the
+// refusal as an error naming the role and keeps trying; once the role is
+// granted, every event of the realm arrives once.
+func TestEndToEndAPISourcePicksUpARoleGrantedWhileItRuns(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-grant"), 1)
+	remove, add := serviceAccountRoles(t, newKCAdmin(t, kc), seeded)
+	remove(t, "view-events")
+	dir := t.TempDir()
+	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
+	args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t))
+	em := start(t, "kc-event-emitter", args, env)
+	waitFor(t, 30*time.Second, "the refusal in the log", func() bool {
+		out := em.output()
+		return strings.Contains(out, `level=ERROR msg="Keycloak refuses the emitter's account; retrying"`) &&
+			strings.Contains(out, `lacks the realm-management role \"view-events\"`)
+	})
+	add(t, "view-events")
+	cutoff := time.Now().UnixMilli()
+	waitFor(t, time.Minute, "the realm's events at the receiver", func() bool {
+		return countLines(rcv.store) >= len(keycloakRows(t, kc.DBURL, seeded.Realm))
+	})
+	time.Sleep(500 * time.Millisecond)
+	if code := em.stop(30 * time.Second); code != 0 {
+		t.Errorf("emitter exit status after SIGTERM = %d, want 0", code)
+	}
+	got, _ := arrived(t, rcv.store)
+	compareExceptLateLogins(t, kc, seeded, cutoff, got)
+}
+
+// compareExceptLateLogins checks that every event of the seeded realm up to
+// cutoff (ms) arrived exactly once (compareOnce), and that of the later
+// events each arrived at most once and only the emitter's own token
+// requests (CLIENT_LOGIN of its client, written while it ran) may be
+// missing. It returns how many such token requests there are.
+func compareExceptLateLogins(t *testing.T, kc testenv.Keycloak, seeded testenv.Seeded, cutoff int64, gotAll []stored) int {
+	t.Helper()
+	split := func(rows []stored) (before, after []stored) {
+		for _, r := range rows {
+			if r.Time <= cutoff {
+				before = append(before, r)
+			} else {
+				after = append(after, r)
+			}
+		}
+		return before, after
+	}
+	want, wantLate := split(keycloakRows(t, kc.DBURL, seeded.Realm))
+	got, gotLate := split(gotAll)
+	compareOnce(t, want, got, true)
+	late := map[string]int{}
+	for _, g := range gotLate {
+		late[g.ID]++
+	}
+	logins := 0
+	for _, w := range wantLate {
+		ownLogin := w.Type == "CLIENT_LOGIN" && w.ClientID == seeded.ClientID
+		switch n := late[w.ID]; {
+		case n > 1:
+			t.Errorf("%s %s arrived %d times", w.Type, w.ID, n)
+		case n == 0 && !ownLogin:
+			t.Errorf("%s %s at %d (after %d) never arrived", w.Type, w.ID, w.Time, cutoff)
+		}
+		if ownLogin {
+			logins++
+		}
+		delete(late, w.ID)
+	}
+	for id := range late {
+		t.Errorf("event %s arrived but is not in Keycloak's tables", id)
+	}
+	t.Logf("%d events up to %d, %d after (%d token requests of the emitter)", len(want), cutoff, len(wantLate), logins)
+	return logins
 }
 
 // TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing kills the
@@ -310,45 +407,10 @@ func TestEndToEndAPISourceKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
 	if !strings.Contains(em.output(), "token rejected, authenticating again") {
 		t.Errorf("no re-authentication after the revocation in the emitter's log")
 	}
-	wantAll = keycloakRows(t, kc.DBURL, seeded.Realm)
 	gotAll, _ := arrived(t, rcv.store)
-	split := func(rows []stored) (before, after []stored) {
-		for _, r := range rows {
-			if r.Time <= cutoff {
-				before = append(before, r)
-			} else {
-				after = append(after, r)
-			}
-		}
-		return before, after
-	}
-	want, wantLate := split(wantAll)
-	got, gotLate := split(gotAll)
-	compareOnce(t, want, got, true)
-	late := map[string]int{}
-	for _, g := range gotLate {
-		late[g.ID]++
-	}
-	logins := 0
-	for _, w := range wantLate {
-		switch n := late[w.ID]; {
-		case n > 1:
-			t.Errorf("%s %s arrived %d times", w.Type, w.ID, n)
-		case n == 0 && (w.Type != "CLIENT_LOGIN" || w.ClientID != seeded.ClientID):
-			t.Errorf("%s %s at %d (after the traffic) never arrived", w.Type, w.ID, w.Time)
-		}
-		if w.Type == "CLIENT_LOGIN" && w.ClientID == seeded.ClientID {
-			logins++
-		}
-		delete(late, w.ID)
-	}
-	for id := range late {
-		t.Errorf("event %s arrived but is not in Keycloak's tables", id)
-	}
-	if logins == 0 {
+	if compareExceptLateLogins(t, kc, seeded, cutoff, gotAll) == 0 {
 		t.Errorf("no token request of the emitter after the traffic, though tokens live 5s")
 	}
-	t.Logf("%d events before the end of the traffic, %d after (%d token requests of the emitter)", len(want), len(wantLate), logins)
 }
 
 // kcAdmin calls the admin REST API of the test Keycloak as its bootstrap
