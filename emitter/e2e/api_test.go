@@ -37,37 +37,54 @@ func apiEmitter(kc testenv.Keycloak, s testenv.Seeded, target, checkpoint, liste
 // realm with real traffic, runs the emitter with --source api --once from
 // the beginning in each format, and checks that every row of event_entity
 // and admin_event_entity of the realm arrived exactly once with the fields
-// both the API and the tables carry. The emitter's own token request is an
-// event of the realm too (CLIENT_LOGIN), written before it reads: the rows
-// are read after it exits.
+// both the API and the tables carry; and once more as the master realm's
+// admin (password grant of admin-cli, which sees realm ids). The emitter's
+// own token request as the service account is an event of the realm too
+// (CLIENT_LOGIN), written before it reads: the rows are read after it exits.
 func TestEndToEndAPISourceDeliversEveryKeycloakEventOnceWithItsFields(t *testing.T) {
 	kc := testenv.KeycloakEnv(t)
 	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-once"), 2)
-	for _, format := range []string{"JSON", "FLATBUFFER"} {
-		t.Run(format, func(t *testing.T) {
+	for _, tt := range []struct {
+		name, format string
+		password     bool // the bootstrap admin's password grant of admin-cli in master
+	}{
+		{"JSON", "JSON", false},
+		{"FLATBUFFER", "FLATBUFFER", false},
+		{"JSON, password grant of the master admin", "JSON", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
 			args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once")
-			args = with(args, "--format", format)
+			args = with(args, "--format", tt.format)
+			secret := seeded.ClientSecret
+			if tt.password {
+				args = with(with(args, "--apiAuthRealm", "master"), "--apiClientId", "admin-cli")
+				args = append(args, "--apiUsername", kc.Admin)
+				env, secret = "KC_EMITTER_API_PASSWORD="+kc.AdminPassword, kc.AdminPassword
+			}
+			// (The test Keycloak's admin password may equal its user name,
+			// which is on the command line and in the log by right.)
+			checkSecret := secret != kc.Admin
 			for _, a := range args {
-				if strings.Contains(a, seeded.ClientSecret) {
-					t.Fatal("the client secret is on the command line")
+				if checkSecret && strings.Contains(a, secret) {
+					t.Fatal("the secret is on the command line")
 				}
 			}
 			em := start(t, "kc-event-emitter", args, env)
 			if code := em.wait(2 * time.Minute); code != 0 {
 				t.Fatalf("emitter --source api --once exit status %d, want 0", code)
 			}
-			if strings.Contains(em.output(), seeded.ClientSecret) {
-				t.Error("the client secret appears in the emitter's log")
+			if checkSecret && strings.Contains(em.output(), secret) {
+				t.Error("the secret appears in the emitter's log")
 			}
 			want := keycloakRows(t, kc.DBURL, seeded.Realm)
 			if len(want) < 20 {
 				t.Fatalf("the seed made only %d events", len(want))
 			}
 			got, raw := arrived(t, rcv.store)
-			compareOnce(t, want, got, format == "JSON")
-			if format == "JSON" {
+			compareOnce(t, want, got, tt.format == "JSON")
+			if tt.format == "JSON" {
 				compareDetails(t, kc.DBURL, seeded.Realm, raw)
 			}
 		})
