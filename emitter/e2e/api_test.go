@@ -91,6 +91,41 @@ func TestEndToEndAPISourceDeliversEveryKeycloakEventOnceWithItsFields(t *testing
 	}
 }
 
+// TestEndToEndAPISourceContinuesTheDatabaseSourcesCheckpoint runs the
+// emitter with --once on Keycloak's database, then more traffic, then with
+// --once through the admin API on the same checkpoint: the checkpoint keys
+// realms by their internal id and events by Keycloak's id in both sources,
+// so the second run sends only what the first did not, and every event
+// arrives exactly once.
+func TestEndToEndAPISourceContinuesTheDatabaseSourcesCheckpoint(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-switch"), 1)
+	dir := t.TempDir()
+	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
+	checkpoint := filepath.Join(dir, "checkpoint.json")
+	db := start(t, "kc-event-emitter", emitterArgs(rcv.url(), checkpoint, freeAddr(t), "--once", "--realms", seeded.Realm),
+		"KC_EMITTER_DB_URL="+kc.DBURL)
+	if code := db.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("emitter --source db --once exit status %d, want 0", code)
+	}
+	first := countLines(rcv.store)
+	if code := seedTraffic(t, kc, seeded.Realm, 1).wait(5 * time.Minute); code != 0 {
+		t.Fatalf("seed traffic exit status %d", code)
+	}
+	args, env := apiEmitter(kc, seeded, rcv.url(), checkpoint, freeAddr(t), "--once")
+	api := start(t, "kc-event-emitter", args, env)
+	if code := api.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("emitter --source api --once exit status %d, want 0", code)
+	}
+	want := keycloakRows(t, kc.DBURL, seeded.Realm)
+	got, _ := arrived(t, rcv.store)
+	compareOnce(t, want, got, true)
+	if first < 20 || len(got) <= first {
+		t.Fatalf("%d events from the database, %d in all: want both runs to send some", first, len(got))
+	}
+	t.Logf("%d events from the database source, %d more from the API source", first, len(got)-first)
+}
+
 // compareDetails checks the details and representations that arrived (raw,
 // JSON payloads) against Keycloak's tables: every stored detail arrived
 // with its value, the only details added are the usernames the emitter
