@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -215,8 +216,8 @@ func compareDetails(t *testing.T, dbURL, realm string, raw []received) {
 // 30 events (and 30 admin events) sharing one millisecond into the seeded
 // realm's tables, ids in no particular order (HTTP traffic on two cores
 // rarely shares a millisecond; the real server reads these rows as its
-// own), and runs the emitter with --source api --once and pages of 7:
-// every event arrives exactly once.
+// own), and runs the emitter with --source api --once, pages of 7 and the
+// client secret in --apiClientSecretFile: every event arrives exactly once.
 func TestEndToEndAPISourceDeliversSameMillisecondBurstsOnce(t *testing.T) {
 	kc := testenv.KeycloakEnv(t)
 	seeded := testenv.SeedKeycloak(t, realmName("e2e-api-burst"), 0)
@@ -248,8 +249,14 @@ func TestEndToEndAPISourceDeliversSameMillisecondBurstsOnce(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rcv := startReceiver(t, "", filepath.Join(dir, "received.jsonl"))
-	args, env := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once", "--pageSize", "7")
-	em := start(t, "kc-event-emitter", args, env)
+	// The secret from a file this time (--apiClientSecretFile), not the environment.
+	secretFile := filepath.Join(dir, "api-secret")
+	if err := os.WriteFile(secretFile, []byte(seeded.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args, _ := apiEmitter(kc, seeded, rcv.url(), filepath.Join(dir, "checkpoint.json"), freeAddr(t), "--once", "--pageSize", "7",
+		"--apiClientSecretFile", secretFile)
+	em := start(t, "kc-event-emitter", args)
 	if code := em.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("emitter --source api --once exit status %d, want 0", code)
 	}
