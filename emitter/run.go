@@ -27,14 +27,11 @@ type RunOptions struct {
 	// Logger receives every log line; default slog.Default().
 	Logger *slog.Logger
 	// Registry receives the metrics and is served on /metrics; default a
-	// new registry with the Go and process collectors.
+	// new, empty registry.
 	Registry *prometheus.Registry
 	// Progress, when set, receives a progress line (rewritten in place with
 	// carriage returns) while a Once run drains: give it a terminal.
 	Progress io.Writer
-	// Listening, when set, is called with the address /healthz, /readyz and
-	// /metrics are served on, once they are.
-	Listening func(addr net.Addr)
 }
 
 // Run reads Keycloak's events as cfg says and delivers them until ctx is
@@ -62,7 +59,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	defer p.close()
 
 	if cfg.ListenAddr != "" {
-		srv, err := p.serveOps(cfg.ListenAddr, reg, opts.Listening)
+		srv, err := p.serveOps(cfg.ListenAddr, reg)
 		if err != nil {
 			return err
 		}
@@ -191,6 +188,13 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		for _, e := range st.Window {
 			p.uids.Resume(e.UID)
 		}
+	}
+	journal, err := checkpoint.ReadJournal(checkpoint.JournalPath(cfg.CheckpointPath))
+	if err != nil {
+		return &FieldError{Field: "checkpoint", Value: cfg.CheckpointPath, Err: err}
+	}
+	for _, e := range journal {
+		p.uids.Resume(e.UID)
 	}
 	p.tailer, err = NewTailer(TailerOptions{
 		Pager:          p.pager,
@@ -404,7 +408,7 @@ func (p *pipeline) close() {
 const readyAfter = 30 * time.Second
 
 // serveOps serves /healthz, /readyz and /metrics on addr.
-func (p *pipeline) serveOps(addr string, reg *prometheus.Registry, listening func(net.Addr)) (*http.Server, error) {
+func (p *pipeline) serveOps(addr string, reg *prometheus.Registry) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, &FieldError{Field: "listen", Value: addr, Err: err}
@@ -423,9 +427,6 @@ func (p *pipeline) serveOps(addr string, reg *prometheus.Registry, listening fun
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
-	if listening != nil {
-		listening(ln.Addr())
-	}
 	return srv, nil
 }
 
