@@ -1,7 +1,6 @@
 package emitter
 
 import (
-	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
@@ -44,21 +43,6 @@ var errNoEvent = errors.New("record holds no event")
 // maxEventBytes bounds the FlatBuffer of one event: FlatBuffers address at
 // most 2 GiB. A larger event is an error, never a panic.
 const maxEventBytes = 1 << 30
-
-// isASCII tells whether b holds only ASCII, eight bytes at a time.
-func isASCII(b []byte) bool {
-	for ; len(b) >= 8; b = b[8:] {
-		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
-			return false
-		}
-	}
-	for _, c := range b {
-		if c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
 
 // validUTF8 returns s with each byte that is not part of valid UTF-8
 // replaced by U+FFFD (as encoding/json does), so that both formats carry

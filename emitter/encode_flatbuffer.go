@@ -1,10 +1,11 @@
 package emitter
 
 import (
-	"encoding/binary"
+	"encoding/base64"
 	"fmt"
 	"sync"
-	"unicode/utf8"
+
+	flatbuffers "github.com/google/flatbuffers/go"
 
 	fb "github.com/kc-event-emitter/kc-event-emitter/fbs/events201"
 	"github.com/kc-event-emitter/kc-event-emitter/fbs/events26"
@@ -104,244 +105,164 @@ func operationType(name string) (int8, error) {
 // flatBufferEncoder writes the FLATBUFFER format of the original: the JSON
 // container {"type":"Event"|"AdminEvent","obj":"<standard base64>"} around a
 // finished FlatBuffer (no file identifier, no size prefix) of the schema in
-// fbs/. Unset strings are omitted; details are written in key order; an
-// AdminEvent always has its authDetails table.
-//
-// The FlatBuffer is written by fbWriter rather than flatbuffers.Builder:
-// three times faster for these fixed tables (see docs/benchmarks.md), and
-// tested to read the same through the flatc-generated accessors, flatc
-// itself and a Builder-based reference (encode_flatbuffer_ref_test.go).
+// fbs/, built with the flatc-generated builder functions. Unset strings are
+// omitted; details are written in key order; an AdminEvent always has its
+// authDetails table. The tables are the same in every numbering, so one
+// generated package's builders write them all; only enum values differ.
 type flatBufferEncoder struct {
-	enums   *enums
-	writers sync.Pool // *fbWriter
+	enums    *enums
+	builders sync.Pool // *fbState
 }
 
-// maxPooledWriter is the largest buffer kept for reuse after a big event.
-const maxPooledWriter = 64 << 10
+// fbState is a pooled builder with room for the offsets of a details vector.
+type fbState struct {
+	b       *flatbuffers.Builder
+	offsets []flatbuffers.UOffsetT
+}
+
+// maxPooledBuilder is the largest builder kept for reuse after a big event.
+const maxPooledBuilder = 64 << 10
 
 func (enc *flatBufferEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 	if r.Event == nil && r.Admin == nil {
 		return dst, errNoEvent
 	}
-	w, _ := enc.writers.Get().(*fbWriter)
-	if w == nil {
-		w = &fbWriter{buf: make([]byte, 0, 1024)}
+	kind := r.Kind()
+	if n := textBytes(r); n > maxEventBytes {
+		return dst, fmt.Errorf("%s %s: %d bytes of text, more than the %d a FlatBuffer may hold", kind, r.ID(), n, maxEventBytes)
 	}
-	kind := KindEvent
+	var op int8
 	if r.Admin != nil {
-		kind = KindAdminEvent
-		op, err := operationType(r.Admin.OperationType)
-		if err != nil {
-			enc.writers.Put(w)
+		var err error
+		if op, err = operationType(r.Admin.OperationType); err != nil {
 			return dst, err
 		}
-		w.adminEvent(r.Admin, enc.enums.resourceType(r.Admin.ResourceType), op)
-	} else {
-		w.event(r.Event, enc.enums.eventType(r.Event.Type))
 	}
-	if len(w.buf) > maxEventBytes {
-		// Its offsets may have wrapped: never sent.
-		return dst, fmt.Errorf("%s %s: %d bytes, more than the %d a FlatBuffer may hold", kind, r.ID(), len(w.buf), maxEventBytes)
+	st, _ := enc.builders.Get().(*fbState)
+	if st == nil {
+		st = &fbState{b: flatbuffers.NewBuilder(1024)}
+	}
+	st.b.Reset()
+	if r.Admin != nil {
+		enc.adminEvent(st, r.Admin, op)
+	} else {
+		enc.event(st, r.Event)
 	}
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, kind...)
 	dst = append(dst, `","obj":"`...)
-	dst = appendBase64(dst, w.buf)
+	dst = base64.StdEncoding.AppendEncode(dst, st.b.FinishedBytes())
 	dst = append(dst, `"}`...)
-	if cap(w.buf) <= maxPooledWriter {
-		enc.writers.Put(w)
+	if cap(st.b.Bytes) <= maxPooledBuilder {
+		enc.builders.Put(st)
 	}
 	return dst, nil
 }
 
-// fbWriter writes the FlatBuffer of one event front to back: the root
-// offset, the table's vtable and inline fields, then what they refer to.
-// Every reference (uoffset) points forward, as the format requires, and
-// every value is aligned to its size from the start of the buffer. Offsets
-// are 32 bits: Encode refuses a buffer larger than maxEventBytes.
-//
-// Layout of an Event (an AdminEvent is alike, with its AuthDetails table
-// after its own):
-//
-//	root uoffset | Event vtable | Event table | its strings |
-//	Tuple vtable | details vector | per detail: Tuple table, key, value
-type fbWriter struct {
-	buf []byte
-}
-
-// The inline layout of the tables: vtable entries are the byte offset of
-// each field in the table, in schema order.
-const (
-	// Event: soffset, type (int8) + pad, uid, time, 7 uoffsets.
-	eventTableSize = 4 + 4 + 8 + 8 + 7*4
-	// AdminEvent: soffset, resourceType, operationType + pad, uid, time, 6 uoffsets.
-	adminTableSize = 4 + 4 + 8 + 8 + 6*4
-	// AuthDetails: soffset, 5 uoffsets.
-	authTableSize = 4 + 5*4
-	// Tuple: soffset, key, value.
-	tupleTableSize = 4 + 2*4
-)
-
-var (
-	// eventVtable: uid, time, type, realmId, clientId, userId, sessionId,
-	// ipAddress, error, details.
-	eventVtable = []uint16{8, 16, 4, 24, 28, 32, 36, 40, 44, 48}
-	// adminVtable: uid, time, realmId, authDetails, details, resourceType,
-	// operationType, resourcePath, representation, error.
-	adminVtable = []uint16{8, 16, 24, 28, 32, 4, 5, 36, 40, 44}
-	// authVtable: realmId, clientId, userId, username, ipAddress.
-	authVtable = []uint16{4, 8, 12, 16, 20}
-	// tupleVtable: key, value.
-	tupleVtable = []uint16{4, 8}
-)
-
-// pad aligns the end of the buffer to align, a power of two.
-func (w *fbWriter) pad(align int) {
-	if n := -len(w.buf) & (align - 1); n > 0 {
-		w.buf = append(w.buf, make([]byte, n)...)
-	}
-}
-
-func (w *fbWriter) put32(at int, v uint32) { binary.LittleEndian.PutUint32(w.buf[at:], v) }
-
-// vtable writes a vtable for a table of size bytes whose fields are at the
-// given offsets, zeroing the entry of every field absent says so. It returns
-// where the vtable starts.
-func (w *fbWriter) vtable(size int, fields []uint16, absent func(i int) bool) int {
-	w.pad(2)
-	at := len(w.buf)
-	w.buf = binary.LittleEndian.AppendUint16(w.buf, uint16(4+2*len(fields)))
-	w.buf = binary.LittleEndian.AppendUint16(w.buf, uint16(size))
-	for i, off := range fields {
-		if absent != nil && absent(i) {
-			off = 0
+// textBytes is the length of every string of r, a bound of its FlatBuffer
+// short of the fixed overhead.
+func textBytes(r Record) int {
+	n := 0
+	add := func(ss ...string) {
+		for _, s := range ss {
+			n += len(s)
 		}
-		w.buf = binary.LittleEndian.AppendUint16(w.buf, off)
 	}
-	return at
-}
-
-// table starts a table of size bytes (zeroed) whose vtable is at vt, aligned
-// to align, and returns where it starts.
-func (w *fbWriter) table(vt, size, align int) int {
-	w.pad(align)
-	at := len(w.buf)
-	w.buf = append(w.buf, make([]byte, size)...)
-	w.put32(at, uint32(at-vt)) // soffset: the vtable is at table - soffset
-	return at
-}
-
-// str writes s (as valid UTF-8) and points the uoffset at slot to it; an
-// empty s stays absent (the vtable must say so).
-func (w *fbWriter) str(slot int, s string) {
-	if s != "" {
-		w.strAlways(slot, s)
+	var details map[string]string
+	if e := r.Event; e != nil {
+		add(e.Type, e.RealmID, e.ClientID, e.UserID, e.SessionID, e.IPAddress, e.Error)
+		details = e.Details
+	} else {
+		a := r.Admin
+		add(a.RealmID, a.ResourcePath, a.Representation, a.Error, a.AuthDetails.RealmID, a.AuthDetails.ClientID,
+			a.AuthDetails.UserID, a.AuthDetails.Username, a.AuthDetails.IPAddress)
+		details = a.Details
 	}
-}
-
-// strAlways is str that writes an empty string too.
-func (w *fbWriter) strAlways(slot int, s string) {
-	w.pad(4)
-	at := len(w.buf)
-	w.put32(slot, uint32(at-slot))
-	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(s)))
-	w.buf = append(w.buf, s...)
-	if text := w.buf[at+4:]; !isASCII(text) && !utf8.Valid(text) {
-		s = validUTF8(s)
-		w.buf = binary.LittleEndian.AppendUint32(w.buf[:at], uint32(len(s)))
-		w.buf = append(w.buf, s...)
+	for k, v := range details {
+		add(k, v)
 	}
-	w.buf = append(w.buf, 0)
+	return n
 }
 
-// details writes m as a vector of Tuple tables in key order and points the
-// uoffset at slot to it; an empty m stays absent.
-func (w *fbWriter) details(slot int, m map[string]string) {
+// str writes s as valid UTF-8 and returns its offset; 0 (omitted) when empty.
+func str(b *flatbuffers.Builder, s string) flatbuffers.UOffsetT {
+	if s == "" {
+		return 0
+	}
+	return b.CreateString(validUTF8(s))
+}
+
+// details writes m as a vector of Tuple in key order; 0 when m is empty.
+// A Tuple always has its key and value, empty ones included (readers
+// that verify buffers refuse an absent string where they expect one).
+func details(st *fbState, m map[string]string) flatbuffers.UOffsetT {
 	if len(m) == 0 {
-		return
+		return 0
 	}
+	b := st.b
 	entries := sortedDetails(m)
-	vt := w.vtable(tupleTableSize, tupleVtable, nil)
-	w.pad(4)
-	vec := len(w.buf)
-	w.put32(slot, uint32(vec-slot))
-	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(*entries)))
-	w.buf = append(w.buf, make([]byte, 4*len(*entries))...)
-	for i, d := range *entries {
-		entry := vec + 4 + 4*i
-		t := w.table(vt, tupleTableSize, 4)
-		w.put32(entry, uint32(t-entry))
-		// The vtable shared by every Tuple has both fields: a detail
-		// with an empty key or value still gets its (empty) string.
-		w.strAlways(t+4, d.key)
-		w.strAlways(t+8, d.value)
+	st.offsets = st.offsets[:0]
+	for _, d := range *entries {
+		key := b.CreateString(validUTF8(d.key))
+		value := b.CreateString(validUTF8(d.value))
+		fb.TupleStart(b)
+		fb.TupleAddKey(b, key)
+		fb.TupleAddValue(b, value)
+		st.offsets = append(st.offsets, fb.TupleEnd(b))
 	}
 	releaseDetails(entries)
-}
-
-// root starts the buffer with the root uoffset and returns its position.
-func (w *fbWriter) root() int {
-	w.buf = append(w.buf[:0], 0, 0, 0, 0)
-	return 0
-}
-
-func (w *fbWriter) event(e *Event, typ int8) {
-	root := w.root()
-	strs := [...]string{e.RealmID, e.ClientID, e.UserID, e.SessionID, e.IPAddress, e.Error}
-	vt := w.vtable(eventTableSize, eventVtable, func(i int) bool {
-		switch {
-		case i >= 3 && i <= 8:
-			return strs[i-3] == ""
-		case i == 9:
-			return len(e.Details) == 0
-		}
-		return false
-	})
-	t := w.table(vt, eventTableSize, 8)
-	w.put32(root, uint32(t-root))
-	w.buf[t+4] = byte(typ)
-	binary.LittleEndian.PutUint64(w.buf[t+8:], uint64(e.UID))
-	binary.LittleEndian.PutUint64(w.buf[t+16:], uint64(e.Time))
-	for i, s := range strs {
-		w.str(t+24+4*i, s)
+	fb.EventStartDetailsVector(b, len(st.offsets))
+	for i := len(st.offsets) - 1; i >= 0; i-- {
+		b.PrependUOffsetT(st.offsets[i])
 	}
-	w.details(t+48, e.Details)
+	return b.EndVector(len(st.offsets))
 }
 
-func (w *fbWriter) adminEvent(a *AdminEvent, resource, op int8) {
-	root := w.root()
-	vt := w.vtable(adminTableSize, adminVtable, func(i int) bool {
-		switch i {
-		case 2:
-			return a.RealmID == ""
-		case 4:
-			return len(a.Details) == 0
-		case 7:
-			return a.ResourcePath == ""
-		case 8:
-			return a.Representation == ""
-		case 9:
-			return a.Error == ""
-		}
-		return false
-	})
-	t := w.table(vt, adminTableSize, 8)
-	w.put32(root, uint32(t-root))
-	w.buf[t+4], w.buf[t+5] = byte(resource), byte(op)
-	binary.LittleEndian.PutUint64(w.buf[t+8:], uint64(a.UID))
-	binary.LittleEndian.PutUint64(w.buf[t+16:], uint64(a.Time))
-	w.str(t+24, a.RealmID)
-	w.str(t+36, a.ResourcePath)
-	w.str(t+40, a.Representation)
-	w.str(t+44, a.Error)
-	// authDetails, always present (keycloak-bridge reads it unchecked).
+func (enc *flatBufferEncoder) event(st *fbState, e *Event) {
+	b := st.b
+	realm, client, user := str(b, e.RealmID), str(b, e.ClientID), str(b, e.UserID)
+	session, ip, errText := str(b, e.SessionID), str(b, e.IPAddress), str(b, e.Error)
+	det := details(st, e.Details)
+	fb.EventStart(b)
+	fb.EventAddUid(b, e.UID)
+	fb.EventAddTime(b, e.Time)
+	fb.EventAddType(b, fb.EventType(enc.enums.eventType(e.Type)))
+	fb.EventAddRealmId(b, realm)
+	fb.EventAddClientId(b, client)
+	fb.EventAddUserId(b, user)
+	fb.EventAddSessionId(b, session)
+	fb.EventAddIpAddress(b, ip)
+	fb.EventAddError(b, errText)
+	fb.EventAddDetails(b, det)
+	b.Finish(fb.EventEnd(b))
+}
+
+func (enc *flatBufferEncoder) adminEvent(st *fbState, a *AdminEvent, op int8) {
+	b := st.b
 	d := a.AuthDetails
-	auth := [...]string{d.RealmID, d.ClientID, d.UserID, d.Username, d.IPAddress}
-	avt := w.vtable(authTableSize, authVtable, func(i int) bool { return auth[i] == "" })
-	at := w.table(avt, authTableSize, 4)
-	w.put32(t+28, uint32(at-(t+28)))
-	for i, s := range auth {
-		w.str(at+4+4*i, s)
-	}
-	w.details(t+32, a.Details)
+	authRealm, authClient, authUser := str(b, d.RealmID), str(b, d.ClientID), str(b, d.UserID)
+	authName, authIP := str(b, d.Username), str(b, d.IPAddress)
+	fb.AuthDetailsStart(b)
+	fb.AuthDetailsAddRealmId(b, authRealm)
+	fb.AuthDetailsAddClientId(b, authClient)
+	fb.AuthDetailsAddUserId(b, authUser)
+	fb.AuthDetailsAddUsername(b, authName)
+	fb.AuthDetailsAddIpAddress(b, authIP)
+	auth := fb.AuthDetailsEnd(b)
+
+	realm, path := str(b, a.RealmID), str(b, a.ResourcePath)
+	repr, errText := str(b, a.Representation), str(b, a.Error)
+	det := details(st, a.Details)
+	fb.AdminEventStart(b)
+	fb.AdminEventAddUid(b, a.UID)
+	fb.AdminEventAddTime(b, a.Time)
+	fb.AdminEventAddRealmId(b, realm)
+	fb.AdminEventAddAuthDetails(b, auth)
+	fb.AdminEventAddDetails(b, det)
+	fb.AdminEventAddResourceType(b, fb.ResourceType(enc.enums.resourceType(a.ResourceType)))
+	fb.AdminEventAddOperationType(b, fb.OperationType(op))
+	fb.AdminEventAddResourcePath(b, path)
+	fb.AdminEventAddRepresentation(b, repr)
+	fb.AdminEventAddError(b, errText)
+	b.Finish(fb.AdminEventEnd(b))
 }

@@ -90,7 +90,7 @@ func FuzzEncode(f *testing.F) {
 				if f == FormatJSON {
 					break // JSON does not depend on the numbering
 				}
-				sameAsReference(t, enc.(*flatBufferEncoder), n, rec, out)
+				checkPayload(t, n, rec, out)
 			}
 		}
 	})
