@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report collects the results and renders them as markdown.
+type report struct {
+	started, ended time.Time
+	command        string
+	machine        string
+	postgres       string
+	loadStart      float64
+	loadEnd        float64
+	cfg            config
+
+	live        []liveResult
+	limit       []limitResult
+	backlog     []drainResult
+	growthLive  []liveResult
+	growthDrain []drainResult
+	idle        []idleResult
+}
+
+func newReport(ctx context.Context, cfg config, cluster string) *report {
+	r := &report{started: time.Now(), cfg: cfg, loadStart: loadAverage(),
+		command: strings.TrimSpace("go run ./cmd/kc-event-bench " + strings.Join(cfg.args, " "))}
+	r.machine = fmt.Sprintf("%d CPUs (%s), %s RAM, %s/%s, %s", runtime.NumCPU(), cpuModel(), memTotal(),
+		runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if db, err := sql.Open("postgres", cluster); err == nil {
+		db.QueryRowContext(ctx, "SHOW server_version").Scan(&r.postgres)
+		db.Close()
+	}
+	return r
+}
+
+func (r *report) finish() {
+	r.ended = time.Now()
+	r.loadEnd = loadAverage()
+}
+
+// cpuModel returns the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if name, value, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return "unknown CPU"
+}
+
+// memTotal returns MemTotal of /proc/meminfo in GiB.
+func memTotal() string {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	n, err := statusField(f, "MemTotal")
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f GiB", float64(n)/(1<<30))
+}
+
+// Goals of issue 9.
+const (
+	goalRate     = 20000
+	goalRatio    = 0.5
+	goalP99      = 500 * time.Millisecond
+	goalP99Rate  = 1000
+	goalRSSBytes = 64 << 20
+)
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("### kc-event-bench, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	p("- Command: `%s` (%s)\n", r.command, r.ended.Sub(r.started).Round(time.Second))
+	p("- Machine: %s; PostgreSQL %s on the same machine\n", r.machine, orUnknown(r.postgres))
+	p("- Load average (1 min): %.1f at the start, %.1f at the end\n", r.loadStart, r.loadEnd)
+	p("- Emitter: --bufferCapacity %d --concurrency %d, defaults otherwise (pollInterval 200ms, pageSize 500);"+
+		" %d realms with %d users each; receiver in this process (emitter/receiver.NewHandler + emitter.DecodePayload, Basic auth)\n\n",
+		r.cfg.buffer, r.cfg.concurrency, r.cfg.realms, r.cfg.users)
+
+	if len(r.live) > 0 {
+		p("#### End to end (live tail)\n\n")
+		p("| format | overflow | insert | events | inserted/s | delivered/s | p50 | p95 | p99 | max | lost | dup | peak RSS | CPU s/100k | load |\n")
+		p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, l := range r.live {
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %.2f | %.1f |\n",
+				l.format, l.overflow, rateName(l.rate), num(float64(l.fig.n)), num(l.insertRate), num(l.fig.rate()),
+				ms(l.fig.p50), ms(l.fig.p95), ms(l.fig.p99), ms(l.fig.pMax), int64(l.fig.n)-l.fig.delivered, l.fig.duplicates,
+				mib(l.proc.peakRSS), l.proc.cpuPer100k(l.fig.delivered), l.load)
+		}
+		p("\n")
+	}
+	if len(r.limit) > 0 {
+		p("#### Limit (plain load generator, same receiver, same body)\n\n")
+		p("| format | body bytes | generator | connections | requests/s | our best events/s | ours / generator | load |\n")
+		p("|---|---:|---|---:|---:|---:|---:|---:|\n")
+		for _, l := range r.limit {
+			p("| %s | %d | %s | %d | %s | %s | %s | %.1f |\n", l.format, l.body, l.gen.tool, l.gen.conns,
+				num(l.gen.rate()), num(l.ours), pct(l.ours, l.gen.rate()), l.load)
+		}
+		p("\n")
+	}
+	if len(r.backlog) > 0 {
+		p("#### Backlog (`--once` drain of events already in the table)\n\n")
+		p("Inserted beforehand at %s events/s.\n\n", num(r.backlog[0].insertRate))
+		r.drainTable(&b, r.backlog)
+	}
+	if len(r.growthLive) > 0 || len(r.growthDrain) > 0 {
+		p("#### Cost growth (JSON, block)\n\n")
+		if len(r.growthLive) > 0 {
+			p("Live tail at full speed:\n\n")
+			p("| events | delivered/s | p50 | p99 | peak RSS | CPU s/100k | load |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, l := range r.growthLive {
+				p("| %s | %s | %s | %s | %s | %.2f | %.1f |\n", num(float64(l.fig.n)), num(l.fig.rate()), ms(l.fig.p50), ms(l.fig.p99),
+					mib(l.proc.peakRSS), l.proc.cpuPer100k(l.fig.delivered), l.load)
+			}
+			p("\n")
+		}
+		if len(r.growthDrain) > 0 {
+			p("Drain (`--once`):\n\n")
+			r.drainTable(&b, r.growthDrain)
+		}
+	}
+	if len(r.idle) > 0 {
+		p("#### Idle cost (no events arrive)\n\n")
+		p("| realms | window | source reads/s | transactions/s in the database | CPU | RSS | load |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, i := range r.idle {
+			p("| %d | %s | %.1f | %.1f | %.1f ms/s (%.2f%% of a core) | %s | %.1f |\n", i.realms, i.window, i.reads, i.commits,
+				float64(i.cpu)/float64(time.Millisecond), 100*i.cpu.Seconds(), mib(i.rss), i.load)
+		}
+		p("\n")
+	}
+	r.goals(&b)
+	return b.String()
+}
+
+func (r *report) drainTable(b *strings.Builder, rows []drainResult) {
+	fmt.Fprintf(b, "| events | format | overflow | drain time | events/s | dup | peak RSS | CPU s/100k | load |\n")
+	fmt.Fprintf(b, "|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, d := range rows {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %s | %.2f | %.1f |\n", num(float64(d.n)), d.format, d.overflow,
+			d.elapsed.Round(10*time.Millisecond), num(d.rate()), d.dup, mib(d.proc.peakRSS), d.proc.cpuPer100k(d.delivered), d.load)
+	}
+	fmt.Fprintln(b)
+}
+
+// goals compares the results with the goals of issue 9.
+func (r *report) goals(b *strings.Builder) {
+	type row struct{ goal, measured, met string }
+	var rows []row
+	var best float64
+	var bestWhere string
+	consider := func(rate float64, where string) {
+		if rate > best {
+			best, bestWhere = rate, where
+		}
+	}
+	for _, l := range append(r.live[:len(r.live):len(r.live)], r.growthLive...) {
+		if l.rate == 0 {
+			consider(l.fig.rate(), fmt.Sprintf("live %s %s", l.format, l.overflow))
+		}
+	}
+	for _, d := range append(r.backlog[:len(r.backlog):len(r.backlog)], r.growthDrain...) {
+		consider(d.rate(), fmt.Sprintf("drain of %s, %s %s", num(float64(d.n)), d.format, d.overflow))
+	}
+	if best > 0 {
+		rows = append(rows, row{"≥ 20,000 events/s delivered", fmt.Sprintf("%s (%s)", num(best), bestWhere), yes(best >= goalRate)})
+	}
+	for _, l := range r.limit {
+		if l.ours > 0 && l.gen.rate() > 0 {
+			ratio := l.ours / l.gen.rate()
+			rows = append(rows, row{fmt.Sprintf("≥ 50%% of %s's requests/s (%s)", l.gen.tool, l.format),
+				pct(l.ours, l.gen.rate()), yes(ratio >= goalRatio)})
+		}
+	}
+	var p99 time.Duration
+	seen := false
+	for _, l := range r.live {
+		if l.rate == goalP99Rate {
+			p99, seen = max(p99, l.fig.p99), true
+		}
+	}
+	if seen {
+		rows = append(rows, row{"p99 < 500 ms at 1,000 events/s", ms(p99) + " (worst setting)", yes(p99 < goalP99)})
+	}
+	var rss int64
+	for _, l := range append(r.live[:len(r.live):len(r.live)], r.growthLive...) {
+		rss = max(rss, l.proc.peakRSS)
+	}
+	for _, d := range append(r.backlog[:len(r.backlog):len(r.backlog)], r.growthDrain...) {
+		rss = max(rss, d.proc.peakRSS)
+	}
+	if rss > 0 {
+		rows = append(rows, row{"peak RSS < 64 MB at any backlog", mib(rss) + " (largest of every run)", yes(rss < goalRSSBytes)})
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "#### Goals\n\n| goal | measured | met |\n|---|---|---|\n")
+	for _, g := range rows {
+		fmt.Fprintf(b, "| %s | %s | %s |\n", g.goal, g.measured, g.met)
+	}
+	fmt.Fprintln(b)
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(version unknown)"
+	}
+	return s
+}
+
+// num formats a rate or count with thousands separators, no decimals.
+func num(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+// pct returns a/b as a percentage.
+func pct(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*a/b)
+}
