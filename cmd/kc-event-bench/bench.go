@@ -118,13 +118,25 @@ func (b *bench) runDir() (string, error) {
 }
 
 // setting is one emitter configuration.
-type setting struct{ format, overflow string }
+type setting struct {
+	format, overflow string
+	concurrency      int
+}
+
+func (s setting) String() string {
+	return fmt.Sprintf("%s %s c=%d", s.format, s.overflow, s.concurrency)
+}
+
+// key names the format and concurrency, what the load generator compares.
+func (s setting) key() string { return fmt.Sprintf("%s/%d", s.format, s.concurrency) }
 
 func (b *bench) settings() []setting {
 	var s []setting
-	for _, f := range b.cfg.formats {
-		for _, o := range b.cfg.overflows {
-			s = append(s, setting{f, o})
+	for _, c := range b.cfg.concurrency {
+		for _, f := range b.cfg.formats {
+			for _, o := range b.cfg.overflows {
+				s = append(s, setting{f, o, c})
+			}
 		}
 	}
 	return s
@@ -171,7 +183,7 @@ func (b *bench) live(ctx context.Context, s setting, n, rate int) (liveResult, e
 		return res, err
 	}
 	p, err := emitterRun{bin: b.bin, dbURL: db.url, target: b.recv.url(), password: benchPassword, format: s.format,
-		overflow: s.overflow, buffer: b.cfg.buffer, concurrency: b.cfg.concurrency, from: "beginning", dir: dir}.start()
+		overflow: s.overflow, buffer: b.cfg.buffer, concurrency: s.concurrency, from: "beginning", dir: dir}.start()
 	if err != nil {
 		return res, err
 	}
@@ -183,7 +195,7 @@ func (b *bench) live(ctx context.Context, s setting, n, rate int) (liveResult, e
 	defer b.recv.run.Store(nil)
 	commits := make([]int64, n)
 	gen := newGenerator(w, uint64(n)*31+uint64(rate))
-	label := fmt.Sprintf("e2e %s %s %s", s.format, s.overflow, rateName(rate))
+	label := fmt.Sprintf("e2e %s %s", s, rateName(rate))
 
 	inserted := make(chan struct{})
 	var insertSpan time.Duration
@@ -388,7 +400,7 @@ func (b *bench) e2e(ctx context.Context) error {
 			}
 			r, err := b.live(ctx, s, n, rate)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s %s %s: %w", s.format, s.overflow, rateName(rate), err))
+				errs = append(errs, fmt.Errorf("%s %s: %w", s, rateName(rate), err))
 				if ctx.Err() != nil {
 					return errors.Join(errs...)
 				}
@@ -396,7 +408,7 @@ func (b *bench) e2e(ctx context.Context) error {
 			}
 			b.rep.live = append(b.rep.live, r)
 			if rate == 0 {
-				b.best[s.format] = max(b.best[s.format], r.fig.rate())
+				b.best[s.key()] = max(b.best[s.key()], r.fig.rate())
 			}
 		}
 	}
@@ -461,11 +473,11 @@ func (b *bench) drain(ctx context.Context, db *benchDB, n int, s setting) (drain
 	a := b.recv.expect(n)
 	defer b.recv.run.Store(nil)
 	run := emitterRun{bin: b.bin, dbURL: db.url, target: b.recv.url(), password: benchPassword, format: s.format,
-		overflow: s.overflow, buffer: b.cfg.buffer, concurrency: b.cfg.concurrency, from: "beginning", once: true, dir: dir}
+		overflow: s.overflow, buffer: b.cfg.buffer, concurrency: s.concurrency, from: "beginning", once: true, dir: dir}
 	if b.terminal {
 		run.stderr = os.Stderr // the emitter shows its own progress on a terminal
 	}
-	label := fmt.Sprintf("backlog %d %s %s", n, s.format, s.overflow)
+	label := fmt.Sprintf("backlog %d %s", n, s)
 	start := time.Now()
 	p, err := run.start()
 	if err != nil {
@@ -500,7 +512,7 @@ func (b *bench) drain(ctx context.Context, db *benchDB, n int, s setting) (drain
 	if body, err := b.recv.sampleBody(); err == nil && b.bodies[s.format] == nil {
 		b.bodies[s.format] = body
 	}
-	b.best[s.format] = max(b.best[s.format], res.rate())
+	b.best[s.key()] = max(b.best[s.key()], res.rate())
 	b.done("%s: %s, %.0f events/s, RSS %s, load %.1f", label, res.elapsed.Round(time.Millisecond), res.rate(), mib(res.proc.peakRSS), res.load)
 	if res.delivered != int64(n) {
 		return res, fmt.Errorf("%s: %d of %d events arrived", label, res.delivered, n)
@@ -533,7 +545,7 @@ func (b *bench) backlogCase(ctx context.Context) error {
 
 // growth runs JSON with block at full speed and drains, for each size.
 func (b *bench) growth(ctx context.Context) error {
-	s := setting{"JSON", "block"}
+	s := setting{"JSON", "block", b.cfg.concurrency[0]}
 	var errs []error
 	for _, n := range b.cfg.sizes {
 		r, err := b.live(ctx, s, n, 0)
@@ -571,43 +583,48 @@ type limitResult struct {
 	load   float64
 }
 
-// limit runs the load generators with a body the emitter sent, per format.
+// limit runs the load generators with a body the emitter sent, per format
+// and concurrency, with as many connections as the emitter had requests in
+// flight.
 func (b *bench) limit(ctx context.Context) error {
 	var errs []error
-	for _, f := range b.cfg.formats {
-		body := b.bodies[f]
-		if body == nil {
-			// No run delivered this format yet: a short one to get a body.
-			if _, err := b.live(ctx, setting{f, "block"}, 200, 0); err != nil {
-				errs = append(errs, err)
-				continue
+	for _, c := range b.cfg.concurrency {
+		for _, f := range b.cfg.formats {
+			s := setting{f, "block", c}
+			body := b.bodies[f]
+			if body == nil || b.best[s.key()] == 0 {
+				// No run delivered this yet: a short one for a body and a rate.
+				if _, err := b.live(ctx, s, 2000, 0); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if body = b.bodies[f]; body == nil {
+					errs = append(errs, fmt.Errorf("%s: no LOGIN body arrived", f))
+					continue
+				}
 			}
-			if body = b.bodies[f]; body == nil {
-				errs = append(errs, fmt.Errorf("%s: no LOGIN body arrived", f))
-				continue
-			}
-		}
-		dir, err := b.runDir()
-		if err != nil {
-			return err
-		}
-		for _, gen := range []func() (loadResult, error){
-			func() (loadResult, error) {
-				return wrkLoad(ctx, b.recv.url(), benchPassword, body, b.cfg.concurrency, b.cfg.limitSeconds, dir)
-			},
-			func() (loadResult, error) {
-				return goLoad(ctx, b.recv.url(), benchPassword, body, b.cfg.concurrency, b.cfg.limitSeconds)
-			},
-		} {
-			b.progress("limit %s: load generator running for %s", f, b.cfg.limitSeconds)
-			r, err := gen()
+			dir, err := b.runDir()
 			if err != nil {
-				errs = append(errs, err)
-				continue
+				return err
 			}
-			lr := limitResult{format: f, body: len(body), gen: r, ours: b.best[f], load: loadAverage()}
-			b.rep.limit = append(b.rep.limit, lr)
-			b.done("limit %s %s: %.0f requests/s, load %.1f", f, r.tool, r.rate(), lr.load)
+			for _, gen := range []func() (loadResult, error){
+				func() (loadResult, error) {
+					return wrkLoad(ctx, b.recv.url(), benchPassword, body, c, b.cfg.limitSeconds, dir)
+				},
+				func() (loadResult, error) {
+					return goLoad(ctx, b.recv.url(), benchPassword, body, c, b.cfg.limitSeconds)
+				},
+			} {
+				b.progress("limit %s: load generator running for %s", s.key(), b.cfg.limitSeconds)
+				r, err := gen()
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				lr := limitResult{format: f, body: len(body), gen: r, ours: b.best[s.key()], load: loadAverage()}
+				b.rep.limit = append(b.rep.limit, lr)
+				b.done("limit %s %s: %.0f requests/s, load %.1f", s.key(), r.tool, r.rate(), lr.load)
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -655,7 +672,7 @@ func (b *bench) idleOne(ctx context.Context, realms int) (idleResult, error) {
 		return res, err
 	}
 	p, err := emitterRun{bin: b.bin, dbURL: db.url, target: b.recv.url(), password: benchPassword, format: "JSON",
-		overflow: "drop-oldest", buffer: b.cfg.buffer, concurrency: b.cfg.concurrency, from: "now", dir: dir}.start()
+		overflow: "drop-oldest", buffer: b.cfg.buffer, concurrency: 1, from: "now", dir: dir}.start()
 	if err != nil {
 		return res, err
 	}

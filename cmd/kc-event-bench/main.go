@@ -41,7 +41,7 @@ type config struct {
 	realms       int
 	users        int
 	buffer       int
-	concurrency  int
+	concurrency  []int
 	emitterBin   string
 	out          string
 	stall        time.Duration
@@ -95,7 +95,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.realms, "realms", 10, "realms the events are spread over")
 	fs.IntVar(&c.users, "users", 50, "users per realm")
 	fs.IntVar(&c.buffer, "bufferCapacity", 10000, "the emitter's --bufferCapacity")
-	fs.IntVar(&c.concurrency, "concurrency", 1, "the emitter's --concurrency, and the load generators' connections")
+	var concurrency string
+	fs.StringVar(&concurrency, "concurrency", "1", "comma-separated `values` of the emitter's --concurrency (requests in flight), and the load generators' connections")
 	fs.StringVar(&c.emitterBin, "emitter", "", "kc-event-emitter `binary` to measure; empty builds ./cmd/kc-event-emitter")
 	fs.StringVar(&c.out, "out", "", "also write the report to this `file`")
 	fs.DurationVar(&c.stall, "stall", 2*time.Minute, "give up on a run when nothing arrives for this long")
@@ -130,8 +131,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.idleRealms, err = ints("idleRealms", idleRealms); err != nil {
 		return c, err
 	}
+	if c.concurrency, err = ints("concurrency", concurrency); err != nil {
+		return c, err
+	}
 	for name, v := range map[string]int{"n": c.n, "backlog": c.backlog, "realms": c.realms, "users": c.users,
-		"bufferCapacity": c.buffer, "concurrency": c.concurrency, "rateSeconds": c.rateSeconds} {
+		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds} {
 		if v < 1 {
 			return c, fmt.Errorf("--%s %d: want 1 or more", name, v)
 		}

@@ -92,17 +92,17 @@ func (r *report) markdown() string {
 	p("- Command: `%s` (%s)\n", r.command, r.ended.Sub(r.started).Round(time.Second))
 	p("- Machine: %s; PostgreSQL %s on the same machine\n", r.machine, orUnknown(r.postgres))
 	p("- Load average (1 min): %.1f at the start, %.1f at the end\n", r.loadStart, r.loadEnd)
-	p("- Emitter: --bufferCapacity %d --concurrency %d, defaults otherwise (pollInterval 200ms, pageSize 500);"+
+	p("- Emitter: --bufferCapacity %d, --concurrency as the tables say, defaults otherwise (pollInterval 200ms, pageSize 500);"+
 		" %d realms with %d users each; receiver in this process (emitter/receiver.NewHandler + emitter.DecodePayload, Basic auth)\n\n",
-		r.cfg.buffer, r.cfg.concurrency, r.cfg.realms, r.cfg.users)
+		r.cfg.buffer, r.cfg.realms, r.cfg.users)
 
 	if len(r.live) > 0 {
 		p("#### End to end (live tail)\n\n")
-		p("| format | overflow | insert | events | inserted/s | delivered/s | p50 | p95 | p99 | max | lost | dup | peak RSS | CPU s/100k | load |\n")
-		p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| format | overflow | conc. | insert | events | inserted/s | delivered/s | p50 | p95 | p99 | max | lost | dup | peak RSS | CPU s/100k | load |\n")
+		p("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, l := range r.live {
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %.2f | %.1f |\n",
-				l.format, l.overflow, rateName(l.rate), num(float64(l.fig.n)), num(l.insertRate), num(l.fig.rate()),
+			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %.2f | %.1f |\n",
+				l.format, l.overflow, l.concurrency, rateName(l.rate), num(float64(l.fig.n)), num(l.insertRate), num(l.fig.rate()),
 				ms(l.fig.p50), ms(l.fig.p95), ms(l.fig.p99), ms(l.fig.pMax), int64(l.fig.n)-l.fig.delivered, l.fig.duplicates,
 				mib(l.proc.peakRSS), l.proc.cpuPer100k(l.fig.delivered), l.load)
 		}
@@ -124,7 +124,7 @@ func (r *report) markdown() string {
 		r.drainTable(&b, r.backlog)
 	}
 	if len(r.growthLive) > 0 || len(r.growthDrain) > 0 {
-		p("#### Cost growth (JSON, block)\n\n")
+		p("#### Cost growth (JSON, block, concurrency %d)\n\n", r.cfg.concurrency[0])
 		if len(r.growthLive) > 0 {
 			p("Live tail at full speed:\n\n")
 			p("| events | delivered/s | p50 | p99 | peak RSS | CPU s/100k | load |\n|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -153,10 +153,10 @@ func (r *report) markdown() string {
 }
 
 func (r *report) drainTable(b *strings.Builder, rows []drainResult) {
-	fmt.Fprintf(b, "| events | format | overflow | drain time | events/s | dup | peak RSS | CPU s/100k | load |\n")
-	fmt.Fprintf(b, "|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| events | format | overflow | conc. | drain time | events/s | dup | peak RSS | CPU s/100k | load |\n")
+	fmt.Fprintf(b, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, d := range rows {
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %s | %.2f | %.1f |\n", num(float64(d.n)), d.format, d.overflow,
+		fmt.Fprintf(b, "| %s | %s | %s | %d | %s | %s | %d | %s | %.2f | %.1f |\n", num(float64(d.n)), d.format, d.overflow, d.concurrency,
 			d.elapsed.Round(10*time.Millisecond), num(d.rate()), d.dup, mib(d.proc.peakRSS), d.proc.cpuPer100k(d.delivered), d.load)
 	}
 	fmt.Fprintln(b)
@@ -175,11 +175,11 @@ func (r *report) goals(b *strings.Builder) {
 	}
 	for _, l := range append(r.live[:len(r.live):len(r.live)], r.growthLive...) {
 		if l.rate == 0 {
-			consider(l.fig.rate(), fmt.Sprintf("live %s %s", l.format, l.overflow))
+			consider(l.fig.rate(), fmt.Sprintf("live tail, %s", l.setting))
 		}
 	}
 	for _, d := range append(r.backlog[:len(r.backlog):len(r.backlog)], r.growthDrain...) {
-		consider(d.rate(), fmt.Sprintf("drain of %s, %s %s", num(float64(d.n)), d.format, d.overflow))
+		consider(d.rate(), fmt.Sprintf("drain of %s, %s", num(float64(d.n)), d.setting))
 	}
 	if best > 0 {
 		rows = append(rows, row{"≥ 20,000 events/s delivered", fmt.Sprintf("%s (%s)", num(best), bestWhere), yes(best >= goalRate)})
@@ -187,7 +187,7 @@ func (r *report) goals(b *strings.Builder) {
 	for _, l := range r.limit {
 		if l.ours > 0 && l.gen.rate() > 0 {
 			ratio := l.ours / l.gen.rate()
-			rows = append(rows, row{fmt.Sprintf("≥ 50%% of %s's requests/s (%s)", l.gen.tool, l.format),
+			rows = append(rows, row{fmt.Sprintf("≥ 50%% of %s's requests/s (%s, %d conn.)", l.gen.tool, l.format, l.gen.conns),
 				pct(l.ours, l.gen.rate()), yes(ratio >= goalRatio)})
 		}
 	}
