@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,6 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.sizes, err = ints("sizes", sizes); err != nil {
 		return c, err
 	}
+	slices.Sort(c.sizes)
+	c.sizes = slices.Compact(c.sizes) // make bench passes 10000,100000,$(BENCH_N)
 	if c.idleRealms, err = ints("idleRealms", idleRealms); err != nil {
 		return c, err
 	}
@@ -168,14 +171,7 @@ func ints(name, s string) ([]int, error) {
 	return out, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func contains(list []string, s string) bool { return slices.Contains(list, s) }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

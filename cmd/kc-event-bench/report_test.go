@@ -1,0 +1,54 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNumGroupsThousands(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{
+		{0, "0"}, {999, "999"}, {1000, "1,000"}, {20000.4, "20,000"}, {1234567, "1,234,567"}, {-4500, "-4,500"},
+	} {
+		if got := num(tc.v); got != tc.want {
+			t.Errorf("num(%v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+// goalRows returns the rows of the report's goals table.
+func goalRows(md string) []string {
+	_, goals, ok := strings.Cut(md, "#### Goals")
+	if !ok {
+		return nil
+	}
+	var rows []string
+	for _, line := range strings.Split(goals, "\n") {
+		if strings.HasPrefix(line, "| ") && !strings.HasPrefix(line, "| goal") {
+			rows = append(rows, line)
+		}
+	}
+	return rows
+}
+
+func TestGoalsSayWhatIsMetAndWhatIsNot(t *testing.T) {
+	fast := liveResult{setting: setting{"JSON", "block", 4}, fig: liveFigures{n: 1000, delivered: 1000, span: 40 * time.Millisecond},
+		proc: procFigures{peakRSS: 30 << 20}}
+	paced := liveResult{setting: setting{"FLATBUFFER", "drop-oldest", 1}, rate: 1000,
+		fig: liveFigures{n: 1000, delivered: 1000, span: time.Second, p99: 620 * time.Millisecond}, proc: procFigures{peakRSS: 70 << 20}}
+	r := &report{cfg: config{concurrency: []int{1}}, live: []liveResult{fast, paced},
+		limit: []limitResult{{format: "JSON", gen: loadResult{tool: "wrk", conns: 4, requests: 40000, elapsed: time.Second}, ours: 25000}}}
+	rows := goalRows(r.markdown())
+	want := []string{
+		"| ≥ 20,000 events/s delivered | 25,000 (live tail, JSON block c=4) | yes |",
+		"| ≥ 50% of wrk's requests/s (JSON, 4 conn.) | 62% | yes |",
+		"| p99 < 500 ms at 1,000 events/s | 620 ms (worst setting) | no |",
+		"| peak RSS < 64 MB at any backlog | 70.0 MiB (largest of every run) | no |",
+	}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("goals:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+	}
+}
