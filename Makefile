@@ -4,6 +4,8 @@ SHELL := /bin/bash
 GO ?= go
 BENCH ?= .
 BENCHFLAGS ?= -benchmem
+BENCH_N ?= 100000
+BENCH_ARGS ?= --concurrency 1,4
 GO_TEST_TIMEOUT ?= 15m
 export GO_TEST_TIMEOUT
 # Downloads and run state (the scripts read KCEE_CACHE too).
@@ -39,11 +41,18 @@ servers:
 	bash scripts/keycloak.sh start >/dev/null
 	@bash scripts/postgres.sh env; bash scripts/keycloak.sh env
 
-## bench: the Go benchmarks with the servers up (BENCH=regexp, BENCHFLAGS=...)
+## bench: the Go benchmarks with the servers up (BENCH=regexp, BENCHFLAGS=...), then the
+## load harness cmd/kc-event-bench (about 10 min on 2 cores; BENCH_N=1000000 for the
+## 1M backlog and cost growth to 1M, BENCH_ARGS=... for other flags); its report goes
+## to stdout and to bench-results/
 bench: servers
 	bash scripts/deps.sh bench
 	eval "$$(bash scripts/postgres.sh env)"; eval "$$(bash scripts/keycloak.sh env)"; \
 	KCEE_REQUIRE_SERVERS=1 $(GO) test -run '^$$' -bench '$(BENCH)' $(BENCHFLAGS) ./...
+	mkdir -p bench-results
+	$(GO) run ./cmd/kc-event-bench --pg "$$(bash scripts/postgres.sh start bench | tail -n 1)" \
+		--backlog $(BENCH_N) --sizes 10000,100000,$(BENCH_N) $(BENCH_ARGS) \
+		--out bench-results/kc-event-bench-$$(date -u +%Y%m%dT%H%M%SZ).md
 
 ## demo: PostgreSQL + Keycloak, real traffic, Keycloak's event tables filling
 demo:
