@@ -26,12 +26,11 @@ type bench struct {
 	terminal bool
 	log      *slog.Logger
 	bodies   map[string][]byte // a LOGIN body per format, for the load generators
-	best     map[string]float64
 	rep      *report
 }
 
 func newBench(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) (*bench, error) {
-	b := &bench{cfg: cfg, stderr: stderr, log: log, bodies: map[string][]byte{}, best: map[string]float64{}}
+	b := &bench{cfg: cfg, stderr: stderr, log: log, bodies: map[string][]byte{}}
 	if f, ok := stderr.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			b.terminal = true
@@ -333,7 +332,7 @@ func waitReady(ctx context.Context, p *emitterProc) error {
 func (b *bench) watch(ctx context.Context, label string, p *emitterProc, a *arrivals, inserted <-chan struct{}, insertErr *error) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	last, lastChange := int64(-1), time.Now()
+	last, lastChange, lastShown := int64(-1), time.Now(), time.Now()
 	for {
 		select {
 		case <-a.done:
@@ -359,8 +358,11 @@ func (b *bench) watch(ctx context.Context, label string, p *emitterProc, a *arri
 				return fmt.Errorf("%s: nothing arrived for %s (%d of %d delivered); emitter log %s:\n%s",
 					label, b.cfg.stall, got, a.want, p.log, tailFile(p.log, 20))
 			}
-			rss, _ := procStatus(p.cmd.Process.Pid, "VmRSS")
-			b.progress("%s: %d/%d delivered, emitter RSS %s", label, got, a.want, mib(rss))
+			if b.terminal || time.Since(lastShown) >= 10*time.Second {
+				rss, _ := procStatus(p.cmd.Process.Pid, "VmRSS")
+				b.progress("%s: %d/%d delivered, emitter RSS %s", label, got, a.want, mib(rss))
+				lastShown = time.Now()
+			}
 		}
 	}
 }
@@ -407,9 +409,6 @@ func (b *bench) e2e(ctx context.Context) error {
 				continue
 			}
 			b.rep.live = append(b.rep.live, r)
-			if rate == 0 {
-				b.best[s.key()] = max(b.best[s.key()], r.fig.rate())
-			}
 		}
 	}
 	return errors.Join(errs...)
@@ -449,7 +448,7 @@ func (b *bench) backlogDB(ctx context.Context, n int) (*benchDB, float64, error)
 		return nil, 0, err
 	}
 	rate, err := insertBacklog(ctx, db, newGenerator(w, uint64(n)), n, func(done int) {
-		if b.terminal || done == n {
+		if b.terminal || done == n || done%100000 == 0 {
 			b.progress("backlog: %d/%d events inserted", done, n)
 		}
 	})
@@ -457,8 +456,12 @@ func (b *bench) backlogDB(ctx context.Context, n int) (*benchDB, float64, error)
 		db.drop()
 		return nil, 0, err
 	}
-	if _, err := db.db.ExecContext(ctx, "VACUUM ANALYZE event_entity; VACUUM ANALYZE admin_event_entity"); err != nil {
-		b.log.Warn("vacuum", "error", err)
+	// As autovacuum would soon after a bulk insert: the visibility map
+	// makes the index-only parts of the tail's scans cheap.
+	for _, table := range []string{"event_entity", "admin_event_entity"} {
+		if _, err := db.db.ExecContext(ctx, "VACUUM ANALYZE "+table); err != nil {
+			b.log.Warn("vacuum", "table", table, "error", err)
+		}
 	}
 	return db, rate, nil
 }
@@ -484,6 +487,7 @@ func (b *bench) drain(ctx context.Context, db *benchDB, n int, s setting) (drain
 		return res, err
 	}
 	var peak int64
+	lastShown := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	waitErr := make(chan error, 1)
@@ -496,8 +500,9 @@ func (b *bench) drain(ctx context.Context, db *benchDB, n int, s setting) (drain
 			if rss, e := procStatus(p.cmd.Process.Pid, "VmHWM"); e == nil {
 				peak = max(peak, rss)
 			}
-			if !b.terminal {
+			if !b.terminal && time.Since(lastShown) >= 10*time.Second {
 				b.progress("%s: %d/%d delivered", label, a.delivered.Load(), n)
+				lastShown = time.Now()
 			}
 		}
 	}
@@ -512,7 +517,6 @@ func (b *bench) drain(ctx context.Context, db *benchDB, n int, s setting) (drain
 	if body, err := b.recv.sampleBody(); err == nil && b.bodies[s.format] == nil {
 		b.bodies[s.format] = body
 	}
-	b.best[s.key()] = max(b.best[s.key()], res.rate())
 	b.done("%s: %s, %.0f events/s, RSS %s, load %.1f", label, res.elapsed.Round(time.Millisecond), res.rate(), mib(res.proc.peakRSS), res.load)
 	if res.delivered != int64(n) {
 		return res, fmt.Errorf("%s: %d of %d events arrived", label, res.delivered, n)
@@ -574,13 +578,13 @@ func (b *bench) growth(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// limitResult compares one load generator with our best rate.
+// limitResult is one load generator's rate, for the format and
+// concurrency of setting.
 type limitResult struct {
-	format string
-	body   int
-	gen    loadResult
-	ours   float64
-	load   float64
+	setting
+	body int
+	gen  loadResult
+	load float64
 }
 
 // limit runs the load generators with a body the emitter sent, per format
@@ -592,12 +596,14 @@ func (b *bench) limit(ctx context.Context) error {
 		for _, f := range b.cfg.formats {
 			s := setting{f, "block", c}
 			body := b.bodies[f]
-			if body == nil || b.best[s.key()] == 0 {
+			if body == nil || b.rep.best(s.key()) == 0 {
 				// No run delivered this yet: a short one for a body and a rate.
-				if _, err := b.live(ctx, s, 2000, 0); err != nil {
+				r, err := b.live(ctx, s, 2000, 0)
+				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
+				b.rep.live = append(b.rep.live, r)
 				if body = b.bodies[f]; body == nil {
 					errs = append(errs, fmt.Errorf("%s: no LOGIN body arrived", f))
 					continue
@@ -621,7 +627,7 @@ func (b *bench) limit(ctx context.Context) error {
 					errs = append(errs, err)
 					continue
 				}
-				lr := limitResult{format: f, body: len(body), gen: r, ours: b.best[s.key()], load: loadAverage()}
+				lr := limitResult{setting: s, body: len(body), gen: r, load: loadAverage()}
 				b.rep.limit = append(b.rep.limit, lr)
 				b.done("limit %s %s: %.0f requests/s, load %.1f", s.key(), r.tool, r.rate(), lr.load)
 			}

@@ -40,7 +40,7 @@ func TestGoalsSayWhatIsMetAndWhatIsNot(t *testing.T) {
 	paced := liveResult{setting: setting{"FLATBUFFER", "drop-oldest", 1}, rate: 1000,
 		fig: liveFigures{n: 1000, delivered: 1000, span: time.Second, p99: 620 * time.Millisecond}, proc: procFigures{peakRSS: 70 << 20}}
 	r := &report{cfg: config{concurrency: []int{1}}, live: []liveResult{fast, paced},
-		limit: []limitResult{{format: "JSON", gen: loadResult{tool: "wrk", conns: 4, requests: 40000, elapsed: time.Second}, ours: 25000}}}
+		limit: []limitResult{{setting: setting{"JSON", "block", 4}, gen: loadResult{tool: "wrk", conns: 4, requests: 40000, elapsed: time.Second}}}}
 	rows := goalRows(r.markdown())
 	want := []string{
 		"| ≥ 20,000 events/s delivered | 25,000 (live tail, JSON block c=4) | yes |",
