@@ -58,7 +58,7 @@ func newBench(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 		b.close()
 		return nil, err
 	}
-	b.rep = newReport(ctx, cfg, b.cluster)
+	b.rep = newReport(ctx, cfg, b.cluster, b.root, b.bin)
 	return b, nil
 }
 
@@ -278,18 +278,18 @@ func insertPaced(ctx context.Context, db *benchDB, gen *generator, commits []int
 }
 
 // insertBacklog inserts n events as fast as possible, their times spread
-// over the last hour, and returns the rate.
-func insertBacklog(ctx context.Context, db *benchDB, gen *generator, n int, progress func(done int)) (float64, error) {
+// evenly over span before now, and returns the rate.
+func insertBacklog(ctx context.Context, db *benchDB, gen *generator, n int, span time.Duration, progress func(done int)) (float64, error) {
 	const batch = 5000
 	start := time.Now()
-	first := start.Add(-time.Hour).UnixMilli()
+	first := start.Add(-span).UnixMilli()
 	rows := make([]row, 0, batch)
 	for sent := 0; sent < n; {
 		k := min(batch, n-sent)
 		rows = rows[:0]
 		for i := range k {
 			seq := sent + i
-			rows = append(rows, gen.next(seq, first+int64(seq)*3_600_000/int64(n)))
+			rows = append(rows, gen.next(seq, first+int64(seq)*span.Milliseconds()/int64(n)))
 		}
 		if _, err := db.insert(ctx, rows); err != nil {
 			return 0, err
@@ -447,7 +447,7 @@ func (b *bench) backlogDB(ctx context.Context, n int) (*benchDB, float64, error)
 	if err != nil {
 		return nil, 0, err
 	}
-	rate, err := insertBacklog(ctx, db, newGenerator(w, uint64(n)), n, func(done int) {
+	rate, err := insertBacklog(ctx, db, newGenerator(w, uint64(n)), n, b.cfg.backlogSpan, func(done int) {
 		if b.terminal || done == n || done%100000 == 0 {
 			b.progress("backlog: %d/%d events inserted", done, n)
 		}

@@ -35,6 +35,7 @@ type config struct {
 	formats      []string
 	overflows    []string
 	backlog      int
+	backlogSpan  time.Duration
 	sizes        []int
 	idle         time.Duration
 	idleRealms   []int
@@ -89,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&formats, "formats", "JSON,FLATBUFFER", "wire `formats`")
 	fs.StringVar(&overflows, "overflows", "block,drop-oldest", "overflow `policies`")
 	fs.IntVar(&c.backlog, "backlog", 100000, "events of the backlog case")
+	fs.DurationVar(&c.backlogSpan, "backlogSpan", time.Hour, "the backlog's events are spread over this `duration` before now (1M in an hour: 278/s)")
 	fs.StringVar(&sizes, "sizes", "10000,100000", "comma-separated event `counts` of the growth case")
 	fs.DurationVar(&c.idle, "idle", 20*time.Second, "measuring window of the idle case")
 	fs.StringVar(&idleRealms, "idleRealms", "1,100", "comma-separated realm `counts` of the idle case")
@@ -142,6 +144,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if v < 1 {
 			return c, fmt.Errorf("--%s %d: want 1 or more", name, v)
 		}
+	}
+	if c.backlogSpan < time.Millisecond {
+		return c, fmt.Errorf("--backlogSpan %s: want 1ms or more", c.backlogSpan)
 	}
 	if c.rate < 0 {
 		return c, fmt.Errorf("--rate %d: want 0 or more", c.rate)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 type report struct {
 	started, ended time.Time
 	command        string
+	commit         string
 	machine        string
 	postgres       string
 	loadStart      float64
@@ -29,11 +31,15 @@ type report struct {
 	idle        []idleResult
 }
 
-func newReport(ctx context.Context, cfg config, cluster string) *report {
+func newReport(ctx context.Context, cfg config, cluster, root, bin string) *report {
 	r := &report{started: time.Now(), cfg: cfg, loadStart: loadAverage(),
 		command: strings.TrimSpace("go run ./cmd/kc-event-bench " + strings.Join(cfg.args, " "))}
 	r.machine = fmt.Sprintf("%d CPUs (%s), %s RAM, %s/%s, %s", runtime.NumCPU(), cpuModel(), memTotal(),
 		runtime.GOOS, runtime.GOARCH, runtime.Version())
+	r.commit = "binary " + bin
+	if cfg.emitterBin == "" {
+		r.commit = gitCommit(ctx, root)
+	}
 	if db, err := sql.Open("postgres", cluster); err == nil {
 		db.QueryRowContext(ctx, "SHOW server_version").Scan(&r.postgres)
 		db.Close()
@@ -44,6 +50,20 @@ func newReport(ctx context.Context, cfg config, cluster string) *report {
 func (r *report) finish() {
 	r.ended = time.Now()
 	r.loadEnd = loadAverage()
+}
+
+// gitCommit names the commit the emitter was built from, and says when the
+// work tree had changes.
+func gitCommit(ctx context.Context, root string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown commit"
+	}
+	c := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		c += " with uncommitted changes"
+	}
+	return c
 }
 
 // cpuModel returns the first "model name" of /proc/cpuinfo.
@@ -89,7 +109,7 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("### kc-event-bench, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
-	p("- Command: `%s` (%s)\n", r.command, r.ended.Sub(r.started).Round(time.Second))
+	p("- Command: `%s` (%s); emitter built from %s\n", r.command, r.ended.Sub(r.started).Round(time.Second), r.commit)
 	p("- Machine: %s; PostgreSQL %s on the same machine\n", r.machine, orUnknown(r.postgres))
 	p("- Load average (1 min): %.1f at the start, %.1f at the end\n", r.loadStart, r.loadEnd)
 	p("- Emitter: --bufferCapacity %d, --concurrency as the tables say, defaults otherwise (pollInterval 200ms, pageSize 500);"+
@@ -121,7 +141,8 @@ func (r *report) markdown() string {
 	}
 	if len(r.backlog) > 0 {
 		p("#### Backlog (`--once` drain of events already in the table)\n\n")
-		p("Inserted beforehand at %s events/s.\n\n", num(r.backlog[0].insertRate))
+		p("Inserted beforehand at %s events/s; event times spread over %s before the start (%s events per second of Keycloak time).\n\n",
+			num(r.backlog[0].insertRate), r.cfg.backlogSpan, num(float64(r.cfg.backlog)/r.cfg.backlogSpan.Seconds()))
 		r.drainTable(&b, r.backlog)
 	}
 	if len(r.growthLive) > 0 || len(r.growthDrain) > 0 {
