@@ -53,15 +53,22 @@ func (r *report) finish() {
 }
 
 // gitCommit names the commit the emitter was built from, and says when the
-// work tree had changes.
+// work tree had changes to the code that goes into it.
 func gitCommit(ctx context.Context, root string) string {
 	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown commit"
 	}
 	c := "commit " + strings.TrimSpace(string(out))
-	if st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-		c += " with uncommitted changes"
+	st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--",
+		"emitter", "buffer", "fbs", "cmd/kc-event-emitter", "go.mod", "go.sum").Output()
+	if err != nil {
+		return c
+	}
+	for line := range strings.Lines(string(st)) {
+		if name := strings.TrimSpace(line); strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {
+			return c + " with uncommitted changes to its code"
+		}
 	}
 	return c
 }
