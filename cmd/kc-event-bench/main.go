@@ -47,11 +47,16 @@ type config struct {
 	emitterBin   string
 	out          string
 	stall        time.Duration
+	peerDuration time.Duration
+	peerClients  int
 	args         []string
 }
 
-// allCases are the parts of a run, in the order they run.
-var allCases = []string{"e2e", "limit", "backlog", "growth", "idle"}
+// allCases are the parts of a run, in the order they run; the default is
+// every case but peer, which needs the Keycloak of scripts/peer.sh.
+var allCases = []string{"e2e", "limit", "backlog", "growth", "idle", "peer"}
+
+var defaultCases = allCases[:len(allCases)-1]
 
 const usageText = `Usage: go run ./cmd/kc-event-bench [flags]
 
@@ -69,6 +74,10 @@ markdown report. Cases (--cases):
   backlog  --backlog events already in the table; time for --once to drain.
   growth   JSON, block: e2e at full speed and the drain for each of --sizes.
   idle     no events: reads/s, transactions/s and CPU with --idleRealms.
+  peer     (not by default; run it as scripts/peer.sh measure) the Keycloak of
+           scripts/peer.sh: direct-grant logins/s with events only stored,
+           with Phase Two's webhook listener, with our emitter tailing the
+           database; events each forwarder loses with the receiver down 60 s.
 
 Flags:
 `
@@ -83,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	var cases, formats, overflows, sizes, idleRealms string
 	fs.StringVar(&c.pgURL, "pg", "", "`URL` of the PostgreSQL cluster (a database is created on it and dropped)")
-	fs.StringVar(&cases, "cases", strings.Join(allCases, ","), "comma-separated `cases` to run")
+	fs.StringVar(&cases, "cases", strings.Join(defaultCases, ","), "comma-separated `cases` to run")
 	fs.IntVar(&c.n, "n", 20000, "events of the full-speed e2e runs")
 	fs.IntVar(&c.rate, "rate", 1000, "events/s of the fixed-rate e2e runs; 0 skips them")
 	fs.IntVar(&c.rateSeconds, "rateSeconds", 10, "`seconds` of a fixed-rate run")
@@ -103,6 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.emitterBin, "emitter", "", "kc-event-emitter `binary` to measure; empty builds ./cmd/kc-event-emitter")
 	fs.StringVar(&c.out, "out", "", "also write the report to this `file`")
 	fs.DurationVar(&c.stall, "stall", 2*time.Minute, "give up on a run when nothing arrives for this long")
+	fs.DurationVar(&c.peerDuration, "peerDuration", 30*time.Second, "how long each set-up of the peer case logs in")
+	fs.IntVar(&c.peerClients, "peerClients", 4, "concurrent direct-grant clients of the peer case")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -140,7 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, err
 	}
 	for name, v := range map[string]int{"n": c.n, "backlog": c.backlog, "realms": c.realms, "users": c.users,
-		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds} {
+		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds, "peerClients": c.peerClients} {
 		if v < 1 {
 			return c, fmt.Errorf("--%s %d: want 1 or more", name, v)
 		}

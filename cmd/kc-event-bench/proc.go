@@ -39,6 +39,7 @@ type emitterRun struct {
 	concurrency int
 	once        bool
 	from        string // "beginning" or "now"
+	realms      string // --realms; empty tails every realm
 	dir         string // for the checkpoint, the dead-letter file and the log
 	stderr      io.Writer
 }
@@ -68,6 +69,9 @@ func (e emitterRun) start() (*emitterProc, error) {
 		"--listen", listen, "--logLevel", "WARN"}
 	if e.once {
 		args = append(args, "--once")
+	}
+	if e.realms != "" {
+		args = append(args, "--realms", e.realms)
 	}
 	cmd := exec.Command(e.bin, args...)
 	cmd.Env = append(cleanEnv(), "KC_EMITTER_DB_URL="+e.dbURL, "CT_KEYCLOAK_BRIDGE_SECRET_TOKEN="+e.password,

@@ -29,6 +29,9 @@ type report struct {
 	growthLive  []liveResult
 	growthDrain []drainResult
 	idle        []idleResult
+	peer        []peerResult
+	outage      []outageResult
+	peerSamples []string
 }
 
 func newReport(ctx context.Context, cfg config, cluster, root, bin string) *report {
@@ -177,6 +180,30 @@ func (r *report) markdown() string {
 		}
 		p("\n")
 	}
+	if len(r.peer) > 0 {
+		p("#### Peer: Keycloak's direct-grant logins (%d clients, %s each)\n\n", r.cfg.peerClients, r.cfg.peerDuration)
+		p("| set-up | logins/s | failed | events stored | events delivered | load |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, x := range r.peer {
+			delivered := "–"
+			if x.setup != "stored only" {
+				delivered = num(float64(x.delivered))
+			}
+			p("| %s | %.1f | %d | %s | %s | %.1f |\n", x.setup, x.rate(), x.failures, num(float64(x.stored)), delivered, x.load)
+		}
+		p("\n")
+	}
+	if len(r.outage) > 0 {
+		p("#### Peer: receiver down for 60 s (logins at 20/s for 90 s)\n\n")
+		p("| forwarder | events stored | delivered | lost | last delivery after the receiver's return |\n|---|---:|---:|---:|---:|\n")
+		for _, o := range r.outage {
+			p("| %s | %s | %s | %s | %s |\n", o.forwarder, num(float64(o.stored)), num(float64(o.delivered)),
+				num(float64(o.stored-o.delivered)), o.catchUp.Round(100*time.Millisecond))
+		}
+		p("\n")
+		for _, s := range r.peerSamples {
+			p("Sample body, %s\n\n", "`"+strings.ReplaceAll(s, "`", "'")+"`")
+		}
+	}
 	r.goals(&b)
 	return b.String()
 }
@@ -255,6 +282,24 @@ func (r *report) goals(b *strings.Builder) {
 	}
 	if rss > 0 {
 		rows = append(rows, row{"peak RSS < 64 MB at any backlog", mib(rss) + " (largest of every run)", yes(rss < goalRSSBytes)})
+	}
+	var base []float64
+	for _, x := range r.peer {
+		if x.setup == "stored only" {
+			base = append(base, x.rate())
+		}
+	}
+	for _, x := range r.peer {
+		if x.setup == "kc-event-emitter sidecar" && len(base) > 0 {
+			var sum float64
+			for _, v := range base {
+				sum += v
+			}
+			mean := sum / float64(len(base))
+			rows = append(rows, row{"no effect of the sidecar on Keycloak's logins/s",
+				fmt.Sprintf("%s of the mean of the stored-only runs (%.1f vs %.1f logins/s)", pct(x.rate(), mean), x.rate(), mean),
+				yes(x.rate() >= 0.95*mean)})
+		}
 	}
 	if len(rows) == 0 {
 		return
