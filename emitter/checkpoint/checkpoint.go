@@ -86,10 +86,7 @@ func Load(path string) (*State, error) {
 // after a crash path holds either the previous or the new state.
 func Save(path string, st *State) error {
 	st.Version = Version
-	data, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encode checkpoint %q: %w", path, err)
-	}
+	data := appendState(nil, st)
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {

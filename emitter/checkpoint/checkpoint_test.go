@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -94,5 +95,51 @@ func TestSaveIntoMissingDirectoryFails(t *testing.T) {
 	err := Save(filepath.Join(t.TempDir(), "no", "cp.json"), &State{})
 	if err == nil {
 		t.Fatal("Save into a missing directory succeeded")
+	}
+}
+
+// TestSaveWritesJSONThatLoadReadsForAnyID pins the hand-written encoder of
+// Save and Append: ids with quotes, control characters, non-ASCII and
+// invalid UTF-8 come back as encoding/json reads them.
+func TestSaveWritesJSONThatLoadReadsForAnyID(t *testing.T) {
+	ids := []string{"plain-uuid", `q"uote`, `back\slash`, "tab\tnew\nline\x00", "é ü 日本", "bad\xffutf8", ""}
+	st := &State{Version: Version, Streams: map[string]*Stream{}}
+	var entries []JournalEntry
+	for i, id := range ids {
+		st.Streams["Event/"+id] = &Stream{Cursor: Cursor{Time: int64(i), ID: id}, Floor: -int64(i),
+			Window: map[string]Entry{id: {Time: int64(i), UID: int64(1000 + i), Acked: i%2 == 0}, "x" + id: {UID: 1}}}
+		entries = append(entries, JournalEntry{Stream: "Event/" + id, ID: id, Time: int64(i), UID: int64(i)})
+	}
+	var want State
+	data, _ := json.Marshal(st)
+	json.Unmarshal(data, &want) // what encoding/json makes of the same state
+	path := filepath.Join(t.TempDir(), "cp.json")
+	if err := Save(path, st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, &want) {
+		t.Fatalf("loaded %+v\nwant %+v", got, &want)
+	}
+	j, err := OpenJournal(JournalPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Append(entries); err != nil {
+		t.Fatal(err)
+	}
+	gotJ, err := ReadJournal(JournalPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantJ []JournalEntry
+	data, _ = json.Marshal(entries)
+	json.Unmarshal(data, &wantJ)
+	if !reflect.DeepEqual(gotJ, wantJ) {
+		t.Fatalf("journal read %+v\nwant %+v", gotJ, wantJ)
 	}
 }

@@ -49,9 +49,9 @@ func (j *Journal) Append(entries []JournalEntry) error {
 	j.buf = j.buf[:0]
 	for _, e := range entries {
 		j.buf = append(j.buf, `{"s":`...)
-		j.buf = strconv.AppendQuote(j.buf, e.Stream)
+		j.buf = appendString(j.buf, e.Stream)
 		j.buf = append(j.buf, `,"id":`...)
-		j.buf = strconv.AppendQuote(j.buf, e.ID)
+		j.buf = appendString(j.buf, e.ID)
 		j.buf = append(j.buf, `,"t":`...)
 		j.buf = strconv.AppendInt(j.buf, e.Time, 10)
 		j.buf = append(j.buf, `,"uid":`...)
