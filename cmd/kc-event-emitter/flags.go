@@ -63,6 +63,10 @@ original) or --secretFile, the database URL from KC_EMITTER_DB_URL or
 --apiClientSecretFile, the API password from KC_EMITTER_API_PASSWORD or
 --apiPasswordFile, Standard Webhooks secrets from KC_EMITTER_SIGNING_SECRET
 (space-separated) or --signingSecretFile (one per line).
+
+Memory: the Go runtime's soft memory limit is 48 MiB unless GOMEMLIMIT sets
+another; the heap needed grows with --bufferCapacity and with the events read
+within --overlap of the cursor.
 `
 
 // options is the parsed command line: the emitter's Config and the logging.

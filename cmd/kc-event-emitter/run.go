@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,10 @@ import (
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 )
+
+// defaultMemoryLimit is the Go runtime's soft memory limit unless
+// GOMEMLIMIT sets another.
+const defaultMemoryLimit = 48 << 20
 
 // runMain is the run subcommand: exit 0 after a clean stop (SIGTERM,
 // SIGINT, or --once done), 1 when the emitter failed, 2 on a bad flag.
@@ -30,6 +35,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, o)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A sidecar should stay small: past this the garbage collector
+		// works harder instead of the heap growing (GOMEMLIMIT overrides).
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	reg := prometheus.NewRegistry()
