@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,7 +93,7 @@ type pipeline struct {
 	sender   *httpsender.Sender
 	delivery *Delivery
 	tailer   *Tailer
-	pager    *observedPager
+	pager    atomic.Pointer[observedPager] // set once the source is open; read by /readyz
 	closers  []func() error
 
 	encMu  sync.Mutex
@@ -177,7 +178,8 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
-	p.pager = &observedPager{Pager: pager, reads: p.metrics.SourceReads}
+	observed := &observedPager{Pager: pager, reads: p.metrics.SourceReads}
+	p.pager.Store(observed)
 	// Uids issued before a restart bound the new ones, even if the clock
 	// stepped back meanwhile.
 	state, err := checkpoint.Load(cfg.CheckpointPath)
@@ -197,7 +199,7 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		p.uids.Resume(e.UID)
 	}
 	p.tailer, err = NewTailer(TailerOptions{
-		Pager:          p.pager,
+		Pager:          observed,
 		CheckpointPath: cfg.CheckpointPath,
 		NextUID:        p.uids.Next,
 		Emit:           p.emit,
@@ -404,7 +406,8 @@ func (p *pipeline) close() {
 	}
 }
 
-// readyAfter is how long a failing source or target keeps /readyz at 503.
+// readyAfter is how long a failing target may take no event, with events
+// waiting, before /readyz answers 503.
 const readyAfter = 30 * time.Second
 
 // serveOps serves /healthz, /readyz and /metrics on addr.
@@ -434,10 +437,11 @@ func (p *pipeline) serveOps(addr string, reg *prometheus.Registry) (*http.Server
 // answered its last read, and the target took an event recently or nothing
 // waits for it.
 func (p *pipeline) notReady(now time.Time) string {
-	if p.pager == nil {
+	pager := p.pager.Load()
+	if pager == nil {
 		return "source not opened yet"
 	}
-	if ok, at, err := p.pager.last(); !ok {
+	if ok, at, err := pager.last(); !ok {
 		if at.IsZero() {
 			return "source not read yet"
 		}
