@@ -18,7 +18,6 @@ import (
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/apisource"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
@@ -96,8 +95,7 @@ type pipeline struct {
 	pager    atomic.Pointer[observedPager] // set once the source is open; read by /readyz
 	closers  []func() error
 
-	encMu  sync.Mutex
-	encBuf []byte
+	encBuf []byte // reused by emit, which only the tailer's goroutine calls
 
 	progress progress
 }
@@ -180,24 +178,7 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 	}
 	observed := &observedPager{Pager: pager, reads: p.metrics.SourceReads}
 	p.pager.Store(observed)
-	// Uids issued before a restart bound the new ones, even if the clock
-	// stepped back meanwhile.
-	state, err := checkpoint.Load(cfg.CheckpointPath)
-	if err != nil {
-		return &FieldError{Field: "checkpoint", Value: cfg.CheckpointPath, Err: err}
-	}
-	for _, st := range state.Streams {
-		for _, e := range st.Window {
-			p.uids.Resume(e.UID)
-		}
-	}
-	journal, err := checkpoint.ReadJournal(checkpoint.JournalPath(cfg.CheckpointPath))
-	if err != nil {
-		return &FieldError{Field: "checkpoint", Value: cfg.CheckpointPath, Err: err}
-	}
-	for _, e := range journal {
-		p.uids.Resume(e.UID)
-	}
+	var err error
 	p.tailer, err = NewTailer(TailerOptions{
 		Pager:          observed,
 		CheckpointPath: cfg.CheckpointPath,
@@ -211,7 +192,13 @@ func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
 		PollInterval:   cfg.PollInterval,
 		Overlap:        cfg.Overlap,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// Uids issued before a restart bound the new ones, even if the clock
+	// stepped back meanwhile.
+	p.uids.Resume(p.tailer.MaxUID())
+	return nil
 }
 
 func (p *pipeline) newPager(ctx context.Context, cfg Config) (Pager, error) {
@@ -260,13 +247,11 @@ func (p *pipeline) emit(ctx context.Context, r Record) error {
 	if _, ok := detailsOf(r)[MalformedDetailsKey]; ok {
 		p.metrics.Malformed.WithLabelValues(kind).Inc()
 	}
-	p.encMu.Lock()
 	body, err := p.enc.Encode(p.encBuf[:0], r)
 	if err == nil {
 		p.encBuf = body
 		body = append([]byte(nil), body...)
 	}
-	p.encMu.Unlock()
 	env := Envelope{Kind: r.Kind(), UID: r.UID(), ID: r.ID(), RealmID: r.RealmID(), Type: r.TypeName(), Time: r.Time(), Body: body}
 	if err != nil {
 		// Not expected: every field has a wire form. Set aside, never lost.
@@ -396,7 +381,6 @@ func (p *pipeline) watch(ctx context.Context) {
 			p.metrics.Expired.Add(float64(st.Expired - expired))
 			expired = st.Expired
 		}
-		p.metrics.BufferDepth.Set(float64(p.delivery.Len()))
 	}
 }
 

@@ -688,6 +688,20 @@ func (t *Tailer) Ack(kind Kind, realmID, id string) {
 	}
 }
 
+// MaxUID returns the largest uid of the loaded checkpoint and journal, 0
+// when there is none: the uids issued after a restart must stay above it.
+func (t *Tailer) MaxUID() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var top int64
+	for _, s := range t.streams {
+		for _, e := range s.window {
+			top = max(top, e.uid)
+		}
+	}
+	return top
+}
+
 // Stats returns the tailer's counters.
 func (t *Tailer) Stats() TailerStats {
 	return TailerStats{

@@ -305,8 +305,13 @@ func TestTailerCrashAfterASaveLosesNothingAndKeepsEveryUID(t *testing.T) {
 	var want []string
 	key := func(r Record) string { return string(r.Kind()) + "/" + r.ID() }
 	firstUID := map[string]int64{}
+	var topUID int64
 	for _, rec := range first.sink.records() {
 		firstUID[key(rec)] = rec.UID()
+		topUID = max(topUID, rec.UID())
+	}
+	if got := second.MaxUID(); got != topUID {
+		t.Errorf("MaxUID after the crash = %d, want the largest uid emitted before it, %d", got, topUID)
 	}
 	for _, rec := range first.sink.records() {
 		e, ok := saved.Streams[streamKey(rec.Kind(), rec.RealmID())].Window[rec.ID()]
