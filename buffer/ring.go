@@ -46,6 +46,19 @@ func ParsePolicy(s string) (Policy, error) {
 	return 0, fmt.Errorf("overflow policy %q: want drop-oldest or block", s)
 }
 
+// MarshalText returns the policy's name, for flags and configuration files.
+func (p Policy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText sets p to the policy named by text (see ParsePolicy).
+func (p *Policy) UnmarshalText(text []byte) error {
+	v, err := ParsePolicy(string(text))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
 // ErrClosed is returned by Put once the ring is closed, and by Take once it
 // is closed and every queued item has been taken.
 var ErrClosed = errors.New("buffer closed")

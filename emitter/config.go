@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 )
 
 // Config is the whole configuration of a running emitter: the original
@@ -28,9 +30,9 @@ type Config struct {
 	SocketTimeout            time.Duration // socketTimeoutMillis: longest silence while reading a response
 
 	// Wire and delivery beyond the original.
-	Numbering      Numbering // FlatBuffer enum numbering; default 20.1
-	Overflow       string    // "drop-oldest" (default) or "block"
-	Concurrency    int       // requests in flight; 1 (default) keeps strict order
+	Numbering      Numbering     // FlatBuffer enum numbering; default 20.1
+	Overflow       buffer.Policy // drop-oldest (default) or block
+	Concurrency    int           // requests in flight; 1 (default) keeps strict order
 	RetryWaitMin   time.Duration
 	RetryWaitMax   time.Duration
 	DeadLetterPath string
@@ -45,12 +47,12 @@ type Config struct {
 	ClientKeyFile  string
 
 	// Source.
-	Source       string // "db" (default) or "api"
+	Source       Source
 	DatabaseURL  string // secret: may hold a password
 	API          APIConfig
 	Realms       []string // realm names; empty is every realm
 	Kinds        []Kind   // empty is both
-	Filters      SourceFilters
+	Filters      Filters
 	From         string // "now" (default), "beginning" or an RFC 3339 time
 	PollInterval time.Duration
 	Overlap      time.Duration
@@ -61,6 +63,37 @@ type Config struct {
 	Once            bool   // drain what is new, deliver it, save and return
 	ListenAddr      string // /healthz, /readyz, /metrics; "" serves nothing
 	ShutdownTimeout time.Duration
+}
+
+// Source is where events are read.
+type Source string
+
+// The sources.
+const (
+	SourceDB  Source = "db"  // Keycloak's PostgreSQL database
+	SourceAPI Source = "api" // Keycloak's admin REST API
+)
+
+// ParseSource returns the Source named s.
+func ParseSource(s string) (Source, error) {
+	switch Source(s) {
+	case SourceDB, SourceAPI:
+		return Source(s), nil
+	}
+	return "", fmt.Errorf("source %q: want db or api", s)
+}
+
+// MarshalText returns the source's name, for flags and configuration files.
+func (s Source) MarshalText() ([]byte, error) { return []byte(s), nil }
+
+// UnmarshalText sets s to the source named by text (see ParseSource).
+func (s *Source) UnmarshalText(text []byte) error {
+	v, err := ParseSource(string(text))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
 }
 
 // APIConfig is how the API source reaches Keycloak's admin REST API.
@@ -82,21 +115,30 @@ func DefaultConfig() Config {
 		ConnectionRequestTimeout: 5 * time.Second,
 		SocketTimeout:            10 * time.Second,
 		Numbering:                Numbering201,
-		Overflow:                 "drop-oldest",
+		Overflow:                 buffer.DropOldest,
 		Concurrency:              1,
 		RetryWaitMin:             100 * time.Millisecond,
 		RetryWaitMax:             30 * time.Second,
-		Source:                   "db",
+		Source:                   SourceDB,
 		API:                      APIConfig{AuthRealm: "master", Timeout: 30 * time.Second},
 		From:                     "now",
 		PollInterval:             200 * time.Millisecond,
 		Overlap:                  5 * time.Second,
 		PageSize:                 500,
 		CheckpointPath:           "kc-event-emitter.checkpoint.json",
+		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
 		ListenAddr:               "127.0.0.1:9464",
 		ShutdownTimeout:          10 * time.Second,
 	}
 }
+
+// Timings of the loop that are not settings.
+const (
+	rescanInterval = 500 * time.Millisecond // least time between two re-reads of a stream's overlap window
+	realmInterval  = 30 * time.Second       // how often realms are listed again
+	saveInterval   = time.Second            // least time between two checkpoint saves
+	maxBackoff     = 30 * time.Second       // cap of the wait between retries after a source error
+)
 
 // FieldError is a configuration value that is missing or invalid. Field is
 // the parameter's name as the user sets it (the flag name).
@@ -158,7 +200,7 @@ func (c Config) Validate() error {
 	if _, err := ParseNumbering(string(c.Numbering)); err != nil {
 		return bad("numbering", c.Numbering, "want 20.1, bridge or 26")
 	}
-	if c.Overflow != "drop-oldest" && c.Overflow != "block" {
+	if c.Overflow != buffer.DropOldest && c.Overflow != buffer.Block {
 		return bad("overflow", c.Overflow, "want drop-oldest or block")
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
@@ -178,7 +220,7 @@ func (c Config) Validate() error {
 			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret starting with whsec_")
 		}
 	}
-	if _, err := ParseFrom(c.From, time.Now()); err != nil {
+	if _, err := parseFrom(c.From, time.Now()); err != nil {
 		return bad("from", c.From, "want now, beginning or an RFC 3339 time")
 	}
 	for _, k := range c.Kinds {
@@ -191,16 +233,11 @@ func (c Config) Validate() error {
 			return bad("realms", strings.Join(c.Realms, ","), "empty realm name")
 		}
 	}
-	for name, f := range map[string]TypeFilter{"eventTypes": c.Filters.EventTypes,
-		"adminOperations": c.Filters.Operations, "adminResources": c.Filters.Resources} {
-		for _, p := range append(append([]string(nil), f.Include...), f.Exclude...) {
-			if strings.TrimSpace(p) == "" {
-				return bad(name, strings.Join(append(f.Include, f.Exclude...), ","), "empty pattern")
-			}
-		}
+	if err := c.Filters.validate(); err != nil {
+		return err
 	}
 	switch c.Source {
-	case "db":
+	case SourceDB:
 		if c.DatabaseURL == "" {
 			return bad("dbUrl", "", "missing: set KC_EMITTER_DB_URL or --dbUrlFile for --source db")
 		}
@@ -208,7 +245,7 @@ func (c Config) Validate() error {
 			!strings.Contains(c.DatabaseURL, "=") {
 			return bad("dbUrl", redactURL(c.DatabaseURL), "want postgres://user@host:port/dbname or host=... dbname=...")
 		}
-	case "api":
+	case SourceAPI:
 		if err := checkHTTPURL(c.API.URL); err != nil {
 			return &FieldError{Field: "apiUrl", Value: c.API.URL, Err: err}
 		}
@@ -223,6 +260,9 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointPath == "" {
 		return bad("checkpoint", "", "missing: the file that keeps the position across restarts")
+	}
+	if c.DeadLetterPath == "" {
+		return bad("deadLetterFile", "", "missing: the file of the events the target refused for good")
 	}
 	if c.ListenAddr != "" {
 		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
@@ -284,9 +324,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("connectionRequestTimeout", c.ConnectionRequestTimeout),
 		slog.Duration("socketTimeout", c.SocketTimeout),
 		slog.String("numbering", string(c.Numbering)),
-		slog.String("overflow", c.Overflow),
+		slog.String("overflow", c.Overflow.String()),
 		slog.Int("concurrency", c.Concurrency),
-		slog.String("source", c.Source),
+		slog.String("source", string(c.Source)),
 		slog.Any("realms", c.Realms),
 		slog.String("checkpoint", c.CheckpointPath),
 		slog.Bool("basicAuth", c.Password != ""),
@@ -294,11 +334,27 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("once", c.Once),
 	}
 	switch c.Source {
-	case "db":
+	case SourceDB:
 		attrs = append(attrs, slog.String("dbUrl", redactURL(c.DatabaseURL)))
-	case "api":
+	case SourceAPI:
 		attrs = append(attrs, slog.String("apiUrl", c.API.URL), slog.String("apiClientId", c.API.ClientID),
 			slog.String("apiUsername", c.API.Username))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// parseFrom turns a start position ("now", "" meaning now, "beginning" or an
+// RFC 3339 time) into milliseconds since the Unix epoch.
+func parseFrom(from string, now time.Time) (int64, error) {
+	switch from {
+	case "", "now":
+		return now.UnixMilli(), nil
+	case "beginning":
+		return 0, nil
+	}
+	ts, err := time.Parse(time.RFC3339, from)
+	if err != nil {
+		return 0, fmt.Errorf("from %q: want now, beginning or an RFC 3339 time such as 2026-01-02T15:04:05Z", from)
+	}
+	return ts.UnixMilli(), nil
 }

@@ -2,6 +2,7 @@ package emitter
 
 import (
 	"errors"
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestConfigValidateNamesTheFieldAndTheValue(t *testing.T) {
 		{"datacenterId too big", func(c *Config) { c.DatacenterID = 4 }, "datacenterId", "4"},
 		{"socket timeout zero", func(c *Config) { c.SocketTimeout = 0 }, "socketTimeoutMillis", "0s"},
 		{"numbering", func(c *Config) { c.Numbering = "21" }, "numbering", "21"},
-		{"overflow", func(c *Config) { c.Overflow = "drop-newest" }, "overflow", "drop-newest"},
+		{"overflow", func(c *Config) { c.Overflow = buffer.Policy(7) }, "overflow", "Policy(7)"},
 		{"concurrency", func(c *Config) { c.Concurrency = 0 }, "concurrency", "0"},
 		{"from", func(c *Config) { c.From = "yesterday" }, "from", "yesterday"},
 		{"source", func(c *Config) { c.Source = "kafka" }, "source", "kafka"},
@@ -49,6 +50,8 @@ func TestConfigValidateNamesTheFieldAndTheValue(t *testing.T) {
 		{"retry caps", func(c *Config) { c.RetryWaitMax = time.Millisecond }, "retryWaitMax", "1ms"},
 		{"listen", func(c *Config) { c.ListenAddr = "9464" }, "listen", "9464"},
 		{"checkpoint", func(c *Config) { c.CheckpointPath = "" }, "checkpoint", ""},
+		{"dead-letter file", func(c *Config) { c.DeadLetterPath = "" }, "deadLetterFile", ""},
+		{"excluded resource pattern", func(c *Config) { c.Filters.Resources.Exclude = []string{" "} }, "adminResources", " "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ func (d *deadLetters) open() (*os.File, bool, error) {
 }
 
 // write appends the record of env and fsyncs the file.
-func (d *deadLetters) write(env Envelope, status int, reason error, now time.Time) error {
+func (d *deadLetters) write(env envelope, status int, reason error, now time.Time) error {
 	rec := DeadLetterRecord{
 		UID: env.UID, Kind: env.Kind, ID: env.ID, RealmID: env.RealmID, Type: env.Type, Time: env.Time,
 		Status: status, At: now.UTC(),

@@ -132,10 +132,10 @@ func (r Record) TypeName() string {
 	return r.Event.Type
 }
 
-// Envelope is an encoded event on its way to the target: the payload and
+// envelope is an encoded event on its way to the target: the payload and
 // what the buffer, the sender and the checkpoint need to know about it
 // without decoding it again.
-type Envelope struct {
+type envelope struct {
 	Kind    Kind
 	UID     int64
 	ID      string // Keycloak's event id

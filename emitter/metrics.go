@@ -7,10 +7,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the Prometheus series of one emitter. Counters carry a kind
+// metrics are the Prometheus series of one emitter. Counters carry a kind
 // label (Event or AdminEvent).
-type Metrics struct {
+type metrics struct {
 	Read         *prometheus.CounterVec
+	Filtered     *prometheus.CounterVec
 	Delivered    *prometheus.CounterVec
 	Dropped      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
@@ -23,15 +24,16 @@ type Metrics struct {
 	savedAt      atomic.Int64 // UnixNano of the last checkpoint save; 0 = never
 }
 
-// NewMetrics creates the emitter's series and registers them on reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// newMetrics creates the emitter's series and registers them on reg.
+func newMetrics(reg prometheus.Registerer) *metrics {
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kc_event_emitter", Name: name, Help: help,
 		}, []string{"kind"})
 	}
-	m := &Metrics{
+	m := &metrics{
 		Read:         counter("events_read_total", "Events read from the source."),
+		Filtered:     counter("events_filtered_total", "Events read that the filters left out (acknowledged, not sent)."),
 		Delivered:    counter("events_delivered_total", "Events the target acknowledged with a 2xx status."),
 		Dropped:      counter("events_dropped_total", "Events dropped because the buffer was full (drop-oldest)."),
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
@@ -67,10 +69,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
-	reg.MustRegister(m.Read, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
+	reg.MustRegister(m.Read, m.Filtered, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
 		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, age)
 	return m
 }
 
 // CheckpointSaved records a checkpoint save at t.
-func (m *Metrics) CheckpointSaved(t time.Time) { m.savedAt.Store(t.UnixNano()) }
+func (m *metrics) CheckpointSaved(t time.Time) { m.savedAt.Store(t.UnixNano()) }

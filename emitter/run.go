@@ -6,18 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/apisource"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
@@ -52,64 +47,16 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	p, err := newPipeline(cfg, log, reg)
+	m := newMetrics(reg)
+	uids, err := NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID)
 	if err != nil {
 		return err
 	}
-	defer p.close()
-
-	if cfg.ListenAddr != "" {
-		srv, err := p.serveOps(cfg.ListenAddr, reg)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-	}
-	if err := p.openSource(ctx, cfg); err != nil {
-		if ctx.Err() != nil {
-			log.Info("stopped before the source was reachable")
-			return nil
-		}
+	enc, err := NewEncoder(cfg.Format, cfg.Numbering)
+	if err != nil {
 		return err
 	}
-	log.Info("kc-event-emitter started", "config", cfg)
-	if cfg.Once && opts.Progress != nil {
-		pctx, stop := context.WithCancel(ctx)
-		shown := make(chan struct{})
-		go func() { p.progress.show(pctx, opts.Progress, 250*time.Millisecond); close(shown) }()
-		defer func() { stop(); <-shown }()
-	}
-	return p.run(ctx, cfg)
-}
-
-// pipeline is one running emitter: source -> uid -> encoder -> delivery.
-type pipeline struct {
-	cfg      Config
-	log      *slog.Logger
-	metrics  *Metrics
-	uids     *UIDGenerator
-	enc      Encoder
-	sender   *httpsender.Sender
-	delivery *Delivery
-	tailer   *Tailer
-	pager    atomic.Pointer[observedPager] // set once the source is open; read by /readyz
-	closers  []func() error
-
-	encBuf []byte // reused by emit, which only the tailer's goroutine calls
-
-	progress progress
-}
-
-func newPipeline(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*pipeline, error) {
-	p := &pipeline{cfg: cfg, log: log, metrics: NewMetrics(reg)}
-	var err error
-	if p.uids, err = NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID); err != nil {
-		return nil, err
-	}
-	if p.enc, err = NewEncoder(cfg.Format, cfg.Numbering); err != nil {
-		return nil, err
-	}
-	p.sender, err = httpsender.New(httpsender.Options{
+	sender, err := httpsender.New(httpsender.Options{
 		URL:            cfg.TargetURI,
 		ConnectTimeout: cfg.ConnectTimeout,
 		RequestTimeout: cfg.ConnectionRequestTimeout,
@@ -126,206 +73,143 @@ func newPipeline(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*pipe
 		Logger:         log,
 	})
 	if err != nil {
-		return nil, &FieldError{Field: "targetUri", Value: redactURL(cfg.TargetURI), Err: err}
+		return &FieldError{Field: "targetUri", Value: redactURL(cfg.TargetURI), Err: err}
 	}
-	overflow, err := buffer.ParsePolicy(cfg.Overflow)
-	if err != nil {
-		return nil, &FieldError{Field: "overflow", Value: cfg.Overflow, Err: err}
-	}
-	p.delivery, err = NewDelivery(DeliveryOptions{
-		Sender:         p.sender,
+	p := &pipeline{filters: cfg.Filters, enc: enc, metrics: m, progress: &progress{}}
+	p.delivery, err = newDelivery(deliveryOptions{
+		Sink:           sender,
 		Capacity:       cfg.BufferCapacity,
-		Overflow:       overflow,
+		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
 		DeadLetterPath: cfg.DeadLetterPath,
 		Ack:            p.ack,
-		Metrics:        p.metrics,
+		Metrics:        m,
 		Logger:         log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return p, nil
-}
-
-// openSource connects to the source and loads the checkpoint. A source that
-// is not there yet (Keycloak starting, its tables not created) is retried
-// with backoff until ctx is done, except with --once.
-func (p *pipeline) openSource(ctx context.Context, cfg Config) error {
-	var pager Pager
-	wait := time.Second
-	for {
-		var err error
-		pager, err = p.newPager(ctx, cfg)
-		if err == nil {
-			break
-		}
-		if cfg.Once || ctx.Err() != nil {
+	var src atomic.Pointer[observedSource] // set once open; read by /readyz
+	if cfg.ListenAddr != "" {
+		ready := readiness{source: src.Load, delivery: p.delivery}
+		srv, err := serveOps(cfg.ListenAddr, reg, ready.notReady)
+		if err != nil {
 			return err
 		}
-		if se := (*apisource.StatusError)(nil); errors.As(err, &se) && (se.StatusCode == 401 || se.StatusCode == 403) {
-			// Credentials or roles: the operator must act; a role granted later is picked up.
-			p.log.Error("Keycloak refuses the emitter's account; retrying", "source", cfg.Source, "in", wait, "error", err)
-		} else {
-			p.log.Info("the source is not reachable yet; retrying", "source", cfg.Source, "in", wait, "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
+		defer srv.Close()
 	}
-	observed := &observedPager{Pager: pager, reads: p.metrics.SourceReads}
-	p.pager.Store(observed)
-	var err error
-	p.tailer, err = NewTailer(TailerOptions{
-		Pager:          observed,
-		CheckpointPath: cfg.CheckpointPath,
-		NextUID:        p.uids.Next,
-		Emit:           p.emit,
-		Logger:         p.log,
-		Realms:         cfg.Realms,
-		Kinds:          cfg.Kinds,
-		From:           cfg.From,
-		PageSize:       cfg.PageSize,
-		PollInterval:   cfg.PollInterval,
-		Overlap:        cfg.Overlap,
+	opened, closeSource, err := openSource(ctx, cfg, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the source was reachable")
+			return nil
+		}
+		return err
+	}
+	defer closeSource()
+	observed := &observedSource{source: opened, reads: m.SourceReads}
+	src.Store(observed)
+	p.users = newEnricher(observed, defaultUsernameCache)
+
+	p.ledger, err = checkpoint.Open(ctx, checkpoint.Options{
+		Store:        checkpoint.NewFile(cfg.CheckpointPath),
+		NextUID:      uids.Next,
+		Overlap:      cfg.Overlap,
+		SaveInterval: saveInterval,
 	})
 	if err != nil {
 		return err
 	}
 	// Uids issued before a restart bound the new ones, even if the clock
 	// stepped back meanwhile.
-	p.uids.Resume(p.tailer.MaxUID())
-	return nil
+	uids.Resume(p.ledger.MaxUID())
+	start, _ := parseFrom(cfg.From, time.Now()) // validated
+	t, err := newTailer(tailOptions{
+		Source: observed, Ledger: p.ledger, Emit: p.emit, Logger: log,
+		Realms: cfg.Realms, Kinds: cfg.Kinds, Start: start,
+		PageSize: cfg.PageSize, PollInterval: cfg.PollInterval,
+		RescanInterval: rescanInterval, RealmInterval: realmInterval, MaxBackoff: maxBackoff,
+		Now: time.Now, Sleep: sleep,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("kc-event-emitter started", "config", cfg)
+	if cfg.Once && opts.Progress != nil {
+		pctx, stop := context.WithCancel(ctx)
+		shown := make(chan struct{})
+		go func() { p.progress.show(pctx, opts.Progress, 250*time.Millisecond); close(shown) }()
+		defer func() { stop(); <-shown }()
+	}
+	return runLoop(ctx, cfg, log, t, p)
 }
 
-func (p *pipeline) newPager(ctx context.Context, cfg Config) (Pager, error) {
-	switch cfg.Source {
-	case "api":
+// openSource connects to the source. A source that is not there yet
+// (Keycloak starting, its tables not created) is retried with backoff until
+// ctx is done, except with --once.
+func openSource(ctx context.Context, cfg Config, log *slog.Logger) (source, func(), error) {
+	wait := time.Second
+	for {
+		src, closeSource, err := newSource(ctx, cfg, log)
+		if err == nil {
+			return src, closeSource, nil
+		}
+		if cfg.Once || ctx.Err() != nil {
+			return nil, nil, err
+		}
+		if se := (*apisource.StatusError)(nil); errors.As(err, &se) && (se.StatusCode == 401 || se.StatusCode == 403) {
+			// Credentials or roles: the operator must act; a role granted later is picked up.
+			log.Error("Keycloak refuses the emitter's account; retrying", "source", cfg.Source, "retry_in", wait, "error", err)
+		} else {
+			log.Info("the source is not reachable yet; retrying", "source", cfg.Source, "retry_in", wait, "error", err)
+		}
+		if !sleep(ctx, wait) {
+			return nil, nil, ctx.Err()
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, func(), error) {
+	if cfg.Source == SourceAPI {
 		client, err := apisource.New(apisource.Config{
 			BaseURL: cfg.API.URL, AuthRealm: cfg.API.AuthRealm, ClientID: cfg.API.ClientID,
 			ClientSecret: cfg.API.ClientSecret, Username: cfg.API.Username, Password: cfg.API.Password,
-			Realms: cfg.Realms, Timeout: cfg.API.Timeout, Logger: p.log,
+			Realms: cfg.Realms, Timeout: cfg.API.Timeout, Logger: log,
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		pager, err := NewAPIPager(client, APIPagerOptions{Filters: cfg.Filters, Logger: p.log})
-		if err != nil {
-			return nil, err
+		src := newAPISource(client, cfg.Filters, log)
+		if _, err := src.realms(ctx); err != nil {
+			return nil, nil, fmt.Errorf("admin API at %s: %w", cfg.API.URL, err)
 		}
-		if _, err := pager.Realms(ctx); err != nil {
-			return nil, fmt.Errorf("admin API at %s: %w", cfg.API.URL, err)
-		}
-		return pager, nil
-	default:
-		src, err := pgsource.Open(ctx, cfg.DatabaseURL)
-		if err != nil {
-			return nil, fmt.Errorf("database %s: %w", redactURL(cfg.DatabaseURL), err)
-		}
-		for _, w := range src.Warnings() {
-			p.log.Warn("database", "warning", w)
-		}
-		pager, err := NewDBPager(src, DBPagerOptions{Filters: cfg.Filters, Logger: p.log})
-		if err != nil {
-			src.Close()
-			return nil, err
-		}
-		p.closers = append(p.closers, src.Close)
-		return pager, nil
+		return src, func() {}, nil
 	}
-}
-
-// emit encodes a record read by the tailer and hands it to delivery.
-func (p *pipeline) emit(ctx context.Context, r Record) error {
-	kind := string(r.Kind())
-	p.metrics.Read.WithLabelValues(kind).Inc()
-	p.progress.onRead(r.Time())
-	p.metrics.SourceLag.Set(time.Since(time.UnixMilli(r.Time())).Seconds())
-	if _, ok := detailsOf(r)[MalformedDetailsKey]; ok {
-		p.metrics.Malformed.WithLabelValues(kind).Inc()
-	}
-	body, err := p.enc.Encode(p.encBuf[:0], r)
-	if err == nil {
-		p.encBuf = body
-		body = append([]byte(nil), body...)
-	}
-	env := Envelope{Kind: r.Kind(), UID: r.UID(), ID: r.ID(), RealmID: r.RealmID(), Type: r.TypeName(), Time: r.Time(), Body: body}
+	db, err := pgsource.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		// Not expected: every field has a wire form. Set aside, never lost.
-		return p.delivery.DeadLetter(env, fmt.Errorf("encode %s %s uid %d: %w", env.Kind, env.ID, env.UID, err))
+		return nil, nil, fmt.Errorf("database %s: %w", redactURL(cfg.DatabaseURL), err)
 	}
-	if err := p.paceDropOldest(ctx); err != nil {
-		return err
+	for _, w := range db.Warnings() {
+		log.Warn("database", "warning", w)
 	}
-	return p.delivery.Put(ctx, env)
+	return newDBSource(db, cfg.Filters, log), func() { db.Close() }, nil
 }
 
-// paceDropOldest keeps drop-oldest for what it is for, an unreachable
-// target: while the target takes events, a full buffer makes the reader
-// wait (the database keeps what is not read yet) instead of dropping
-// events only because reading a backlog is faster than sending it.
-func (p *pipeline) paceDropOldest(ctx context.Context) error {
-	if p.cfg.Overflow != "drop-oldest" {
-		return nil
-	}
-	for wait := time.Millisecond; p.delivery.Len() >= p.cfg.BufferCapacity && !p.targetFailing(); wait = min(2*wait, 50*time.Millisecond) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-	return nil
-}
-
-// targetFailing tells whether the last attempt to reach the target failed
-// for a reason other than a rejection of one event.
-func (p *pipeline) targetFailing() bool {
-	err := p.sender.LastError()
-	var perr *httpsender.PermanentError
-	return err != nil && !errors.As(err, &perr)
-}
-
-func detailsOf(r Record) map[string]string {
-	if r.Event != nil {
-		return r.Event.Details
-	}
-	if r.Admin != nil {
-		return r.Admin.Details
-	}
-	return nil
-}
-
-// ack moves the checkpoint past an envelope that is done.
-func (p *pipeline) ack(env Envelope, _ Outcome) {
-	p.progress.done.Add(1)
-	if t := p.tailer; t != nil {
-		t.Ack(env.Kind, env.RealmID, env.ID)
-	}
-}
-
-// run tails and delivers until ctx is done (or, with Once, the source is
-// drained and delivered), then shuts down within cfg.ShutdownTimeout.
-func (p *pipeline) run(ctx context.Context, cfg Config) error {
+// runLoop tails and delivers until ctx is done (or, with Once, the source
+// is drained and delivered), then shuts down within cfg.ShutdownTimeout.
+func runLoop(ctx context.Context, cfg Config, log *slog.Logger, t *tailer, p *pipeline) error {
 	deliverCtx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDelivery()
 	delivered := make(chan error, 1)
-	go func() { delivered <- p.delivery.Run(deliverCtx) }()
-	go p.watch(deliverCtx)
+	go func() { delivered <- p.delivery.run(deliverCtx) }()
+	go watch(deliverCtx, t, p)
 
-	var tailErr error
-	if cfg.Once {
-		tailErr = p.tailer.Drain(ctx)
-	} else {
-		tailErr = p.tailer.Run(ctx)
-	}
+	tailErr := t.run(ctx, cfg.Once)
 	if errors.Is(tailErr, context.Canceled) && ctx.Err() != nil {
 		tailErr = nil
 	}
-	p.delivery.Close()
+	p.delivery.close()
 	var runErr error
 	done := false
 	if cfg.Once && ctx.Err() == nil {
@@ -336,33 +220,34 @@ func (p *pipeline) run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if !done {
-		p.log.Info("stopping: delivering what is buffered", "events", p.delivery.Len(), "within", cfg.ShutdownTimeout)
-		t := time.NewTimer(cfg.ShutdownTimeout)
+		log.Info("stopping: delivering what is buffered", "events", p.delivery.len(), "within", cfg.ShutdownTimeout)
+		timer := time.NewTimer(cfg.ShutdownTimeout)
 		select {
 		case runErr = <-delivered:
-		case <-t.C:
-			p.log.Error("shutdown deadline passed; undelivered events will be read again at the next start",
-				"events", p.delivery.Len(), "deadline", cfg.ShutdownTimeout)
+		case <-timer.C:
+			log.Error("shutdown deadline passed; undelivered events will be read again at the next start",
+				"events", p.delivery.len(), "deadline", cfg.ShutdownTimeout)
 			stopDelivery()
 			runErr = <-delivered
 		}
-		t.Stop()
+		timer.Stop()
 	}
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
 	}
-	saveErr := p.tailer.Close()
+	saveErr := p.ledger.Close(context.WithoutCancel(ctx))
 	if saveErr == nil {
 		p.metrics.CheckpointSaved(time.Now())
 	}
-	st := p.tailer.Stats()
-	p.log.Info("stopped", "emitted", st.Emitted, "replayed", st.Replayed, "expired", st.Expired,
-		"sourceErrors", st.SourceErrors, "checkpoint", cfg.CheckpointPath)
+	st := t.Stats()
+	log.Info("stopped", "emitted", st.Emitted, "replayed", st.Replayed, "expired", st.Expired,
+		"source_errors", st.SourceErrors, "checkpoint", cfg.CheckpointPath)
 	return errors.Join(tailErr, runErr, saveErr)
 }
 
-// watch copies the tailer's counters to the metrics every second.
-func (p *pipeline) watch(ctx context.Context) {
+// watch copies the tailer's and the ledger's counters to the metrics every
+// second.
+func watch(ctx context.Context, t *tailer, p *pipeline) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var saves, expired uint64
@@ -372,121 +257,13 @@ func (p *pipeline) watch(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		st := p.tailer.Stats()
-		if st.Saves != saves {
-			saves = st.Saves
+		if n := p.ledger.Saves(); n != saves {
+			saves = n
 			p.metrics.CheckpointSaved(time.Now())
 		}
-		if st.Expired > expired {
+		if st := t.Stats(); st.Expired > expired {
 			p.metrics.Expired.Add(float64(st.Expired - expired))
 			expired = st.Expired
 		}
 	}
-}
-
-func (p *pipeline) close() {
-	for _, c := range p.closers {
-		c()
-	}
-}
-
-// readyAfter is how long a failing target may take no event, with events
-// waiting, before /readyz answers 503.
-const readyAfter = 30 * time.Second
-
-// serveOps serves /healthz, /readyz and /metrics on addr.
-func (p *pipeline) serveOps(addr string, reg *prometheus.Registry) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, &FieldError{Field: "listen", Value: addr, Err: err}
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if problem := p.notReady(time.Now()); problem != "" {
-			http.Error(w, problem, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	return srv, nil
-}
-
-// notReady says why the emitter is not ready, or "" when it is: the source
-// answered its last read, and the target took an event recently or nothing
-// waits for it.
-func (p *pipeline) notReady(now time.Time) string {
-	pager := p.pager.Load()
-	if pager == nil {
-		return "source not opened yet"
-	}
-	if ok, at, err := pager.last(); !ok {
-		if at.IsZero() {
-			return "source not read yet"
-		}
-		return "source failing since " + at.Format(time.RFC3339) + ": " + err.Error()
-	}
-	if p.delivery.Len() > 0 && p.targetFailing() && now.Sub(p.delivery.LastSuccess()) > readyAfter {
-		return "target took no event for " + strconv.Itoa(int(readyAfter.Seconds())) + "s while " +
-			strconv.Itoa(p.delivery.Len()) + " wait"
-	}
-	return ""
-}
-
-// observedPager remembers whether the last read of the source succeeded.
-type observedPager struct {
-	Pager
-	mu    sync.Mutex
-	ok    bool
-	since time.Time
-	err   error
-	reads *prometheus.CounterVec
-}
-
-func (o *observedPager) note(err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	o.reads.WithLabelValues(result).Inc()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if (err == nil) != o.ok || o.since.IsZero() {
-		o.since = time.Now()
-	}
-	o.ok, o.err = err == nil, err
-}
-
-func (o *observedPager) last() (bool, time.Time, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.ok, o.since, o.err
-}
-
-func (o *observedPager) Realms(ctx context.Context) ([]Realm, error) {
-	r, err := o.Pager.Realms(ctx)
-	o.note(err)
-	return r, err
-}
-
-// Count counts with the source's Pager when it is a Counter.
-func (o *observedPager) Count(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64) (int, error) {
-	c, ok := o.Pager.(Counter)
-	if !ok {
-		return 0, errors.ErrUnsupported
-	}
-	n, err := c.Count(ctx, realm, kind, after, until)
-	o.note(err)
-	return n, err
-}
-
-func (o *observedPager) Page(ctx context.Context, realm Realm, kind Kind, after Cursor, until int64, limit int) ([]Record, error) {
-	r, err := o.Pager.Page(ctx, realm, kind, after, until, limit)
-	o.note(err)
-	return r, err
 }

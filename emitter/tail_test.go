@@ -2,7 +2,6 @@ package emitter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,48 +18,41 @@ import (
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
 )
 
-// sink collects what a Tailer emits and, when autoAck is set, acknowledges
-// it at once, as a sender that delivered it would.
-type sink struct {
+// collector collects what a tailer emits and, when autoAck is set,
+// acknowledges it at once, as a delivery that delivered it would.
+type collector struct {
 	mu      sync.Mutex
 	recs    []Record
-	tailer  *Tailer
+	ledger  *checkpoint.Ledger
 	autoAck bool
 }
 
-func (s *sink) emit(ctx context.Context, r Record) error {
-	s.mu.Lock()
-	s.recs = append(s.recs, r)
-	ack, t := s.autoAck, s.tailer
-	s.mu.Unlock()
-	if ack {
-		t.Ack(r.Kind(), r.RealmID(), r.ID())
+func (c *collector) emit(_ context.Context, recs []Record, uids []int64) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, r := range recs {
+		r.SetUID(uids[i])
+		c.recs = append(c.recs, r)
+		if c.autoAck {
+			c.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
+		}
 	}
-	return nil
+	return len(recs), nil
 }
 
-func (s *sink) records() []Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.recs)
+func (c *collector) records() []Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.recs)
 }
 
 // uids maps each emitted id to the uids it was emitted with.
-func (s *sink) uids() map[string][]int64 {
+func (c *collector) uids() map[string][]int64 {
 	out := map[string][]int64{}
-	for _, r := range s.records() {
+	for _, r := range c.records() {
 		out[r.ID()] = append(out[r.ID()], r.UID())
 	}
 	return out
-}
-
-// tailRun is a Tailer running in the background on a test database.
-type tailRun struct {
-	*Tailer
-	sink   *sink
-	cancel context.CancelFunc
-	done   chan error
-	logs   *syncBuffer
 }
 
 type syncBuffer struct {
@@ -80,42 +72,64 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// testUIDs hands out uids that are unique across the Tailers of a test.
+// testUIDs hands out uids that are unique across the tailers of a test.
 var testUIDs atomic.Int64
 
-// testTailerOptions are fast polling options for tests.
-func testTailerOptions(p Pager, cp string) TailerOptions {
-	return TailerOptions{
-		Pager: p, CheckpointPath: cp, From: "beginning",
-		NextUID:      func() int64 { return testUIDs.Add(1) },
-		PageSize:     50,
-		PollInterval: 5 * time.Millisecond, RescanInterval: 10 * time.Millisecond,
-		RealmInterval: 50 * time.Millisecond, SaveInterval: 10 * time.Millisecond,
-		Overlap: 2 * time.Second, MaxBackoff: 200 * time.Millisecond,
-	}
-}
-
-// startTailer creates a Tailer with opts (its Emit and Logger replaced) and
-// runs it until the test ends or stop is called.
-func startTailer(t *testing.T, opts TailerOptions, autoAck bool) *tailRun {
+// newTestTailer returns a tailer on src with fast test timings and a ledger
+// on store (nil: in memory), emitting into a collector; mods change the
+// options before they are used.
+func newTestTailer(t testing.TB, src source, store checkpoint.Store, autoAck bool,
+	mods ...func(*tailOptions, *checkpoint.Options)) (*tailer, *collector) {
 	t.Helper()
-	s := &sink{autoAck: autoAck}
-	logs := &syncBuffer{}
-	opts.Emit = s.emit
-	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tl, err := NewTailer(opts)
+	c := &collector{autoAck: autoAck}
+	lo := checkpoint.Options{Store: store, NextUID: func() int64 { return testUIDs.Add(1) },
+		Overlap: 2 * time.Second, SaveInterval: 10 * time.Millisecond}
+	to := tailOptions{Source: src, Emit: c.emit, Logger: slog.New(slog.DiscardHandler),
+		PageSize: 50, PollInterval: 5 * time.Millisecond, RescanInterval: 10 * time.Millisecond,
+		RealmInterval: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Now: time.Now, Sleep: sleep}
+	for _, m := range mods {
+		m(&to, &lo)
+	}
+	l, err := checkpoint.Open(context.Background(), lo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.tailer = tl
+	c.ledger, to.Ledger = l, l
+	tl, err := newTailer(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl, c
+}
+
+// tailRun is a tailer running in the background.
+type tailRun struct {
+	*tailer
+	ledger *checkpoint.Ledger
+	sink   *collector
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuffer
+}
+
+// startTailer runs a test tailer (see newTestTailer) until the test ends or
+// stop is called; its logs are kept.
+func startTailer(t *testing.T, src source, store checkpoint.Store, autoAck bool,
+	mods ...func(*tailOptions, *checkpoint.Options)) *tailRun {
+	t.Helper()
+	logs := &syncBuffer{}
+	mods = append(mods, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	tl, c := newTestTailer(t, src, store, autoAck, mods...)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &tailRun{Tailer: tl, sink: s, cancel: cancel, done: make(chan error, 1), logs: logs}
-	go func() { r.done <- tl.Run(ctx) }()
+	r := &tailRun{tailer: tl, ledger: c.ledger, sink: c, cancel: cancel, done: make(chan error, 1), logs: logs}
+	go func() { r.done <- tl.run(ctx, false) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
 
-// stop ends Run without Close: what a crash leaves is the last save.
+// stop ends the run without saving: what a crash leaves is the last save.
 func (r *tailRun) stop(t *testing.T) {
 	t.Helper()
 	if r.cancel == nil {
@@ -126,12 +140,33 @@ func (r *tailRun) stop(t *testing.T) {
 	select {
 	case err := <-r.done:
 		if err != nil {
-			t.Errorf("Run returned %v", err)
+			t.Errorf("run returned %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10s of cancellation")
+		t.Fatal("run did not return within 10s of cancellation")
 	}
 }
+
+// close stops the run and saves the ledger, as a clean shutdown does.
+func (r *tailRun) close(t *testing.T) {
+	t.Helper()
+	r.stop(t)
+	if err := r.ledger.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPolls waits until the tailer has completed n more polls of every
+// stream (a rescan of each overlap window included when its interval
+// passed): what was to happen by then has happened.
+func (r *tailRun) waitPolls(t *testing.T, n uint64) {
+	t.Helper()
+	target := r.Stats().Polls + n
+	waitFor(t, fmt.Sprintf("%d more polls", n), func() bool { return r.Stats().Polls >= target })
+}
+
+// ack acknowledges rec as delivered.
+func (r *tailRun) ack(rec Record) { r.ledger.Ack(streamKey(rec.Kind(), rec.RealmID()), rec.ID()) }
 
 // waitFor polls cond until it holds or 15 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -147,9 +182,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // emittedOnce checks that every id of want was emitted exactly once and
 // nothing else was.
-func emittedOnce(t *testing.T, s *sink, want []string) {
+func emittedOnce(t *testing.T, c *collector, want []string) {
 	t.Helper()
-	got := s.uids()
+	got := c.uids()
 	for _, id := range want {
 		if n := len(got[id]); n != 1 {
 			t.Errorf("event %s emitted %d times, want once", id, n)
@@ -159,6 +194,10 @@ func emittedOnce(t *testing.T, s *sink, want []string) {
 		t.Errorf("emitted %d distinct events, want %d", len(got), len(want))
 	}
 }
+
+// The tests below run the tailer against the real PostgreSQL with
+// Keycloak's schema; tail_unit_test.go pins the same behaviours with an
+// in-memory source and a stepped clock.
 
 func TestTailerEmitsEveryEventOfASameMillisecondBurstOnceInOrder(t *testing.T) {
 	k := newKCDB(t)
@@ -174,9 +213,9 @@ func TestTailerEmitsEveryEventOfASameMillisecondBurstOnceInOrder(t *testing.T) {
 	for g := 1; g <= 120; g++ {
 		want = append(want, fmt.Sprintf("adm-%04d", g))
 	}
-	r := startTailer(t, testTailerOptions(k.pager(DBPagerOptions{}), ""), true)
+	r := startTailer(t, k.source(Filters{}, nil), nil, true)
 	waitFor(t, "820 events", func() bool { return len(r.sink.records()) >= 820 })
-	time.Sleep(100 * time.Millisecond) // several rescans of the overlap window
+	r.waitPolls(t, 5) // several rescans of the overlap window
 	emittedOnce(t, r.sink, want)
 	var evOrder []string
 	for _, rec := range r.sink.records() {
@@ -192,8 +231,7 @@ func TestTailerEmitsEveryEventOfASameMillisecondBurstOnceInOrder(t *testing.T) {
 func TestTailerEmitsALateCommitWithAnOlderTimeOnce(t *testing.T) {
 	k := newKCDB(t)
 	k.realm("r", "acme")
-	p := k.pager(DBPagerOptions{})
-	r := startTailer(t, testTailerOptions(p, ""), true)
+	r := startTailer(t, k.source(Filters{}, nil), nil, true)
 
 	txA, err := k.db.Begin()
 	if err != nil {
@@ -205,12 +243,12 @@ func TestTailerEmitsALateCommitWithAnOlderTimeOnce(t *testing.T) {
 	}
 	k.event("B", "r", 1700000001001, "LOGIN") // commits at once
 	waitFor(t, "B", func() bool { return len(r.sink.uids()["B"]) > 0 })
-	time.Sleep(30 * time.Millisecond) // the cursor is past A's time now
+	r.waitPolls(t, 2) // the cursor is past A's time now
 	if err := txA.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "A", func() bool { return len(r.sink.uids()["A"]) > 0 })
-	time.Sleep(100 * time.Millisecond)
+	r.waitPolls(t, 5)
 	emittedOnce(t, r.sink, []string{"A", "B"})
 }
 
@@ -221,8 +259,8 @@ func TestTailerRestartEmitsOnlyUnacknowledgedEventsWithTheirUIDs(t *testing.T) {
 		k.event(fmt.Sprintf("e%03d", i), "r", 1700000000000+int64(i/10), "LOGIN") // ten per ms
 	}
 	cp := filepath.Join(t.TempDir(), "checkpoint.json")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
-	first := startTailer(t, opts, false)
+	src := k.source(Filters{}, nil)
+	first := startTailer(t, src, checkpoint.NewFile(cp), false)
 	waitFor(t, "100 events", func() bool { return len(first.sink.records()) == 100 })
 	firstUIDs := first.sink.uids()
 	unacked := map[string]bool{}
@@ -231,19 +269,17 @@ func TestTailerRestartEmitsOnlyUnacknowledgedEventsWithTheirUIDs(t *testing.T) {
 			unacked[rec.ID()] = true
 			continue
 		}
-		first.Ack(rec.Kind(), rec.RealmID(), rec.ID())
+		first.ack(rec)
 	}
 	first.stop(t)
-	if err := first.Close(); err != nil {
-		t.Fatal(err)
-	}
+	first.close(t)
 	k.event("new", "r", 1700000000050, "LOGIN")
 
-	second := startTailer(t, opts, true)
+	second := startTailer(t, src, checkpoint.NewFile(cp), true)
 	waitFor(t, "the unacknowledged events and the new one", func() bool {
 		return len(second.sink.records()) >= len(unacked)+1
 	})
-	time.Sleep(100 * time.Millisecond)
+	second.waitPolls(t, 5)
 	got := second.sink.uids()
 	for id := range unacked {
 		if len(got[id]) != 1 || got[id][0] != firstUIDs[id][0] {
@@ -279,14 +315,15 @@ func TestTailerCrashAfterASaveLosesNothingAndKeepsEveryUID(t *testing.T) {
 	}
 	add("a", 60, 1700000000000)
 	cp := filepath.Join(t.TempDir(), "checkpoint.json")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
-	opts.SaveInterval = time.Hour // only explicit Flushes save
-	first := startTailer(t, opts, false)
+	src := k.source(Filters{}, nil)
+	first := startTailer(t, src, checkpoint.NewFile(cp), false, func(_ *tailOptions, l *checkpoint.Options) {
+		l.SaveInterval = time.Hour // only explicit saves
+	})
 	waitFor(t, "120 records", func() bool { return len(first.sink.records()) == 120 })
 	for _, rec := range first.sink.records()[:70] {
-		first.Ack(rec.Kind(), rec.RealmID(), rec.ID())
+		first.ack(rec)
 	}
-	if err := first.Flush(); err != nil {
+	if err := first.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	saved, err := checkpoint.Load(cp)
@@ -294,13 +331,13 @@ func TestTailerCrashAfterASaveLosesNothingAndKeepsEveryUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rec := range first.sink.records()[70:] {
-		first.Ack(rec.Kind(), rec.RealmID(), rec.ID()) // acknowledged but never saved
+		first.ack(rec) // acknowledged but never saved
 	}
 	add("b", 20, 1700000000100) // read but never saved
 	waitFor(t, "160 records", func() bool { return len(first.sink.records()) == 160 })
 	first.stop(t) // crash: no Close
 
-	second := startTailer(t, opts, true)
+	second := startTailer(t, src, checkpoint.NewFile(cp), true)
 	// Everything not acknowledged in the saved file must come again.
 	var want []string
 	key := func(r Record) string { return string(r.Kind()) + "/" + r.ID() }
@@ -310,7 +347,7 @@ func TestTailerCrashAfterASaveLosesNothingAndKeepsEveryUID(t *testing.T) {
 		firstUID[key(rec)] = rec.UID()
 		topUID = max(topUID, rec.UID())
 	}
-	if got := second.MaxUID(); got != topUID {
+	if got := second.ledger.MaxUID(); got != topUID {
 		t.Errorf("MaxUID after the crash = %d, want the largest uid emitted before it, %d", got, topUID)
 	}
 	for _, rec := range first.sink.records() {
@@ -320,7 +357,7 @@ func TestTailerCrashAfterASaveLosesNothingAndKeepsEveryUID(t *testing.T) {
 		}
 	}
 	waitFor(t, "the replay", func() bool { return len(second.sink.records()) >= len(want) })
-	time.Sleep(100 * time.Millisecond)
+	second.waitPolls(t, 5)
 	got := map[string]int{}
 	for _, rec := range second.sink.records() {
 		got[key(rec)]++
@@ -348,11 +385,11 @@ func TestTailerPicksUpRealmsCreatedWhileRunningAndHonoursTheRealmFilter(t *testi
 	k.realm("rx", "excluded")
 	k.event("e1", "r1", 1, "LOGIN")
 	k.event("x1", "rx", 1, "LOGIN")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
-	opts.Realms = []string{"acme", "later"}
-	opts.From = "now" // the new realm still starts at its beginning
-	r := startTailer(t, opts, true)
-	time.Sleep(100 * time.Millisecond)
+	r := startTailer(t, k.source(Filters{}, nil), nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Realms = []string{"acme", "later"}
+		o.Start = time.Now().UnixMilli() // the new realm still starts at its beginning
+	})
+	r.waitPolls(t, 5)
 	if n := len(r.sink.records()); n != 0 {
 		t.Fatalf("from now: %d old events emitted, want none", n)
 	}
@@ -360,7 +397,7 @@ func TestTailerPicksUpRealmsCreatedWhileRunningAndHonoursTheRealmFilter(t *testi
 	k.event("e2", "r2", 2, "LOGIN") // older than the start: the realm is new
 	k.event("x2", "rx", time.Now().UnixMilli()+1000, "LOGIN")
 	waitFor(t, "the new realm's event", func() bool { return len(r.sink.uids()["e2"]) > 0 })
-	time.Sleep(100 * time.Millisecond)
+	r.waitPolls(t, 5)
 	emittedOnce(t, r.sink, []string{"e2"})
 	if rec := r.sink.records()[0]; rec.Event.RealmName != "later" {
 		t.Errorf("RealmName = %q, want later", rec.Event.RealmName)
@@ -372,12 +409,12 @@ func TestTailerFromNowEmitsOnlyNewerEvents(t *testing.T) {
 	k.realm("r", "acme")
 	now := time.Now().UnixMilli()
 	k.event("old", "r", now-60000, "LOGIN")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
-	opts.From = "now"
-	r := startTailer(t, opts, true)
+	r := startTailer(t, k.source(Filters{}, nil), nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Start = time.Now().UnixMilli()
+	})
 	k.event("new", "r", time.Now().UnixMilli()+5, "LOGIN")
 	waitFor(t, "the new event", func() bool { return len(r.sink.records()) > 0 })
-	time.Sleep(50 * time.Millisecond)
+	r.waitPolls(t, 5)
 	emittedOnce(t, r.sink, []string{"new"})
 }
 
@@ -388,16 +425,15 @@ func TestTailerPrunesAcknowledgedEntriesOlderThanTheOverlap(t *testing.T) {
 		k.event(fmt.Sprintf("e%03d", i), "r", 1700000000000+int64(i)*100, "LOGIN") // 10 s in all
 	}
 	cp := filepath.Join(t.TempDir(), "checkpoint.json")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
-	r := startTailer(t, opts, false)
+	r := startTailer(t, k.source(Filters{}, nil), checkpoint.NewFile(cp), false)
 	waitFor(t, "100 events", func() bool { return len(r.sink.records()) == 100 })
 	recs := r.sink.records()
 	for _, rec := range recs {
 		if rec.ID() != "e030" {
-			r.Ack(rec.Kind(), rec.RealmID(), rec.ID())
+			r.ack(rec)
 		}
 	}
-	if err := r.Flush(); err != nil {
+	if err := r.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	st, err := checkpoint.Load(cp)
@@ -410,8 +446,8 @@ func TestTailerPrunesAcknowledgedEntriesOlderThanTheOverlap(t *testing.T) {
 	if s.Floor != 1700000003000 || len(s.Window) != 70 || s.Window["e030"].Acked {
 		t.Fatalf("floor %d, %d entries, e030 %+v; want floor at e030's time and 70 entries", s.Floor, len(s.Window), s.Window["e030"])
 	}
-	r.Ack(KindEvent, "r", "e030")
-	if err := r.Flush(); err != nil {
+	r.ledger.Ack("Event/r", "e030")
+	if err := r.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = checkpoint.Load(cp)
@@ -428,17 +464,15 @@ func TestTailerReportsACursorBehindExpiredEventsAndGoesOn(t *testing.T) {
 		k.event(fmt.Sprint("e", i), "r", 1000+int64(i), "LOGIN")
 	}
 	cp := filepath.Join(t.TempDir(), "checkpoint.json")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
-	opts.Kinds = []Kind{KindEvent}
-	first := startTailer(t, opts, true)
+	src := k.source(Filters{}, nil)
+	eventsOnly := func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} }
+	first := startTailer(t, src, checkpoint.NewFile(cp), true, eventsOnly)
 	waitFor(t, "10 events", func() bool { return len(first.sink.records()) == 10 })
-	first.stop(t)
-	first.Close()
+	first.close(t)
 
-	second := startTailer(t, opts, true) // nothing expired: no report
-	time.Sleep(100 * time.Millisecond)
-	second.stop(t)
-	second.Close()
+	second := startTailer(t, src, checkpoint.NewFile(cp), true, eventsOnly) // nothing expired: no report
+	waitFor(t, "the expiry check", func() bool { return second.Stats().ExpiryChecks > 0 })
+	second.close(t)
 	if st := second.Stats(); st.Expired != 0 || strings.Contains(second.logs.String(), "expired") {
 		t.Fatalf("restart without expiry reported %d expiries; logs:\n%s", st.Expired, second.logs.String())
 	}
@@ -448,7 +482,7 @@ func TestTailerReportsACursorBehindExpiredEventsAndGoesOn(t *testing.T) {
 	k.event("unread", "r", 2000, "LOGIN")
 	k.event("kept", "r", 3000, "LOGIN")
 	k.exec(`DELETE FROM event_entity WHERE event_time < 2500`)
-	third := startTailer(t, opts, true)
+	third := startTailer(t, src, checkpoint.NewFile(cp), true, eventsOnly)
 	waitFor(t, "the kept event", func() bool { return len(third.sink.records()) > 0 })
 	if st := third.Stats(); st.Expired != 1 {
 		t.Fatalf("Stats().Expired = %d, want 1", st.Expired)
@@ -465,21 +499,19 @@ func TestTailerReportsUnacknowledgedEventsThatVanishedFromTheSource(t *testing.T
 	k.event("stays", "r", 10, "LOGIN")
 	k.event("deleted", "r", 11, "LOGIN")
 	cp := filepath.Join(t.TempDir(), "checkpoint.json")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), cp)
-	first := startTailer(t, opts, false)
+	src := k.source(Filters{}, nil)
+	first := startTailer(t, src, checkpoint.NewFile(cp), false)
 	waitFor(t, "2 events", func() bool { return len(first.sink.records()) == 2 })
-	first.stop(t)
-	first.Close()
+	first.close(t)
 	k.exec(`DELETE FROM event_entity WHERE id = 'deleted'`)
 
-	second := startTailer(t, opts, true)
+	second := startTailer(t, src, checkpoint.NewFile(cp), true)
 	waitFor(t, "the replay", func() bool { return len(second.sink.records()) == 1 })
 	waitFor(t, "the missing report", func() bool { return second.Stats().Missing == 1 })
 	if !strings.Contains(second.logs.String(), "id=deleted") {
 		t.Fatalf("no log names the vanished event:\n%s", second.logs.String())
 	}
-	second.stop(t)
-	second.Close()
+	second.close(t)
 	st, _ := checkpoint.Load(cp)
 	if e := st.Streams["Event/r"].Window["deleted"]; !e.Acked {
 		t.Fatalf("vanished entry %+v still pending: it would pin the floor forever", e)
@@ -496,77 +528,13 @@ func TestTailerDrainReadsEverythingThenReturns(t *testing.T) {
 		k.event(id, fmt.Sprint("r", 1+i%2), int64(i), "LOGIN")
 		want = append(want, id)
 	}
-	s := &sink{}
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
-	opts.Emit = s.emit
-	tl, err := NewTailer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl, c := newTestTailer(t, k.source(Filters{}, nil), nil, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := tl.Drain(ctx); err != nil {
+	if err := tl.run(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	emittedOnce(t, s, want)
-}
-
-func TestTailerRunEndsWithTheErrorOfEmit(t *testing.T) {
-	k := newKCDB(t)
-	k.realm("r", "acme")
-	k.event("e", "r", 1, "LOGIN")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), "")
-	boom := errors.New("encoder broke")
-	opts.Emit = func(context.Context, Record) error { return boom }
-	tl, err := NewTailer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tl.Run(ctx); !errors.Is(err, boom) {
-		t.Fatalf("Run = %v, want the emit error", err)
-	}
-}
-
-func TestNewTailerRejectsBadOptions(t *testing.T) {
-	ok := func() TailerOptions {
-		return TailerOptions{Pager: &DBPager{}, NextUID: func() int64 { return 1 },
-			Emit: func(context.Context, Record) error { return nil }}
-	}
-	badCP := filepath.Join(t.TempDir(), "cp.json")
-	os.WriteFile(badCP, []byte("{"), 0o600)
-	cases := []struct {
-		name string
-		mod  func(*TailerOptions)
-		want string
-	}{
-		{"no pager", func(o *TailerOptions) { o.Pager = nil }, "required"},
-		{"bad from", func(o *TailerOptions) { o.From = "yesterday" }, `from "yesterday"`},
-		{"bad kind", func(o *TailerOptions) { o.Kinds = []Kind{"Other"} }, `kind "Other"`},
-		{"corrupt checkpoint", func(o *TailerOptions) { o.CheckpointPath = badCP }, badCP},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			o := ok()
-			c.mod(&o)
-			if _, err := NewTailer(o); err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want one containing %q", err, c.want)
-			}
-		})
-	}
-}
-
-func TestParseFromAcceptsNowBeginningAndRFC3339(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for in, want := range map[string]int64{
-		"": now.UnixMilli(), "now": now.UnixMilli(), "beginning": 0,
-		"2025-06-01T00:00:00Z": time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC).UnixMilli(),
-	} {
-		if got, err := ParseFrom(in, now); err != nil || got != want {
-			t.Errorf("ParseFrom(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
+	emittedOnce(t, c, want)
 }
 
 // TestTailerSurvivesADatabaseRestartMidStream uses its own cluster
@@ -592,8 +560,7 @@ func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 	}
 	k := newKCDBOn(t, testenv.NewDatabaseOn(t, fields[len(fields)-1]))
 	k.realm("r", "acme")
-	opts := testTailerOptions(k.pager(DBPagerOptions{}), filepath.Join(t.TempDir(), "cp.json"))
-	r := startTailer(t, opts, true)
+	r := startTailer(t, k.source(Filters{}, nil), checkpoint.NewFile(filepath.Join(t.TempDir(), "cp.json")), true)
 	var want []string
 	insert := func(from, to int) {
 		for i := from; i < to; i++ {
@@ -614,7 +581,7 @@ func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 	}
 	insert(100, 200)
 	waitFor(t, "all 200 after the restart", func() bool { return len(r.sink.uids()) >= 200 })
-	time.Sleep(50 * time.Millisecond)
+	r.waitPolls(t, 5)
 	emittedOnce(t, r.sink, want)
 	if r.Stats().SourceErrors == 0 {
 		t.Log("the tailer did not notice the restart (its connections were replaced transparently)")
@@ -622,8 +589,8 @@ func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 }
 
 // BenchmarkTailerDrain measures reading a backlog from the real database
-// through the DBPager (rows converted, details parsed, usernames enriched
-// from the cache) with an Emit that only counts.
+// through the database source (rows converted, details parsed) and the
+// ledger, with an Emit that only counts.
 func BenchmarkTailerDrain(b *testing.B) {
 	k := newKCDB(b)
 	k.realm("r", "acme")
@@ -634,20 +601,19 @@ func BenchmarkTailerDrain(b *testing.B) {
 			'10.0.0.' || (g % 250), '{"auth_method":"openid-connect","redirect_uri":"https://app.example/cb","code_id":"' || md5(g::text) || '"}'
 		FROM generate_series(1, $1) g`, rows)
 	k.exec(`ANALYZE event_entity`)
-	p := k.pager(DBPagerOptions{})
+	src := k.source(Filters{}, nil)
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
 		var n atomic.Int64
-		opts := testTailerOptions(p, "")
-		opts.Kinds, opts.PageSize = []Kind{KindEvent}, 1000
-		opts.Logger = slog.New(slog.DiscardHandler)
-		opts.Emit = func(context.Context, Record) error { n.Add(1); return nil }
-		tl, err := NewTailer(opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := tl.Drain(context.Background()); err != nil {
+		tl, _ := newTestTailer(b, src, nil, false, func(o *tailOptions, _ *checkpoint.Options) {
+			o.Kinds, o.PageSize = []Kind{KindEvent}, 1000
+			o.Emit = func(_ context.Context, recs []Record, _ []int64) (int, error) {
+				n.Add(int64(len(recs)))
+				return len(recs), nil
+			}
+		})
+		if err := tl.run(context.Background(), true); err != nil {
 			b.Fatal(err)
 		}
 		if n.Load() != rows {

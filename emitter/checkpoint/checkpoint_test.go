@@ -1,145 +1,312 @@
 package checkpoint
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
-func TestLoadMissingFileIsEmptyState(t *testing.T) {
-	st, err := Load(filepath.Join(t.TempDir(), "none.json"))
+var ctx = context.Background()
+
+// counter returns a NextUID handing out 1, 2, 3, ...
+func counter() func() int64 {
+	var n int64
+	return func() int64 { n++; return n }
+}
+
+func open(t *testing.T, store Store, overlap time.Duration) *Ledger {
+	t.Helper()
+	l, err := Open(ctx, Options{Store: store, NextUID: counter(), Overlap: overlap})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Version != Version || st.Streams == nil || len(st.Streams) != 0 {
-		t.Fatalf("got %+v, want empty state of version %d", st, Version)
-	}
+	return l
 }
 
-func TestSaveThenLoadRoundTripsEveryField(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cp.json")
-	want := &State{Version: Version, Streams: map[string]*Stream{
-		"Event/r1": {
-			Cursor: Cursor{Time: 1700000000123, ID: "b"},
-			Floor:  1700000000000,
-			Window: map[string]Entry{
-				"a": {Time: 1700000000100, UID: 42, Acked: true},
-				"b": {Time: 1700000000123, UID: 43},
-			},
-		},
-		"AdminEvent/r1": {Window: map[string]Entry{}},
-	}}
-	if err := Save(path, want); err != nil {
-		t.Fatal(err)
+func items(ids ...string) []Item {
+	out := make([]Item, len(ids))
+	for i, id := range ids {
+		out[i] = Item{ID: id, Time: int64(100 + i)}
 	}
-	got, err := Load(path)
+	return out
+}
+
+func take(t *testing.T, l *Ledger, key string, its []Item, forward bool) []int64 {
+	t.Helper()
+	uids, _, err := l.Take(ctx, key, its, forward)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("loaded %+v, saved %+v", got, want)
-	}
+	return uids
 }
 
-func TestSaveReplacesAndLeavesNoTemporaryFiles(t *testing.T) {
+func TestFileStoreSaveReplacesTheSnapshotEmptiesTheJournalAndLeavesNoTemporaryFiles(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "cp.json")
-	for i := range 3 {
-		st := &State{Streams: map[string]*Stream{"Event/r": {Floor: int64(i), Window: map[string]Entry{}}}}
-		if err := Save(path, st); err != nil {
+	f := NewFile(filepath.Join(dir, "cp.json"))
+	defer f.Close()
+	if snap, journal, err := f.Load(ctx); err != nil || snap != nil || journal != nil {
+		t.Fatalf("Load of nothing = %q, %q, %v; want empty", snap, journal, err)
+	}
+	for i, snap := range []string{"one", "two"} {
+		if err := f.Append(ctx, []byte("line\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, journal, _ := f.Load(ctx); string(journal) != "line\n" {
+			t.Fatalf("journal after Append #%d = %q", i, journal)
+		}
+		if err := f.Save(ctx, []byte(snap)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
+	snap, journal, err := f.Load(ctx)
+	if err != nil || string(snap) != "two" || len(journal) != 0 {
+		t.Fatalf("Load = %q, %q, %v; want the last snapshot and an empty journal", snap, journal, err)
 	}
-	if len(entries) != 1 || entries[0].Name() != "cp.json" {
-		t.Fatalf("directory holds %v, want only cp.json", entries)
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
-	got, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Streams["Event/r"].Floor != 2 {
-		t.Fatalf("floor %d, want the last saved 2", got.Streams["Event/r"].Floor)
+	if want := []string{"cp.json", "cp.json.journal"}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("directory holds %v, want %v", names, want)
 	}
 }
 
-func TestLoadRejectsBadFilesNamingThePath(t *testing.T) {
+func TestFileStoreSaveIntoAMissingDirectoryFails(t *testing.T) {
+	f := NewFile(filepath.Join(t.TempDir(), "no", "cp.json"))
+	if err := f.Save(ctx, []byte("{}")); err == nil {
+		t.Fatal("Save into a missing directory succeeded")
+	}
+}
+
+func TestOpenRejectsBadStateNamingTheStoreAndTheProblem(t *testing.T) {
 	cases := []struct {
-		name, content, wantErr string
+		name, snap, journal, want string
 	}{
-		{"not json", "{", "parse checkpoint"},
-		{"other version", `{"version":99,"streams":{}}`, "version 99"},
-		{"null stream", `{"version":1,"streams":{"Event/r":null}}`, `stream "Event/r" is null`},
+		{"not json", "{", "", "parse snapshot"},
+		{"other version", `{"version":99,"streams":{}}`, "", "version 99"},
+		{"null stream", `{"version":1,"streams":{"Event/r":null}}`, "", `stream "Event/r" is null`},
+		{"bad journal line", "", "{\"s\":\"Event/r\",\"id\":\"a\",\"t\":1,\"uid\":1}\nnot json\n", "journal line 2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "cp.json")
-			if err := os.WriteFile(path, []byte(c.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := Load(path)
-			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), path) {
-				t.Fatalf("error %v, want one containing %q and the path", err, c.wantErr)
+			os.WriteFile(path, []byte(c.snap), 0o600)
+			os.WriteFile(JournalPath(path), []byte(c.journal), 0o600)
+			_, err := Open(ctx, Options{Store: NewFile(path), NextUID: counter()})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %v, want one containing %q and the path", err, c.want)
 			}
 		})
 	}
 }
 
-func TestSaveIntoMissingDirectoryFails(t *testing.T) {
-	err := Save(filepath.Join(t.TempDir(), "no", "cp.json"), &State{})
-	if err == nil {
-		t.Fatal("Save into a missing directory succeeded")
+func TestDecodeJournalIgnoresOnlyATornLastLine(t *testing.T) {
+	good := "{\"s\":\"Event/r\",\"id\":\"a\",\"t\":1,\"uid\":7}\n"
+	got, err := DecodeJournal([]byte(good + `{"s":"Event/r","id":"b","t`))
+	if err != nil || len(got) != 1 || got[0].UID != 7 {
+		t.Fatalf("DecodeJournal with a torn last line = %+v, %v; want the one whole entry", got, err)
+	}
+	if _, err := DecodeJournal([]byte(`{"s":` + "\n" + good)); err == nil {
+		t.Fatal("a bad line that is not the last was accepted")
 	}
 }
 
-// TestSaveWritesJSONThatLoadReadsForAnyID pins the hand-written encoder of
-// Save and Append: ids with quotes, control characters, non-ASCII and
-// invalid UTF-8 come back as encoding/json reads them.
-func TestSaveWritesJSONThatLoadReadsForAnyID(t *testing.T) {
+// TestLedgerWritesStateThatReadsBackForAnyID pins the hand-written encoders
+// of the snapshot and the journal: ids with quotes, control characters,
+// non-ASCII and invalid UTF-8 come back as encoding/json reads them.
+func TestLedgerWritesStateThatReadsBackForAnyID(t *testing.T) {
 	ids := []string{"plain-uuid", `q"uote`, `back\slash`, "tab\tnew\nline\x00", "é ü 日本", "bad\xffutf8", ""}
-	st := &State{Version: Version, Streams: map[string]*Stream{}}
-	var entries []JournalEntry
-	for i, id := range ids {
-		st.Streams["Event/"+id] = &Stream{Cursor: Cursor{Time: int64(i), ID: id}, Floor: -int64(i),
-			Window: map[string]Entry{id: {Time: int64(i), UID: int64(1000 + i), Acked: i%2 == 0}, "x" + id: {UID: 1}}}
-		entries = append(entries, JournalEntry{Stream: "Event/" + id, ID: id, Time: int64(i), UID: int64(i)})
+	for _, viaJournal := range []bool{false, true} {
+		store := &Memory{}
+		l := open(t, store, time.Hour)
+		want := map[string]string{}
+		for _, id := range ids {
+			key := "Event/" + id
+			l.Begin(key, 0)
+			take(t, l, key, []Item{{ID: id, Time: 5}}, true)
+			b, _ := json.Marshal(id)
+			var back string
+			json.Unmarshal(b, &back) // what encoding/json makes of the id
+			want[key] = back
+		}
+		if !viaJournal {
+			if err := l.Save(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again := open(t, store, time.Hour)
+		for key, id := range want {
+			var k string
+			b, _ := json.Marshal(key)
+			json.Unmarshal(b, &k)
+			if _, _, ok := again.Recovering(k); !ok {
+				t.Errorf("journal=%v: stream %q not loaded", viaJournal, k)
+				continue
+			}
+			uids := take(t, again, k, []Item{{ID: id, Time: 5}}, false)
+			if uids[0] == 0 {
+				t.Errorf("journal=%v: id %q of stream %q not found again", viaJournal, id, k)
+			}
+		}
 	}
-	var want State
-	data, _ := json.Marshal(st)
-	json.Unmarshal(data, &want) // what encoding/json makes of the same state
-	path := filepath.Join(t.TempDir(), "cp.json")
-	if err := Save(path, st); err != nil {
+}
+
+func TestLedgerCrashReplaysEveryUnacknowledgedEventWithItsUID(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, time.Hour)
+	l.Begin("Event/r", 0)
+	first := take(t, l, "Event/r", items("a", "b", "c"), true)
+	l.Ack("Event/r", "a")
+	if err := l.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Load(path)
+	l.Ack("Event/r", "b") // acknowledged, never saved
+	more := take(t, l, "Event/r", []Item{{ID: "d", Time: 200}}, true)
+	// crash: no Close; a new process opens the same store
+	again, err := Open(ctx, Options{Store: store, NextUID: func() int64 { return 1000 }, Overlap: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, &want) {
-		t.Fatalf("loaded %+v\nwant %+v", got, &want)
+	if got, want := again.MaxUID(), more[0]; got != want {
+		t.Errorf("MaxUID = %d, want the journaled %d", got, want)
 	}
-	j, err := OpenJournal(JournalPath(path))
-	if err != nil {
-		t.Fatal(err)
+	lo, hi, ok := again.Recovering("Event/r")
+	if !ok || lo != 0 || hi != 200 {
+		t.Fatalf("Recovering = %d, %d, %v; want 0..200 (the journaled row lies past the saved cursor)", lo, hi, ok)
 	}
-	defer j.Close()
-	if err := j.Append(entries); err != nil {
-		t.Fatal(err)
+	replay := take(t, again, "Event/r", append(items("a", "b", "c"), Item{ID: "d", Time: 200}), false)
+	if want := []int64{0, first[1], first[2], more[0]}; !reflect.DeepEqual(replay, want) {
+		t.Fatalf("replay uids = %v, want %v (a was saved as acknowledged)", replay, want)
 	}
-	gotJ, err := ReadJournal(JournalPath(path))
-	if err != nil {
-		t.Fatal(err)
+	if lost := again.Recovered("Event/r"); len(lost) != 0 {
+		t.Fatalf("Recovered reported %v lost, want none", lost)
 	}
-	var wantJ []JournalEntry
-	data, _ = json.Marshal(entries)
-	json.Unmarshal(data, &wantJ)
-	if !reflect.DeepEqual(gotJ, wantJ) {
-		t.Fatalf("journal read %+v\nwant %+v", gotJ, wantJ)
+	if uids := take(t, again, "Event/r", items("a", "b", "c"), false); !reflect.DeepEqual(uids, []int64{0, 0, 0}) {
+		t.Fatalf("a second read emitted %v again, want nothing", uids)
+	}
+}
+
+func TestLedgerRecoveredReportsUnacknowledgedEventsNotFoundAgain(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, time.Hour)
+	l.Begin("Event/r", 0)
+	uids := take(t, l, "Event/r", items("stays", "vanished"), true)
+	l.Close(ctx)
+	again := open(t, store, time.Hour)
+	take(t, again, "Event/r", items("stays"), false)
+	lost := again.Recovered("Event/r")
+	if want := []Lost{{Stream: "Event/r", ID: "vanished", Time: 101, UID: uids[1]}}; !reflect.DeepEqual(lost, want) {
+		t.Fatalf("Recovered = %+v, want %+v", lost, want)
+	}
+	again.Save(ctx)
+	st, _ := store.State()
+	if e := st.Streams["Event/r"].Window["vanished"]; !e.Acked {
+		t.Fatalf("vanished entry %+v still pending: it would pin the floor forever", e)
+	}
+}
+
+func TestLedgerPrunesAcknowledgedEntriesBelowTheOverlapAndTheOldestPending(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, 2*time.Second)
+	l.Begin("Event/r", 0)
+	var its []Item
+	for i := range 100 {
+		its = append(its, Item{ID: string(rune('A' + i)), Time: 1700000000000 + int64(i)*100})
+	}
+	take(t, l, "Event/r", its, true)
+	for _, it := range its {
+		if it.ID != its[30].ID {
+			l.Ack("Event/r", it.ID)
+		}
+	}
+	l.Save(ctx)
+	st, _ := store.State()
+	s := st.Streams["Event/r"]
+	if s.Floor != its[30].Time || len(s.Window) != 70 {
+		t.Fatalf("floor %d with %d entries; want the pending entry's time and 70 entries", s.Floor, len(s.Window))
+	}
+	l.Ack("Event/r", its[30].ID)
+	l.Save(ctx)
+	st, _ = store.State()
+	s = st.Streams["Event/r"]
+	if s.Floor != its[99].Time-2000 || len(s.Window) != 21 {
+		t.Fatalf("floor %d with %d entries; want cursor time - overlap and the 21 entries from there", s.Floor, len(s.Window))
+	}
+	if uids := take(t, l, "Event/r", its[:10], false); !reflect.DeepEqual(uids, make([]int64, 10)) {
+		t.Fatalf("rows below the floor emitted again: %v", uids)
+	}
+}
+
+func TestLedgerTakeRecordsNothingWhenTheJournalFails(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, time.Hour)
+	l.Begin("Event/r", 0)
+	store.Fail = func(op string) error {
+		if op == "append" {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	if _, _, err := l.Take(ctx, "Event/r", items("a"), true); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Take = %v, want the journal's error", err)
+	}
+	if c := l.Cursor("Event/r"); c != (Cursor{}) {
+		t.Fatalf("cursor moved to %+v after a failed Take", c)
+	}
+	store.Fail = nil
+	uids := take(t, l, "Event/r", items("a"), true)
+	again := open(t, store, time.Hour)
+	if got := take(t, again, "Event/r", items("a"), false); got[0] != uids[0] {
+		t.Fatalf("after the retry the journal holds uid %d, want %d", got[0], uids[0])
+	}
+}
+
+func TestLedgerSaveIfDueWaitsForTheIntervalAndAChange(t *testing.T) {
+	now := time.Unix(1000, 0)
+	store := &Memory{}
+	l, _ := Open(ctx, Options{Store: store, NextUID: counter(), SaveInterval: time.Second, Now: func() time.Time { return now }})
+	l.Begin("Event/r", 0)
+	steps := []struct {
+		advance time.Duration
+		change  bool
+		saves   uint64
+	}{
+		{0, false, 1},                     // the new stream is a change, and nothing was saved yet
+		{500 * time.Millisecond, true, 1}, // too soon
+		{600 * time.Millisecond, false, 2},
+		{2 * time.Second, false, 2}, // nothing changed
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		if s.change {
+			take(t, l, "Event/r", []Item{{ID: string(rune('a' + i)), Time: int64(i)}}, true)
+		}
+		if err := l.SaveIfDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.Saves(); got != s.saves {
+			t.Fatalf("step %d: %d saves, want %d", i, got, s.saves)
+		}
+	}
+}
+
+func TestLedgerUnemitMovesTheCursorBackSoTheNextForwardReadReplays(t *testing.T) {
+	l := open(t, nil, time.Hour)
+	l.Begin("Event/r", 0)
+	its := items("a", "b", "c")
+	uids := take(t, l, "Event/r", its, true)
+	l.Unemit("Event/r", its[1:])
+	if c := l.Cursor("Event/r"); c != (Cursor{Time: its[1].Time}) {
+		t.Fatalf("cursor %+v, want just before b", c)
+	}
+	if got := take(t, l, "Event/r", its[1:], true); !reflect.DeepEqual(got, uids[1:]) {
+		t.Fatalf("forward read after Unemit = %v, want b and c again with %v", got, uids[1:])
 	}
 }

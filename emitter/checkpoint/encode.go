@@ -6,42 +6,44 @@ import (
 	"unicode/utf8"
 )
 
-// The checkpoint and the journal are written on the hot path (the window of
-// a busy stream holds tens of thousands of entries, saved every second), so
-// they are appended by hand, without reflection or sorting map keys; Load
-// and ReadJournal read them back with encoding/json.
+// Snapshots and journal lines are written on the hot path (the window of a
+// busy stream holds tens of thousands of entries, saved every second), so
+// they are appended by hand, straight from the ledger's windows, without
+// reflection, sorting map keys or an intermediate State; DecodeState and
+// DecodeJournal read them back with encoding/json.
 
-// appendState appends st as JSON.
-func appendState(b []byte, st *State) []byte {
+// appendSnapshot appends the ledger's streams as a snapshot. The caller
+// holds l.mu.
+func (l *Ledger) appendSnapshot(b []byte) []byte {
 	b = append(b, `{"version":`...)
-	b = strconv.AppendInt(b, int64(st.Version), 10)
+	b = strconv.AppendInt(b, Version, 10)
 	b = append(b, `,"streams":{`...)
 	first := true
-	for key, s := range st.Streams {
+	for key, s := range l.streams {
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
 		b = appendString(b, key)
 		b = append(b, `:{"cursor":{"time":`...)
-		b = strconv.AppendInt(b, s.Cursor.Time, 10)
+		b = strconv.AppendInt(b, s.cursor.Time, 10)
 		b = append(b, `,"id":`...)
-		b = appendString(b, s.Cursor.ID)
+		b = appendString(b, s.cursor.ID)
 		b = append(b, `},"floor":`...)
-		b = strconv.AppendInt(b, s.Floor, 10)
+		b = strconv.AppendInt(b, s.floor, 10)
 		b = append(b, `,"window":{`...)
 		firstEntry := true
-		for id, e := range s.Window {
+		for id, e := range s.window {
 			if !firstEntry {
 				b = append(b, ',')
 			}
 			firstEntry = false
 			b = appendString(b, id)
 			b = append(b, `:{"t":`...)
-			b = strconv.AppendInt(b, e.Time, 10)
+			b = strconv.AppendInt(b, e.time, 10)
 			b = append(b, `,"uid":`...)
-			b = strconv.AppendInt(b, e.UID, 10)
-			if e.Acked {
+			b = strconv.AppendInt(b, e.uid, 10)
+			if e.acked {
 				b = append(b, `,"acked":true`...)
 			}
 			b = append(b, '}')
@@ -49,6 +51,19 @@ func appendState(b []byte, st *State) []byte {
 		b = append(b, "}}"...)
 	}
 	return append(b, "}}"...)
+}
+
+// appendJournalLine appends one journal line.
+func appendJournalLine(b []byte, stream, id string, time, uid int64) []byte {
+	b = append(b, `{"s":`...)
+	b = appendString(b, stream)
+	b = append(b, `,"id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, time, 10)
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendInt(b, uid, 10)
+	return append(b, "}\n"...)
 }
 
 // appendString appends s as a JSON string.

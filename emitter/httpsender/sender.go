@@ -101,8 +101,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Message is one event on the wire.
-type Message struct {
+// message is one event on the wire.
+type message struct {
 	// ID identifies the event across retries and redeliveries: the uid in
 	// decimal. It is the webhook-id of a signed request.
 	ID string
@@ -116,6 +116,9 @@ type PermanentError struct {
 	Status int    // the HTTP status code
 	Body   string // the start of the response body, for the dead-letter reason
 }
+
+// StatusCode returns the target's answer.
+func (e *PermanentError) StatusCode() int { return e.Status }
 
 func (e *PermanentError) Error() string {
 	return fmt.Sprintf("target rejected the event: %d %s: %q", e.Status, http.StatusText(e.Status), e.Body)
@@ -294,13 +297,15 @@ type attempts struct {
 	last error // the failure of the latest attempt
 }
 
-// Send POSTs m and returns nil once the target answered 2xx. Any other
+// Send POSTs body, the event whose id (the uid in decimal: the webhook-id of
+// a signed request) is id, and returns nil once the target answered 2xx. Any other
 // answer or a transport error is retried, forever, with jittered
 // exponential backoff (or the Retry-After of a 429 or 503), until ctx ends;
 // Send then returns an error wrapping ctx.Err() and the last attempt's
 // error. A 400, 401, 403, 404, 410, 413 or 422 is not retried: Send returns
 // a *PermanentError.
-func (s *Sender) Send(ctx context.Context, m Message) error {
+func (s *Sender) Send(ctx context.Context, id string, body []byte) error {
+	m := message{ID: id, Body: body}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, m.Body)
 	if err != nil {
 		return fmt.Errorf("building request for uid %s: %w", m.ID, err)
@@ -353,11 +358,11 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 		return nil
 	}
 	excerpt, rerr := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
-	body := strings.ToValidUTF8(string(excerpt), "\uFFFD")
+	answer := strings.ToValidUTF8(string(excerpt), "\uFFFD")
 	if rerr != nil {
-		body += fmt.Sprintf(" (reading the body: %v)", rerr)
+		answer += fmt.Sprintf(" (reading the body: %v)", rerr)
 	}
-	perr := &PermanentError{Status: resp.StatusCode, Body: body}
+	perr := &PermanentError{Status: resp.StatusCode, Body: answer}
 	s.setLastError(perr)
 	return perr
 }
@@ -424,7 +429,7 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 	return min(d, maxRetryAfter), true
 }
 
-func (s *Sender) logRetry(m Message, a *attempts, resp *http.Response, wait time.Duration) {
+func (s *Sender) logRetry(m message, a *attempts, resp *http.Response, wait time.Duration) {
 	attrs := []any{"uid", m.ID, "attempt", a.n, "retry_in", wait}
 	if resp != nil {
 		attrs = append(attrs, "status", resp.StatusCode)
@@ -436,7 +441,7 @@ func (s *Sender) logRetry(m Message, a *attempts, resp *http.Response, wait time
 }
 
 // sign sets the Standard Webhooks headers when signing secrets are configured.
-func (s *Sender) sign(h http.Header, m Message) {
+func (s *Sender) sign(h http.Header, m message) {
 	if len(s.keys) == 0 {
 		return
 	}
@@ -465,6 +470,14 @@ func (s *Sender) LastSuccess() time.Time {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
+}
+
+// Failing tells whether the last attempt failed for a reason other than a
+// rejection of one event (a *PermanentError): the target is failing.
+func (s *Sender) Failing() bool {
+	err := s.LastError()
+	var perr *PermanentError
+	return err != nil && !errors.As(err, &perr)
 }
 
 // LastError returns the error of the latest attempt when it failed, and nil

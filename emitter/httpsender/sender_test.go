@@ -24,7 +24,7 @@ import (
 	"time"
 )
 
-var event = Message{ID: "7338720473829523456", Body: []byte(`{"type":"LOGIN","uid":7338720473829523456}`)}
+var event = message{ID: "7338720473829523456", Body: []byte(`{"type":"LOGIN","uid":7338720473829523456}`)}
 
 // options returns Options for url with short waits, so that retries are quick.
 func options(url string) Options {
@@ -51,10 +51,10 @@ func newSender(t *testing.T, o Options) *Sender {
 // sendWithin calls Send with ctx and fails the test if it has not
 // returned after limit: the behaviour under test must end the call, not
 // the test's patience.
-func sendWithin(t *testing.T, s *Sender, ctx context.Context, m Message, limit time.Duration) error {
+func sendWithin(t *testing.T, s *Sender, ctx context.Context, m message, limit time.Duration) error {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- s.Send(ctx, m) }()
+	go func() { done <- s.Send(ctx, m.ID, m.Body) }()
 	select {
 	case err := <-done:
 		return err
@@ -133,7 +133,7 @@ func TestSendPostsTheBodyAsJSONWithBasicAuth(t *testing.T) {
 			o := options(srv.URL + "/event/receiver")
 			o.Username, o.Password = tc.user, tc.pass
 			s := newSender(t, o)
-			if err := s.Send(context.Background(), event); err != nil {
+			if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 				t.Fatal(err)
 			}
 			if got.Method != http.MethodPost || got.URL.Path != "/event/receiver" ||
@@ -180,7 +180,7 @@ func TestSendSignsEveryAttemptWithStandardWebhooks(t *testing.T) {
 	clock.Store(1_700_000_000)
 	o.Now = func() time.Time { return time.Unix(clock.Add(60), 0) }
 	s := newSender(t, o)
-	if err := s.Send(context.Background(), event); err != nil {
+	if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 		t.Fatal(err)
 	}
 	if len(headers) != 2 {
@@ -225,7 +225,7 @@ func TestSendRetriesFailuresUntilA2xx(t *testing.T) {
 			o.Password = "p4ssw0rd-never-logged"
 			o.Logger = log
 			s := newSender(t, o)
-			if err := s.Send(context.Background(), event); err != nil {
+			if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 				t.Fatal(err)
 			}
 			if int(n.Load()) != len(tc.statuses) {
@@ -257,7 +257,7 @@ func TestSendDoesNotRetryPermanentRejections(t *testing.T) {
 			}))
 			defer srv.Close()
 			s := newSender(t, options(srv.URL))
-			err := s.Send(context.Background(), event)
+			err := s.Send(context.Background(), event.ID, event.Body)
 			perr, ok := errors.AsType[*PermanentError](err)
 			if !ok || perr.Status != status {
 				t.Fatalf("Send = %v, want a *PermanentError with status %d", err, status)
@@ -300,7 +300,7 @@ func TestSendHonoursRetryAfter(t *testing.T) {
 			}))
 			defer srv.Close()
 			s := newSender(t, options(srv.URL))
-			if err := s.Send(context.Background(), event); err != nil {
+			if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 				t.Fatal(err)
 			}
 			if len(at) != 2 {
@@ -425,7 +425,7 @@ func TestRequestTimeoutEndsTheWaitForABusyConnection(t *testing.T) {
 	o.RequestTimeout = 100 * time.Millisecond
 	s := newSender(t, o)
 	first := make(chan error, 1)
-	go func() { first <- s.Send(context.Background(), event) }()
+	go func() { first <- s.Send(context.Background(), event.ID, event.Body) }()
 	<-arrived
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -559,7 +559,7 @@ func TestSendVerifiesTheTargetWithTheCAFileAndPresentsTheClientCertificate(t *te
 
 	o := options(srv.URL)
 	o.CAFile, o.ClientCertFile, o.ClientKeyFile = p.caFile, p.clientCert, p.clientKey
-	if err := newSender(t, o).Send(context.Background(), event); err != nil {
+	if err := newSender(t, o).Send(context.Background(), event.ID, event.Body); err != nil {
 		t.Fatal(err)
 	}
 	if peer.Load() != "client" {
@@ -570,7 +570,7 @@ func TestSendVerifiesTheTargetWithTheCAFileAndPresentsTheClientCertificate(t *te
 	o = options(srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := newSender(t, o).Send(ctx, event); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := newSender(t, o).Send(ctx, event.ID, event.Body); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Send without the CA file = %v, want a certificate error", err)
 	}
 }
@@ -612,20 +612,20 @@ func BenchmarkSend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.CloseIdleConnections()
-			m := Message{ID: "7338720473829523456", Body: body}
+			m := message{ID: "7338720473829523456", Body: body}
 			b.SetParallelism((conns + 1) / 2) // GOMAXPROCS is 2 here: conns goroutines
 			b.ResetTimer()
 			cpu0 := processCPU(b)
 			if conns == 1 {
 				for range b.N {
-					if err := s.Send(context.Background(), m); err != nil {
+					if err := s.Send(context.Background(), m.ID, m.Body); err != nil {
 						b.Fatal(err)
 					}
 				}
 			} else {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if err := s.Send(context.Background(), m); err != nil {
+						if err := s.Send(context.Background(), m.ID, m.Body); err != nil {
 							b.Error(err)
 							return
 						}
@@ -646,7 +646,7 @@ func TestRetryLogsNeverShowTheQueryOfTheTargetURL(t *testing.T) {
 	s := newSender(t, o)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	err := s.Send(ctx, event)
+	err := s.Send(ctx, event.ID, event.Body)
 	if err == nil || !strings.Contains(logs.String(), "connect timeout") {
 		t.Fatalf("Send = %v; logs:\n%s", err, logs)
 	}
@@ -677,7 +677,7 @@ func TestSendReusesConnectionsAndStaysWithinMaxConns(t *testing.T) {
 	o.MaxConns = 3
 	s := newSender(t, o)
 	for range 10 {
-		if err := s.Send(context.Background(), event); err != nil {
+		if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -687,7 +687,7 @@ func TestSendReusesConnectionsAndStaysWithinMaxConns(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 12 {
 		wg.Go(func() {
-			if err := s.Send(context.Background(), event); err != nil {
+			if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 				t.Error(err)
 			}
 		})

@@ -70,21 +70,36 @@ func (k *kcDB) admin(id, realm string, ms int64) {
 }
 
 // pager opens the database and returns a DBPager over it.
-func (k *kcDB) pager(opts DBPagerOptions) *DBPager {
+// source opens the database source on the test database.
+func (k *kcDB) source(f Filters, log *slog.Logger) *dbSource {
 	k.t.Helper()
 	src, err := pgsource.Open(context.Background(), k.url)
 	if err != nil {
 		k.t.Fatal(err)
 	}
 	k.t.Cleanup(func() { src.Close() })
-	p, err := NewDBPager(src, opts)
-	if err != nil {
-		k.t.Fatal(err)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return p
+	return newDBSource(src, f, log)
 }
 
-func TestDBPagerConvertsRowsAndEnrichesUsernamesAsTheOriginal(t *testing.T) {
+// enrichedPage reads a page of src and runs the pipeline's username step
+// over it.
+func enrichedPage(t *testing.T, src source, r realm, kind Kind, limit int) []Record {
+	t.Helper()
+	recs, err := src.page(context.Background(), r, kind, cursor{}, 0, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := src.(userDirectory)
+	if err := newEnricher(dir, 100).enrich(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func TestDBSourceConvertsRowsAndEnrichesUsernamesAsTheOriginal(t *testing.T) {
 	k := newKCDB(t)
 	k.realm("rid", "acme")
 	k.realm("master", "master")
@@ -98,14 +113,9 @@ func TestDBPagerConvertsRowsAndEnrichesUsernamesAsTheOriginal(t *testing.T) {
 		VALUES ('a1', 'rid', 20, 'UPDATE', 'USER', 'master', 'c-uuid', 'u-admin', '::1', 'users/u-alice', '{"enabled":true}'),
 		       ('a2', 'rid', 21, 'DELETE', 'USER', 'master', 'c-uuid', 'u-admin', '::1', 'users/u-deleted', NULL),
 		       ('a3', 'rid', 22, 'CREATE', 'REALM_ROLE_MAPPING', 'master', 'c-uuid', 'u-admin', '::1', 'users/u-alice/role-mappings/realm', NULL)`)
-	p := k.pager(DBPagerOptions{})
-	realm := Realm{ID: "rid", Name: "acme"}
-	ctx := context.Background()
-
-	evs, err := p.Page(ctx, realm, KindEvent, Cursor{}, 0, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := k.source(Filters{}, nil)
+	acme := realm{ID: "rid", Name: "acme"}
+	evs := enrichedPage(t, p, acme, KindEvent, 10)
 	wantEv := []Event{
 		{ID: "e1", Time: 10, Type: "LOGIN", RealmID: "rid", RealmName: "acme", ClientID: "app", UserID: "u-alice",
 			SessionID: "s1", IPAddress: "10.0.0.1",
@@ -124,10 +134,7 @@ func TestDBPagerConvertsRowsAndEnrichesUsernamesAsTheOriginal(t *testing.T) {
 		}
 	}
 
-	ads, err := p.Page(ctx, realm, KindAdminEvent, Cursor{}, 0, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ads := enrichedPage(t, p, acme, KindAdminEvent, 10)
 	auth := AuthDetails{RealmID: "master", ClientID: "c-uuid", UserID: "u-admin", IPAddress: "::1", Username: "admin"}
 	wantAd := []AdminEvent{
 		{ID: "a1", Time: 20, RealmID: "rid", RealmName: "acme", AuthDetails: auth, OperationType: "UPDATE",
@@ -148,20 +155,17 @@ func TestDBPagerConvertsRowsAndEnrichesUsernamesAsTheOriginal(t *testing.T) {
 	}
 }
 
-func TestDBPagerForwardsMalformedDetailsRawAndCountsThem(t *testing.T) {
+func TestDBSourceForwardsMalformedDetailsRawAndCountsThem(t *testing.T) {
 	k := newKCDB(t)
 	truncated := `{"redirect_uri":"https://app.example/cb","code_id":"abc` // cut as Keycloak < 23 cut long details
 	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type, details_json) VALUES
 		('ok', 'r', 1, 'LOGIN', '{"a":"b"}'), ('cut', 'r', 2, 'LOGIN', $1), ('array', 'r', 3, 'LOGIN', '["x"]'),
 		('null', 'r', 4, 'LOGIN', 'null')`, truncated)
 	var logs strings.Builder
-	p := k.pager(DBPagerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	recs, err := p.Page(context.Background(), Realm{ID: "r"}, KindEvent, Cursor{}, 0, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := k.source(Filters{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	recs := enrichedPage(t, p, realm{ID: "r"}, KindEvent, 10)
 	want := []map[string]string{
-		{"a": "b"}, {MalformedDetailsKey: truncated}, {MalformedDetailsKey: `["x"]`}, {MalformedDetailsKey: "null"},
+		{"a": "b"}, {malformedDetailsKey: truncated}, {malformedDetailsKey: `["x"]`}, {malformedDetailsKey: "null"},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("got %d records, want all %d: none dropped", len(recs), len(want))
@@ -171,27 +175,21 @@ func TestDBPagerForwardsMalformedDetailsRawAndCountsThem(t *testing.T) {
 			t.Errorf("%s details = %v, want %v", r.Event.ID, r.Event.Details, want[i])
 		}
 	}
-	if got := p.Malformed(); got != 3 {
-		t.Fatalf("Malformed() = %d, want 3", got)
+	if got := p.malformed.Load(); got != 3 {
+		t.Fatalf("malformed = %d, want 3", got)
 	}
 	if !strings.Contains(logs.String(), "id=cut") {
 		t.Fatalf("no log line names the malformed event: %s", logs.String())
 	}
 }
 
-func TestDBPagerReadsTheKeycloak22SchemaWithoutTheNewerColumns(t *testing.T) {
+func TestDBSourceReadsTheKeycloak22SchemaWithoutTheNewerColumns(t *testing.T) {
 	k := newKCDBVersion(t, testenv.NewDatabase(t), "22.0.5")
 	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type, details_json) VALUES ('e', 'r', 1, 'LOGIN', '{"k":"v"}')`)
 	k.admin("a", "r", 2)
-	p := k.pager(DBPagerOptions{})
-	ev, err := p.Page(context.Background(), Realm{ID: "r"}, KindEvent, Cursor{}, 0, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ad, err := p.Page(context.Background(), Realm{ID: "r"}, KindAdminEvent, Cursor{}, 0, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := k.source(Filters{}, nil)
+	ev := enrichedPage(t, p, realm{ID: "r"}, KindEvent, 5)
+	ad := enrichedPage(t, p, realm{ID: "r"}, KindAdminEvent, 5)
 	if len(ev) != 1 || !maps.Equal(ev[0].Event.Details, map[string]string{"k": "v"}) {
 		t.Fatalf("events %+v, want e with details k=v", ev)
 	}
@@ -200,23 +198,20 @@ func TestDBPagerReadsTheKeycloak22SchemaWithoutTheNewerColumns(t *testing.T) {
 	}
 }
 
-func TestDBPagerAppliesTheFiltersToPagesAndCounts(t *testing.T) {
+func TestDBSourceAppliesTheFiltersToPagesAndCounts(t *testing.T) {
 	k := newKCDB(t)
 	for i, typ := range []string{"LOGIN", "LOGIN_ERROR", "CODE_TO_TOKEN", "LOGOUT"} {
 		k.event(fmt.Sprint("e", i), "r", int64(i), typ)
 	}
 	k.exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type)
 		VALUES ('a0', 'r', 1, 'CREATE', 'USER'), ('a1', 'r', 2, 'UPDATE', 'CLIENT'), ('a2', 'r', 3, 'DELETE', 'USER')`)
-	p := k.pager(DBPagerOptions{Filters: SourceFilters{
+	p := k.source(Filters{
 		EventTypes: TypeFilter{Include: []string{"LOG*"}, Exclude: []string{"*_ERROR"}},
 		Operations: TypeFilter{Exclude: []string{"DELETE"}},
 		Resources:  TypeFilter{Include: []string{"USER", "CLI*"}},
-	}})
+	}, nil)
 	got := func(kind Kind) []string {
-		recs, err := p.Page(context.Background(), Realm{ID: "r"}, kind, Cursor{}, 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
+		recs := enrichedPage(t, p, realm{ID: "r"}, kind, 10)
 		var ids []string
 		for _, r := range recs {
 			ids = append(ids, r.ID())
@@ -226,23 +221,16 @@ func TestDBPagerAppliesTheFiltersToPagesAndCounts(t *testing.T) {
 	if ev, ad := fmt.Sprint(got(KindEvent)), fmt.Sprint(got(KindAdminEvent)); ev != "[e0 e3]" || ad != "[a0 a1]" {
 		t.Fatalf("events %s admin events %s, want [e0 e3] and [a0 a1]", ev, ad)
 	}
-	// Count counts what Page returns, bounds and filters included.
+	// count counts what page returns, bounds and filters included.
 	for _, c := range []struct {
 		kind         Kind
 		after, until int64
 		want         int
 	}{{KindEvent, 0, 0, 2}, {KindEvent, 1, 3, 1}, {KindEvent, 0, 2, 1}, {KindAdminEvent, 0, 0, 2}, {KindAdminEvent, 2, 3, 1}} {
-		n, err := p.Count(context.Background(), Realm{ID: "r"}, c.kind, Cursor{Time: c.after}, c.until)
+		n, err := p.count(context.Background(), realm{ID: "r"}, c.kind, cursor{Time: c.after}, c.until)
 		if err != nil || n != c.want {
 			t.Errorf("Count(%s, from %d, until %d) = %d, %v; want %d", c.kind, c.after, c.until, n, err, c.want)
 		}
-	}
-}
-
-func TestNewDBPagerRejectsAnEmptyFilterPattern(t *testing.T) {
-	_, err := NewDBPager(nil, DBPagerOptions{Filters: SourceFilters{Resources: TypeFilter{Exclude: []string{""}}}})
-	if err == nil || !strings.Contains(err.Error(), "resource type filter") {
-		t.Fatalf("error %v, want one naming the resource type filter", err)
 	}
 }
 
@@ -268,22 +256,5 @@ func TestTypeFilterMatchesGlobs(t *testing.T) {
 		if got := c.f.Match(c.name); got != c.want {
 			t.Errorf("%+v.Match(%q) = %v, want %v", c.f, c.name, got, c.want)
 		}
-	}
-}
-
-func TestNameCacheStaysBoundedAndKeepsRecentNames(t *testing.T) {
-	c := newNameCache(10)
-	for i := range 100 {
-		c.put(fmt.Sprint("u", i), fmt.Sprint("name", i))
-		c.get("u0") // used all the time: must survive
-	}
-	if n := len(c.young) + len(c.old); n > 10 {
-		t.Fatalf("cache holds %d names, bound 10", n)
-	}
-	if name, ok := c.get("u0"); !ok || name != "name0" {
-		t.Fatalf("recently used u0 = %q, %v; want it kept", name, ok)
-	}
-	if _, ok := c.get("u5"); ok {
-		t.Fatal("u5, unused since 95 newer entries, is still cached")
 	}
 }

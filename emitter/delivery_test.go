@@ -31,8 +31,8 @@ import (
 )
 
 // testEnvelope is event i of a test: uid i, its body names the uid.
-func testEnvelope(i int) Envelope {
-	return Envelope{
+func testEnvelope(i int) envelope {
+	return envelope{
 		Kind: KindEvent, UID: int64(i), ID: fmt.Sprintf("kc-id-%d", i), RealmID: "realm-1", Type: "LOGIN",
 		Time: time.Now().UnixMilli(), Body: fmt.Appendf(nil, `{"uid":%d,"type":"LOGIN","secretMarker":"body-%d"}`, i, i),
 	}
@@ -42,10 +42,10 @@ func testEnvelope(i int) Envelope {
 type ackLog struct {
 	mu   sync.Mutex
 	uids []int64
-	outs []Outcome
+	outs []outcome
 }
 
-func (a *ackLog) ack(env Envelope, o Outcome) {
+func (a *ackLog) ack(env envelope, o outcome) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.uids = append(a.uids, env.UID)
@@ -59,7 +59,7 @@ func (a *ackLog) len() int {
 }
 
 // with returns, in ack order, the uids acknowledged with o.
-func (a *ackLog) with(o Outcome) []int64 {
+func (a *ackLog) with(o outcome) []int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var uids []int64
@@ -132,9 +132,9 @@ func uidRange(from, to int) []int64 {
 
 // deliveryFixture is a Delivery sending to url, with its acks, metrics and logs.
 type deliveryFixture struct {
-	d       *Delivery
+	d       *delivery
 	acks    *ackLog
-	metrics *Metrics
+	metrics *metrics
 	logs    *strings.Builder
 	logMu   *sync.Mutex
 	dlPath  string
@@ -151,14 +151,14 @@ func (s lockedWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-func newDeliveryFixture(t *testing.T, url string, edit func(*DeliveryOptions, *httpsender.Options)) *deliveryFixture {
+func newDeliveryFixture(t *testing.T, url string, edit func(*deliveryOptions, *httpsender.Options)) *deliveryFixture {
 	t.Helper()
-	f := &deliveryFixture{acks: &ackLog{}, metrics: NewMetrics(prometheus.NewRegistry()),
+	f := &deliveryFixture{acks: &ackLog{}, metrics: newMetrics(prometheus.NewRegistry()),
 		logs: &strings.Builder{}, logMu: &sync.Mutex{}, dlPath: filepath.Join(t.TempDir(), "dead.jsonl")}
 	log := slog.New(slog.NewTextHandler(lockedWriter{f.logMu, f.logs}, nil))
 	so := httpsender.Options{URL: url, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)}
-	do := DeliveryOptions{Capacity: 16, Overflow: buffer.Block, DeadLetterPath: f.dlPath, Ack: f.acks.ack, Metrics: f.metrics, Logger: log}
+	do := deliveryOptions{Capacity: 16, Overflow: buffer.Block, DeadLetterPath: f.dlPath, Ack: f.acks.ack, Metrics: f.metrics, Logger: log}
 	if edit != nil {
 		edit(&do, &so)
 	}
@@ -167,8 +167,8 @@ func newDeliveryFixture(t *testing.T, url string, edit func(*DeliveryOptions, *h
 		t.Fatal(err)
 	}
 	t.Cleanup(s.CloseIdleConnections)
-	do.Sender = s
-	if f.d, err = NewDelivery(do); err != nil {
+	do.Sink = s
+	if f.d, err = newDelivery(do); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -184,7 +184,7 @@ func (f *deliveryFixture) log() string {
 func (f *deliveryFixture) run(t *testing.T, ctx context.Context) func() error {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- f.d.Run(ctx) }()
+	go func() { done <- f.d.run(ctx) }()
 	return func() error {
 		t.Helper()
 		select {
@@ -197,10 +197,10 @@ func (f *deliveryFixture) run(t *testing.T, ctx context.Context) func() error {
 	}
 }
 
-func (f *deliveryFixture) put(t *testing.T, envs ...Envelope) {
+func (f *deliveryFixture) put(t *testing.T, envs ...envelope) {
 	t.Helper()
 	for _, env := range envs {
-		if err := f.d.Put(context.Background(), env); err != nil {
+		if err := f.d.put(context.Background(), env); err != nil {
 			t.Fatalf("Put uid %d: %v", env.UID, err)
 		}
 	}
@@ -241,14 +241,14 @@ func TestDeliveryKeepsOrderUnderRetries(t *testing.T) {
 	for i := range 30 {
 		f.put(t, testEnvelope(i))
 	}
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatalf("Run = %v, want nil once drained after Close", err)
 	}
 	if got := tg.got(); !slices.Equal(got, uidRange(0, 29)) {
 		t.Errorf("the target accepted %v, want 0..29 in order", got)
 	}
-	if got := f.acks.with(Delivered); !slices.Equal(got, uidRange(0, 29)) || f.acks.len() != 30 {
+	if got := f.acks.with(delivered); !slices.Equal(got, uidRange(0, 29)) || f.acks.len() != 30 {
 		t.Errorf("acks %v (%d in all), want 0..29 delivered, in order, once each", got, f.acks.len())
 	}
 	if n := counterValue(t, f.metrics.Delivered.WithLabelValues("Event")); n != 30 {
@@ -258,14 +258,14 @@ func TestDeliveryKeepsOrderUnderRetries(t *testing.T) {
 	if err := f.metrics.Latency.Write(&h); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.GetHistogram().GetSampleCount(); n != 30 || f.d.LastSuccess().IsZero() || f.d.Len() != 0 {
-		t.Errorf("latency observations %d, LastSuccess %v, Len %d; want 30, a time, 0", n, f.d.LastSuccess(), f.d.Len())
+	if n := h.GetHistogram().GetSampleCount(); n != 30 || f.d.lastSuccess().IsZero() || f.d.len() != 0 {
+		t.Errorf("latency observations %d, LastSuccess %v, Len %d; want 30, a time, 0", n, f.d.lastSuccess(), f.d.len())
 	}
 }
 
 func TestDeliveryTargetDownThenUpInBlockModeLosesNothing(t *testing.T) {
 	addr, up := downAddr(t)
-	f := newDeliveryFixture(t, "http://"+addr, func(o *DeliveryOptions, _ *httpsender.Options) {
+	f := newDeliveryFixture(t, "http://"+addr, func(o *deliveryOptions, _ *httpsender.Options) {
 		o.Capacity, o.Overflow = 3, buffer.Block
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -276,7 +276,7 @@ func TestDeliveryTargetDownThenUpInBlockModeLosesNothing(t *testing.T) {
 	go func() {
 		defer close(producerDone)
 		for i := range 20 {
-			if err := f.d.Put(ctx, testEnvelope(i)); err != nil {
+			if err := f.d.put(ctx, testEnvelope(i)); err != nil {
 				t.Errorf("Put uid %d: %v", i, err)
 				return
 			}
@@ -284,7 +284,7 @@ func TestDeliveryTargetDownThenUpInBlockModeLosesNothing(t *testing.T) {
 		}
 	}()
 	// One event in flight, three queued: the producer must be held there.
-	waitUntil(t, "a full buffer", func() bool { return puts.Load() == 4 && f.d.Len() == 4 })
+	waitUntil(t, "a full buffer", func() bool { return puts.Load() == 4 && f.d.len() == 4 })
 	time.Sleep(100 * time.Millisecond)
 	if n := puts.Load(); n != 4 {
 		t.Fatalf("%d Puts returned while the target is down, want 4 (capacity 3 + 1 in flight)", n)
@@ -295,11 +295,11 @@ func TestDeliveryTargetDownThenUpInBlockModeLosesNothing(t *testing.T) {
 	}
 	up(&recordingTarget{})
 	<-producerDone
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.acks.with(Delivered); !slices.Equal(got, uidRange(0, 19)) || f.acks.len() != 20 {
+	if got := f.acks.with(delivered); !slices.Equal(got, uidRange(0, 19)) || f.acks.len() != 20 {
 		t.Errorf("acks %v, want 0..19 delivered in order", got)
 	}
 	if n := counterValue(t, f.metrics.Dropped.WithLabelValues("Event")); n != 0 {
@@ -309,7 +309,7 @@ func TestDeliveryTargetDownThenUpInBlockModeLosesNothing(t *testing.T) {
 
 func TestDeliveryTargetDownThenUpInDropOldestModeDropsExactlyTheOldest(t *testing.T) {
 	addr, up := downAddr(t)
-	f := newDeliveryFixture(t, "http://"+addr, func(o *DeliveryOptions, _ *httpsender.Options) {
+	f := newDeliveryFixture(t, "http://"+addr, func(o *deliveryOptions, _ *httpsender.Options) {
 		o.Capacity, o.Overflow = 3, buffer.DropOldest
 	})
 	wait := f.run(t, context.Background())
@@ -320,7 +320,7 @@ func TestDeliveryTargetDownThenUpInDropOldestModeDropsExactlyTheOldest(t *testin
 	}
 	// 0 is being sent and cannot be evicted; of 1..9 the buffer keeps the
 	// newest three.
-	if got := f.acks.with(Dropped); !slices.Equal(got, uidRange(1, 6)) || f.acks.len() != 6 {
+	if got := f.acks.with(dropped); !slices.Equal(got, uidRange(1, 6)) || f.acks.len() != 6 {
 		t.Fatalf("dropped %v (%d acks in all), want exactly 1..6", got, f.acks.len())
 	}
 	if n := counterValue(t, f.metrics.Dropped.WithLabelValues("Event")); n != 6 {
@@ -336,16 +336,16 @@ func TestDeliveryTargetDownThenUpInDropOldestModeDropsExactlyTheOldest(t *testin
 		t.Errorf("a body was logged:\n%s", logs)
 	}
 	up(&recordingTarget{})
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.acks.with(Delivered); !slices.Equal(got, []int64{0, 7, 8, 9}) {
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 7, 8, 9}) {
 		t.Errorf("delivered %v, want [0 7 8 9]", got)
 	}
 }
 
-// counterValue reads a counter of Metrics.
+// counterValue reads a counter of metrics.
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric
@@ -388,14 +388,14 @@ func TestDeliveryDeadLettersA401AndMovesOn(t *testing.T) {
 	for i := range 5 {
 		f.put(t, testEnvelope(i))
 	}
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.acks.with(DeadLettered); !slices.Equal(got, []int64{2}) {
+	if got := f.acks.with(deadLettered); !slices.Equal(got, []int64{2}) {
 		t.Errorf("dead-lettered %v, want [2]", got)
 	}
-	if got := f.acks.with(Delivered); !slices.Equal(got, []int64{0, 1, 3, 4}) {
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 1, 3, 4}) {
 		t.Errorf("delivered %v, want [0 1 3 4]", got)
 	}
 	if tg.attempts[2] != 1 {
@@ -424,7 +424,7 @@ func TestDeadLetterKeepsABinaryBodyAsBase64AndCountsAnEncodeFailure(t *testing.T
 	env := testEnvelope(7)
 	env.Kind = KindAdminEvent
 	env.Body = []byte{0xff, 0x00, 0xfe}
-	if err := f.d.DeadLetter(env, errors.New("encode: too large")); err != nil {
+	if err := f.d.deadLetter(env, 0, errors.New("encode: too large")); err != nil {
 		t.Fatal(err)
 	}
 	recs := readDeadLetters(t, f.dlPath)
@@ -432,7 +432,7 @@ func TestDeadLetterKeepsABinaryBodyAsBase64AndCountsAnEncodeFailure(t *testing.T
 		recs[0].Status != 0 || recs[0].Reason != "encode: too large" {
 		t.Errorf("records %+v", recs)
 	}
-	if got := f.acks.with(DeadLettered); !slices.Equal(got, []int64{7}) {
+	if got := f.acks.with(deadLettered); !slices.Equal(got, []int64{7}) {
 		t.Errorf("acks %v", got)
 	}
 	if n := counterValue(t, f.metrics.DeadLettered.WithLabelValues("AdminEvent")); n != 1 {
@@ -441,23 +441,6 @@ func TestDeadLetterKeepsABinaryBodyAsBase64AndCountsAnEncodeFailure(t *testing.T
 	line, _ := os.ReadFile(f.dlPath)
 	if !strings.Contains(string(line), `"bodyBase64":"`+base64.StdEncoding.EncodeToString(env.Body)+`"`) {
 		t.Errorf("line %s", line)
-	}
-}
-
-func TestDeliveryWithoutDeadLetterPathWritesTheDefaultFile(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	srv := httptest.NewServer(&recordingTarget{answer: func(int64, int) int { return http.StatusGone }})
-	defer srv.Close()
-	f := newDeliveryFixture(t, srv.URL, func(o *DeliveryOptions, _ *httpsender.Options) { o.DeadLetterPath = "" })
-	wait := f.run(t, context.Background())
-	f.put(t, testEnvelope(1))
-	f.d.Close()
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
-	if recs := readDeadLetters(t, filepath.Join(dir, DefaultDeadLetterPath)); len(recs) != 1 || recs[0].Status != 410 {
-		t.Errorf("records in the default file: %+v", recs)
 	}
 }
 
@@ -483,17 +466,17 @@ func TestDeliveryHoldsARejectedEventUntilItsDeadLetterIsWritten(t *testing.T) {
 	wait := f.run(t, context.Background())
 	f.put(t, testEnvelope(0), testEnvelope(1), testEnvelope(2))
 	waitUntil(t, "the failed dead-letter write", func() bool { return strings.Contains(f.log(), "writing the dead-letter file failed") })
-	if got := f.acks.with(DeadLettered); len(got) != 0 || slices.Contains(tg.got(), 2) {
+	if got := f.acks.with(deadLettered); len(got) != 0 || slices.Contains(tg.got(), 2) {
 		t.Fatalf("dead-lettered %v, target got %v: event 1 must hold the stream until it is on disk", got, tg.got())
 	}
 	if err := os.Remove(f.dlPath); err != nil {
 		t.Fatal(err)
 	}
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.acks.with(DeadLettered); !slices.Equal(got, []int64{1}) {
+	if got := f.acks.with(deadLettered); !slices.Equal(got, []int64{1}) {
 		t.Errorf("dead-lettered %v, want [1]", got)
 	}
 	if recs := readDeadLetters(t, f.dlPath); len(recs) != 1 || recs[0].UID != 1 {
@@ -512,18 +495,19 @@ func TestNewDeliveryRejectsBadOptions(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
-		o    DeliveryOptions
+		o    deliveryOptions
 		want string
 	}{
-		{"no sender", DeliveryOptions{Capacity: 1, DeadLetterPath: filepath.Join(dir, "a")}, "Sender"},
-		{"no capacity", DeliveryOptions{Sender: s, DeadLetterPath: filepath.Join(dir, "b")}, "capacity 0"},
-		{"negative concurrency", DeliveryOptions{Sender: s, Capacity: 1, Concurrency: -1, DeadLetterPath: filepath.Join(dir, "c")}, "Concurrency is -1"},
-		{"dead-letter path is a directory", DeliveryOptions{Sender: s, Capacity: 1, DeadLetterPath: dir}, dir},
-		{"dead-letter directory missing", DeliveryOptions{Sender: s, Capacity: 1, DeadLetterPath: filepath.Join(dir, "no", "such")}, "no such file"},
+		{"no sink", deliveryOptions{Capacity: 1, DeadLetterPath: filepath.Join(dir, "a")}, "Sink"},
+		{"no dead-letter path", deliveryOptions{Sink: s, Capacity: 1}, "DeadLetterPath"},
+		{"no capacity", deliveryOptions{Sink: s, DeadLetterPath: filepath.Join(dir, "b")}, "capacity 0"},
+		{"negative concurrency", deliveryOptions{Sink: s, Capacity: 1, Concurrency: -1, DeadLetterPath: filepath.Join(dir, "c")}, "Concurrency is -1"},
+		{"dead-letter path is a directory", deliveryOptions{Sink: s, Capacity: 1, DeadLetterPath: dir}, dir},
+		{"dead-letter directory missing", deliveryOptions{Sink: s, Capacity: 1, DeadLetterPath: filepath.Join(dir, "no", "such")}, "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewDelivery(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewDelivery = %v, want an error containing %q", err, tc.want)
+			if _, err := newDelivery(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("newDelivery = %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
@@ -538,18 +522,18 @@ func TestDeliveryWithConcurrencyAcksEveryEnvelopeOnce(t *testing.T) {
 	}}
 	srv := httptest.NewServer(tg)
 	defer srv.Close()
-	f := newDeliveryFixture(t, srv.URL, func(o *DeliveryOptions, so *httpsender.Options) {
+	f := newDeliveryFixture(t, srv.URL, func(o *deliveryOptions, so *httpsender.Options) {
 		o.Concurrency, so.MaxConns = 4, 4
 	})
 	wait := f.run(t, context.Background())
 	for i := range 200 {
 		f.put(t, testEnvelope(i))
 	}
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	got := f.acks.with(Delivered)
+	got := f.acks.with(delivered)
 	slices.Sort(got)
 	if !slices.Equal(got, uidRange(0, 199)) || f.acks.len() != 200 {
 		t.Errorf("%d acks, delivered (sorted) %v..., want each of 0..199 once", f.acks.len(), got[:min(len(got), 10)])
@@ -576,8 +560,8 @@ func TestDeliveryStopsWithoutAcknowledgingWhenItsContextEnds(t *testing.T) {
 	if f.acks.len() != 0 {
 		t.Errorf("acks %v: an undelivered event must not be acknowledged", f.acks.uids)
 	}
-	f.d.Close()
-	if err := f.d.Put(context.Background(), testEnvelope(2)); !errors.Is(err, buffer.ErrClosed) {
+	f.d.close()
+	if err := f.d.put(context.Background(), testEnvelope(2)); !errors.Is(err, buffer.ErrClosed) {
 		t.Errorf("Put after Close = %v, want buffer.ErrClosed", err)
 	}
 }
@@ -586,14 +570,14 @@ func TestDeliveryStopsWithoutAcknowledgingWhenItsContextEnds(t *testing.T) {
 // not the end of its context.
 type flakySender struct {
 	n    atomic.Int32
-	next Sender
+	next sink
 }
 
-func (s *flakySender) Send(ctx context.Context, m httpsender.Message) error {
+func (s *flakySender) Send(ctx context.Context, id string, body []byte) error {
 	if s.n.Add(-1) >= 0 {
 		return errors.New("connection reset")
 	}
-	return s.next.Send(ctx, m)
+	return s.next.Send(ctx, id, body)
 }
 
 func TestDeliveryTriesAgainAfterAnErrorThatIsNotTheEnd(t *testing.T) {
@@ -601,16 +585,16 @@ func TestDeliveryTriesAgainAfterAnErrorThatIsNotTheEnd(t *testing.T) {
 	srv := httptest.NewServer(tg)
 	defer srv.Close()
 	f := newDeliveryFixture(t, srv.URL, nil)
-	flaky := &flakySender{next: f.d.opts.Sender}
+	flaky := &flakySender{next: f.d.opts.Sink}
 	flaky.n.Store(1)
-	f.d.opts.Sender = flaky
+	f.d.opts.Sink = flaky
 	wait := f.run(t, context.Background())
 	f.put(t, testEnvelope(0), testEnvelope(1))
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.acks.with(Delivered); !slices.Equal(got, []int64{0, 1}) || !slices.Equal(tg.got(), []int64{0, 1}) {
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 1}) || !slices.Equal(tg.got(), []int64{0, 1}) {
 		t.Errorf("acks %v, recordingTarget %v; want [0 1] both", got, tg.got())
 	}
 }
@@ -638,17 +622,17 @@ func TestDeliverySignedEventsPassTheReceiversChecks(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	f := newDeliveryFixture(t, srv.URL, func(_ *DeliveryOptions, so *httpsender.Options) {
+	f := newDeliveryFixture(t, srv.URL, func(_ *deliveryOptions, so *httpsender.Options) {
 		so.Username, so.Password = "keycloak-0", "bridge-token"
 		so.SigningSecrets = []string{"whsec_" + base64.StdEncoding.EncodeToString([]byte("an old key")), "whsec_" + base64.StdEncoding.EncodeToString(key)}
 	})
 	wait := f.run(t, context.Background())
 	f.put(t, testEnvelope(0), testEnvelope(1))
-	f.d.Close()
+	f.d.close()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[1] != string(testEnvelope(1).Body) || len(f.acks.with(Delivered)) != 2 {
+	if len(got) != 2 || got[1] != string(testEnvelope(1).Body) || len(f.acks.with(delivered)) != 2 {
 		t.Errorf("the receiver got %q; acks %v %v", got, f.acks.uids, f.acks.outs)
 	}
 }
@@ -696,10 +680,10 @@ func BenchmarkDelivery(b *testing.B) {
 			}
 			defer s.CloseIdleConnections()
 			var acked atomic.Int64
-			d, err := NewDelivery(DeliveryOptions{Sender: s, Capacity: 1024, Overflow: buffer.Block, Concurrency: conc,
+			d, err := newDelivery(deliveryOptions{Sink: s, Capacity: 1024, Overflow: buffer.Block, Concurrency: conc,
 				DeadLetterPath: filepath.Join(b.TempDir(), "dead.jsonl"),
-				Ack: func(_ Envelope, o Outcome) {
-					if o == Delivered {
+				Ack: func(_ envelope, o outcome) {
+					if o == delivered {
 						acked.Add(1)
 					}
 				}})
@@ -709,14 +693,14 @@ func BenchmarkDelivery(b *testing.B) {
 			done := make(chan error, 1)
 			b.ResetTimer()
 			cpu0 := processCPU(b)
-			go func() { done <- d.Run(context.Background()) }()
-			env := Envelope{Kind: KindEvent, UID: 7338720473829523456, Type: "LOGIN", Time: 1700000000000, Body: body}
+			go func() { done <- d.run(context.Background()) }()
+			env := envelope{Kind: KindEvent, UID: 7338720473829523456, Type: "LOGIN", Time: 1700000000000, Body: body}
 			for range b.N {
-				if err := d.Put(context.Background(), env); err != nil {
+				if err := d.put(context.Background(), env); err != nil {
 					b.Fatal(err)
 				}
 			}
-			d.Close()
+			d.close()
 			if err := <-done; err != nil {
 				b.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -53,33 +54,29 @@ func kcAdminDelete(t *testing.T, kc testenv.Keycloak, path string) {
 // its streams in the checkpoint, as with the database source), taken from
 // an event. A realm without any event is left out (no error) until its
 // first event is written.
-func TestAPIPagerOnKeycloakGivesRealmsTheirDatabaseIDWithoutViewRealm(t *testing.T) {
+func TestAPISourceOnKeycloakGivesRealmsTheirDatabaseIDWithoutViewRealm(t *testing.T) {
 	kc := testenv.KeycloakEnv(t)
-	realm := fmt.Sprintf("kcee-apipager-%d", rand.Uint32())
-	seeded := testenv.SeedKeycloak(t, realm, 0)
+	realmName := fmt.Sprintf("kcee-apipager-%d", rand.Uint32())
+	seeded := testenv.SeedKeycloak(t, realmName, 0)
 	db, err := sql.Open("postgres", kc.DBURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	var dbID string
-	if err := db.QueryRow(`SELECT id FROM realm WHERE name = $1`, realm).Scan(&dbID); err != nil {
+	if err := db.QueryRow(`SELECT id FROM realm WHERE name = $1`, realmName).Scan(&dbID); err != nil {
 		t.Fatal(err)
 	}
 	newClient := func() *apisource.Client {
-		c, err := apisource.New(apisource.Config{BaseURL: kc.URL, AuthRealm: realm, ClientID: seeded.ClientID,
-			ClientSecret: seeded.ClientSecret, Realms: []string{realm}})
+		c, err := apisource.New(apisource.Config{BaseURL: kc.URL, AuthRealm: realmName, ClientID: seeded.ClientID,
+			ClientSecret: seeded.ClientSecret, Realms: []string{realmName}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	newPager := func(c *apisource.Client) *APIPager {
-		p, err := NewAPIPager(c, APIPagerOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+	newPager := func(c *apisource.Client) *apiSource {
+		return newAPISource(c, Filters{}, slog.New(slog.DiscardHandler))
 	}
 	ctx := context.Background()
 	listed, err := newClient().Realms(ctx)
@@ -89,8 +86,8 @@ func TestAPIPagerOnKeycloakGivesRealmsTheirDatabaseIDWithoutViewRealm(t *testing
 	if len(listed) != 1 || listed[0].ID != "" {
 		t.Fatalf("GET /admin/realms as the service account: %+v; the test wants Keycloak to hide the realm id", listed)
 	}
-	want := []Realm{{ID: dbID, Name: realm}}
-	if got, err := newPager(newClient()).Realms(ctx); err != nil || !slices.Equal(got, want) {
+	want := []realm{{ID: dbID, Name: realmName}}
+	if got, err := newPager(newClient()).realms(ctx); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("Realms after the seed's setup = %v, %v; want %v", got, err, want)
 	}
 
@@ -100,19 +97,19 @@ func TestAPIPagerOnKeycloakGivesRealmsTheirDatabaseIDWithoutViewRealm(t *testing
 	if _, err := c.Realms(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kcAdminDelete(t, kc, "/admin/realms/"+realm+"/events")
-	kcAdminDelete(t, kc, "/admin/realms/"+realm+"/admin-events")
+	kcAdminDelete(t, kc, "/admin/realms/"+realmName+"/events")
+	kcAdminDelete(t, kc, "/admin/realms/"+realmName+"/admin-events")
 	p := newPager(c)
-	if got, err := p.Realms(ctx); err != nil || len(got) != 0 {
+	if got, err := p.realms(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("Realms of a realm without events = %v, %v; want none and no error", got, err)
 	}
 	form := url.Values{"grant_type": {"password"}, "client_id": {seeded.PublicClientID}, "username": {"nobody-at-all"}, "password": {"wrong"}}
-	resp, err := http.PostForm(kc.URL+"/realms/"+realm+"/protocol/openid-connect/token", form)
+	resp, err := http.PostForm(kc.URL+"/realms/"+realmName+"/protocol/openid-connect/token", form)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got, err := p.Realms(ctx); err != nil || !slices.Equal(got, want) {
+	if got, err := p.realms(ctx); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("Realms after a failed login = %v, %v; want %v", got, err, want)
 	}
 }

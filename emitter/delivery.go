@@ -11,59 +11,67 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 )
 
-// Sender delivers one encoded event to the target. *httpsender.Sender
-// satisfies it.
-//
-// Send returns nil once the target acknowledged m, a
-// *httpsender.PermanentError when the target rejected it for good, and any
-// other error only when ctx ended (it retries everything else itself).
-// Delivery pauses and tries again after any other error while ctx lasts.
-type Sender interface {
-	Send(ctx context.Context, m httpsender.Message) error
+// sink delivers one encoded event to the target.
+type sink interface {
+	// Send returns nil once the target acknowledged body; an error that
+	// implements rejection when the target refused it for good; any other
+	// error only when ctx ended (it retries everything else itself).
+	// The delivery pauses and tries again after any other error while ctx lasts.
+	Send(ctx context.Context, id string, body []byte) error
 }
 
-// Outcome is how the handling of an envelope ended.
-type Outcome int
+// rejection is implemented by the errors of a sink that report a refusal
+// of the event for good: the event is dead-lettered and delivery moves on.
+type rejection interface {
+	error
+	// StatusCode is the target's answer (an HTTP status), 0 when none.
+	StatusCode() int
+}
 
-// The outcomes reported to DeliveryOptions.Ack.
+// failing is implemented by a sink that knows whether its last attempt
+// failed for a reason other than the refusal of one event.
+type failing interface {
+	Failing() bool
+}
+
+// outcome is how the handling of an envelope ended.
+type outcome int
+
+// The outcomes reported to deliveryOptions.Ack.
 const (
-	// Delivered: the target answered 2xx.
-	Delivered Outcome = iota
-	// DeadLettered: the target rejected the event for good (or it could
+	// delivered: the target answered 2xx.
+	delivered outcome = iota
+	// deadLettered: the target rejected the event for good (or it could
 	// not be encoded); it is in the dead-letter file.
-	DeadLettered
-	// Dropped: the buffer was full in drop-oldest mode and this was the
+	deadLettered
+	// dropped: the buffer was full in drop-oldest mode and this was the
 	// oldest queued event; it was logged and counted.
-	Dropped
+	dropped
 )
 
 // String returns the outcome's name.
-func (o Outcome) String() string {
+func (o outcome) String() string {
 	switch o {
-	case Delivered:
+	case delivered:
 		return "delivered"
-	case DeadLettered:
+	case deadLettered:
 		return "dead-lettered"
-	case Dropped:
+	case dropped:
 		return "dropped"
 	}
-	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// DefaultDeadLetterPath is the dead-letter file of a DeliveryOptions whose
-// DeadLetterPath is empty, relative to the working directory.
-const DefaultDeadLetterPath = "kc-event-emitter.dead-letter.jsonl"
-
-// retryPause is how long Delivery waits before it tries again after a
-// Sender error that is not permanent, or a failed dead-letter write.
+// retryPause is how long a delivery waits before it tries again after a
+// sink error that is not a rejection, or a failed dead-letter write.
 const retryPause = time.Second
 
-// DeliveryOptions configures NewDelivery. Sender and Capacity are required.
-type DeliveryOptions struct {
-	Sender Sender
+// deliveryOptions configure newDelivery. Sink, Capacity and DeadLetterPath
+// are required.
+type deliveryOptions struct {
+	Sink sink
 	// Capacity is how many envelopes may wait in the buffer (those being
 	// sent are not counted).
 	Capacity int
@@ -74,8 +82,7 @@ type DeliveryOptions struct {
 	// done. With more, envelopes start in order but may finish out of it.
 	Concurrency int
 	// DeadLetterPath is the JSON-lines file where rejected envelopes are
-	// kept; empty means DefaultDeadLetterPath. NewDelivery fails when it
-	// cannot be opened for appending.
+	// kept. newDelivery fails when it cannot be opened for appending.
 	DeadLetterPath string
 	// Ack is called exactly once for every envelope Put accepted, once it
 	// is done (delivered, dead-lettered or dropped), so the checkpoint can
@@ -83,12 +90,12 @@ type DeliveryOptions struct {
 	// workers, and a producer whose Put dropped an envelope). An envelope
 	// whose delivery is interrupted by the end of Run's context is never
 	// acknowledged: it is read again at the next start.
-	Ack func(Envelope, Outcome)
+	Ack func(envelope, outcome)
 	// Metrics, when not nil, counts delivered, dead-lettered and dropped
 	// envelopes by kind, observes the latency from event time to
 	// acknowledgement of the delivered ones, and sets the buffer depth
 	// to Len.
-	Metrics *Metrics
+	Metrics *metrics
 	// Logger receives a line per drop, dead letter and failed dead-letter
 	// write; nil means slog.Default(). Bodies are never logged.
 	Logger *slog.Logger
@@ -97,13 +104,13 @@ type DeliveryOptions struct {
 	Now func() time.Time
 }
 
-// Delivery owns the buffer between the pipeline and the target: Put
-// enqueues encoded envelopes, Run sends them in order through the Sender,
+// delivery owns the buffer between the pipeline and the target: put
+// enqueues encoded envelopes, run sends them in order through the sink,
 // writes the rejected ones to the dead-letter file, and reports every
 // envelope's outcome to Ack.
-type Delivery struct {
-	opts     DeliveryOptions
-	ring     *buffer.Ring[Envelope]
+type delivery struct {
+	opts     deliveryOptions
+	ring     *buffer.Ring[envelope]
 	dead     *deadLetters
 	log      *slog.Logger
 	now      func() time.Time
@@ -111,10 +118,10 @@ type Delivery struct {
 	lastOK   atomic.Int64 // UnixNano; 0 = never
 }
 
-// NewDelivery returns a Delivery for o, or an error naming what is wrong.
-func NewDelivery(o DeliveryOptions) (*Delivery, error) {
-	if o.Sender == nil {
-		return nil, errors.New("delivery: Sender is required")
+// newDelivery returns a delivery for o, or an error naming what is wrong.
+func newDelivery(o deliveryOptions) (*delivery, error) {
+	if o.Sink == nil || o.DeadLetterPath == "" {
+		return nil, errors.New("delivery: Sink and DeadLetterPath are required")
 	}
 	if o.Concurrency < 0 {
 		return nil, fmt.Errorf("delivery: Concurrency is %d, want >= 1", o.Concurrency)
@@ -122,13 +129,10 @@ func NewDelivery(o DeliveryOptions) (*Delivery, error) {
 	if o.Concurrency == 0 {
 		o.Concurrency = 1
 	}
-	if o.DeadLetterPath == "" {
-		o.DeadLetterPath = DefaultDeadLetterPath
-	}
 	if o.Ack == nil {
-		o.Ack = func(Envelope, Outcome) {}
+		o.Ack = func(envelope, outcome) {}
 	}
-	d := &Delivery{opts: o, log: o.Logger, now: o.Now}
+	d := &delivery{opts: o, log: o.Logger, now: o.Now}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -145,30 +149,49 @@ func NewDelivery(o DeliveryOptions) (*Delivery, error) {
 	return d, nil
 }
 
-// Put enqueues env for delivery. When the buffer is full it waits for room
+// put enqueues env for delivery. When the buffer is full it waits for room
 // (block) or drops the oldest waiting envelope (drop-oldest). It returns
-// ctx.Err() if ctx ends while it waits, and buffer.ErrClosed after Close.
-func (d *Delivery) Put(ctx context.Context, env Envelope) error {
+// ctx.Err() if ctx ends while it waits, and buffer.ErrClosed after close.
+//
+// drop-oldest is kept for what it is for, an unreachable target: while the
+// target takes events, a full buffer makes put wait (the database keeps
+// what is not read yet) instead of dropping events only because reading a
+// backlog is faster than sending it.
+func (d *delivery) put(ctx context.Context, env envelope) error {
+	if d.opts.Overflow == buffer.DropOldest {
+		for wait := time.Millisecond; d.len() >= d.opts.Capacity && !d.targetFailing(); wait = min(2*wait, 50*time.Millisecond) {
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+		}
+	}
 	err := d.ring.Put(ctx, env)
 	d.setDepth()
 	return err
 }
 
+// targetFailing tells whether the sink's last attempt failed for a reason
+// other than a refusal of one event.
+func (d *delivery) targetFailing() bool {
+	f, ok := d.opts.Sink.(failing)
+	return ok && f.Failing()
+}
+
 // dropped handles an envelope that drop-oldest evicted: logged, counted
 // and acknowledged so that the checkpoint moves past it.
-func (d *Delivery) dropped(env Envelope) {
+func (d *delivery) dropped(env envelope) {
 	d.log.Error("buffer full: event dropped", "uid", env.UID, "kind", env.Kind, "type", env.Type,
-		"time", time.UnixMilli(env.Time).UTC(), "realmId", env.RealmID, "id", env.ID)
+		"time", time.UnixMilli(env.Time).UTC(), "realm_id", env.RealmID, "id", env.ID)
 	if m := d.opts.Metrics; m != nil {
 		m.Dropped.WithLabelValues(string(env.Kind)).Inc()
 	}
-	d.opts.Ack(env, Dropped)
+	d.opts.Ack(env, dropped)
 }
 
-// Run delivers envelopes until ctx ends (it then returns ctx.Err(); the
-// envelopes being sent or waiting are not acknowledged) or until Close was
+// run delivers envelopes until ctx ends (it then returns ctx.Err(); the
+// envelopes being sent or waiting are not acknowledged) or until close was
 // called and every envelope was handled (it then returns nil).
-func (d *Delivery) Run(ctx context.Context) error {
+func (d *delivery) run(ctx context.Context) error {
 	slots := make(chan struct{}, d.opts.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -201,14 +224,14 @@ func (d *Delivery) Run(ctx context.Context) error {
 }
 
 // deliver sends env until it is delivered or rejected, or ctx ends.
-func (d *Delivery) deliver(ctx context.Context, env Envelope) {
+func (d *delivery) deliver(ctx context.Context, env envelope) {
 	defer func() {
 		d.inFlight.Add(-1)
 		d.setDepth()
 	}()
-	m := httpsender.Message{ID: strconv.FormatInt(env.UID, 10), Body: env.Body}
+	id := strconv.FormatInt(env.UID, 10)
 	for {
-		err := d.opts.Sender.Send(ctx, m)
+		err := d.opts.Sink.Send(ctx, id, env.Body)
 		if err == nil {
 			now := d.now()
 			d.lastOK.Store(now.UnixNano())
@@ -216,18 +239,18 @@ func (d *Delivery) deliver(ctx context.Context, env Envelope) {
 				mt.Delivered.WithLabelValues(string(env.Kind)).Inc()
 				mt.Latency.Observe(now.Sub(time.UnixMilli(env.Time)).Seconds())
 			}
-			d.opts.Ack(env, Delivered)
+			d.opts.Ack(env, delivered)
 			return
 		}
-		if perr, ok := errors.AsType[*httpsender.PermanentError](err); ok {
-			d.reject(ctx, env, perr.Status, perr)
+		if rej, ok := errors.AsType[rejection](err); ok {
+			d.reject(ctx, env, rej.StatusCode(), rej)
 			return
 		}
 		if ctx.Err() != nil {
 			return // not acknowledged: read again at the next start
 		}
-		d.log.Warn("send failed, trying again", "uid", env.UID, "kind", env.Kind, "err", err, "retry_in", retryPause)
-		if !pause(ctx, retryPause) {
+		d.log.Warn("send failed, trying again", "uid", env.UID, "kind", env.Kind, "error", err, "retry_in", retryPause)
+		if !sleep(ctx, retryPause) {
 			return
 		}
 	}
@@ -235,29 +258,25 @@ func (d *Delivery) deliver(ctx context.Context, env Envelope) {
 
 // reject writes env to the dead-letter file, trying again until the write
 // succeeds or ctx ends, and then acknowledges it.
-func (d *Delivery) reject(ctx context.Context, env Envelope, status int, reason error) {
+func (d *delivery) reject(ctx context.Context, env envelope, status int, reason error) {
 	for {
 		err := d.deadLetter(env, status, reason)
 		if err == nil {
 			return
 		}
 		d.log.Error("writing the dead-letter file failed; the event is held until it succeeds",
-			"uid", env.UID, "kind", env.Kind, "path", d.dead.path, "err", err, "retry_in", retryPause)
-		if !pause(ctx, retryPause) {
+			"uid", env.UID, "kind", env.Kind, "path", d.dead.path, "error", err, "retry_in", retryPause)
+		if !sleep(ctx, retryPause) {
 			return
 		}
 	}
 }
 
-// DeadLetter writes env to the dead-letter file with reason (an event that
-// could not be encoded, say), counts it and acknowledges it as
-// DeadLettered. It returns the write's error, and then does not
-// acknowledge env.
-func (d *Delivery) DeadLetter(env Envelope, reason error) error {
-	return d.deadLetter(env, 0, reason)
-}
-
-func (d *Delivery) deadLetter(env Envelope, status int, reason error) error {
+// deadLetter writes env to the dead-letter file with the target's status
+// (0 when it never reached the target) and reason, counts it and
+// acknowledges it as deadLettered. It returns the write's error, and then
+// does not acknowledge env.
+func (d *delivery) deadLetter(env envelope, status int, reason error) error {
 	if err := d.dead.write(env, status, reason, d.now()); err != nil {
 		return err
 	}
@@ -266,42 +285,30 @@ func (d *Delivery) deadLetter(env Envelope, status int, reason error) error {
 	if m := d.opts.Metrics; m != nil {
 		m.DeadLettered.WithLabelValues(string(env.Kind)).Inc()
 	}
-	d.opts.Ack(env, DeadLettered)
+	d.opts.Ack(env, deadLettered)
 	return nil
 }
 
-// Close stops Put from accepting envelopes; Run delivers those already
+// close stops put from accepting envelopes; run delivers those already
 // accepted and then returns nil.
-func (d *Delivery) Close() { d.ring.Close() }
+func (d *delivery) close() { d.ring.Close() }
 
-// Len returns the number of envelopes accepted but not yet handled: waiting
+// len returns the number of envelopes accepted but not yet handled: waiting
 // in the buffer or being sent.
-func (d *Delivery) Len() int { return d.ring.Len() + int(d.inFlight.Load()) }
+func (d *delivery) len() int { return d.ring.Len() + int(d.inFlight.Load()) }
 
-// LastSuccess returns when the target last acknowledged an envelope; the
+// lastSuccess returns when the target last acknowledged an envelope; the
 // zero time if it never did.
-func (d *Delivery) LastSuccess() time.Time {
+func (d *delivery) lastSuccess() time.Time {
 	if ns := d.lastOK.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
 }
 
-// setDepth publishes Len as the buffer depth gauge.
-func (d *Delivery) setDepth() {
+// setDepth publishes len as the buffer depth gauge.
+func (d *delivery) setDepth() {
 	if m := d.opts.Metrics; m != nil {
-		m.BufferDepth.Set(float64(d.Len()))
-	}
-}
-
-// pause waits for d or the end of ctx, and reports whether ctx is still alive.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+		m.BufferDepth.Set(float64(d.len()))
 	}
 }

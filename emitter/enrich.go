@@ -1,0 +1,113 @@
+package emitter
+
+import (
+	"context"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// enricher adds usernames as the original event-emitter did, for both
+// sources: the "username" detail of an Event that has a user id but no
+// username, the AdminEvent's AuthDetails.Username, and the "user_id" and
+// "username" details of an AdminEvent on "users/<id>". Names come from the
+// source's userDirectory through an LRU cache that also remembers users
+// that do not exist.
+type enricher struct {
+	dir   userDirectory // nil: no lookups
+	cache *lru.Cache[string, string]
+}
+
+// defaultUsernameCache is how many usernames an enricher keeps.
+const defaultUsernameCache = 10000
+
+func newEnricher(dir userDirectory, size int) *enricher {
+	c, _ := lru.New[string, string](max(size, 1)) // fails only for size <= 0
+	return &enricher{dir: dir, cache: c}
+}
+
+// userOfPath returns the user id of a resource path "users/<id>".
+func userOfPath(path string) (string, bool) {
+	id, ok := strings.CutPrefix(path, "users/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
+}
+
+// refs returns the users r needs the names of.
+func refs(r Record, add func(userRef)) {
+	if e := r.Event; e != nil {
+		if _, ok := e.Details["username"]; !ok && e.UserID != "" {
+			add(userRef{realmID: e.RealmID, userID: e.UserID})
+		}
+		return
+	}
+	a := r.Admin
+	if a.AuthDetails.UserID != "" {
+		realmID := a.AuthDetails.RealmID
+		if realmID == "" {
+			realmID = a.RealmID
+		}
+		add(userRef{realmID: realmID, userID: a.AuthDetails.UserID})
+	}
+	if id, ok := userOfPath(a.ResourcePath); ok {
+		add(userRef{realmID: a.RealmID, userID: id})
+	}
+}
+
+// enrich sets the usernames of recs, looking up in one call the users the
+// cache does not know.
+func (e *enricher) enrich(ctx context.Context, recs []Record) error {
+	var missing []userRef
+	seen := map[string]bool{}
+	for _, r := range recs {
+		refs(r, func(u userRef) {
+			if seen[u.userID] {
+				return
+			}
+			seen[u.userID] = true
+			if _, ok := e.cache.Get(u.userID); !ok {
+				missing = append(missing, u)
+			}
+		})
+	}
+	if len(missing) > 0 && e.dir != nil {
+		found, err := e.dir.usernames(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for _, u := range missing {
+			e.cache.Add(u.userID, found[u.userID]) // "" remembers a user that does not exist
+		}
+	}
+	name := func(id string) string {
+		n, _ := e.cache.Peek(id)
+		return n
+	}
+	for _, r := range recs {
+		if ev := r.Event; ev != nil {
+			if _, ok := ev.Details["username"]; !ok && ev.UserID != "" {
+				if n := name(ev.UserID); n != "" {
+					ev.Details["username"] = n
+				}
+			}
+			continue
+		}
+		a := r.Admin
+		if a.AuthDetails.UserID != "" {
+			a.AuthDetails.Username = name(a.AuthDetails.UserID)
+		}
+		if id, ok := userOfPath(a.ResourcePath); ok {
+			if _, set := a.Details["user_id"]; !set {
+				a.Details["user_id"] = id
+			}
+			if _, set := a.Details["username"]; !set {
+				if n := name(id); n != "" {
+					a.Details["username"] = n
+				}
+			}
+		}
+	}
+	return nil
+}

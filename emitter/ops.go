@@ -1,0 +1,75 @@
+package emitter
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// readyAfter is how long a failing target may take no event, with events
+// waiting, before /readyz answers 503.
+const readyAfter = 30 * time.Second
+
+// serveOps serves /healthz (alive), /readyz (see notReady) and /metrics on
+// addr until the returned server is closed. The server bounds every
+// connection: headers, whole requests, answers and idle keep-alives.
+func serveOps(addr string, reg *prometheus.Registry, notReady func(time.Time) string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &FieldError{Field: "listen", Value: addr, Err: err}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if problem := notReady(time.Now()); problem != "" {
+			http.Error(w, problem, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	go srv.Serve(ln)
+	return srv, nil
+}
+
+// readiness says why the emitter is not ready, or "" when it is: the source
+// answered its last read, and the target took an event recently or nothing
+// waits for it.
+type readiness struct {
+	source   func() *observedSource // nil until the source is open
+	delivery *delivery
+}
+
+func (r readiness) notReady(now time.Time) string {
+	src := r.source()
+	if src == nil {
+		return "source not opened yet"
+	}
+	if ok, at, err := src.last(); !ok {
+		if at.IsZero() {
+			return "source not read yet"
+		}
+		return "source failing since " + at.Format(time.RFC3339) + ": " + err.Error()
+	}
+	d := r.delivery
+	if n := d.len(); n > 0 && d.targetFailing() && now.Sub(d.lastSuccess()) > readyAfter {
+		return "target took no event for " + strconv.Itoa(int(readyAfter.Seconds())) + "s while " +
+			strconv.Itoa(n) + " wait"
+	}
+	return ""
+}

@@ -1,0 +1,425 @@
+package emitter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
+)
+
+// memSource is an in-memory source: rows per stream, the realms, and an
+// error to fail the next reads with.
+type memSource struct {
+	mu        sync.Mutex
+	realmList []realm
+	rows      map[string][]Record
+	failures  int // reads still to fail
+	realmCall int
+}
+
+func newMemSource(realms ...realm) *memSource {
+	return &memSource{realmList: realms, rows: map[string][]Record{}}
+}
+
+func (m *memSource) add(kind Kind, realmID, id string, ms int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var r Record
+	if kind == KindAdminEvent {
+		r = Record{Admin: &AdminEvent{ID: id, Time: ms, RealmID: realmID, OperationType: "UPDATE", ResourceType: "USER", Details: map[string]string{}}}
+	} else {
+		r = Record{Event: &Event{ID: id, Time: ms, RealmID: realmID, Type: "LOGIN", Details: map[string]string{}}}
+	}
+	key := streamKey(kind, realmID)
+	m.rows[key] = append(m.rows[key], r)
+}
+
+func (m *memSource) remove(kind Kind, realmID string, keep func(Record) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := streamKey(kind, realmID)
+	m.rows[key] = slices.DeleteFunc(m.rows[key], func(r Record) bool { return !keep(r) })
+}
+
+func (m *memSource) addRealm(r realm) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.realmList = append(m.realmList, r)
+}
+
+func (m *memSource) fail() error {
+	if m.failures > 0 {
+		m.failures--
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func (m *memSource) realms(context.Context) ([]realm, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.realmCall++
+	if err := m.fail(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(m.realmList), nil
+}
+
+// selected returns the rows of the stream after the cursor up to until, in
+// (time, id) order.
+func (m *memSource) selected(r realm, kind Kind, after cursor, until int64) []Record {
+	var out []Record
+	for _, rec := range m.rows[streamKey(kind, r.ID)] {
+		t, id := rec.Time(), rec.ID()
+		if (t > after.Time || t == after.Time && id > after.ID) && (until == 0 || t <= until) {
+			out = append(out, rec)
+		}
+	}
+	slices.SortFunc(out, func(a, b Record) int {
+		if a.Time() != b.Time() {
+			return int(a.Time() - b.Time())
+		}
+		return strings.Compare(a.ID(), b.ID())
+	})
+	return out
+}
+
+func (m *memSource) page(_ context.Context, r realm, kind Kind, after cursor, until int64, limit int) ([]Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.fail(); err != nil {
+		return nil, err
+	}
+	out := m.selected(r, kind, after, until)
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	// Fresh records each read, as a database returns.
+	for i, rec := range out {
+		if rec.Event != nil {
+			e := *rec.Event
+			out[i] = Record{Event: &e}
+		} else {
+			a := *rec.Admin
+			out[i] = Record{Admin: &a}
+		}
+	}
+	return out, nil
+}
+
+func (m *memSource) count(_ context.Context, r realm, kind Kind, after cursor, until int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.selected(r, kind, after, until)), m.fail()
+}
+
+func (m *memSource) oldestTime(_ context.Context, r realm, kind Kind) (int64, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rows := m.selected(r, kind, cursor{Time: -1}, 0)
+	if len(rows) == 0 {
+		return 0, false, m.fail()
+	}
+	return rows[0].Time(), true, m.fail()
+}
+
+// clock is a clock the test steps by hand.
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+// unitTailer is a tailer on src driven poll by poll on a stepped clock.
+type unitTailer struct {
+	*tailer
+	ledger *checkpoint.Ledger
+	sink   *collector
+	clock  *clock
+	logs   *syncBuffer
+}
+
+func newUnitTailer(t *testing.T, src source, store checkpoint.Store, autoAck bool,
+	mods ...func(*tailOptions, *checkpoint.Options)) *unitTailer {
+	t.Helper()
+	c := &clock{now: time.UnixMilli(1700000100000)}
+	logs := &syncBuffer{}
+	mods = append([]func(*tailOptions, *checkpoint.Options){func(o *tailOptions, l *checkpoint.Options) {
+		o.Now, l.Now = c.Now, c.Now
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}}, mods...)
+	tl, sink := newTestTailer(t, src, store, autoAck, mods...)
+	return &unitTailer{tailer: tl, ledger: sink.ledger, sink: sink, clock: c, logs: logs}
+}
+
+// poll runs one poll and fails the test on an error.
+func (u *unitTailer) poll(t *testing.T) bool {
+	t.Helper()
+	busy, err := u.tailer.poll(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return busy
+}
+
+// catchUp polls until no page is full.
+func (u *unitTailer) catchUp(t *testing.T) {
+	t.Helper()
+	for i := 0; u.poll(t); i++ {
+		if i > 1000 {
+			t.Fatal("still busy after 1,000 polls")
+		}
+	}
+}
+
+var acme = realm{ID: "r", Name: "acme"}
+
+func TestTailerUnitEmitsASameMillisecondBurstOnceInOrderAcrossPages(t *testing.T) {
+	src := newMemSource(acme)
+	var want []string
+	for i := range 700 {
+		id := fmt.Sprintf("burst-%04d", i)
+		src.add(KindEvent, "r", id, 1700000000000)
+		want = append(want, id)
+	}
+	u := newUnitTailer(t, src, nil, true)
+	u.catchUp(t)
+	for range 3 { // rescans of the overlap window find nothing new
+		u.clock.now = u.clock.now.Add(time.Second)
+		u.poll(t)
+	}
+	emittedOnce(t, u.sink, want)
+	var got []string
+	for _, r := range u.sink.records() {
+		got = append(got, r.ID())
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("the burst was not emitted in (time, id) order")
+	}
+	if st := u.Stats(); st.Rescans != 0 {
+		t.Fatalf("%d rescans re-read a window whose count had not changed", st.Rescans)
+	}
+}
+
+func TestTailerUnitRescanEmitsALateRowOnceWhenItsIntervalHasPassed(t *testing.T) {
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "B", 1700000001001)
+	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
+	u.poll(t)
+	src.add(KindEvent, "r", "A", 1700000001000) // commits late, behind the cursor
+	u.clock.now = u.clock.now.Add(5 * time.Millisecond)
+	u.poll(t)
+	if st := u.Stats(); st.Rescans != 0 || len(u.sink.uids()["A"]) != 0 {
+		t.Fatalf("before the rescan interval: %d rescans, A emitted %d times; want neither", st.Rescans, len(u.sink.uids()["A"]))
+	}
+	u.clock.now = u.clock.now.Add(10 * time.Millisecond)
+	u.poll(t)
+	if st := u.Stats(); st.Rescans != 1 {
+		t.Fatalf("%d rescans after the interval, want 1", st.Rescans)
+	}
+	u.clock.now = u.clock.now.Add(time.Second)
+	u.poll(t)
+	emittedOnce(t, u.sink, []string{"A", "B"})
+	if st := u.Stats(); st.Rescans != 1 {
+		t.Fatalf("%d rescans: a window whose count matches was read again", st.Rescans)
+	}
+}
+
+func TestTailerUnitCrashBetweenSavesReplaysUnacknowledgedEventsWithTheirUIDs(t *testing.T) {
+	src := newMemSource(acme)
+	for i := range 60 {
+		src.add(KindEvent, "r", fmt.Sprintf("a%03d", i), 1700000000000+int64(i))
+	}
+	store := &checkpoint.Memory{}
+	hourly := func(_ *tailOptions, l *checkpoint.Options) { l.SaveInterval = time.Hour }
+	first := newUnitTailer(t, src, store, false, hourly)
+	first.catchUp(t)
+	recs := first.sink.records()
+	for _, r := range recs[:40] {
+		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
+	}
+	if err := first.ledger.Save(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs[40:50] {
+		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID()) // never saved
+	}
+	for i := range 20 {
+		src.add(KindEvent, "r", fmt.Sprintf("b%03d", i), 1700000000100+int64(i)) // only journaled
+	}
+	first.catchUp(t)
+	uidOf := first.sink.uids()
+	// crash: no save; a new process on the same store
+	second := newUnitTailer(t, src, store, true, hourly)
+	second.catchUp(t)
+	var want []string
+	for _, r := range first.sink.records()[40:] {
+		want = append(want, r.ID())
+	}
+	emittedOnce(t, second.sink, want)
+	for id, uids := range second.sink.uids() {
+		if uids[0] != uidOf[id][0] {
+			t.Errorf("%s replayed with uid %d, first emitted with %d", id, uids[0], uidOf[id][0])
+		}
+	}
+	if st := second.Stats(); st.Replayed != uint64(len(want)) || st.Missing != 0 {
+		t.Errorf("stats %+v, want %d replayed and none missing", st, len(want))
+	}
+}
+
+func TestTailerUnitNewRealmStartsAtItsBeginningAndTheRealmFilterHolds(t *testing.T) {
+	src := newMemSource(acme, realm{ID: "x", Name: "excluded"})
+	src.add(KindEvent, "r", "old", 1000)
+	src.add(KindEvent, "x", "x1", 1000)
+	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Realms, o.Kinds = []string{"acme", "later"}, []Kind{KindEvent}
+		o.Start = 1700000000000 // "now": older rows of realms present at start are not sent
+	})
+	u.poll(t)
+	if !strings.Contains(u.logs.String(), `realm=later`) {
+		t.Errorf("no ERROR names the filtered realm that does not exist:\n%s", u.logs.String())
+	}
+	src.addRealm(realm{ID: "l", Name: "later"})
+	src.add(KindEvent, "l", "e2", 2000)
+	src.add(KindEvent, "x", "x2", 1700000000500)
+	u.clock.now = u.clock.now.Add(10 * time.Millisecond)
+	u.poll(t)
+	if calls := src.realmCall; calls != 1 || len(u.sink.records()) != 0 {
+		t.Fatalf("before the realm interval: %d listings, %d events; want 1 and none", calls, len(u.sink.records()))
+	}
+	u.clock.now = u.clock.now.Add(time.Second)
+	u.poll(t)
+	emittedOnce(t, u.sink, []string{"e2"})
+}
+
+func TestTailerUnitReportsACursorBehindExpiredEventsOnceAndGoesOn(t *testing.T) {
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "e1", 1000)
+	store := &checkpoint.Memory{}
+	eventsOnly := func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} }
+	first := newUnitTailer(t, src, store, true, eventsOnly)
+	first.poll(t)
+	first.ledger.Close(context.Background())
+	src.add(KindEvent, "r", "unread", 2000)
+	src.add(KindEvent, "r", "kept", 3000)
+	src.remove(KindEvent, "r", func(r Record) bool { return r.Time() > 2500 }) // Keycloak's expiry
+	second := newUnitTailer(t, src, store, true, eventsOnly)
+	second.poll(t)
+	second.poll(t)
+	if st := second.Stats(); st.Expired != 1 || st.ExpiryChecks != 1 {
+		t.Fatalf("stats %+v, want one check and one expiry", st)
+	}
+	if !strings.Contains(second.logs.String(), "level=ERROR") || !strings.Contains(second.logs.String(), "expired") {
+		t.Fatalf("no ERROR about expired events:\n%s", second.logs.String())
+	}
+	emittedOnce(t, second.sink, []string{"kept"})
+}
+
+func TestTailerUnitReportsUnacknowledgedEventsThatVanishedAsMissing(t *testing.T) {
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "stays", 10)
+	src.add(KindEvent, "r", "deleted", 11)
+	store := &checkpoint.Memory{}
+	first := newUnitTailer(t, src, store, false)
+	first.poll(t)
+	first.ledger.Close(context.Background())
+	src.remove(KindEvent, "r", func(r Record) bool { return r.ID() != "deleted" })
+	second := newUnitTailer(t, src, store, true)
+	second.poll(t)
+	emittedOnce(t, second.sink, []string{"stays"})
+	if st := second.Stats(); st.Missing != 1 || !strings.Contains(second.logs.String(), "id=deleted") {
+		t.Fatalf("Missing = %d; logs:\n%s", st.Missing, second.logs.String())
+	}
+}
+
+func TestTailerUnitBacksOffOnSourceErrorsDoublingUpToTheCap(t *testing.T) {
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "e", 5)
+	src.failures = 5
+	var waits []time.Duration
+	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.MaxBackoff = 500 * time.Millisecond
+		o.Sleep = func(context.Context, time.Duration) bool { panic("replaced below") }
+	})
+	u.opts.Sleep = func(_ context.Context, d time.Duration) bool { waits = append(waits, d); return true }
+	if err := u.run(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{100, 200, 400, 500, 500}
+	for i := range want {
+		want[i] *= time.Millisecond
+	}
+	if !reflect.DeepEqual(waits, want) || u.Stats().SourceErrors != 5 {
+		t.Fatalf("waits %v, %d errors; want %v and 5", waits, u.Stats().SourceErrors, want)
+	}
+	emittedOnce(t, u.sink, []string{"e"})
+}
+
+func TestTailerUnitEndsWithTheEmitErrorAndEmitsTheRecordAgainLater(t *testing.T) {
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "e", 5)
+	boom := errors.New("dead-letter file unwritable")
+	fail := true
+	u := newUnitTailer(t, src, nil, true)
+	next := u.opts.Emit
+	u.opts.Emit = func(ctx context.Context, recs []Record, uids []int64) (int, error) {
+		if fail {
+			return 0, boom
+		}
+		return next(ctx, recs, uids)
+	}
+	if err := u.run(context.Background(), false); !errors.Is(err, boom) {
+		t.Fatalf("run = %v, want the emit error", err)
+	}
+	fail = false
+	u.clock.now = u.clock.now.Add(time.Second)
+	u.poll(t)
+	emittedOnce(t, u.sink, []string{"e"})
+}
+
+func TestTailerUnitRetriesAReadErrorOfThePipelineLikeASourceError(t *testing.T) {
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "e", 5)
+	u := newUnitTailer(t, src, nil, true)
+	next, calls := u.opts.Emit, 0
+	u.opts.Emit = func(ctx context.Context, recs []Record, uids []int64) (int, error) {
+		if calls++; calls == 1 {
+			return 0, readError{errors.New("username lookup failed")}
+		}
+		return next(ctx, recs, uids)
+	}
+	u.opts.Sleep = func(context.Context, time.Duration) bool { return true }
+	if err := u.run(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if u.Stats().SourceErrors != 1 {
+		t.Fatalf("SourceErrors = %d, want 1", u.Stats().SourceErrors)
+	}
+	emittedOnce(t, u.sink, []string{"e"})
+}
+
+func TestNewTailerRejectsMissingParts(t *testing.T) {
+	ok := tailOptions{Source: newMemSource(), Ledger: &checkpoint.Ledger{}, Emit: (&collector{}).emit,
+		Logger: slog.Default(), Now: time.Now, Sleep: sleep, PageSize: 1, PollInterval: 1, RescanInterval: 1,
+		RealmInterval: 1, MaxBackoff: 1}
+	for name, mod := range map[string]func(*tailOptions){
+		"no source":    func(o *tailOptions) { o.Source = nil },
+		"no ledger":    func(o *tailOptions) { o.Ledger = nil },
+		"no page size": func(o *tailOptions) { o.PageSize = 0 },
+	} {
+		o := ok
+		mod(&o)
+		if _, err := newTailer(o); err == nil {
+			t.Errorf("%s: newTailer accepted it", name)
+		}
+	}
+	if _, err := newTailer(ok); err != nil {
+		t.Fatalf("valid options refused: %v", err)
+	}
+}
