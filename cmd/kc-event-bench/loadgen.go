@@ -26,12 +26,7 @@ type loadResult struct {
 	elapsed  time.Duration
 }
 
-func (l loadResult) rate() float64 {
-	if l.elapsed <= 0 {
-		return 0
-	}
-	return float64(l.requests) / l.elapsed.Seconds()
-}
+func (l loadResult) rate() float64 { return perSecond(l.requests, l.elapsed) }
 
 // goLoad POSTs body to url for d over conns keep-alive connections, each
 // waiting for the answer before the next request (as the emitter does),
@@ -42,8 +37,7 @@ func goLoad(ctx context.Context, url, password string, body []byte, conns int, d
 	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
+	var t tally
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range conns {
@@ -51,36 +45,50 @@ func goLoad(ctx context.Context, url, password string, body []byte, conns int, d
 			for ctx.Err() == nil {
 				req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					t.first.CompareAndSwap(nil, err)
 					return
 				}
 				req.Header.Set("Content-Type", "application/json")
 				req.SetBasicAuth("kc-event-bench", password)
-				resp, err := client.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err)
-					}
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					ok.Add(1)
-				} else {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Errorf("POST %s: %s", url, resp.Status))
-				}
+				t.do(ctx, client, req)
 			}
 		})
 	}
 	wg.Wait()
-	r := loadResult{tool: "Go net/http client", conns: conns, requests: ok.Load(), errors: failed.Load(), elapsed: time.Since(start)}
-	if err, _ := firstErr.Load().(error); err != nil && r.requests == 0 {
+	r := loadResult{tool: "Go net/http client", conns: conns, requests: t.ok.Load(), errors: t.failed.Load(), elapsed: time.Since(start)}
+	if err, _ := t.first.Load().(error); err != nil && r.requests == 0 {
 		return r, err
 	}
 	return r, nil
+}
+
+// tally counts the answers to requests made until a context ends, from
+// several goroutines.
+type tally struct {
+	ok, failed atomic.Int64
+	first      atomic.Value // the first error
+}
+
+// do makes req with c and counts a 200 as ok and anything else as failed,
+// but for a request cut by the end of ctx. It reads and closes the body, so
+// that the connection is used again.
+func (t *tally) do(ctx context.Context, c *http.Client, req *http.Request) {
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.failed.Add(1)
+			t.first.CompareAndSwap(nil, err)
+		}
+		return
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.ok.Add(1)
+		return
+	}
+	t.failed.Add(1)
+	t.first.CompareAndSwap(nil, fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status))
 }
 
 // wrkScript makes wrk POST the body of a file with the emitter's headers.

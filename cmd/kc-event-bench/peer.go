@@ -27,6 +27,13 @@ import (
 // database; then the events each forwarder loses while the receiver is
 // down. Both forwarders deliver to the same counting receiver (sink).
 
+// The set-ups of the peer case; the last two are the forwarders.
+const (
+	setupStored   = "stored only"
+	setupPhaseTwo = "Phase Two listener"
+	setupSidecar  = "kc-event-emitter sidecar"
+)
+
 // keycloak is what `scripts/peer.sh env` exports.
 type keycloak struct {
 	url, admin, password, dbURL string
@@ -190,7 +197,7 @@ type peerResult struct {
 	load      float64
 }
 
-func (p peerResult) rate() float64 { return float64(p.logins) / p.elapsed.Seconds() }
+func (p peerResult) rate() float64 { return perSecond(p.logins, p.elapsed) }
 
 // outageResult is one forwarder's losses while the receiver was down.
 type outageResult struct {
@@ -241,7 +248,7 @@ func (b *bench) peer(ctx context.Context) error {
 	f.logins(warm, b.cfg.peerClients, 0)
 	cancel()
 	d := b.cfg.peerDuration
-	setups := []string{"stored only", "Phase Two listener", "kc-event-emitter sidecar"}
+	setups := []string{setupStored, setupPhaseTwo, setupSidecar}
 	for _, setup := range append(setups, setups...) {
 		r, err := b.peerThroughput(ctx, f, sk, setup, d)
 		if err != nil {
@@ -250,7 +257,7 @@ func (b *bench) peer(ctx context.Context) error {
 		b.rep.peer = append(b.rep.peer, r)
 		b.done("peer %s: %.1f logins/s, %d of %d events delivered, load %.1f", setup, r.rate(), r.delivered, r.stored, r.load)
 	}
-	for _, fw := range []string{"Phase Two listener", "kc-event-emitter sidecar"} {
+	for _, fw := range []string{setupPhaseTwo, setupSidecar} {
 		r, err := b.peerOutage(ctx, f, sk, fw)
 		if err != nil {
 			return err
@@ -333,7 +340,8 @@ func (f *peerFixture) logins(ctx context.Context, clients int, rate float64) (ok
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	token := f.kc.url + "/realms/" + f.realm + "/protocol/openid-connect/token"
-	var okN, failN, next atomic.Int64
+	var t tally
+	var next atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range clients {
@@ -352,25 +360,12 @@ func (f *peerFixture) logins(ctx context.Context, clients int, rate float64) (ok
 					"username": {f.users[int(i)%len(f.users)]}, "password": {f.password}}
 				req, _ := http.NewRequestWithContext(ctx, "POST", token, strings.NewReader(form.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				resp, err := c.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						failN.Add(1)
-					}
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					okN.Add(1)
-				} else {
-					failN.Add(1)
-				}
+				t.do(ctx, c, req)
 			}
 		})
 	}
 	wg.Wait()
-	return okN.Load(), failN.Load()
+	return t.ok.Load(), t.failed.Load()
 }
 
 // sidecar starts our emitter tailing the peer's database into the sink.
@@ -391,22 +386,33 @@ func (b *bench) sidecar(f *peerFixture, sk *sink) (*emitterProc, error) {
 	return p, nil
 }
 
-func (b *bench) peerThroughput(ctx context.Context, f *peerFixture, sk *sink, setup string, d time.Duration) (peerResult, error) {
-	r := peerResult{setup: setup}
+// forwardWith sets the realm's event listeners for a set-up and starts our
+// sidecar when the set-up is it; stop ends what it started.
+func (b *bench) forwardWith(ctx context.Context, f *peerFixture, sk *sink, setup string) (stop func(), err error) {
 	names := []string{"jboss-logging"}
-	if setup == "Phase Two listener" {
+	if setup == setupPhaseTwo {
 		names = append(names, "ext-event-webhook")
 	}
 	if err := f.listeners(ctx, names...); err != nil {
+		return nil, err
+	}
+	if setup != setupSidecar {
+		return func() {}, nil
+	}
+	p, err := b.sidecar(f, sk)
+	if err != nil {
+		return nil, err
+	}
+	return func() { p.stop(30 * time.Second) }, nil
+}
+
+func (b *bench) peerThroughput(ctx context.Context, f *peerFixture, sk *sink, setup string, d time.Duration) (peerResult, error) {
+	r := peerResult{setup: setup}
+	stop, err := b.forwardWith(ctx, f, sk, setup)
+	if err != nil {
 		return r, err
 	}
-	if setup == "kc-event-emitter sidecar" {
-		p, err := b.sidecar(f, sk)
-		if err != nil {
-			return r, err
-		}
-		defer p.stop(30 * time.Second)
-	}
+	defer stop()
 	b.progress("peer %s: warming up for 5s, then logins for %s", setup, d)
 	warm, cancel := context.WithTimeout(ctx, 5*time.Second)
 	f.logins(warm, b.cfg.peerClients, 0)
@@ -418,12 +424,11 @@ func (b *bench) peerThroughput(ctx context.Context, f *peerFixture, sk *sink, se
 	r.elapsed = time.Since(start)
 	cancel()
 	to := time.Now().UnixMilli()
-	r.load = loadAverage()
-	var err error
+	r.load = b.host.loadAverage()
 	if r.stored, err = f.stored(ctx, from, to); err != nil {
 		return r, err
 	}
-	if setup != "stored only" { // wait for the forwarder to deliver the window
+	if setup != setupStored { // wait for the forwarder to deliver the window
 		deadline := time.Now().Add(2 * time.Minute)
 		for sk.count(from, to) < r.stored && time.Now().Before(deadline) {
 			time.Sleep(500 * time.Millisecond)
@@ -438,20 +443,11 @@ func (b *bench) peerThroughput(ctx context.Context, f *peerFixture, sk *sink, se
 func (b *bench) peerOutage(ctx context.Context, f *peerFixture, sk *sink, forwarder string) (outageResult, error) {
 	const rate, total, downAt, downFor = 20, 90 * time.Second, 10 * time.Second, 60 * time.Second
 	r := outageResult{forwarder: forwarder, down: downFor}
-	names := []string{"jboss-logging"}
-	if forwarder == "Phase Two listener" {
-		names = append(names, "ext-event-webhook")
-	}
-	if err := f.listeners(ctx, names...); err != nil {
+	stop, err := b.forwardWith(ctx, f, sk, forwarder)
+	if err != nil {
 		return r, err
 	}
-	if forwarder == "kc-event-emitter sidecar" {
-		p, err := b.sidecar(f, sk)
-		if err != nil {
-			return r, err
-		}
-		defer p.stop(30 * time.Second)
-	}
+	defer stop()
 	from := time.Now().UnixMilli()
 	run, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
@@ -467,7 +463,6 @@ func (b *bench) peerOutage(ctx context.Context, f *peerFixture, sk *sink, forwar
 	back := time.Now()
 	<-done
 	to := time.Now().UnixMilli()
-	var err error
 	if r.stored, err = f.stored(ctx, from, to); err != nil {
 		return r, err
 	}

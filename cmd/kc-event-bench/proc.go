@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,6 +121,35 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// pid is the process id of the emitter.
+func (p *emitterProc) pid() int { return p.cmd.Process.Pid }
+
+// waitReady waits until the emitter answers /metrics and has read its
+// source once.
+func waitReady(ctx context.Context, p *emitterProc) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if p.exited() {
+			if err := p.exitErr(); err != nil {
+				return err
+			}
+			return fmt.Errorf("kc-event-emitter exited before it was ready; log %s:\n%s", p.log, tailFile(p.log, 20))
+		}
+		m, err := scrape(ctx, p.metrics, "kc_event_emitter_source_reads_total")
+		if err == nil && m["kc_event_emitter_source_reads_total"] > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kc-event-emitter not ready after a minute (%v); log %s:\n%s", err, p.log, tailFile(p.log, 20))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // exited tells whether the process has ended.
 func (p *emitterProc) exited() bool {
 	select {
@@ -181,126 +208,6 @@ func (p *emitterProc) usage() usage {
 		cpu:    time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
 		maxRSS: ru.Maxrss * 1024, // Linux: kilobytes
 	}
-}
-
-// procStatus returns a field of /proc/<pid>/status in bytes (VmHWM, VmRSS).
-func procStatus(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return statusField(f, field)
-}
-
-// statusField reads "Field:   1234 kB" from a /proc status file.
-func statusField(r io.Reader, field string) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || name != field {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("%s: unexpected %q", field, rest)
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", field, err)
-		}
-		return kb * 1024, nil
-	}
-	return 0, fmt.Errorf("no %s in the status file", field)
-}
-
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat;
-// 100 on every Linux architecture Go supports.
-const clockTicks = 100
-
-// procCPU returns the user + system time a live process used so far.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return statCPU(string(b))
-}
-
-// statCPU reads utime and stime (fields 14 and 15) of a /proc stat line;
-// the command name in parentheses may hold spaces.
-func statCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("stat %q: no command name", stat)
-	}
-	f := strings.Fields(stat[i+1:]) // f[0] is field 3, the state
-	if len(f) < 13 {
-		return 0, fmt.Errorf("stat %q: %d fields after the name, want 13 or more", stat, len(f))
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("stat: %w", err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
-}
-
-// scrape returns the sum over all label sets of each metric of a /metrics
-// page whose name is in names.
-func scrape(ctx context.Context, url string, names ...string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return parseMetrics(resp.Body, names...)
-}
-
-// parseMetrics sums the samples of the named metrics in the Prometheus text
-// format; a name that has no sample is missing from the map.
-func parseMetrics(r io.Reader, names ...string) (map[string]float64, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		end := strings.IndexAny(line, "{ ")
-		if end < 0 || !want[line[:end]] {
-			continue
-		}
-		rest := line[end:]
-		if rest[0] == '{' {
-			rest = rest[strings.LastIndexByte(rest, '}')+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			return nil, fmt.Errorf("metric line %q: no value", line)
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metric line %q: %w", line, err)
-		}
-		out[line[:end]] += v
-	}
-	return out, sc.Err()
 }
 
 // tailFile returns the last n lines of a file.

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -34,10 +32,10 @@ type report struct {
 	peerSamples []string
 }
 
-func newReport(ctx context.Context, cfg config, cluster, root, bin string) *report {
-	r := &report{started: time.Now(), cfg: cfg, loadStart: loadAverage(),
+func newReport(ctx context.Context, h host, cfg config, cluster, root, bin string) *report {
+	r := &report{started: time.Now(), cfg: cfg, loadStart: h.loadAverage(),
 		command: strings.TrimSpace("go run ./cmd/kc-event-bench " + strings.Join(cfg.args, " "))}
-	r.machine = fmt.Sprintf("%d CPUs (%s), %s RAM, %s/%s, %s", runtime.NumCPU(), cpuModel(), memTotal(),
+	r.machine = fmt.Sprintf("%d CPUs (%s), %s RAM, %s/%s, %s", runtime.NumCPU(), h.cpuModel(), h.memTotal(),
 		runtime.GOOS, runtime.GOARCH, runtime.Version())
 	r.commit = "binary " + bin
 	if cfg.emitterBin == "" {
@@ -50,9 +48,10 @@ func newReport(ctx context.Context, cfg config, cluster, root, bin string) *repo
 	return r
 }
 
-func (r *report) finish() {
+// finish records the end of the run and the load average then.
+func (r *report) finish(load float64) {
 	r.ended = time.Now()
-	r.loadEnd = loadAverage()
+	r.loadEnd = load
 }
 
 // gitCommit names the commit the emitter was built from, and says when the
@@ -74,36 +73,6 @@ func gitCommit(ctx context.Context, root string) string {
 		}
 	}
 	return c
-}
-
-// cpuModel returns the first "model name" of /proc/cpuinfo.
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if name, value, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return "unknown CPU"
-}
-
-// memTotal returns MemTotal of /proc/meminfo in GiB.
-func memTotal() string {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return "?"
-	}
-	defer f.Close()
-	n, err := statusField(f, "MemTotal")
-	if err != nil {
-		return "?"
-	}
-	return fmt.Sprintf("%.0f GiB", float64(n)/(1<<30))
 }
 
 // Goals of issue 9.
@@ -186,7 +155,7 @@ func (r *report) markdown() string {
 		p("| set-up | logins/s | failed | events stored | events delivered | load |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, x := range r.peer {
 			delivered := "–"
-			if x.setup != "stored only" {
+			if x.setup != setupStored {
 				delivered = num(float64(x.delivered))
 			}
 			p("| %s | %.1f | %d | %s | %s | %.1f |\n", x.setup, x.rate(), x.failures, num(float64(x.stored)), delivered, x.load)
@@ -300,8 +269,8 @@ func (r *report) goals(b *strings.Builder) {
 	if rss > 0 {
 		rows = append(rows, row{"peak RSS < 64 MB at any backlog", mib(rss) + " (largest of every run)", yes(rss < goalRSSBytes)})
 	}
-	if base := r.peerMean("stored only"); base > 0 {
-		if side := r.peerMean("kc-event-emitter sidecar"); side > 0 {
+	if base := r.peerMean(setupStored); base > 0 {
+		if side := r.peerMean(setupSidecar); side > 0 {
 			rows = append(rows, row{"no effect of the sidecar on Keycloak's logins/s",
 				fmt.Sprintf("%s of stored only (means: %.1f vs %.1f logins/s)", pct(side, base), side, base),
 				yes(side >= 0.95*base)})
@@ -356,3 +325,17 @@ func pct(a, b float64) string {
 	}
 	return fmt.Sprintf("%.0f%%", 100*a/b)
 }
+
+// rateName names an insert rate in events/s; 0 is full speed.
+func rateName(rate int) string {
+	if rate == 0 {
+		return "full speed"
+	}
+	return fmt.Sprintf("%d/s", rate)
+}
+
+// ms formats d in whole milliseconds.
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+// mib formats b bytes in MiB.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -35,12 +35,7 @@ type liveFigures struct {
 }
 
 // rate returns the events delivered per second over the span.
-func (f liveFigures) rate() float64 {
-	if f.span <= 0 {
-		return 0
-	}
-	return float64(f.delivered) / f.span.Seconds()
-}
+func (f liveFigures) rate() float64 { return perSecond(f.delivered, f.span) }
 
 // figures computes the latencies from the commit times (UnixNano per
 // sequence number, 0 = not inserted) and the arrivals. An arrival a few

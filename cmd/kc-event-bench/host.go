@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// host reads what the kernel reports under /proc about the machine and
+// about a live process (the emitter).
+type host struct {
+	fs procfs.FS
+}
+
+// newHost reads the proc file system mounted at mount (procfs.DefaultMountPoint
+// outside the tests).
+func newHost(mount string) (host, error) {
+	fs, err := procfs.NewFS(mount)
+	if err != nil {
+		return host{}, fmt.Errorf("the proc file system of Linux at %s: %w", mount, err)
+	}
+	return host{fs: fs}, nil
+}
+
+// memory is the resident set size of a process, now and at its peak, in bytes.
+type memory struct {
+	rss, peak int64
+}
+
+// memory returns VmRSS and VmHWM of /proc/<pid>/status of a live process.
+func (h host) memory(pid int) (memory, error) {
+	p, err := h.fs.Proc(pid)
+	if err != nil {
+		return memory{}, err
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return memory{}, fmt.Errorf("status of process %d: %w", pid, err)
+	}
+	if st.VmRSS == 0 || st.VmHWM == 0 {
+		return memory{}, fmt.Errorf("status of process %d: no VmRSS or VmHWM", pid)
+	}
+	return memory{rss: int64(st.VmRSS), peak: int64(st.VmHWM)}, nil
+}
+
+// cpu returns the user + system time a live process used so far.
+func (h host) cpu(pid int) (time.Duration, error) {
+	p, err := h.fs.Proc(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat of process %d: %w", pid, err)
+	}
+	return time.Duration(st.CPUTime() * float64(time.Second)), nil
+}
+
+// loadAverage returns the one-minute load average, or -1.
+func (h host) loadAverage() float64 {
+	l, err := h.fs.LoadAvg()
+	if err != nil {
+		return -1
+	}
+	return l.Load1
+}
+
+// memTotal returns the machine's memory (MemTotal) in GiB.
+func (h host) memTotal() string {
+	m, err := h.fs.Meminfo()
+	if err != nil || m.MemTotalBytes == nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f GiB", float64(*m.MemTotalBytes)/(1<<30))
+}
