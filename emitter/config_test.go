@@ -2,10 +2,11 @@ package emitter
 
 import (
 	"errors"
-	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 )
 
 func validConfig() Config {

@@ -15,14 +15,19 @@ import (
 // waiting, before /readyz answers 503.
 const readyAfter = 30 * time.Second
 
-// serveOps serves /healthz (alive), /readyz (see notReady) and /metrics on
-// addr until the returned server is closed. The server bounds every
-// connection: headers, whole requests, answers and idle keep-alives.
-func serveOps(addr string, reg *prometheus.Registry, notReady func(time.Time) string) (*http.Server, error) {
+// listenOps listens on the ops address.
+func listenOps(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, &FieldError{Field: "listen", Value: addr, Err: err}
 	}
+	return ln, nil
+}
+
+// serveOps serves /healthz (alive), /readyz (see notReady) and /metrics on
+// ln until the returned server is closed. The server bounds every
+// connection: headers, whole requests, answers and idle keep-alives.
+func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time) string) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -44,7 +49,7 @@ func serveOps(addr string, reg *prometheus.Registry, notReady func(time.Time) st
 		MaxHeaderBytes:    16 << 10,
 	}
 	go srv.Serve(ln)
-	return srv, nil
+	return srv
 }
 
 // readiness says why the emitter is not ready, or "" when it is: the source

@@ -39,22 +39,59 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
 	}
-	m := newMetrics(reg)
-	uids, err := NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID)
+	e, err := newEmitter(cfg, opts)
 	if err != nil {
 		return err
+	}
+	if cfg.ListenAddr != "" {
+		ln, err := listenOps(cfg.ListenAddr)
+		if err != nil {
+			return err
+		}
+		defer serveOps(ln, opts.Registry, e.ready.notReady).Close()
+	}
+	src, closeSource, err := openSource(ctx, cfg, e.log)
+	if err != nil {
+		if ctx.Err() != nil {
+			e.log.Info("stopped before the source was reachable")
+			return nil
+		}
+		return err
+	}
+	defer closeSource()
+	return e.run(ctx, src, checkpoint.NewFile(cfg.CheckpointPath))
+}
+
+// emitter is one running emitter: everything but the source, which is
+// opened (and waited for) after the ops server answers.
+type emitter struct {
+	cfg     Config
+	opts    RunOptions
+	log     *slog.Logger
+	metrics *metrics
+	uids    *UIDGenerator
+	p       *pipeline
+	src     atomic.Pointer[observedSource] // set once open; read by /readyz
+	ready   readiness
+}
+
+// newEmitter builds the delivery side of cfg: uids, encoder, sender,
+// buffer and dead-letter file, and the metrics on opts.Registry.
+func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
+	e := &emitter{cfg: cfg, opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry)}
+	var err error
+	if e.uids, err = NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID); err != nil {
+		return nil, err
 	}
 	enc, err := NewEncoder(cfg.Format, cfg.Numbering)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sender, err := httpsender.New(httpsender.Options{
 		URL:            cfg.TargetURI,
@@ -70,50 +107,40 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		SigningSecrets: cfg.SigningSecrets,
 		RetryWaitMin:   cfg.RetryWaitMin,
 		RetryWaitMax:   cfg.RetryWaitMax,
-		Logger:         log,
+		Logger:         e.log,
 	})
 	if err != nil {
-		return &FieldError{Field: "targetUri", Value: redactURL(cfg.TargetURI), Err: err}
+		return nil, &FieldError{Field: "targetUri", Value: redactURL(cfg.TargetURI), Err: err}
 	}
-	p := &pipeline{filters: cfg.Filters, enc: enc, metrics: m, progress: &progress{}}
-	p.delivery, err = newDelivery(deliveryOptions{
+	e.p = &pipeline{filters: cfg.Filters, enc: enc, metrics: e.metrics, progress: &progress{}}
+	e.p.delivery, err = newDelivery(deliveryOptions{
 		Sink:           sender,
 		Capacity:       cfg.BufferCapacity,
 		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
 		DeadLetterPath: cfg.DeadLetterPath,
-		Ack:            p.ack,
-		Metrics:        m,
-		Logger:         log,
+		Ack:            e.p.ack,
+		Metrics:        e.metrics,
+		Logger:         e.log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var src atomic.Pointer[observedSource] // set once open; read by /readyz
-	if cfg.ListenAddr != "" {
-		ready := readiness{source: src.Load, delivery: p.delivery}
-		srv, err := serveOps(cfg.ListenAddr, reg, ready.notReady)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-	}
-	opened, closeSource, err := openSource(ctx, cfg, log)
-	if err != nil {
-		if ctx.Err() != nil {
-			log.Info("stopped before the source was reachable")
-			return nil
-		}
-		return err
-	}
-	defer closeSource()
-	observed := &observedSource{source: opened, reads: m.SourceReads}
-	src.Store(observed)
-	p.users = newEnricher(observed, defaultUsernameCache)
+	e.ready = readiness{source: e.src.Load, delivery: e.p.delivery}
+	return e, nil
+}
 
+// run opens the ledger on store and tails src until ctx is done (with
+// Once: until src is drained and delivered).
+func (e *emitter) run(ctx context.Context, src source, store checkpoint.Store) error {
+	cfg, p := e.cfg, e.p
+	observed := &observedSource{source: src, reads: e.metrics.SourceReads}
+	e.src.Store(observed)
+	p.users = newEnricher(observed, defaultUsernameCache)
+	var err error
 	p.ledger, err = checkpoint.Open(ctx, checkpoint.Options{
-		Store:        checkpoint.NewFile(cfg.CheckpointPath),
-		NextUID:      uids.Next,
+		Store:        store,
+		NextUID:      e.uids.Next,
 		Overlap:      cfg.Overlap,
 		SaveInterval: saveInterval,
 	})
@@ -122,10 +149,10 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	}
 	// Uids issued before a restart bound the new ones, even if the clock
 	// stepped back meanwhile.
-	uids.Resume(p.ledger.MaxUID())
+	e.uids.Resume(p.ledger.MaxUID())
 	start, _ := parseFrom(cfg.From, time.Now()) // validated
 	t, err := newTailer(tailOptions{
-		Source: observed, Ledger: p.ledger, Emit: p.emit, Logger: log,
+		Source: observed, Ledger: p.ledger, Emit: p.emit, Logger: e.log,
 		Realms: cfg.Realms, Kinds: cfg.Kinds, Start: start,
 		PageSize: cfg.PageSize, PollInterval: cfg.PollInterval,
 		RescanInterval: rescanInterval, RealmInterval: realmInterval, MaxBackoff: maxBackoff,
@@ -134,14 +161,14 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
-	log.Info("kc-event-emitter started", "config", cfg)
-	if cfg.Once && opts.Progress != nil {
+	e.log.Info("kc-event-emitter started", "config", cfg)
+	if cfg.Once && e.opts.Progress != nil {
 		pctx, stop := context.WithCancel(ctx)
 		shown := make(chan struct{})
-		go func() { p.progress.show(pctx, opts.Progress, 250*time.Millisecond); close(shown) }()
+		go func() { p.progress.show(pctx, e.opts.Progress, 250*time.Millisecond); close(shown) }()
 		defer func() { stop(); <-shown }()
 	}
-	return runLoop(ctx, cfg, log, t, p)
+	return runLoop(ctx, cfg, e.log, t, p)
 }
 
 // openSource connects to the source. A source that is not there yet
