@@ -11,7 +11,7 @@ export GO_TEST_TIMEOUT
 # Downloads and run state (the scripts read KCEE_CACHE too).
 CACHE := $(or $(KCEE_CACHE),.cache)
 
-.PHONY: build dist test test-unit generate check-generate bench demo servers clean distclean
+.PHONY: build dist image test test-unit generate check-generate bench demo servers clean distclean
 
 ## build: bin/kc-event-emitter and bin/kc-event-receiver, static and stamped with
 ## the version (scripts/version.sh; VERSION=... sets another) and the commit
@@ -22,6 +22,13 @@ build:
 ## and dist/SHA256SUMS (VERSION=..., DIST_ARCHES=...; see scripts/dist.sh)
 dist:
 	GO=$(GO) bash scripts/dist.sh
+
+## image: the container image kc-event-emitter:<version> from deploy/Dockerfile, the
+## same stamped build (needs Docker with BuildKit; IMAGE=name:tag sets another name)
+image:
+	v=$${VERSION:-$$(bash scripts/version.sh)}; \
+	docker build -f deploy/Dockerfile --build-arg VERSION="$$v" \
+		--build-arg COMMIT="$$(git rev-parse HEAD 2>/dev/null)" -t "$${IMAGE:-kc-event-emitter:$$v}" .
 
 ## test: everything against a real PostgreSQL and a real Keycloak (started here)
 test:
