@@ -16,6 +16,9 @@ cd "$ROOT"
 
 version=${VERSION:-$(bash scripts/version.sh)}
 commit=${COMMIT-$(git rev-parse HEAD 2>/dev/null || true)}
+case $version$commit in
+*[[:space:]]*) die "VERSION \"$version\" or COMMIT \"$commit\" holds a space" ;;
+esac
 pkg=github.com/kc-event-emitter/kc-event-emitter/emitter/buildinfo
 ldflags="-s -w -X $pkg.Version=$version -X $pkg.Commit=$commit"
 mkdir -p "$out"

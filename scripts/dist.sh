@@ -6,7 +6,8 @@
 # toolchain: bin/ (both commands, static), install.sh, deploy/systemd/,
 # README.md, CHANGELOG.md and LICENSE. The archives are reproducible: the
 # same commit and Go version give the same bytes (entries sorted, owned by
-# root, dated at the commit).
+# root, dated at the commit). Archives of earlier runs in DIST_DIR are
+# removed first, so SHA256SUMS lists exactly what is there.
 #
 # Settings: VERSION [scripts/version.sh], COMMIT [git rev-parse HEAD],
 # DIST_DIR [dist], DIST_ARCHES [amd64 arm64].
