@@ -11,12 +11,24 @@ export GO_TEST_TIMEOUT
 # Downloads and run state (the scripts read KCEE_CACHE too).
 CACHE := $(or $(KCEE_CACHE),.cache)
 
-.PHONY: build test test-unit generate check-generate bench demo servers clean distclean
+.PHONY: build dist image test test-unit generate check-generate bench demo servers clean distclean
 
-## build: bin/kc-event-emitter and bin/kc-event-receiver
+## build: bin/kc-event-emitter and bin/kc-event-receiver, static and stamped with
+## the version (scripts/version.sh; VERSION=... sets another) and the commit
 build:
-	$(GO) build -o bin/kc-event-emitter ./cmd/kc-event-emitter
-	$(GO) build -o bin/kc-event-receiver ./cmd/kc-event-receiver
+	GO=$(GO) bash scripts/build.sh bin
+
+## dist: the release archives dist/kc-event-emitter-<version>-linux-{amd64,arm64}.tar.gz
+## and dist/SHA256SUMS (VERSION=..., DIST_ARCHES=...; see scripts/dist.sh)
+dist:
+	GO=$(GO) bash scripts/dist.sh
+
+## image: the container image kc-event-emitter:<version> from deploy/Dockerfile, the
+## same stamped build (needs Docker with BuildKit; IMAGE=name:tag sets another name)
+image:
+	v=$${VERSION:-$$(bash scripts/version.sh)}; \
+	docker build -f deploy/Dockerfile --build-arg VERSION="$$v" \
+		--build-arg COMMIT="$$(git rev-parse HEAD 2>/dev/null)" -t "$${IMAGE:-kc-event-emitter:$$v}" .
 
 ## test: everything against a real PostgreSQL and a real Keycloak (started here)
 test:
@@ -58,11 +70,11 @@ bench: servers
 demo:
 	bash scripts/demo.sh
 
-## clean: stop the servers, remove bin/ and the run state (downloads are kept)
+## clean: stop the servers, remove bin/, dist/ and the run state (downloads are kept)
 clean:
 	-bash scripts/keycloak.sh stop
 	-bash scripts/postgres.sh destroy-all
-	rm -rf bin $(CACHE)/keycloak/run $(CACHE)/keycloak/*.log $(CACHE)/seed $(CACHE)/bin
+	rm -rf bin dist $(CACHE)/keycloak/run $(CACHE)/keycloak/*.log $(CACHE)/seed $(CACHE)/bin
 
 ## distclean: clean, and remove the downloaded and unpacked Keycloak too
 distclean: clean

@@ -3,8 +3,11 @@
 #
 #   ./install.sh [--prefix DIR] [--no-systemd]
 #
-# Copies bin/kc-event-emitter and bin/kc-event-receiver (built with go build
-# when absent) to PREFIX/bin (PREFIX: /usr/local). As root, for a standalone
+# Run it from an unpacked release archive
+# (kc-event-emitter-<version>-linux-<arch>.tar.gz, no Go needed) or from a
+# checkout. Copies bin/kc-event-emitter and bin/kc-event-receiver (in a
+# checkout without them, built first with scripts/build.sh, which needs Go)
+# to PREFIX/bin (PREFIX: /usr/local). As root, for a standalone
 # emitter beside Keycloak, it also installs the systemd unit to
 # /etc/systemd/system/kc-event-emitter.service and the settings template to
 # the EnvironmentFile the unit names (/etc/kc-event-emitter/...env, mode
@@ -32,15 +35,31 @@ done
 [ -n "$prefix" ] || { echo "install.sh: empty --prefix" >&2; exit 2; }
 prefix=$(realpath -m "$prefix")
 
+if [ ! -x bin/kc-event-emitter ] || [ ! -x bin/kc-event-receiver ]; then
+	if [ ! -f scripts/build.sh ]; then
+		echo "install.sh: bin/kc-event-emitter or bin/kc-event-receiver is missing from $PWD: unpack the release archive again" >&2
+		exit 1
+	fi
+	if ! command -v go >/dev/null; then
+		echo "install.sh: bin/ holds no binaries and there is no go to build them: install from a release archive (kc-event-emitter-<version>-linux-<arch>.tar.gz, made by make dist), or install Go, or run make build on a machine with Go first" >&2
+		exit 1
+	fi
+	echo "building bin/kc-event-emitter and bin/kc-event-receiver"
+	bash scripts/build.sh bin
+fi
+# A binary that does not start here (an archive for another architecture)
+# is not installed.
 for b in kc-event-emitter kc-event-receiver; do
-	if [ ! -x "bin/$b" ]; then
-		echo "building bin/$b"
-		go build -o "bin/$b" "./cmd/$b"
+	if ! v=$("bin/$b" version 2>&1); then
+		echo "install.sh: bin/$b does not run on this machine ($(uname -s) $(uname -m)): is the archive for another architecture?" >&2
+		printf '%s\n' "$v" >&2
+		exit 1
 	fi
 done
 install -d "$prefix/bin"
 install -m 0755 bin/kc-event-emitter bin/kc-event-receiver "$prefix/bin/"
-echo "installed $prefix/bin/kc-event-emitter and $prefix/bin/kc-event-receiver"
+version=$(bin/kc-event-emitter version | head -n 1)
+echo "installed $prefix/bin/kc-event-emitter and $prefix/bin/kc-event-receiver (${version#kc-event-emitter })"
 
 if [ "$systemd" = 0 ] || { [ "$(id -u)" != 0 ] && [ "$custom_prefix" = 0 ]; }; then
 	[ "$systemd" = 1 ] && echo "not root: the systemd unit and its settings file were not installed"

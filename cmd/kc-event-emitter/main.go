@@ -2,15 +2,17 @@
 // admin REST API) and delivers each Event and AdminEvent to an HTTP target in
 // the wire formats of the original event-emitter.
 //
-// Subcommands: run (the default), encode, version. `kc-event-emitter help`
-// lists them; `kc-event-emitter run --help` lists the flags of run.
+// Subcommands: run (the default), encode, version (also --version).
+// `kc-event-emitter help` lists them; `kc-event-emitter run --help` lists the
+// flags of run.
 package main
 
 import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/buildinfo"
 )
 
 func main() {
@@ -21,7 +23,9 @@ func main() {
 // starts with a flag) and returns the process exit status.
 func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		cmd, args = "version", args[1:]
+	} else if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -30,7 +34,11 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "encode":
 		return encodeMain(args, stdin, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "kc-event-emitter", version())
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "kc-event-emitter version: unexpected argument %q\n", args[0])
+			return 2
+		}
+		fmt.Fprint(stdout, buildinfo.Read().Text("kc-event-emitter"))
 		return 0
 	case "help":
 		usage(stdout)
@@ -44,15 +52,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: kc-event-emitter [run] [flags]     tail Keycloak's events and deliver them (default)
        kc-event-emitter encode [flags]    encode admin API event JSON lines from stdin to wire payloads
-       kc-event-emitter version           print the version
+       kc-event-emitter version           print the version, the commit and the Go version
 Run "kc-event-emitter run --help" or "kc-event-emitter encode --help" for the flags.
 `)
-}
-
-// version is the module version the binary was built from, or "devel".
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/buildinfo"
 )
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless
@@ -35,6 +36,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, o)
+	build := buildinfo.Read()
+	log.Info("kc-event-emitter starting", build.LogAttrs()...)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A sidecar should stay small: past this the garbage collector
 		// works harder instead of the heap growing (GOMEMLIMIT overrides).
@@ -44,6 +47,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := buildinfo.Register(reg, build); err != nil {
+		log.Error("kc-event-emitter stopped", "error", err)
+		return 1
+	}
 	ro := emitter.RunOptions{Logger: log, Registry: reg}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		ro.Progress = stderr

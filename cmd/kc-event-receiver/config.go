@@ -63,6 +63,9 @@ flags: the Basic auth password comes from KC_RECEIVER_PASSWORD or
 --password-file, the Standard Webhooks secrets from KC_RECEIVER_SIGNING_SECRET
 (space-separated) or --signing-secret-file (one per line).
 
+kc-event-receiver version (or --version) prints the version, the commit and
+the Go version.
+
 Flags:
 `
 

@@ -4,7 +4,8 @@
 // FLATBUFFER formats, stores each uid once in a JSON-lines file or a
 // PostgreSQL table, and prints a line per event (or a counter).
 //
-// Run kc-event-receiver -help for its flags.
+// Run kc-event-receiver -help for its flags; kc-event-receiver version (or
+// --version) prints the version, the commit and the Go version.
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/buildinfo"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
 )
 
@@ -34,6 +36,14 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "kc-event-receiver %s: unexpected argument %q\n", args[0], args[1])
+			return 2
+		}
+		fmt.Fprint(stdout, buildinfo.Read().Text("kc-event-receiver"))
+		return 0
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -44,6 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log.Info("kc-event-receiver starting", buildinfo.Read().LogAttrs()...)
 	if err := serve(ctx, cfg, log, stdout); err != nil {
 		log.Error("receiver stopped", "err", err)
 		return 1

@@ -98,8 +98,8 @@ func TestEmitterServesHealthReadinessAndMetrics(t *testing.T) {
 }
 
 // TestEmitterVersionAndEncodeSubcommands runs the two other subcommands of
-// the binary: version prints one line, and encode turns an admin API event
-// into the payload a receiver gets.
+// the binary: version starts with "kc-event-emitter <version>", and encode
+// turns an admin API event into the payload a receiver gets.
 func TestEmitterVersionAndEncodeSubcommands(t *testing.T) {
 	v := start(t, "kc-event-emitter", []string{"version"})
 	if code := v.wait(10 * time.Second); code != 0 || !strings.HasPrefix(v.output(), "kc-event-emitter ") {
