@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/envflag"
 )
 
 // envPrefix prefixes the environment variable of every flag: --targetUri is
@@ -77,17 +76,7 @@ type options struct {
 }
 
 // envName returns the environment variable of a flag: targetUri -> KC_EMITTER_TARGET_URI.
-func envName(flagName string) string {
-	var b strings.Builder
-	b.WriteString(envPrefix)
-	for i, r := range flagName {
-		if unicode.IsUpper(r) && i > 0 {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
-}
+func envName(flagName string) string { return envflag.Name(envPrefix, flagName) }
 
 // parseRunFlags reads args and the environment (through getenv). Its errors
 // name the parameter and the value; flag.ErrHelp means --help was asked.
@@ -166,27 +155,15 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q (secrets are never arguments: see --help)", fs.Arg(0))
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v, ok := lookup(getenv, name); ok && !set[f.Name] && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-			set[f.Name] = true
-		}
-	})
-	if envErr != nil {
-		return options{}, envErr
+	set, err := envflag.Apply(fs, envPrefix, getenv)
+	if err != nil {
+		return options{}, err
 	}
 	for _, name := range mandatory {
 		if !set[name] {
 			return options{}, fmt.Errorf("--%s is missing (or %s): it is mandatory", name, envName(name))
 		}
 	}
-	var err error
 	c.Format = emitter.Format(format)
 	c.Numbering = emitter.Numbering(numbering)
 	if c.BufferCapacity, err = parseInt("bufferCapacity", bufferCapacity); err != nil {
@@ -212,22 +189,22 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	c.Filters.Operations = emitter.TypeFilter{Include: list(adminOps)}
 	c.Filters.Resources = emitter.TypeFilter{Include: list(adminRes)}
 
-	if c.Password, err = secret(getenv, secretFile, "secretFile", envSecretToken); err != nil {
+	if c.Password, err = envflag.Secret(getenv, secretFile, "secretFile", envSecretToken); err != nil {
 		return options{}, err
 	}
 	if c.Password == "" {
 		c.Username = "" // the original's Basic auth needs both; without a password none is sent
 	}
-	if c.DatabaseURL, err = secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {
+	if c.DatabaseURL, err = envflag.Secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {
 		return options{}, err
 	}
-	if c.API.ClientSecret, err = secret(getenv, apiSecretFile, "apiClientSecretFile", envAPISecret); err != nil {
+	if c.API.ClientSecret, err = envflag.Secret(getenv, apiSecretFile, "apiClientSecretFile", envAPISecret); err != nil {
 		return options{}, err
 	}
-	if c.API.Password, err = secret(getenv, apiPassFile, "apiPasswordFile", envAPIPassword); err != nil {
+	if c.API.Password, err = envflag.Secret(getenv, apiPassFile, "apiPasswordFile", envAPIPassword); err != nil {
 		return options{}, err
 	}
-	sigs, err := secret(getenv, sigFile, "signingSecretFile", envSigningSecret)
+	sigs, err := envflag.Secret(getenv, sigFile, "signingSecretFile", envSigningSecret)
 	if err != nil {
 		return options{}, err
 	}
@@ -243,12 +220,6 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	o.cfg = c
 	return o, nil
-}
-
-// lookup returns an environment variable that is set and not empty.
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
 }
 
 func parseInt(name, s string) (int, error) {
@@ -269,19 +240,6 @@ func list(s string) []string {
 		parts[i] = strings.TrimSpace(parts[i])
 	}
 	return parts
-}
-
-// secret returns the content of the file named by a flag (without a final
-// newline) when it is set, else the environment variable env.
-func secret(getenv func(string) string, file, flagName, env string) (string, error) {
-	if file == "" {
-		return getenv(env), nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("--%s %q: %w", flagName, file, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // printRunUsage prints the flags of run grouped by concern.
