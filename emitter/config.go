@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 )
 
 // Config is the whole configuration of a running emitter: the original
@@ -111,14 +112,14 @@ type APIConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		BufferCapacity:           10000,
-		ConnectTimeout:           5 * time.Second,
-		ConnectionRequestTimeout: 5 * time.Second,
-		SocketTimeout:            10 * time.Second,
+		ConnectTimeout:           httpsender.DefaultConnectTimeout,
+		ConnectionRequestTimeout: httpsender.DefaultRequestTimeout,
+		SocketTimeout:            httpsender.DefaultSocketTimeout,
 		Numbering:                Numbering201,
 		Overflow:                 buffer.DropOldest,
-		Concurrency:              1,
-		RetryWaitMin:             100 * time.Millisecond,
-		RetryWaitMax:             30 * time.Second,
+		Concurrency:              httpsender.DefaultMaxConns,
+		RetryWaitMin:             httpsender.DefaultRetryWaitMin,
+		RetryWaitMax:             httpsender.DefaultRetryWaitMax,
 		Source:                   SourceDB,
 		API:                      APIConfig{AuthRealm: "master", Timeout: 30 * time.Second},
 		From:                     "now",

@@ -29,13 +29,14 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 )
 
-// Defaults applied to a zero field of Options.
+// Defaults applied to a zero field of Options; the emitter's defaults
+// (emitter.DefaultConfig) are these.
 const (
-	DefaultConnectTimeout = 10 * time.Second
-	DefaultRequestTimeout = 10 * time.Second
-	DefaultSocketTimeout  = 30 * time.Second
-	DefaultMaxConns       = 4
-	DefaultRetryWaitMin   = 500 * time.Millisecond
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultSocketTimeout  = 10 * time.Second
+	DefaultMaxConns       = 1
+	DefaultRetryWaitMin   = 100 * time.Millisecond
 	DefaultRetryWaitMax   = 30 * time.Second
 )
 
