@@ -1,6 +1,9 @@
-// Package emitter holds the domain of kc-event-emitter: the Event and AdminEvent
-// types that Keycloak stores, their wire encodings, and the loop that tails a
-// source and hands encoded events to a sender.
+// Package emitter holds the domain of kc-event-emitter: the Event and
+// AdminEvent types that Keycloak stores, their wire encodings, and Run, which
+// tails a source and delivers every event: source -> tailer (tail.go) ->
+// pipeline (pipeline.go: uid, filter, enrich, encode) -> delivery
+// (delivery.go) -> sink (httpsender), acknowledged into the ledger
+// (checkpoint). docs/architecture.md says where each step lives.
 package emitter
 
 // Kind tells an Event from an AdminEvent. Its values are the names the

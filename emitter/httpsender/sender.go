@@ -436,7 +436,7 @@ func (s *Sender) logRetry(m message, a *attempts, resp *http.Response, wait time
 		attrs = append(attrs, "status", resp.StatusCode)
 	}
 	if a.last != nil {
-		attrs = append(attrs, "err", a.last)
+		attrs = append(attrs, "error", a.last)
 	}
 	s.log.Info("delivery attempt failed, retrying", attrs...)
 }

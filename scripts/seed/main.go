@@ -101,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := seed(ctx, log, o, stdout); err != nil {
-		log.Error("seed failed", "err", err)
+		log.Error("seed failed", "error", err)
 		return 1
 	}
 	return 0
