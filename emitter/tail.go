@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -192,18 +193,8 @@ func (t *tailer) active() []*tailStream {
 			out = append(out, s)
 		}
 	}
-	slices.SortFunc(out, func(a, b *tailStream) int { return cmpString(a.key, b.key) })
+	slices.SortFunc(out, func(a, b *tailStream) int { return strings.Compare(a.key, b.key) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // listRealms lists the source's realms and activates a stream per selected

@@ -8,11 +8,13 @@
 package checkpoint
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,24 +225,8 @@ func (l *Ledger) Recovered(key string) []Lost {
 		}
 	}
 	s.recovered = true
-	slices.SortFunc(lost, func(a, b Lost) int { return cmpItem(a.Time, a.ID, b.Time, b.ID) })
+	slices.SortFunc(lost, func(a, b Lost) int { return cmp.Or(cmp.Compare(a.Time, b.Time), strings.Compare(a.ID, b.ID)) })
 	return lost
-}
-
-func cmpItem(at int64, aid string, bt int64, bid string) int {
-	if at != bt {
-		if at < bt {
-			return -1
-		}
-		return 1
-	}
-	if aid < bid {
-		return -1
-	}
-	if aid > bid {
-		return 1
-	}
-	return 0
 }
 
 // Count returns how many entries of the stream's window have a time in
