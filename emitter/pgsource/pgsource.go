@@ -17,6 +17,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -81,7 +82,7 @@ type Source struct {
 // checks their time indexes. A missing index is reported by Warnings, not as
 // an error. The url is never part of an error message: it may hold a password.
 func Open(ctx context.Context, url string) (*Source, error) {
-	connector, err := pq.NewConnector(url)
+	connector, err := pq.NewConnector(withBinaryParameters(url))
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL connection string: %w", err)
 	}
@@ -95,6 +96,22 @@ func Open(ctx context.Context, url string) (*Source, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// withBinaryParameters adds binary_parameters=yes to a connection string
+// that does not set it: lib/pq then sends a parameterised query in one
+// exchange (one transaction) instead of preparing it first (two).
+func withBinaryParameters(dsn string) string {
+	if strings.Contains(dsn, "binary_parameters") {
+		return dsn
+	}
+	if strings.Contains(dsn, "://") {
+		if strings.Contains(dsn, "?") {
+			return dsn + "&binary_parameters=yes"
+		}
+		return dsn + "?binary_parameters=yes"
+	}
+	return dsn + " binary_parameters=yes"
 }
 
 // Close closes the connection pool.

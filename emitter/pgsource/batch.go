@@ -1,0 +1,299 @@
+package pgsource
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/lib/pq"
+)
+
+// Range is a keyset range of one realm's rows: (time, id) > (AfterTime,
+// AfterID), and time <= UntilTime when UntilTime is not 0.
+type Range struct {
+	RealmID   string
+	AfterTime int64
+	AfterID   string
+	UntilTime int64
+}
+
+// Batch is one round trip to the database: a page of each of EventPages and
+// AdminPages (at most Limit rows each, ordered by (time, id)), the number of
+// rows in each of EventCounts and AdminCounts, and the snapshot they were
+// all read in. The filters apply to every range of their table.
+type Batch struct {
+	EventPages, AdminPages   []Range
+	EventCounts, AdminCounts []Range
+	Limit                    int
+	Types                    Filter // event_entity.type
+	Operations, Resources    Filter // admin_event_entity.operation_type, resource_type
+}
+
+// BatchResult holds what a Batch read, index by index.
+type BatchResult struct {
+	EventPages               [][]EventRow
+	AdminPages               [][]AdminEventRow
+	EventCounts, AdminCounts []int
+	// Snapshot is the snapshot every part was read in.
+	Snapshot Snapshot
+}
+
+// Snapshot tells which transactions had not ended when a read was made
+// (PostgreSQL's pg_current_snapshot()): Xmin is the oldest of them, Xmax one
+// past the newest transaction id assigned then, and Xip those between that
+// were still in progress. Only transactions that have written have ids.
+type Snapshot struct {
+	Xmin, Xmax uint64
+	Xip        []uint64
+}
+
+// Running tells whether transaction xid may still commit after s: it was in
+// progress at s (or began after it).
+func (s Snapshot) Running(xid uint64) bool {
+	if xid >= s.Xmax {
+		return true
+	}
+	if xid < s.Xmin {
+		return false
+	}
+	for _, x := range s.Xip {
+		if x == xid {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSnapshot reads the text form of pg_snapshot, "xmin:xmax:xip,...".
+func ParseSnapshot(text string) (Snapshot, error) {
+	parts := strings.Split(text, ":")
+	if len(parts) != 3 {
+		return Snapshot{}, fmt.Errorf("snapshot %q: want xmin:xmax:xip", text)
+	}
+	var s Snapshot
+	var err error
+	if s.Xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot %q: xmin: %w", text, err)
+	}
+	if s.Xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot %q: xmax: %w", text, err)
+	}
+	if parts[2] != "" {
+		for _, x := range strings.Split(parts[2], ",") {
+			v, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				return Snapshot{}, fmt.Errorf("snapshot %q: xip: %w", text, err)
+			}
+			s.Xip = append(s.Xip, v)
+		}
+	}
+	return s, nil
+}
+
+// The kinds of row a batch query returns, in its first column.
+const (
+	rowSnapshot = "s"
+	rowEvent    = "e"
+	rowAdmin    = "a"
+	rowEvCount  = "c"
+	rowAdCount  = "d"
+)
+
+// batchCols are the columns every branch of a batch query returns, in
+// order; a branch fills those of its table and NULLs the others.
+var batchCols = []string{"id", "t", "realm_id", "type", "client_id", "user_id", "session_id", "ip_address",
+	"error", "details", "operation_type", "resource_type", "auth_realm_id", "auth_client_id", "auth_user_id",
+	"resource_path", "representation"}
+
+// ReadBatch reads b in one statement: one round trip, one transaction, one
+// snapshot. Each range is read on the (realm_id, time) index (a LATERAL
+// keyset scan per range), so the cost follows the rows read, not the
+// number of realms.
+func (s *Source) ReadBatch(ctx context.Context, b Batch) (BatchResult, error) {
+	if b.Limit <= 0 && len(b.EventPages)+len(b.AdminPages) > 0 {
+		return BatchResult{}, fmt.Errorf("batch read: limit %d is not positive", b.Limit)
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	null := func(except map[string]string) string {
+		out := make([]string, len(batchCols))
+		for i, c := range batchCols {
+			if v, ok := except[c]; ok {
+				out[i] = v + " AS " + c
+			} else {
+				out[i] = "NULL::text AS " + c
+			}
+		}
+		return strings.Join(out, ", ")
+	}
+	// The snapshot branch names every column's type for the others.
+	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
+		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1)}
+	ranges := func(rs []Range) string {
+		realms, times, ids, untils := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
+		for i, r := range rs {
+			realms[i], times[i], ids[i], untils[i] = r.RealmID, r.AfterTime, r.AfterID, r.UntilTime
+		}
+		return fmt.Sprintf("unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY AS q(realm_id, after_t, after_id, until_t, n)",
+			arg(pq.Array(realms)), arg(pq.Array(times)), arg(pq.Array(ids)), arg(pq.Array(untils)))
+	}
+	where := func(t Table, filters map[string]Filter) (string, error) {
+		tc := t.timeColumn()
+		var w strings.Builder
+		fmt.Fprintf(&w, "x.realm_id = q.realm_id AND x.%s >= q.after_t AND (x.%s, x.id) > (q.after_t, q.after_id) AND (q.until_t = 0 OR x.%s <= q.until_t)", tc, tc, tc)
+		for _, col := range []string{"type", "operation_type", "resource_type"} {
+			f, ok := filters[col]
+			if !ok {
+				continue
+			}
+			if err := f.Validate(); err != nil {
+				return "", fmt.Errorf("filter of %s.%s: %w", t, col, err)
+			}
+			if len(f.Include) > 0 {
+				cond, more := matchSQL("x."+col, f.Include, len(args))
+				args = append(args, more...)
+				fmt.Fprintf(&w, " AND %s", cond)
+			}
+			if len(f.Exclude) > 0 {
+				cond, more := matchSQL("x."+col, f.Exclude, len(args))
+				args = append(args, more...)
+				fmt.Fprintf(&w, " AND (x.%s IS NULL OR NOT %s)", col, cond)
+			}
+		}
+		return w.String(), nil
+	}
+	evFilters := map[string]Filter{"type": b.Types}
+	adFilters := map[string]Filter{"operation_type": b.Operations, "resource_type": b.Resources}
+	evCols := map[string]string{"id": "x.id", "t": "x.event_time", "realm_id": "x.realm_id", "type": "x.type",
+		"client_id": "x.client_id", "user_id": "x.user_id", "session_id": "x.session_id", "ip_address": "x.ip_address",
+		"error": "x.error", "details": s.eventDetails("x.")}
+	adCols := map[string]string{"id": "x.id", "t": "x.admin_event_time", "realm_id": "x.realm_id",
+		"operation_type": "x.operation_type", "resource_type": "x.resource_type", "auth_realm_id": "x.auth_realm_id",
+		"auth_client_id": "x.auth_client_id", "auth_user_id": "x.auth_user_id", "ip_address": "x.ip_address",
+		"resource_path": "x.resource_path", "representation": "x.representation", "error": "x.error",
+		"details": s.adminDetails("x.")}
+	for _, part := range []struct {
+		kind    string
+		t       Table
+		rs      []Range
+		count   bool
+		filters map[string]Filter
+		cols    map[string]string
+	}{
+		{rowEvent, EventTable, b.EventPages, false, evFilters, evCols},
+		{rowAdmin, AdminEventTable, b.AdminPages, false, adFilters, adCols},
+		{rowEvCount, EventTable, b.EventCounts, true, evFilters, nil},
+		{rowAdCount, AdminEventTable, b.AdminCounts, true, adFilters, nil},
+	} {
+		if len(part.rs) == 0 {
+			continue
+		}
+		from := ranges(part.rs)
+		w, err := where(part.t, part.filters)
+		if err != nil {
+			return BatchResult{}, err
+		}
+		if part.count {
+			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s FROM %s",
+				part.kind, strings.Replace(null(nil), "NULL::text AS t", fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s) AS t", part.t, w), 1), from))
+			continue
+		}
+		cols := make([]string, len(batchCols))
+		for i, c := range batchCols {
+			cols[i] = "NULL AS " + c
+			if _, ok := part.cols[c]; ok {
+				cols[i] = "p." + c
+			}
+		}
+		inner := make([]string, 0, len(part.cols))
+		for _, c := range batchCols {
+			if v, ok := part.cols[c]; ok {
+				inner = append(inner, v+" AS "+c)
+			}
+		}
+		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s FROM %s CROSS JOIN LATERAL (SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s) p",
+			part.kind, strings.Join(cols, ", "), from, strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit)))
+	}
+	stmt := "SELECT * FROM (" + strings.Join(branches, " UNION ALL ") + ") b ORDER BY k, n, t, id"
+	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return BatchResult{}, fmt.Errorf("read %d pages and %d counts: %w",
+			len(b.EventPages)+len(b.AdminPages), len(b.EventCounts)+len(b.AdminCounts), err)
+	}
+	defer rows.Close()
+	res := BatchResult{
+		EventPages: make([][]EventRow, len(b.EventPages)), AdminPages: make([][]AdminEventRow, len(b.AdminPages)),
+		EventCounts: make([]int, len(b.EventCounts)), AdminCounts: make([]int, len(b.AdminCounts)),
+	}
+	var (
+		k     string
+		n     int64
+		id    sql.NullString
+		t     sql.NullInt64
+		realm sql.NullString
+		c     [14]sql.NullString
+	)
+	dest := []any{&k, &n, &id, &t, &realm}
+	for i := range c {
+		dest = append(dest, &c[i])
+	}
+	seenSnapshot := false
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return BatchResult{}, fmt.Errorf("read a batch: %w", err)
+		}
+		i := int(n) - 1
+		switch k {
+		case rowSnapshot:
+			if res.Snapshot, err = ParseSnapshot(id.String); err != nil {
+				return BatchResult{}, err
+			}
+			seenSnapshot = true
+		case rowEvCount:
+			res.EventCounts[i] = int(t.Int64)
+		case rowAdCount:
+			res.AdminCounts[i] = int(t.Int64)
+		case rowEvent:
+			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
+				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6]})
+		case rowAdmin:
+			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
+				IPAddress: c[4], Error: c[5], Details: c[6], OperationType: c[7], ResourceType: c[8], AuthRealmID: c[9],
+				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13]})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return BatchResult{}, fmt.Errorf("read a batch: %w", err)
+	}
+	if !seenSnapshot {
+		return BatchResult{}, fmt.Errorf("read a batch: no snapshot row")
+	}
+	return res, nil
+}
+
+// eventDetails is the expression of event_entity's details text for the
+// columns this database has, with prefix before each column.
+func (s *Source) eventDetails(prefix string) string {
+	switch {
+	case s.cols.EventDetails && s.cols.EventDetailsLong:
+		return "COALESCE(" + prefix + "details_json_long_value, " + prefix + "details_json)"
+	case s.cols.EventDetailsLong:
+		return prefix + "details_json_long_value"
+	case s.cols.EventDetails:
+		return prefix + "details_json"
+	}
+	return "NULL::text"
+}
+
+// adminDetails is the expression of admin_event_entity's details text.
+func (s *Source) adminDetails(prefix string) string {
+	if s.cols.AdminDetails {
+		return prefix + "details_json"
+	}
+	return "NULL::text"
+}

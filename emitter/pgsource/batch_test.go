@@ -1,0 +1,122 @@
+package pgsource
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseSnapshotAndRunning(t *testing.T) {
+	s, err := ParseSnapshot("100:110:102,105")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Snapshot{Xmin: 100, Xmax: 110, Xip: []uint64{102, 105}}); !reflect.DeepEqual(s, want) {
+		t.Fatalf("ParseSnapshot = %+v, want %+v", s, want)
+	}
+	for xid, want := range map[uint64]bool{99: false, 100: false, 102: true, 104: false, 105: true, 110: true, 200: true} {
+		if got := s.Running(xid); got != want {
+			t.Errorf("Running(%d) = %v, want %v", xid, got, want)
+		}
+	}
+	for _, bad := range []string{"", "1:2", "a:2:", "1:b:", "1:2:x"} {
+		if _, err := ParseSnapshot(bad); err == nil {
+			t.Errorf("ParseSnapshot(%q) accepted it", bad)
+		}
+	}
+}
+
+// TestReadBatchReturnsWhatThePerRealmQueriesReturn reads many realms' pages
+// and counts of both tables in one batch and compares each part with the
+// query of one realm, filters and bounds included. (That a batch is one
+// transaction is measured by the load harness's idle case.)
+func TestReadBatchReturnsWhatThePerRealmQueriesReturn(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	const realms = 40
+	for r := range realms {
+		for i := range r % 7 {
+			insertEvent(t, db, fmt.Sprintf("e%02d-%d", r, i), fmt.Sprint("r", r), int64(1000+i), []string{"LOGIN", "LOGOUT", "LOGIN_ERROR"}[i%3])
+			insertAdmin(t, db, fmt.Sprintf("a%02d-%d", r, i), fmt.Sprint("r", r), int64(1000+i), []string{"CREATE", "DELETE"}[i%2], "USER")
+		}
+	}
+	exec(t, db, `UPDATE event_entity SET details_json = '{"k":"v"}', client_id = 'app', user_id = 'u'`)
+	exec(t, db, `UPDATE admin_event_entity SET auth_user_id = 'admin', resource_path = 'users/u', representation = '{}'`)
+	s := open(t, url)
+	ctx := context.Background()
+	b := Batch{Limit: 3, Types: Filter{Exclude: []string{"*_ERROR"}}, Operations: Filter{Include: []string{"CREATE"}}}
+	for r := range realms {
+		rg := Range{RealmID: fmt.Sprint("r", r), AfterTime: 1000, AfterID: ""}
+		b.EventPages = append(b.EventPages, rg)
+		b.AdminPages = append(b.AdminPages, rg)
+		b.EventCounts = append(b.EventCounts, Range{RealmID: rg.RealmID, AfterTime: 1001, UntilTime: 1004})
+		b.AdminCounts = append(b.AdminCounts, Range{RealmID: rg.RealmID})
+	}
+	res, err := s.ReadBatch(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Snapshot.Xmax == 0 {
+		t.Errorf("no snapshot: %+v", res.Snapshot)
+	}
+	for r := range realms {
+		realm := fmt.Sprint("r", r)
+		evs, err := s.Events(ctx, Query{RealmID: realm, AfterTime: 1000, Limit: 3, Types: b.Types})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res.EventPages[r], evs) && !(len(evs) == 0 && len(res.EventPages[r]) == 0) {
+			t.Errorf("realm %s events:\n%+v\nwant\n%+v", realm, res.EventPages[r], evs)
+		}
+		ads, err := s.AdminEvents(ctx, Query{RealmID: realm, AfterTime: 1000, Limit: 3, Operations: b.Operations})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res.AdminPages[r], ads) && !(len(ads) == 0 && len(res.AdminPages[r]) == 0) {
+			t.Errorf("realm %s admin events:\n%+v\nwant\n%+v", realm, res.AdminPages[r], ads)
+		}
+		n, _ := s.Count(ctx, EventTable, Query{RealmID: realm, AfterTime: 1001, UntilTime: 1004, Types: b.Types})
+		m, _ := s.Count(ctx, AdminEventTable, Query{RealmID: realm, Operations: b.Operations})
+		if res.EventCounts[r] != n || res.AdminCounts[r] != m {
+			t.Errorf("realm %s counts %d, %d; want %d, %d", realm, res.EventCounts[r], res.AdminCounts[r], n, m)
+		}
+	}
+}
+
+func TestReadBatchOfNothingStillReturnsTheSnapshot(t *testing.T) {
+	url, _ := newDB(t, schemaVersion)
+	res, err := open(t, url).ReadBatch(context.Background(), Batch{})
+	if err != nil || res.Snapshot.Xmax == 0 {
+		t.Fatalf("ReadBatch(empty) = %+v, %v", res, err)
+	}
+}
+
+func TestReadBatchSeesAnOpenTransactionInItsSnapshot(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var xid uint64
+	if err := tx.QueryRow(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ('late', 'r', 5, 'LOGIN') RETURNING pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, url)
+	res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, EventPages: []Range{{RealmID: "r"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.EventPages[0]) != 0 || !res.Snapshot.Running(xid) {
+		t.Fatalf("open transaction %d: page %v, snapshot %+v; want nothing read and the xid running", xid, res.EventPages[0], res.Snapshot)
+	}
+	tx.Commit()
+	res, _ = s.ReadBatch(context.Background(), Batch{Limit: 10, EventPages: []Range{{RealmID: "r"}}})
+	if len(res.EventPages[0]) != 1 || res.Snapshot.Running(xid) {
+		t.Fatalf("after the commit: page %v, snapshot %+v", res.EventPages[0], res.Snapshot)
+	}
+	if _, err := s.ReadBatch(context.Background(), Batch{EventPages: []Range{{RealmID: "r"}}}); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("a batch of pages without a limit: %v", err)
+	}
+}
