@@ -56,7 +56,8 @@ type Config struct {
 	Filters      Filters
 	From         string // "now" (default), "beginning" or an RFC 3339 time
 	PollInterval time.Duration
-	Overlap      time.Duration
+	Overlap      time.Duration // rows stamped this long before the newest read are looked for again
+	AuditHorizon time.Duration // how far back rows that appear late are still delivered (skewed clocks, long transactions)
 	PageSize     int
 
 	// Operations.
@@ -125,6 +126,7 @@ func DefaultConfig() Config {
 		From:                     "now",
 		PollInterval:             200 * time.Millisecond,
 		Overlap:                  5 * time.Second,
+		AuditHorizon:             10 * time.Minute,
 		PageSize:                 500,
 		CheckpointPath:           "kc-event-emitter.checkpoint.json",
 		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
@@ -189,11 +191,15 @@ func (c Config) Validate() error {
 	}{
 		{"connectTimeoutMillis", c.ConnectTimeout}, {"connectionRequestTimeoutMillis", c.ConnectionRequestTimeout},
 		{"socketTimeoutMillis", c.SocketTimeout}, {"retryWaitMin", c.RetryWaitMin}, {"retryWaitMax", c.RetryWaitMax},
-		{"pollInterval", c.PollInterval}, {"overlap", c.Overlap}, {"shutdownTimeout", c.ShutdownTimeout},
+		{"pollInterval", c.PollInterval}, {"overlap", c.Overlap}, {"auditHorizon", c.AuditHorizon},
+		{"shutdownTimeout", c.ShutdownTimeout},
 	} {
 		if d.v <= 0 {
 			return bad(d.field, d.v, "want a duration > 0")
 		}
+	}
+	if c.AuditHorizon < c.Overlap {
+		return bad("auditHorizon", c.AuditHorizon, "want >= overlap (%s)", c.Overlap)
 	}
 	if c.RetryWaitMax < c.RetryWaitMin {
 		return bad("retryWaitMax", c.RetryWaitMax, "want >= retryWaitMin (%s)", c.RetryWaitMin)

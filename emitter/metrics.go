@@ -16,6 +16,8 @@ type metrics struct {
 	Dropped      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
+	Late         *prometheus.CounterVec
+	LateBy       prometheus.Histogram
 	Expired      prometheus.Counter
 	BufferDepth  prometheus.Gauge
 	Latency      prometheus.Histogram
@@ -38,6 +40,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Dropped:      counter("events_dropped_total", "Events dropped because the buffer was full (drop-oldest)."),
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
+		Late:         counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
+		LateBy: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "kc_event_emitter", Name: "event_lateness_seconds",
+			Help:    "How far behind the newest event read a late event's time was when it was found.",
+			Buckets: []float64{.01, .05, .1, .5, 1, 2.5, 5, 10, 30, 60, 300, 600, 1800, 3600},
+		}),
 		Expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kc_event_emitter", Name: "source_expired_total",
 			Help: "Times the oldest stored event was newer than the cursor: events expired before they were read.",
@@ -69,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
-	reg.MustRegister(m.Read, m.Filtered, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
+	reg.MustRegister(m.Read, m.Filtered, m.Late, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
 		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, age)
 	return m
 }

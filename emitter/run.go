@@ -156,7 +156,11 @@ func (e *emitter) run(ctx context.Context, src source, store checkpoint.Store) e
 		Realms: cfg.Realms, Kinds: cfg.Kinds, Start: start,
 		PageSize: cfg.PageSize, PollInterval: cfg.PollInterval,
 		RescanInterval: rescanInterval, RealmInterval: realmInterval, MaxBackoff: maxBackoff,
-		Now: time.Now, Sleep: sleep,
+		Now: time.Now, Sleep: sleep, Overlap: cfg.Overlap, MaxHold: cfg.AuditHorizon,
+		Late: func(k Kind, behind time.Duration) {
+			e.metrics.Late.WithLabelValues(string(k)).Inc()
+			e.metrics.LateBy.Observe(behind.Seconds())
+		},
 	})
 	if err != nil {
 		return err

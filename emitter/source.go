@@ -120,3 +120,35 @@ func (o *observedSource) usernames(ctx context.Context, users []userRef) (map[st
 	}
 	return d.usernames(ctx, users)
 }
+
+// A batcher is a source that reads the pages and counts of many streams in
+// one round trip, and tells which transactions were still open then.
+type batcher interface {
+	readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error)
+}
+
+// readRequest is one part of a batch: a page of up to limit records of the
+// stream after the cursor (until: time <= until when not 0), or, with
+// count, the number of its records in that range.
+type readRequest struct {
+	realm realm
+	kind  Kind
+	after cursor
+	until int64
+	count bool
+}
+
+// batchRead is what a batch read, request by request (pages[i] or
+// counts[i]), and the snapshot it was read in.
+type batchRead struct {
+	pages    [][]Record
+	counts   []int
+	snapshot txSnapshot
+}
+
+// txSnapshot tells which transactions had not ended at a read: those with
+// ids in xip, and every id >= xmax. Only transactions that wrote have ids.
+type txSnapshot struct {
+	xmin, xmax uint64
+	xip        []uint64
+}

@@ -78,21 +78,31 @@ func (p *dbSource) page(ctx context.Context, r realm, kind Kind, after cursor, u
 		if err != nil {
 			return nil, err
 		}
-		out := make([]Record, len(rows))
-		for i, row := range rows {
-			out[i] = Record{Admin: &AdminEvent{ID: row.ID, Time: row.Time, RealmID: row.RealmID, RealmName: r.Name,
-				AuthDetails: AuthDetails{RealmID: row.AuthRealmID.String, ClientID: row.AuthClientID.String,
-					UserID: row.AuthUserID.String, IPAddress: row.IPAddress.String},
-				OperationType: row.OperationType.String, ResourceType: row.ResourceType.String,
-				ResourcePath: row.ResourcePath.String, Representation: row.Representation.String,
-				Error: row.Error.String, Details: p.details(KindAdminEvent, row.ID, row.Details)}}
-		}
-		return out, nil
+		return p.adminRecords(r, rows), nil
 	}
 	rows, err := p.src.Events(ctx, q)
 	if err != nil {
 		return nil, err
 	}
+	return p.eventRecords(r, rows), nil
+}
+
+// adminRecords turns rows of admin_event_entity into records.
+func (p *dbSource) adminRecords(r realm, rows []pgsource.AdminEventRow) []Record {
+	out := make([]Record, len(rows))
+	for i, row := range rows {
+		out[i] = Record{Admin: &AdminEvent{ID: row.ID, Time: row.Time, RealmID: row.RealmID, RealmName: r.Name,
+			AuthDetails: AuthDetails{RealmID: row.AuthRealmID.String, ClientID: row.AuthClientID.String,
+				UserID: row.AuthUserID.String, IPAddress: row.IPAddress.String},
+			OperationType: row.OperationType.String, ResourceType: row.ResourceType.String,
+			ResourcePath: row.ResourcePath.String, Representation: row.Representation.String,
+			Error: row.Error.String, Details: p.details(KindAdminEvent, row.ID, row.Details)}}
+	}
+	return out
+}
+
+// eventRecords turns rows of event_entity into records.
+func (p *dbSource) eventRecords(r realm, rows []pgsource.EventRow) []Record {
 	out := make([]Record, len(rows))
 	for i, row := range rows {
 		out[i] = Record{Event: &Event{ID: row.ID, Time: row.Time, Type: row.Type.String, RealmID: row.RealmID, RealmName: r.Name,
@@ -100,7 +110,7 @@ func (p *dbSource) page(ctx context.Context, r realm, kind Kind, after cursor, u
 			IPAddress: row.IPAddress.String, Error: row.Error.String,
 			Details: p.details(KindEvent, row.ID, row.Details)}}
 	}
-	return out, nil
+	return out
 }
 
 // usernames looks the users up in user_entity (user ids are unique across
@@ -144,4 +154,46 @@ func (p *dbSource) details(kind Kind, id string, raw sql.NullString) map[string]
 		out[k] = s
 	}
 	return out
+}
+
+// readBatch reads every request in one statement (pgsource.ReadBatch).
+func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
+	b := pgsource.Batch{Limit: limit, Types: pgsource.Filter(p.filters.EventTypes),
+		Operations: pgsource.Filter(p.filters.Operations), Resources: pgsource.Filter(p.filters.Resources)}
+	slot := make([]int, len(reqs)) // index of each request in its part of b
+	for i, r := range reqs {
+		rg := pgsource.Range{RealmID: r.realm.ID, AfterTime: r.after.Time, AfterID: r.after.ID, UntilTime: r.until}
+		var part *[]pgsource.Range
+		switch {
+		case r.kind == KindAdminEvent && r.count:
+			part = &b.AdminCounts
+		case r.kind == KindAdminEvent:
+			part = &b.AdminPages
+		case r.count:
+			part = &b.EventCounts
+		default:
+			part = &b.EventPages
+		}
+		slot[i] = len(*part)
+		*part = append(*part, rg)
+	}
+	res, err := p.src.ReadBatch(ctx, b)
+	if err != nil {
+		return batchRead{}, err
+	}
+	out := batchRead{pages: make([][]Record, len(reqs)), counts: make([]int, len(reqs)),
+		snapshot: txSnapshot{xmin: res.Snapshot.Xmin, xmax: res.Snapshot.Xmax, xip: res.Snapshot.Xip}}
+	for i, r := range reqs {
+		switch {
+		case r.kind == KindAdminEvent && r.count:
+			out.counts[i] = res.AdminCounts[slot[i]]
+		case r.kind == KindAdminEvent:
+			out.pages[i] = p.adminRecords(r.realm, res.AdminPages[slot[i]])
+		case r.count:
+			out.counts[i] = res.EventCounts[slot[i]]
+		default:
+			out.pages[i] = p.eventRecords(r.realm, res.EventPages[slot[i]])
+		}
+	}
+	return out, nil
 }

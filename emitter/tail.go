@@ -41,7 +41,22 @@ type tailOptions struct {
 	Now            func() time.Time
 	// Sleep waits for d or the end of ctx; the tests step a clock with it.
 	Sleep func(ctx context.Context, d time.Duration) bool
+	// Overlap is how long after a row was read rows stamped before it may
+	// still appear (the time between Keycloak stamping an event and its
+	// insert reaching the database): a stream's overlap window is re-read
+	// for that long after its cursor moved.
+	Overlap time.Duration
+	// MaxHold caps how far back an open transaction holds the windows
+	// (the audit horizon).
+	MaxHold time.Duration
+	// Late, when set, is told of each row found behind its stream's
+	// cursor, and how far behind.
+	Late func(kind Kind, behind time.Duration)
 }
+
+// busyPause is the pause after a poll that found new rows but no full page:
+// while events flow, the next ones are read soon.
+const busyPause = 20 * time.Millisecond
 
 // tailStats are counters of a tailer since it was created.
 type tailStats struct {
@@ -53,6 +68,7 @@ type tailStats struct {
 	Rescans      uint64 // re-reads of an overlap window that found rows the ledger lacked
 	ExpiryChecks uint64 // reads of a stream's oldest stored time
 	Polls        uint64 // polls that read every active stream without an error
+	Late         uint64 // rows found behind their stream's cursor (late commits or skewed clocks)
 }
 
 // tailer is the read loop: it lists realms, reads a page of every stream
@@ -68,7 +84,12 @@ type tailer struct {
 	listed   bool // realms were listed at least once
 	listedAt time.Time
 	missing  map[string]bool // --realms names not found, already logged
-	stats    struct{ emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls atomic.Uint64 }
+	snap     txSnapshot      // of the last batch read
+	holds    holdTracker
+	found    int // records emitted by the last poll
+	stats    struct {
+		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late atomic.Uint64
+	}
 }
 
 // tailStream is what the loop knows of one stream.
@@ -81,15 +102,18 @@ type tailStream struct {
 	checkedAt  time.Time
 	alarmed    cursor // cursor value for which expiry was last reported
 	lastRescan time.Time
+	movedAt    time.Time // when a forward read last moved the cursor
+	movedXmax  uint64    // the snapshot's xmax at that read
 }
 
 func newTailer(o tailOptions) (*tailer, error) {
 	if o.Source == nil || o.Ledger == nil || o.Emit == nil || o.Logger == nil || o.Now == nil || o.Sleep == nil {
 		return nil, errors.New("tailer: Source, Ledger, Emit, Logger, Now and Sleep are required")
 	}
-	if o.PageSize <= 0 || o.PollInterval <= 0 || o.RescanInterval <= 0 || o.RealmInterval <= 0 || o.MaxBackoff <= 0 {
-		return nil, fmt.Errorf("tailer: page size %d and intervals %s, %s, %s, %s must be > 0",
-			o.PageSize, o.PollInterval, o.RescanInterval, o.RealmInterval, o.MaxBackoff)
+	if o.PageSize <= 0 || o.PollInterval <= 0 || o.RescanInterval <= 0 || o.RealmInterval <= 0 || o.MaxBackoff <= 0 ||
+		o.Overlap <= 0 || o.MaxHold <= 0 {
+		return nil, fmt.Errorf("tailer: page size %d and intervals %s, %s, %s, %s, %s, %s must be > 0",
+			o.PageSize, o.PollInterval, o.RescanInterval, o.RealmInterval, o.MaxBackoff, o.Overlap, o.MaxHold)
 	}
 	if len(o.Kinds) == 0 {
 		o.Kinds = []Kind{KindEvent, KindAdminEvent}
@@ -133,7 +157,11 @@ func (t *tailer) run(ctx context.Context, drain bool) error {
 		if drain {
 			return nil
 		}
-		t.opts.Sleep(ctx, t.opts.PollInterval)
+		pause := t.opts.PollInterval
+		if t.found > 0 {
+			pause = min(pause, busyPause)
+		}
+		t.opts.Sleep(ctx, pause)
 	}
 }
 
@@ -160,6 +188,10 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 			return false, err
 		}
 	}
+	t.found = 0
+	if b, ok := t.opts.Source.(batcher); ok {
+		return t.pollBatch(ctx, b, drain, now, due)
+	}
 	busy := false
 	for _, s := range t.active() {
 		if lo, hi, ok := t.opts.Ledger.Recovering(s.key); ok {
@@ -183,6 +215,110 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 	}
 	t.stats.polls.Add(1)
 	return busy, nil
+}
+
+// pollBatch is poll for a batcher: the forward page of every stream and
+// the counts of the overlap windows still open are read in one round trip.
+// A window is open while a transaction that existed when its cursor last
+// moved may still commit, and for Overlap after that move; the windows of
+// every stream reach back to the oldest such transaction (the ledger's
+// hold).
+func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.Time, due bool) (bool, error) {
+	streams := t.active()
+	for _, s := range streams {
+		if lo, hi, ok := t.opts.Ledger.Recovering(s.key); ok {
+			if err := t.recover(ctx, s, lo, hi); err != nil {
+				return false, err
+			}
+		}
+		if err := t.checkExpiry(ctx, s, now, due); err != nil {
+			return false, err
+		}
+	}
+	reqs := make([]readRequest, 0, len(streams))
+	type countOf struct {
+		s      *tailStream
+		lo, hi int64
+		req    int
+	}
+	var counts []countOf
+	for _, s := range streams {
+		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: t.opts.Ledger.Cursor(s.key)})
+		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
+		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
+			lo, hi := t.opts.Ledger.RescanRange(s.key)
+			if lo <= hi && hi > 0 {
+				counts = append(counts, countOf{s: s, lo: lo, hi: hi, req: len(reqs)})
+				reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: cursor{Time: lo}, until: hi, count: true})
+			}
+		}
+	}
+	res, err := b.readBatch(ctx, reqs, t.opts.PageSize)
+	if err != nil {
+		return false, err
+	}
+	t.snap = res.snapshot
+	hold := t.holds.observe(now, res.snapshot)
+	if hold != 0 {
+		hold = max(hold, now.Add(-t.opts.MaxHold).UnixMilli())
+	}
+	t.opts.Ledger.SetHold(hold)
+	busy := false
+	for i, s := range streams {
+		before := t.opts.Ledger.Cursor(s.key)
+		if err := t.take(ctx, s, res.pages[i], true); err != nil {
+			return false, err
+		}
+		if t.opts.Ledger.Cursor(s.key) != before {
+			s.movedAt, s.movedXmax = now, res.snapshot.xmax
+		}
+		s.full = len(res.pages[i]) >= t.opts.PageSize
+		busy = busy || s.full
+	}
+	for _, c := range counts {
+		if c.s.full {
+			continue
+		}
+		c.s.lastRescan = now
+		if res.counts[c.req] != t.opts.Ledger.Count(c.s.key, c.lo, c.hi) {
+			t.stats.rescans.Add(1)
+			if err := t.scan(ctx, c.s, c.lo, c.hi); err != nil {
+				return false, err
+			}
+		}
+	}
+	t.stats.polls.Add(1)
+	return busy, nil
+}
+
+// holdTracker finds, from the snapshots of successive reads, since when
+// the oldest transaction still open may have been writing: it began after
+// the newest read whose snapshot's xmax was not above it.
+type holdTracker struct {
+	reads []readMark // oldest first; only those still needed
+}
+
+type readMark struct {
+	at   int64 // ms
+	xmax uint64
+}
+
+// observe records a read at now with snapshot s and returns the hold: the
+// time (ms) from which rows of transactions open at s may bear times, or 0
+// when none was open.
+func (h *holdTracker) observe(now time.Time, s txSnapshot) int64 {
+	h.reads = append(h.reads, readMark{at: now.UnixMilli(), xmax: s.xmax})
+	if len(s.xip) == 0 && s.xmin >= s.xmax {
+		h.reads = h.reads[len(h.reads)-1:]
+		return 0
+	}
+	for i := len(h.reads) - 1; i >= 0; i-- {
+		if h.reads[i].xmax <= s.xmin {
+			h.reads = h.reads[i:]
+			return h.reads[0].at
+		}
+	}
+	return h.reads[0].at // open since before the first read known
 }
 
 // active returns the streams to poll, in key order.
@@ -218,7 +354,7 @@ func (t *tailer) listRealms(ctx context.Context, now time.Time) error {
 			key := streamKey(k, r.ID)
 			s, ok := t.streams[key]
 			if !ok {
-				s = &tailStream{key: key}
+				s = &tailStream{key: key, lastRescan: now}
 				t.streams[key] = s
 				start := int64(0)
 				if !t.listed {
@@ -341,17 +477,27 @@ func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, forward
 	for i, r := range page {
 		items[i] = checkpoint.Item{ID: r.ID(), Time: r.Time()}
 	}
-	uids, replays, err := t.opts.Ledger.Take(ctx, s.key, items, forward)
+	uids, replay, err := t.opts.Ledger.Take(ctx, s.key, items, forward)
 	if err != nil {
 		return err
 	}
-	t.stats.replayed.Add(uint64(replays))
+	cur := t.opts.Ledger.Cursor(s.key)
 	out, outUIDs := page[:0:0], uids[:0:0]
 	for i, r := range page {
-		if uids[i] != 0 {
-			out, outUIDs = append(out, r), append(outUIDs, uids[i])
+		if uids[i] == 0 {
+			continue
+		}
+		out, outUIDs = append(out, r), append(outUIDs, uids[i])
+		if replay[i] {
+			t.stats.replayed.Add(1)
+		} else if !forward && r.Time() < cur.Time {
+			t.stats.late.Add(1)
+			if t.opts.Late != nil {
+				t.opts.Late(s.kind, time.Duration(cur.Time-r.Time())*time.Millisecond)
+			}
 		}
 	}
+	t.found += len(out)
 	if len(out) == 0 {
 		return nil
 	}
@@ -412,6 +558,7 @@ func (t *tailer) Stats() tailStats {
 		Rescans:      t.stats.rescans.Load(),
 		ExpiryChecks: t.stats.expiryChecks.Load(),
 		Polls:        t.stats.polls.Load(),
+		Late:         t.stats.late.Load(),
 	}
 }
 

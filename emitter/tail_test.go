@@ -86,7 +86,8 @@ func newTestTailer(t testing.TB, src source, store checkpoint.Store, autoAck boo
 		Overlap: 2 * time.Second, SaveInterval: 10 * time.Millisecond}
 	to := tailOptions{Source: src, Emit: c.emit, Logger: slog.New(slog.DiscardHandler),
 		PageSize: 50, PollInterval: 5 * time.Millisecond, RescanInterval: 10 * time.Millisecond,
-		RealmInterval: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Now: time.Now, Sleep: sleep}
+		RealmInterval: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Now: time.Now, Sleep: sleep,
+		Overlap: 2 * time.Second, MaxHold: 10 * time.Minute}
 	for _, m := range mods {
 		m(&to, &lo)
 	}

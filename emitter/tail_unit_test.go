@@ -131,6 +131,60 @@ func (m *memSource) oldestTime(_ context.Context, r realm, kind Kind) (int64, bo
 	return rows[0].Time(), true, m.fail()
 }
 
+// batchSource is a memSource that reads in batches, with the snapshot the
+// test sets: the path the database source takes.
+type batchSource struct {
+	*memSource
+	snap    txSnapshot
+	batches int
+}
+
+func (b *batchSource) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
+	b.mu.Lock()
+	b.batches++
+	if err := b.fail(); err != nil {
+		b.mu.Unlock()
+		return batchRead{}, err
+	}
+	snap := b.snap
+	b.mu.Unlock()
+	out := batchRead{pages: make([][]Record, len(reqs)), counts: make([]int, len(reqs)), snapshot: snap}
+	for i, r := range reqs {
+		if r.count {
+			n, err := b.count(ctx, r.realm, r.kind, r.after, r.until)
+			if err != nil {
+				return batchRead{}, err
+			}
+			out.counts[i] = n
+			continue
+		}
+		page, err := b.page(ctx, r.realm, r.kind, r.after, r.until, limit)
+		if err != nil {
+			return batchRead{}, err
+		}
+		out.pages[i] = page
+	}
+	return out, nil
+}
+
+// setSnapshot says which transactions are open at the next reads.
+func (b *batchSource) setSnapshot(s txSnapshot) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.snap = s
+}
+
+// sources are the two ways a tailer reads: stream by stream, and in batches.
+func sources(realms ...realm) map[string]func() (*memSource, source) {
+	return map[string]func() (*memSource, source){
+		"per stream": func() (*memSource, source) { m := newMemSource(realms...); return m, m },
+		"batched": func() (*memSource, source) {
+			m := newMemSource(realms...)
+			return m, &batchSource{memSource: m, snap: txSnapshot{xmin: 10, xmax: 10}}
+		},
+	}
+}
+
 // clock is a clock the test steps by hand.
 type clock struct{ now time.Time }
 
@@ -181,11 +235,17 @@ func (u *unitTailer) catchUp(t *testing.T) {
 var acme = realm{ID: "r", Name: "acme"}
 
 func TestTailerUnitEmitsASameMillisecondBurstOnceInOrderAcrossPages(t *testing.T) {
-	src := newMemSource(acme)
+	for name, newSource := range sources(acme) {
+		t.Run(name, func(t *testing.T) { testSameMillisecondBurst(t, newSource) })
+	}
+}
+
+func testSameMillisecondBurst(t *testing.T, newSource func() (*memSource, source)) {
+	mem, src := newSource()
 	var want []string
 	for i := range 700 {
 		id := fmt.Sprintf("burst-%04d", i)
-		src.add(KindEvent, "r", id, 1700000000000)
+		mem.add(KindEvent, "r", id, 1700000000000)
 		want = append(want, id)
 	}
 	u := newUnitTailer(t, src, nil, true)
@@ -208,11 +268,17 @@ func TestTailerUnitEmitsASameMillisecondBurstOnceInOrderAcrossPages(t *testing.T
 }
 
 func TestTailerUnitRescanEmitsALateRowOnceWhenItsIntervalHasPassed(t *testing.T) {
-	src := newMemSource(acme)
-	src.add(KindEvent, "r", "B", 1700000001001)
+	for name, newSource := range sources(acme) {
+		t.Run(name, func(t *testing.T) { testLateRowRescan(t, newSource) })
+	}
+}
+
+func testLateRowRescan(t *testing.T, newSource func() (*memSource, source)) {
+	mem, src := newSource()
+	mem.add(KindEvent, "r", "B", 1700000001001)
 	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
 	u.poll(t)
-	src.add(KindEvent, "r", "A", 1700000001000) // commits late, behind the cursor
+	mem.add(KindEvent, "r", "A", 1700000001000) // commits late, behind the cursor
 	u.clock.now = u.clock.now.Add(5 * time.Millisecond)
 	u.poll(t)
 	if st := u.Stats(); st.Rescans != 0 || len(u.sink.uids()["A"]) != 0 {
@@ -407,7 +473,7 @@ func TestTailerUnitRetriesAReadErrorOfThePipelineLikeASourceError(t *testing.T) 
 func TestNewTailerRejectsMissingParts(t *testing.T) {
 	ok := tailOptions{Source: newMemSource(), Ledger: &checkpoint.Ledger{}, Emit: (&collector{}).emit,
 		Logger: slog.Default(), Now: time.Now, Sleep: sleep, PageSize: 1, PollInterval: 1, RescanInterval: 1,
-		RealmInterval: 1, MaxBackoff: 1}
+		RealmInterval: 1, MaxBackoff: 1, Overlap: 1, MaxHold: 1}
 	for name, mod := range map[string]func(*tailOptions){
 		"no source":    func(o *tailOptions) { o.Source = nil },
 		"no ledger":    func(o *tailOptions) { o.Ledger = nil },
@@ -421,5 +487,50 @@ func TestNewTailerRejectsMissingParts(t *testing.T) {
 	}
 	if _, err := newTailer(ok); err != nil {
 		t.Fatalf("valid options refused: %v", err)
+	}
+}
+
+// TestTailerUnitDeliversARowOfATransactionOpenForAMinuteOnce streams events
+// while a transaction that began before them stays open for 60 s and then
+// commits a row stamped when it began: far behind the cursor and past the
+// overlap, it is delivered once because the snapshot showed the
+// transaction open all along. The batches also stop counting the window
+// once the transaction ended and the overlap passed.
+func TestTailerUnitDeliversARowOfATransactionOpenForAMinuteOnce(t *testing.T) {
+	mem := newMemSource(acme)
+	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 100, xmax: 101}}
+	u := newUnitTailer(t, src, checkpoint.Store(&checkpoint.Memory{}), true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Kinds = []Kind{KindEvent}
+	})
+	start := u.clock.now
+	u.poll(t)
+	src.setSnapshot(txSnapshot{xmin: 100, xmax: 102, xip: []uint64{100}}) // xid 100 began after the first read
+	var want []string
+	for i := range 120 { // 60 s at two events a second
+		u.clock.now = u.clock.now.Add(500 * time.Millisecond)
+		id := fmt.Sprintf("steady-%03d", i)
+		mem.add(KindEvent, "r", id, u.clock.now.UnixMilli())
+		want = append(want, id)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+	}
+	mem.add(KindEvent, "r", "late", start.Add(100*time.Millisecond).UnixMilli()) // xid 100 commits
+	src.setSnapshot(txSnapshot{xmin: 103, xmax: 103})
+	for range 3 {
+		u.clock.now = u.clock.now.Add(time.Second)
+		u.poll(t)
+	}
+	emittedOnce(t, u.sink, append(want, "late"))
+	if st := u.Stats(); st.Late != 1 {
+		t.Fatalf("Late = %d, want 1", st.Late)
+	}
+	rescans := u.Stats().Rescans
+	u.clock.now = u.clock.now.Add(time.Minute)
+	for range 5 {
+		u.clock.now = u.clock.now.Add(time.Second)
+		u.poll(t)
+	}
+	if st := u.Stats(); st.Rescans != rescans || u.sink.uids()["late"] == nil {
+		t.Fatalf("after the window closed: %d rescans (was %d)", st.Rescans, rescans)
 	}
 }

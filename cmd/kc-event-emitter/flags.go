@@ -42,7 +42,7 @@ var flagGroups = []flagGroup{
 	{"Source: Keycloak's database or its admin REST API", []string{"source", "dbUrlFile", "apiUrl", "apiAuthRealm",
 		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
 	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",
-		"from", "pollInterval", "overlap", "pageSize"}},
+		"from", "pollInterval", "overlap", "auditHorizon", "pageSize"}},
 	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
 	{"Operations", []string{"checkpoint", "once", "listen", "shutdownTimeout", "logLevel", "logFormat"}},
@@ -124,7 +124,8 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&adminRes, "adminResources", "", "comma-separated admin resource `types` to send (globs: USER, CLIENT*)")
 	fs.StringVar(&c.From, "from", def.From, "where to start without a checkpoint: now, beginning or an RFC 3339 `time`")
 	fs.DurationVar(&c.PollInterval, "pollInterval", def.PollInterval, "pause between polls when nothing is new")
-	fs.DurationVar(&c.Overlap, "overlap", def.Overlap, "how far behind the cursor rows are read again, to catch late commits")
+	fs.DurationVar(&c.Overlap, "overlap", def.Overlap, "how far behind the newest row read rows are looked for again (Keycloak's stamp-to-commit delay, small clock skew); open transactions extend it")
+	fs.DurationVar(&c.AuditHorizon, "auditHorizon", def.AuditHorizon, "how far back rows that appear late (skewed clocks, long transactions) are still delivered; older ones are counted and logged")
 	fs.IntVar(&c.PageSize, "pageSize", def.PageSize, "rows per read")
 
 	fs.TextVar(&c.Overflow, "overflow", def.Overflow, "when the buffer is full: drop-oldest (the original's, counted and logged) or block (nothing lost)")

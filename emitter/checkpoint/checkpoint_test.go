@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -308,5 +309,34 @@ func TestLedgerUnemitMovesTheCursorBackSoTheNextForwardReadReplays(t *testing.T)
 	}
 	if got := take(t, l, "Event/r", its[1:], true); !reflect.DeepEqual(got, uids[1:]) {
 		t.Fatalf("forward read after Unemit = %v, want b and c again with %v", got, uids[1:])
+	}
+}
+
+func TestLedgerHoldKeepsTheWindowAndTheRescanRangeOpenBehindIt(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, time.Second)
+	l.Begin("Event/r", 0)
+	var its []Item
+	for i := range 60 {
+		its = append(its, Item{ID: fmt.Sprintf("e%02d", i), Time: 100000 + int64(i)*1000}) // one a second
+	}
+	take(t, l, "Event/r", its, true)
+	for _, it := range its {
+		l.Ack("Event/r", it.ID)
+	}
+	l.SetHold(120000) // a transaction open since t=120 s may still commit
+	if lo, hi := l.RescanRange("Event/r"); lo != 119000 || hi != 159000 {
+		t.Fatalf("RescanRange with a hold = %d..%d, want 119000..159000", lo, hi)
+	}
+	l.Save(ctx)
+	st, _ := store.State()
+	if s := st.Streams["Event/r"]; s.Floor != 119000 || len(s.Window) != 41 {
+		t.Fatalf("floor %d with %d entries, want the hold minus the overlap and the 41 entries from there", s.Floor, len(s.Window))
+	}
+	l.SetHold(0)
+	l.Save(ctx)
+	st, _ = store.State()
+	if s := st.Streams["Event/r"]; s.Floor != 158000 || len(s.Window) != 2 {
+		t.Fatalf("without the hold: floor %d with %d entries, want 158000 and 2", s.Floor, len(s.Window))
 	}
 }

@@ -62,6 +62,7 @@ type Ledger struct {
 	snap    []byte // snapshot being saved; reused
 
 	mu        sync.Mutex
+	hold      int64 // ms; see SetHold
 	streams   map[string]*stream
 	dirty     bool
 	lastSaved time.Time
@@ -176,9 +177,31 @@ func (l *Ledger) Cursor(key string) Cursor {
 	return Cursor{}
 }
 
+// SetHold says that rows with a time at or after hold (ms) may still
+// appear in every stream, however far behind their cursors: transactions
+// that were open at the last read may still commit them. Windows then keep
+// what they read from Overlap before hold on, and RescanRange reaches back
+// there. 0 holds nothing.
+func (l *Ledger) SetHold(hold int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hold = hold
+}
+
+// behind returns the time behind which s is done with, before its oldest
+// pending entry is considered: Overlap before the cursor or before the
+// hold, whichever is earlier. The caller holds l.mu.
+func (l *Ledger) behind(s *stream) int64 {
+	lo := s.cursor.Time - l.opts.Overlap.Milliseconds()
+	if l.hold > 0 {
+		lo = min(lo, l.hold-l.opts.Overlap.Milliseconds())
+	}
+	return lo
+}
+
 // RescanRange returns the times [lo, hi] to read again for late commits:
-// from the floor or Overlap behind the cursor, whichever is later, to the
-// cursor.
+// from the floor or Overlap behind the cursor (or the hold), whichever is
+// later, to the cursor.
 func (l *Ledger) RescanRange(key string) (lo, hi int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -186,7 +209,7 @@ func (l *Ledger) RescanRange(key string) (lo, hi int64) {
 	if !ok {
 		return 0, -1
 	}
-	return max(s.floor, s.cursor.Time-l.opts.Overlap.Milliseconds()), s.cursor.Time
+	return max(s.floor, l.behind(s)), s.cursor.Time
 }
 
 // Recovering tells whether the stream was loaded and not yet read again
@@ -250,15 +273,15 @@ func (l *Ledger) Count(key string, lo, hi int64) int {
 
 // Take records rows read from the stream, in (time, id) order, and decides
 // which to hand on: uids[i] is the uid of items[i] when it is to be emitted
-// (a new uid for a row read the first time, the one it had for an
-// unacknowledged row not yet emitted by this process), 0 when not (already
-// emitted, acknowledged, or older than the floor and so done). Reading
-// forward, the cursor moves to the last item. The new uids are journaled
-// before Take returns; when that fails nothing is recorded and the error is
-// returned.
-func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward bool) (uids []int64, replays int, err error) {
+// (a new uid for a row read the first time; the one it had for an
+// unacknowledged row not yet emitted by this process, and then replay[i]
+// is true), 0 when not (already emitted, acknowledged, or older than the
+// floor and so done). Reading forward, the cursor moves to the last item.
+// The new uids are journaled before Take returns; when that fails nothing
+// is recorded and the error is returned.
+func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward bool) (uids []int64, replay []bool, err error) {
 	if len(items) == 0 {
-		return nil, 0, nil
+		return nil, nil, nil
 	}
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
@@ -266,10 +289,10 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 	s, ok := l.streams[key]
 	if !ok {
 		l.mu.Unlock()
-		return nil, 0, fmt.Errorf("checkpoint: stream %q was never begun", key)
+		return nil, nil, fmt.Errorf("checkpoint: stream %q was never begun", key)
 	}
 	before, wasDirty := s.cursor, l.dirty
-	uids = make([]int64, len(items))
+	uids, replay = make([]int64, len(items)), make([]bool, len(items))
 	var fresh, replayed []string // to undo when the journal fails
 	l.journal = l.journal[:0]
 	for i, it := range items {
@@ -280,7 +303,7 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 		if e, ok := s.window[it.ID]; ok {
 			if !e.acked && !e.emitted {
 				e.emitted = true
-				uids[i] = e.uid
+				uids[i], replay[i] = e.uid, true
 				replayed = append(replayed, it.ID)
 			}
 			continue
@@ -301,7 +324,7 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 	// A uid is durable before its event leaves: after a crash the event is
 	// sent again with the same uid.
 	if len(fresh) == 0 {
-		return uids, len(replayed), nil
+		return uids, replay, nil
 	}
 	if err := l.opts.Store.Append(ctx, l.journal); err != nil {
 		l.mu.Lock()
@@ -313,9 +336,9 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 		for _, id := range replayed {
 			s.window[id].emitted = false
 		}
-		return nil, 0, fmt.Errorf("checkpoint %v: journal the uids of a page: %w", l.opts.Store, err)
+		return nil, nil, fmt.Errorf("checkpoint %v: journal the uids of a page: %w", l.opts.Store, err)
 	}
-	return uids, len(replayed), nil
+	return uids, replay, nil
 }
 
 // Unemit lets events that were taken but not handed on, in (time, id)
@@ -403,16 +426,16 @@ func (l *Ledger) Close(ctx context.Context) error {
 	return err
 }
 
-// prune raises each stream's floor to min(cursor time - Overlap, oldest
-// unacknowledged time) and forgets acknowledged entries below it. Streams
-// still to recover keep everything. The caller holds l.mu.
+// prune raises each stream's floor to min(cursor time - Overlap, hold -
+// Overlap, oldest unacknowledged time) and forgets acknowledged entries
+// below it. Streams still to recover keep everything. The caller holds
+// l.mu.
 func (l *Ledger) prune() {
-	overlap := l.opts.Overlap.Milliseconds()
 	for _, s := range l.streams {
 		if !s.recovered {
 			continue
 		}
-		floor := s.cursor.Time - overlap
+		floor := l.behind(s)
 		oldest := int64(math.MaxInt64)
 		for _, e := range s.window {
 			if !e.acked && e.time < oldest {
