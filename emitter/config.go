@@ -141,6 +141,7 @@ const (
 	realmInterval  = 30 * time.Second       // how often realms are listed again
 	saveInterval   = time.Second            // least time between two checkpoint saves
 	maxBackoff     = 30 * time.Second       // cap of the wait between retries after a source error
+	pastHorizon    = time.Hour              // how long beyond the audit horizon rows read are counted per minute
 )
 
 // FieldError is a configuration value that is missing or invalid. Field is

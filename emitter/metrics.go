@@ -17,6 +17,7 @@ type metrics struct {
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
 	Late         *prometheus.CounterVec
+	Missed       *prometheus.CounterVec
 	LateBy       prometheus.Histogram
 	Expired      prometheus.Counter
 	BufferDepth  prometheus.Gauge
@@ -41,6 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
 		Late:         counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
+		Missed:       counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
 		LateBy: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kc_event_emitter", Name: "event_lateness_seconds",
 			Help:    "How far behind the newest event read a late event's time was when it was found.",
@@ -77,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
-	reg.MustRegister(m.Read, m.Filtered, m.Late, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
+	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
 		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, age)
 	return m
 }

@@ -143,6 +143,8 @@ func (e *emitter) run(ctx context.Context, src source, store checkpoint.Store) e
 		NextUID:      e.uids.Next,
 		Overlap:      cfg.Overlap,
 		SaveInterval: saveInterval,
+		Horizon:      cfg.AuditHorizon,
+		PastHorizon:  pastHorizon,
 	})
 	if err != nil {
 		return err
@@ -161,6 +163,7 @@ func (e *emitter) run(ctx context.Context, src source, store checkpoint.Store) e
 			e.metrics.Late.WithLabelValues(string(k)).Inc()
 			e.metrics.LateBy.Observe(behind.Seconds())
 		},
+		Missed: func(k Kind, n int) { e.metrics.Missed.WithLabelValues(string(k)).Add(float64(n)) },
 	})
 	if err != nil {
 		return err

@@ -52,7 +52,18 @@ type tailOptions struct {
 	// Late, when set, is told of each row found behind its stream's
 	// cursor, and how far behind.
 	Late func(kind Kind, behind time.Duration)
+	// Missed, when set, is told of rows that appeared beyond the audit
+	// horizon, which are not delivered.
+	Missed func(kind Kind, n int)
 }
+
+// How often a batcher's streams are audited: the trail behind the window
+// (rows stamped in the past by a slow clock), and the minutes before it
+// (rows that appeared too late to be delivered).
+const (
+	auditInterval = 10 * time.Second
+	pastInterval  = time.Minute
+)
 
 // busyPause is the pause after a poll that found new rows but no full page:
 // while events flow, the next ones are read soon.
@@ -69,6 +80,7 @@ type tailStats struct {
 	ExpiryChecks uint64 // reads of a stream's oldest stored time
 	Polls        uint64 // polls that read every active stream without an error
 	Late         uint64 // rows found behind their stream's cursor (late commits or skewed clocks)
+	Missed       uint64 // rows that appeared beyond the audit horizon: not delivered
 }
 
 // tailer is the read loop: it lists realms, reads a page of every stream
@@ -88,7 +100,7 @@ type tailer struct {
 	holds    holdTracker
 	found    int // records emitted by the last poll
 	stats    struct {
-		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late atomic.Uint64
+		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
 	}
 }
 
@@ -104,6 +116,8 @@ type tailStream struct {
 	lastRescan time.Time
 	movedAt    time.Time // when a forward read last moved the cursor
 	movedXmax  uint64    // the snapshot's xmax at that read
+	lastAudit  time.Time
+	lastPast   time.Time
 }
 
 func newTailer(o tailOptions) (*tailer, error) {
@@ -240,16 +254,35 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		s      *tailStream
 		lo, hi int64
 		req    int
+		known  int // audit: what the trail knows; -1 for a rescan
+		past   bool
 	}
 	var counts []countOf
+	count := func(c countOf) {
+		c.req = len(reqs)
+		counts = append(counts, c)
+		reqs = append(reqs, readRequest{realm: c.s.realm, kind: c.s.kind, after: cursor{Time: c.lo}, until: c.hi, count: true})
+	}
 	for _, s := range streams {
 		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: t.opts.Ledger.Cursor(s.key)})
 		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
 		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
 			if lo <= hi && hi > 0 {
-				counts = append(counts, countOf{s: s, lo: lo, hi: hi, req: len(reqs)})
-				reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: cursor{Time: lo}, until: hi, count: true})
+				s.lastRescan = now
+				count(countOf{s: s, lo: lo, hi: hi, known: -1})
+			}
+		}
+		if now.Sub(s.lastAudit) >= auditInterval {
+			s.lastAudit = now
+			if lo, hi, known, ok := t.opts.Ledger.Audit(s.key); ok {
+				count(countOf{s: s, lo: lo, hi: hi, known: known})
+			}
+		}
+		if now.Sub(s.lastPast) >= pastInterval {
+			s.lastPast = now
+			for _, m := range t.opts.Ledger.Past(s.key) {
+				count(countOf{s: s, lo: m.From, hi: m.To, known: m.Known, past: true})
 			}
 		}
 	}
@@ -276,11 +309,25 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		busy = busy || s.full
 	}
 	for _, c := range counts {
-		if c.s.full {
-			continue
-		}
-		c.s.lastRescan = now
-		if res.counts[c.req] != t.opts.Ledger.Count(c.s.key, c.lo, c.hi) {
+		n := res.counts[c.req]
+		switch {
+		case c.past:
+			if missed := t.opts.Ledger.Missed(c.s.key, c.lo, n); missed > 0 {
+				t.stats.missed.Add(uint64(missed))
+				if t.opts.Missed != nil {
+					t.opts.Missed(c.s.kind, missed)
+				}
+				t.log.Error("events appeared beyond the audit horizon and were not delivered (a Keycloak node's clock far behind, or a transaction open longer than the horizon)",
+					"kind", c.s.kind, "realm", c.s.realm.Name, "events", missed,
+					"from", time.UnixMilli(c.lo).UTC().Format(time.RFC3339), "to", time.UnixMilli(c.hi).UTC().Format(time.RFC3339Nano))
+			}
+		case c.known >= 0: // audit of the trail
+			if n > c.known {
+				if err := t.scan(ctx, c.s, c.lo, c.hi); err != nil {
+					return false, err
+				}
+			}
+		case !c.s.full && n != t.opts.Ledger.Count(c.s.key, c.lo, c.hi):
 			t.stats.rescans.Add(1)
 			if err := t.scan(ctx, c.s, c.lo, c.hi); err != nil {
 				return false, err
@@ -559,6 +606,7 @@ func (t *tailer) Stats() tailStats {
 		ExpiryChecks: t.stats.expiryChecks.Load(),
 		Polls:        t.stats.polls.Load(),
 		Late:         t.stats.late.Load(),
+		Missed:       t.stats.missed.Load(),
 	}
 }
 

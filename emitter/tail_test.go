@@ -83,7 +83,7 @@ func newTestTailer(t testing.TB, src source, store checkpoint.Store, autoAck boo
 	t.Helper()
 	c := &collector{autoAck: autoAck}
 	lo := checkpoint.Options{Store: store, NextUID: func() int64 { return testUIDs.Add(1) },
-		Overlap: 2 * time.Second, SaveInterval: 10 * time.Millisecond}
+		Overlap: 2 * time.Second, SaveInterval: 10 * time.Millisecond, Horizon: 10 * time.Minute, PastHorizon: time.Hour}
 	to := tailOptions{Source: src, Emit: c.emit, Logger: slog.New(slog.DiscardHandler),
 		PageSize: 50, PollInterval: 5 * time.Millisecond, RescanInterval: 10 * time.Millisecond,
 		RealmInterval: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Now: time.Now, Sleep: sleep,

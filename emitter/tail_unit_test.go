@@ -534,3 +534,41 @@ func TestTailerUnitDeliversARowOfATransactionOpenForAMinuteOnce(t *testing.T) {
 		t.Fatalf("after the window closed: %d rescans (was %d)", st.Rescans, rescans)
 	}
 }
+
+// TestTailerUnitDeliversARowStampedInThePastWithinTheHorizonAndCountsOneBeyond
+// streams events, then a node whose clock is behind writes a row stamped
+// 30 s in the past (its transaction begins and commits between two reads:
+// no snapshot shows it) and one stamped 15 minutes in the past: the first
+// is delivered once by the audit of the trail, the second is counted as
+// missed and logged at ERROR with its range.
+func TestTailerUnitDeliversARowStampedInThePastWithinTheHorizonAndCountsOneBeyond(t *testing.T) {
+	mem := newMemSource(acme)
+	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 100, xmax: 100}}
+	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
+	var want []string
+	step := func(n int) {
+		for i := range n {
+			u.clock.now = u.clock.now.Add(time.Second)
+			id := fmt.Sprintf("steady-%04d", len(want))
+			if i%2 == 0 {
+				mem.add(KindEvent, "r", id, u.clock.now.UnixMilli())
+				want = append(want, id)
+			}
+			u.poll(t)
+			u.ledger.SaveIfDue(context.Background())
+		}
+	}
+	step(20 * 60) // 20 minutes of steady traffic
+	now := u.clock.now
+	mem.add(KindEvent, "r", "skewed-30s", now.Add(-30*time.Second).UnixMilli()+7)
+	mem.add(KindEvent, "r", "skewed-15m", now.Add(-15*time.Minute).UnixMilli()+7)
+	step(90)
+	emittedOnce(t, u.sink, append(want, "skewed-30s"))
+	st := u.Stats()
+	if st.Late != 1 || st.Missed != 1 {
+		t.Fatalf("Late %d, Missed %d; want 1 and 1", st.Late, st.Missed)
+	}
+	if logs := u.logs.String(); !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "beyond the audit horizon") {
+		t.Fatalf("no ERROR about the missed row:\n%s", logs)
+	}
+}

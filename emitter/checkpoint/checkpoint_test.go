@@ -3,8 +3,8 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -338,5 +338,47 @@ func TestLedgerHoldKeepsTheWindowAndTheRescanRangeOpenBehindIt(t *testing.T) {
 	st, _ = store.State()
 	if s := st.Streams["Event/r"]; s.Floor != 158000 || len(s.Window) != 2 {
 		t.Fatalf("without the hold: floor %d with %d entries, want 158000 and 2", s.Floor, len(s.Window))
+	}
+}
+
+func TestLedgerTrailMakesARowThatAppearsBelowTheFloorWithinTheHorizonNewAndKnownRowsDone(t *testing.T) {
+	l, err := Open(ctx, Options{NextUID: counter(), Overlap: time.Second, Horizon: time.Minute, PastHorizon: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Begin("Event/r", 0)
+	var its []Item
+	for i := range 100 { // one a second, from 100 s on
+		its = append(its, Item{ID: fmt.Sprintf("e%03d", i), Time: 100000 + int64(i)*1000})
+	}
+	take(t, l, "Event/r", its, true)
+	for _, it := range its {
+		l.Ack("Event/r", it.ID)
+	}
+	l.Save(ctx) // prunes: the floor is at 198 s, the trail covers the minute before
+	lo, hi, known, ok := l.Audit("Event/r")
+	if !ok || lo != 139000 || hi != 197999 || known != 59 {
+		t.Fatalf("Audit = %d..%d with %d known, %v; want 139000..197999 with 59", lo, hi, known, ok)
+	}
+	skewed := Item{ID: "skewed", Time: 150500} // stamped 48 s behind the cursor by a slow clock
+	uids := take(t, l, "Event/r", append([]Item{its[50]}, skewed), false)
+	if uids[0] != 0 || uids[1] == 0 {
+		t.Fatalf("re-read of the trail = %v; want the known row done and the skewed one new", uids)
+	}
+	if again := take(t, l, "Event/r", []Item{skewed}, false); again[0] != 0 {
+		t.Fatal("the skewed row was emitted twice")
+	}
+	if uids := take(t, l, "Event/r", []Item{{ID: "ancient", Time: 120000}}, false); uids[0] != 0 {
+		t.Fatal("a row beyond the horizon was emitted: the trail does not reach there")
+	}
+	past := l.Past("Event/r")
+	if want := []Minute{{From: 60000, To: 119999, Known: 20}, {From: 120000, To: 138999, Known: 19}}; !reflect.DeepEqual(past, want) {
+		t.Fatalf("Past = %+v, want %+v: the rows that left the trail, per minute", past, want)
+	}
+	if n := l.Missed("Event/r", 120000, 20); n != 1 {
+		t.Fatalf("Missed with one row more than read = %d, want 1", n)
+	}
+	if n := l.Missed("Event/r", 120000, 20); n != 0 {
+		t.Fatalf("the same missed row was reported again: %d", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -32,6 +33,12 @@ type Options struct {
 	Overlap time.Duration
 	// SaveInterval is the least time between two saves of SaveIfDue.
 	SaveInterval time.Duration
+	// Horizon is how long behind its cursor a stream remembers, in memory,
+	// a compact key (time and a hash of the id) of every event it read, so
+	// that a row appearing that late is known to be new (see Audit). Then,
+	// for PastHorizon more, it keeps how many rows it read per minute (see
+	// Past). 0 keeps nothing beyond the window.
+	Horizon, PastHorizon time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -76,6 +83,29 @@ type stream struct {
 	floor     int64
 	window    map[string]*entry
 	recovered bool // begun here, or the recovery read after loading has run
+
+	// trail holds the events read in [trailFrom, trailTo) that were pruned
+	// from the window, ordered by (time, hash): what this process knows was
+	// read there (trailTo is the highest floor yet; the floor is lower only
+	// while a late row found in the trail's range waits in the window).
+	// past counts the rows read per minute before trailFrom.
+	trail     []trailKey
+	trailFrom int64
+	trailTo   int64
+	past      map[int64]int
+}
+
+// trailKey is the compact key of an event read: 16 bytes.
+type trailKey struct {
+	time int64
+	hash uint64
+}
+
+// idHash is the trail's hash of an event id.
+func idHash(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64()
 }
 
 type entry struct {
@@ -107,7 +137,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		return nil, fmt.Errorf("checkpoint %v: %w", o.Store, err)
 	}
 	for key, cs := range st.Streams {
-		s := &stream{cursor: cs.Cursor, floor: cs.Floor, window: make(map[string]*entry, len(cs.Window))}
+		s := &stream{cursor: cs.Cursor, floor: cs.Floor, window: make(map[string]*entry, len(cs.Window)), trailFrom: cs.Floor, trailTo: cs.Floor}
 		for id, e := range cs.Window {
 			s.window[id] = &entry{time: e.Time, uid: e.UID, acked: e.Acked}
 			l.loadedUID = max(l.loadedUID, e.UID)
@@ -121,12 +151,13 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	for _, e := range entries {
 		s, ok := l.streams[e.Stream]
 		if !ok { // a stream that began after the last save: recover it from its first uid
-			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, window: map[string]*entry{}}
+			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, window: map[string]*entry{}, trailFrom: e.Time, trailTo: e.Time}
 			l.streams[e.Stream] = s
 		}
 		if _, ok := s.window[e.ID]; !ok {
 			s.window[e.ID] = &entry{time: e.Time, uid: e.UID}
 			s.floor = min(s.floor, e.Time)
+			s.trailFrom, s.trailTo = s.floor, s.floor
 			l.dirty = true
 		}
 		l.loadedUID = max(l.loadedUID, e.UID)
@@ -162,7 +193,7 @@ func (l *Ledger) Begin(key string, start int64) bool {
 	if _, ok := l.streams[key]; ok {
 		return false
 	}
-	l.streams[key] = &stream{cursor: Cursor{Time: start}, floor: start, window: map[string]*entry{}, recovered: true}
+	l.streams[key] = &stream{cursor: Cursor{Time: start}, floor: start, window: map[string]*entry{}, recovered: true, trailFrom: start, trailTo: start}
 	l.dirty = true
 	return true
 }
@@ -308,8 +339,11 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 			}
 			continue
 		}
-		if it.Time < s.floor {
-			continue // older than the floor and not in the window: done
+		if it.Time < max(s.floor, s.trailTo) {
+			if it.Time < s.trailFrom || s.inTrail(it.Time, idHash(it.ID)) {
+				continue // older than the floor, not in the window: done
+			}
+			s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
 		}
 		e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
 		s.window[it.ID] = e
@@ -447,11 +481,126 @@ func (l *Ledger) prune() {
 			continue
 		}
 		s.floor = floor
+		s.trailTo = max(s.trailTo, floor)
 		l.dirty = true
+		var gone []trailKey
 		for id, e := range s.window {
 			if e.acked && e.time < floor {
 				delete(s.window, id)
+				if l.opts.Horizon > 0 {
+					gone = append(gone, trailKey{time: e.time, hash: idHash(id)})
+				}
+			}
+		}
+		l.extendTrail(s, gone)
+	}
+}
+
+// extendTrail adds the keys pruned from the window (all newer than the
+// trail) and forgets keys older than Horizon behind the cursor, counting
+// them per minute in past, itself kept for PastHorizon. The caller holds
+// l.mu.
+func (l *Ledger) extendTrail(s *stream, gone []trailKey) {
+	if l.opts.Horizon <= 0 {
+		s.trailFrom = s.trailTo
+		return
+	}
+	slices.SortFunc(gone, cmpTrail)
+	ordered := len(s.trail) == 0 || len(gone) == 0 || cmpTrail(s.trail[len(s.trail)-1], gone[0]) < 0
+	s.trail = append(s.trail, gone...)
+	if !ordered { // a late row's entry, older than keys already in the trail
+		slices.SortFunc(s.trail, cmpTrail)
+	}
+	from := s.cursor.Time - l.opts.Horizon.Milliseconds()
+	if from <= s.trailFrom {
+		return
+	}
+	n, _ := slices.BinarySearchFunc(s.trail, trailKey{time: from}, cmpTrail)
+	if l.opts.PastHorizon > 0 {
+		if s.past == nil {
+			s.past = map[int64]int{}
+		}
+		for _, k := range s.trail[:n] {
+			s.past[k.time/60000*60000]++
+		}
+		for m := range s.past {
+			if m+60000 <= from-l.opts.PastHorizon.Milliseconds() {
+				delete(s.past, m)
 			}
 		}
 	}
+	s.trail = slices.Delete(s.trail, 0, n)
+	s.trailFrom = min(from, s.trailTo)
+}
+
+func cmpTrail(a, b trailKey) int {
+	return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.hash, b.hash))
+}
+
+// inTrail tells whether the trail holds the key (time, hash).
+func (s *stream) inTrail(time int64, hash uint64) bool {
+	_, found := slices.BinarySearchFunc(s.trail, trailKey{time: time, hash: hash}, cmpTrail)
+	return found
+}
+
+// Audit returns the range [lo, hi] of times below the window that the
+// stream's trail covers, and how many events it knows were read there: when
+// the source holds more rows there, a late row appeared (a Keycloak node
+// whose clock is behind); reading the range again makes Take emit it. ok is
+// false when the trail covers nothing.
+func (l *Ledger) Audit(key string) (lo, hi int64, known int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, found := l.streams[key]
+	if !found || s.trailFrom >= s.trailTo {
+		return 0, 0, 0, false
+	}
+	known = len(s.trail)
+	for _, e := range s.window {
+		if e.time >= s.trailFrom && e.time < s.trailTo {
+			known++ // late rows found there, still in the window
+		}
+	}
+	return s.trailFrom, s.trailTo - 1, known, true
+}
+
+// Minute is the count of rows a stream read in one minute [From, To]
+// before its trail (To is the end of the minute, or just before the trail).
+type Minute struct {
+	From, To int64
+	Known    int
+}
+
+// Past returns the minutes counted before the trail, oldest first.
+func (l *Ledger) Past(key string) []Minute {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.streams[key]
+	if !ok {
+		return nil
+	}
+	out := make([]Minute, 0, len(s.past))
+	for m, n := range s.past {
+		out = append(out, Minute{From: m, To: min(m+60000, s.trailFrom) - 1, Known: n})
+	}
+	slices.SortFunc(out, func(a, b Minute) int { return cmp.Compare(a.From, b.From) })
+	return out
+}
+
+// Missed records that the source holds n rows in the minute from (beyond
+// the trail) and returns how many of them this ledger never read: rows that
+// appeared too late to be delivered. Each is reported once.
+func (l *Ledger) Missed(key string, from int64, n int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.streams[key]
+	if !ok {
+		return 0
+	}
+	known, counted := s.past[from]
+	if !counted || n <= known {
+		return 0
+	}
+	s.past[from] = n
+	return n - known
 }
