@@ -263,7 +263,9 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		counts = append(counts, c)
 		reqs = append(reqs, readRequest{realm: c.s.realm, kind: c.s.kind, after: cursor{Time: c.lo}, until: c.hi, count: true})
 	}
-	for _, s := range streams {
+	pageOf := make([]int, len(streams)) // the request of each stream's page
+	for i, s := range streams {
+		pageOf[i] = len(reqs)
 		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: t.opts.Ledger.Cursor(s.key)})
 		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
 		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
@@ -298,14 +300,15 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	t.opts.Ledger.SetHold(hold)
 	busy := false
 	for i, s := range streams {
+		page := res.pages[pageOf[i]]
 		before := t.opts.Ledger.Cursor(s.key)
-		if err := t.take(ctx, s, res.pages[i], true); err != nil {
+		if err := t.take(ctx, s, page, true); err != nil {
 			return false, err
 		}
 		if t.opts.Ledger.Cursor(s.key) != before {
 			s.movedAt, s.movedXmax = now, res.snapshot.xmax
 		}
-		s.full = len(res.pages[i]) >= t.opts.PageSize
+		s.full = len(page) >= t.opts.PageSize
 		busy = busy || s.full
 	}
 	for _, c := range counts {

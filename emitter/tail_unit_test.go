@@ -298,41 +298,66 @@ func testLateRowRescan(t *testing.T, newSource func() (*memSource, source)) {
 }
 
 func TestTailerUnitCrashBetweenSavesReplaysUnacknowledgedEventsWithTheirUIDs(t *testing.T) {
-	src := newMemSource(acme)
-	for i := range 60 {
-		src.add(KindEvent, "r", fmt.Sprintf("a%03d", i), 1700000000000+int64(i))
+	for name, newSource := range sources(acme, realm{ID: "r2", Name: "beta"}) {
+		t.Run(name, func(t *testing.T) { testCrashBetweenSaves(t, newSource) })
 	}
+}
+
+func testCrashBetweenSaves(t *testing.T, newSource func() (*memSource, source)) {
+	mem, src := newSource()
+	add := func(prefix string, n int, base int64) {
+		for i := range n {
+			id := fmt.Sprintf("%s%03d", prefix, i)
+			mem.add(KindEvent, "r", id, base+int64(i))
+			mem.add(KindAdminEvent, "r2", id, base+int64(i))
+		}
+	}
+	add("a", 60, 1700000000000)
 	store := &checkpoint.Memory{}
 	hourly := func(_ *tailOptions, l *checkpoint.Options) { l.SaveInterval = time.Hour }
 	first := newUnitTailer(t, src, store, false, hourly)
 	first.catchUp(t)
+	key := func(r Record) string { return string(r.Kind()) + "/" + r.RealmID() + "/" + r.ID() }
 	recs := first.sink.records()
-	for _, r := range recs[:40] {
+	for _, r := range recs[:70] {
 		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
 	}
 	if err := first.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range recs[40:50] {
+	for _, r := range recs[70:100] {
 		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID()) // never saved
 	}
-	for i := range 20 {
-		src.add(KindEvent, "r", fmt.Sprintf("b%03d", i), 1700000000100+int64(i)) // only journaled
+	add("b", 20, 1700000000100) // only journaled
+	for range 3 {
+		first.clock.now = first.clock.now.Add(time.Second) // rescans due: counts among the pages
+		first.catchUp(t)
 	}
-	first.catchUp(t)
-	uidOf := first.sink.uids()
+	uidOf := map[string]int64{}
+	for _, r := range first.sink.records() {
+		uidOf[key(r)] = r.UID()
+	}
 	// crash: no save; a new process on the same store
 	second := newUnitTailer(t, src, store, true, hourly)
 	second.catchUp(t)
-	var want []string
-	for _, r := range first.sink.records()[40:] {
-		want = append(want, r.ID())
+	want := map[string]bool{}
+	for _, r := range first.sink.records()[70:] {
+		want[key(r)] = true
 	}
-	emittedOnce(t, second.sink, want)
-	for id, uids := range second.sink.uids() {
-		if uids[0] != uidOf[id][0] {
-			t.Errorf("%s replayed with uid %d, first emitted with %d", id, uids[0], uidOf[id][0])
+	got := map[string]int{}
+	for _, r := range second.sink.records() {
+		got[key(r)]++
+		if r.UID() != uidOf[key(r)] {
+			t.Errorf("%s replayed with uid %d, first emitted with %d", key(r), r.UID(), uidOf[key(r)])
 		}
+	}
+	for k := range want {
+		if got[k] != 1 {
+			t.Errorf("%s emitted %d times after the crash, want once", k, got[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d emitted after the crash, want %d", len(got), len(want))
 	}
 	if st := second.Stats(); st.Replayed != uint64(len(want)) || st.Missing != 0 {
 		t.Errorf("stats %+v, want %d replayed and none missing", st, len(want))
