@@ -623,3 +623,74 @@ func BenchmarkTailerDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows*b.N)/time.Since(start).Seconds(), "events/s")
 }
+
+// TestTailerDeliversARowOfATransactionOpenForAMinuteOnce keeps a
+// transaction open for 60 s (KCEE_LATE_SECONDS sets another span) while
+// events stream and commit at once; its row, stamped when it began, commits
+// far behind the cursor and past the overlap, and is delivered once.
+func TestTailerDeliversARowOfATransactionOpenForAMinuteOnce(t *testing.T) {
+	t.Parallel()
+	span := 60 * time.Second
+	if s := os.Getenv("KCEE_LATE_SECONDS"); s != "" {
+		n, err := time.ParseDuration(s + "s")
+		if err != nil {
+			t.Fatalf("KCEE_LATE_SECONDS=%q: %v", s, err)
+		}
+		span = n
+	}
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	r := startTailer(t, k.source(Filters{}, nil), nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Kinds = []Kind{KindEvent}
+	})
+	tx, err := k.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	began := time.Now().UnixMilli()
+	if _, err := tx.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ('late', 'r', $1, 'LOGIN')`, began); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for end := time.Now().Add(span); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		id := fmt.Sprintf("steady-%04d", len(want))
+		k.event(id, "r", time.Now().UnixMilli(), "LOGIN")
+		want = append(want, id)
+	}
+	waitFor(t, "the steady events", func() bool { return len(r.sink.uids()) >= len(want) })
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late row", func() bool { return len(r.sink.uids()["late"]) > 0 })
+	r.waitPolls(t, 5)
+	emittedOnce(t, r.sink, append(want, "late"))
+	if st := r.Stats(); st.Late != 1 {
+		t.Errorf("Late = %d, want 1", st.Late)
+	}
+}
+
+// TestTailerDeliversARowStampedInThePastOnce inserts, between two reads,
+// a row stamped 30 s in the past (a node whose clock is behind): the audit
+// of the trail delivers it once.
+func TestTailerDeliversARowStampedInThePastOnce(t *testing.T) {
+	t.Parallel()
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	r := startTailer(t, k.source(Filters{}, nil), nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Kinds = []Kind{KindEvent}
+	})
+	var want []string
+	for range 60 { // 12 s of events, so the window (2 s) prunes into the trail
+		id := fmt.Sprintf("steady-%04d", len(want))
+		k.event(id, "r", time.Now().UnixMilli(), "LOGIN")
+		want = append(want, id)
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitFor(t, "the steady events", func() bool { return len(r.sink.uids()) >= len(want) })
+	r.ledger.Save(context.Background()) // prune now
+	k.event("skewed", "r", time.Now().Add(-30*time.Second).UnixMilli()+500, "LOGIN")
+	waitFor(t, "the skewed row (audited every 10 s)", func() bool { return len(r.sink.uids()["skewed"]) > 0 })
+	r.waitPolls(t, 5)
+	emittedOnce(t, r.sink, append(want, "skewed"))
+}
