@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
 // Defaults applied to a zero field of Options.
@@ -134,7 +136,7 @@ func permanent(status int) bool {
 // Sender POSTs messages to one target. It is safe for concurrent use.
 type Sender struct {
 	url        string
-	logURL     string // url without its query, which may hold a token
+	logURL     string // url without the secrets its query may hold
 	client     *http.Client
 	user, pass string
 	keys       [][]byte
@@ -156,9 +158,9 @@ func New(o Options) (*Sender, error) {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("httpsender: target URL scheme %q: want http or https", u.Scheme)
 	case u.Host == "":
-		return nil, fmt.Errorf("httpsender: target URL %q has no host", redact(u))
+		return nil, fmt.Errorf("httpsender: target URL %q has no host", redactURL(u))
 	case u.User != nil:
-		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", redact(u))
+		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", redactURL(u))
 	}
 	for name, d := range map[string]*time.Duration{
 		"ConnectTimeout": &o.ConnectTimeout, "RequestTimeout": &o.RequestTimeout,
@@ -185,10 +187,10 @@ func New(o Options) (*Sender, error) {
 		return nil, err
 	}
 	if u.Scheme == "http" && (o.CAFile != "" || o.ClientCertFile != "") {
-		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", redact(u))
+		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", redactURL(u))
 	}
 	s := &Sender{
-		url: u.String(), logURL: redact(u), user: o.Username, pass: o.Password,
+		url: u.String(), logURL: redactURL(u), user: o.Username, pass: o.Password,
 		waitMin: o.RetryWaitMin, waitMax: o.RetryWaitMax,
 		log: o.Logger, now: o.Now,
 	}
@@ -228,19 +230,10 @@ func New(o Options) (*Sender, error) {
 	return s, nil
 }
 
-// redact returns u without credentials, query and fragment, for logs and
-// errors.
-func redact(u *url.URL) string {
-	c := *u
-	if c.User != nil {
-		c.User = url.User("redacted")
-	}
-	if c.RawQuery != "" {
-		c.RawQuery = "redacted"
-	}
-	c.Fragment, c.RawFragment = "", ""
-	return c.String()
-}
+// redactURL returns u for logs and errors: without its password and the
+// values of its query parameters whose names look like secrets (token=,
+// sig=, code=, ...; see package redact).
+func redactURL(u *url.URL) string { return redact.URL(u.String()) }
 
 func setDefault[T comparable](v *T, def T) {
 	var zero T
@@ -374,6 +367,7 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 		if errors.As(err, &uerr) {
 			uerr.URL = s.logURL
 		}
+		err = redact.Error(err, s.url) // in case a cause quotes the URL too
 		a.last = err
 		s.setLastError(err)
 		return true, nil

@@ -348,3 +348,61 @@ func keyValueDSN(u string) string {
 	return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable",
 		p.Hostname(), p.Port(), p.User.Username(), strings.TrimPrefix(p.Path, "/"))
 }
+
+// TestPostgresStoreNeverShowsThePassword opens the store with connection
+// strings holding a password in each place lib/pq reads one, some that fail
+// (and whose errors from lib/pq and net/url quote the string) and some that
+// work (the test cluster trusts every password): neither the error nor the
+// store's String shows it.
+func TestPostgresStoreNeverShowsThePassword(t *testing.T) {
+	const pw = "Pw-7f3a!x"
+	good, err := url.Parse(testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPassword := *good
+	withPassword.User = url.UserPassword(good.User.Username(), pw)
+	inQuery := *good
+	inQuery.RawQuery += "&password=" + url.QueryEscape(pw)
+	for _, tc := range []struct {
+		name, dsn string
+		opts      StoreOptions
+		wantErr   bool
+	}{
+		{"userinfo, bad port", "postgres://kc:" + url.PathEscape(pw) + "@127.0.0.1:port/kc", StoreOptions{}, true},
+		{"userinfo, bad sslmode", "postgres://kc:" + url.PathEscape(pw) + "@127.0.0.1:1/kc?sslmode=" + pw, StoreOptions{}, true},
+		{"query, bad sslmode, nosync", "postgres://kc@127.0.0.1:1/kc?password=" + pw + "&sslmode=bogus", StoreOptions{NoSync: true}, true},
+		{"key=value, stray word", "host=127.0.0.1 port=1 password=" + pw + " oops", StoreOptions{}, true},
+		{"key=value, quoted, bad sslmode", "host=127.0.0.1 port=1 password='" + pw + "' sslmode=" + pw, StoreOptions{NoSync: true}, true},
+		{"userinfo, no such database", strings.Replace(withPassword.String(), good.Path, "/no_such_db", 1), StoreOptions{}, true},
+		{"userinfo, works", withPassword.String(), StoreOptions{}, false},
+		{"query, works", inQuery.String(), StoreOptions{NoSync: true}, false},
+		{"key=value, works", keyValueDSN(good.String()) + " password=" + pw, StoreOptions{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := OpenPostgres(t.Context(), tc.dsn, tc.opts)
+			var text string
+			if tc.wantErr {
+				if err == nil {
+					s.Close()
+					t.Fatal("OpenPostgres succeeded, want an error")
+				}
+				text = err.Error()
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = s.String()
+				s.Close()
+				if !strings.HasPrefix(text, "postgres:") || !strings.Contains(text, "xxxxx") {
+					t.Errorf("String() = %q, want postgres: and the URL with its password masked", text)
+				}
+			}
+			for _, form := range []string{pw, url.PathEscape(pw), url.QueryEscape(pw)} {
+				if strings.Contains(text, form) {
+					t.Errorf("the password (as %q) is in %q", form, text)
+				}
+			}
+		})
+	}
+}
