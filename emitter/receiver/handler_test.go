@@ -160,12 +160,12 @@ func TestHandlerAnswers(t *testing.T) {
 			cfg: Config[testEvent]{SigningSecrets: [][]byte{secretA}, Tolerance: time.Minute},
 			req: request{body: good, headers: map[string]string{
 				"webhook-id": "msg_1", "webhook-timestamp": "1759999939", "webhook-signature": sign(secretA, "msg_1", "1759999939", good)}},
-			wantCode: 401, wantInBody: "61s away from now"},
+			wantCode: 401, wantInBody: "61s in the past"},
 		{name: "timestamp from the future gets 401",
 			cfg: Config[testEvent]{SigningSecrets: [][]byte{secretA}, Tolerance: time.Minute},
 			req: request{body: good, headers: map[string]string{
 				"webhook-id": "msg_1", "webhook-timestamp": "1760000061", "webhook-signature": sign(secretA, "msg_1", "1760000061", good)}},
-			wantCode: 401, wantInBody: "-61s away"},
+			wantCode: 401, wantInBody: "61s in the future"},
 		{name: "timestamp at the edge of the tolerance is acknowledged",
 			cfg: Config[testEvent]{SigningSecrets: [][]byte{secretA}, Tolerance: time.Minute},
 			req: request{body: good, headers: map[string]string{
