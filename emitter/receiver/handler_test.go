@@ -310,6 +310,9 @@ func TestNewHandlerRefusesBadConfig(t *testing.T) {
 		{"negative body limit", Config[testEvent]{Decode: dec, Handle: handle, MaxBodyBytes: -1}, "MaxBodyBytes is -1"},
 		{"negative tolerance", Config[testEvent]{Decode: dec, Handle: handle, Tolerance: -time.Second}, "Tolerance is -1s"},
 		{"empty signing secret", Config[testEvent]{Decode: dec, Handle: handle, SigningSecrets: [][]byte{secretA, {}}}, "SigningSecrets[1] is empty"},
+		{"negative unauthenticated budget", Config[testEvent]{Decode: dec, Handle: handle, MaxUnauthenticatedBytes: -1}, "MaxUnauthenticatedBytes is -1"},
+		{"unauthenticated budget below the body limit", Config[testEvent]{Decode: dec, Handle: handle, MaxBodyBytes: 100, MaxUnauthenticatedBytes: 99},
+			"MaxUnauthenticatedBytes is 99, below MaxBodyBytes 100"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -379,7 +382,7 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	allowed := map[int]bool{200: true, 400: true, 401: true, 405: true, 413: true}
+	allowed := map[int]bool{200: true, 400: true, 401: true, 405: true, 413: true, 503: true}
 	f.Fuzz(func(t *testing.T, method string, body []byte, id, ts, sig, authz string) {
 		if !validMethod(method) {
 			method = "POST"
