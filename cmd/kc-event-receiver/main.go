@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, cfg, log, stdout); err != nil {
-		log.Error("receiver stopped", "err", err)
+		log.Error("receiver stopped", "error", err)
 		return 1
 	}
 	return 0
@@ -70,7 +70,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "path", cfg.Path, "store", cfg.Store.String(),
+	log.Info("listening", "addr", ln.Addr().String(), "path", cfg.Path, "store", app.storeName(),
 		"sync", !cfg.NoSync, "numbering", cfg.Numbering, "basic_auth", cfg.Password != "", "signing_secrets", len(cfg.Secrets))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -95,10 +95,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	return nil
 }
 
-// eventStore keeps rows; Put reports whether the row's uid was new.
+// eventStore keeps rows; Put reports whether the row's uid was new. String
+// names it for logs, without secrets.
 type eventStore interface {
 	Put(ctx context.Context, row receiver.Row) (bool, error)
 	Close() error
+	String() string
 }
 
 // app is the receiver's handler with its store and counters.
@@ -139,7 +141,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer)
 		SigningSecrets: cfg.Secrets,
 		Tolerance:      cfg.Tolerance,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Logger:         log,
+		// The handler's default when 0.
+		MaxUnauthenticatedBytes: cfg.MaxUnauth,
+		Logger:                  log,
 	})
 	if err != nil {
 		a.Close()
@@ -200,6 +204,14 @@ func (a *app) count(ctx context.Context, every time.Duration) {
 			a.printf("received=%d stored=%d duplicates=%d rate=%.0f/s\n", n, a.stored.Load(), a.duplicates.Load(), rate)
 		}
 	}
+}
+
+// storeName names the store for logs, without its secrets.
+func (a *app) storeName() string {
+	if a.store == nil {
+		return "none"
+	}
+	return fmt.Sprint(a.store)
 }
 
 func (a *app) totals() []any {
