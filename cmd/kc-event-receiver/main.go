@@ -18,10 +18,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
 )
@@ -177,9 +181,22 @@ func (a *app) handle(ctx context.Context, e event) error {
 	if !a.quiet {
 		a.printf("%s %s %s realm=%s uid=%d id=%s format=%s %s\n",
 			time.UnixMilli(e.Row.Time).UTC().Format("2006-01-02T15:04:05.000Z"),
-			e.Row.Kind, e.Row.Type, e.Row.RealmID, e.Row.UID, e.Row.ID, e.Format, status)
+			printable(e.Row.Kind), printable(e.Row.Type), printable(e.Row.RealmID), e.Row.UID, printable(e.Row.ID), e.Format, status)
 	}
 	return nil
+}
+
+// printable returns s as it is when it is plain text, and else quoted
+// with Go's escapes: a sender controls these fields, and a newline or a
+// blank in one must not forge a line or a field of the output.
+func printable(s string) string {
+	plain := strings.IndexFunc(s, func(r rune) bool {
+		return r == ' ' || r == '"' || r == utf8.RuneError || !unicode.IsPrint(r)
+	}) < 0
+	if plain {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 func (a *app) printf(format string, args ...any) {
