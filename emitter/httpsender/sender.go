@@ -41,7 +41,8 @@ const (
 	DefaultRetryWaitMax   = 30 * time.Second
 )
 
-// maxRetryAfter caps the wait a Retry-After header can impose.
+// maxRetryAfter bounds a parsed Retry-After before RetryWaitMax cuts it
+// (a huge number of seconds must not overflow a Duration).
 const maxRetryAfter = time.Hour
 
 // bodyExcerpt is how much of a rejecting response's body a PermanentError keeps.
@@ -57,6 +58,8 @@ var (
 	ErrConnectTimeout = errors.New("connect timeout")
 	ErrRequestTimeout = errors.New("connection request timeout")
 	ErrSocketTimeout  = errors.New("socket timeout")
+	// ErrAttemptTimeout marks an attempt ended by Options.AttemptTimeout.
+	ErrAttemptTimeout = errors.New("attempt timeout")
 )
 
 // Options configures a Sender. URL is required; a zero duration or count
@@ -73,9 +76,16 @@ type Options struct {
 	RequestTimeout time.Duration
 	// SocketTimeout bounds any silence on a connection: waiting for the
 	// response to start, between its bytes, and while writing
-	// (socketTimeoutMillis). It is not a limit on the total time. An idle
-	// pooled connection is closed after it too.
+	// (socketTimeoutMillis). It is not a limit on the total time (see
+	// AttemptTimeout). An idle pooled connection is closed after it too.
 	SocketTimeout time.Duration
+	// AttemptTimeout, when not 0, bounds one whole attempt: from the moment
+	// it has a connection slot (see RequestTimeout) through connecting,
+	// writing the request and reading the whole response, so that a
+	// target that sends a byte just before each SocketTimeout cannot hold
+	// an event forever. The attempt then fails with ErrAttemptTimeout and
+	// is retried. 0 means no bound beyond SocketTimeout's, as the original.
+	AttemptTimeout time.Duration
 	// MaxConns is the most connections (and so requests in flight) to the
 	// target; set it to at least the number of concurrent Sends.
 	MaxConns int
@@ -93,7 +103,9 @@ type Options struct {
 	// A secret is "whsec_" followed by the base64 key.
 	SigningSecrets []string
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff between
-	// attempts (jittered); a Retry-After header on 429 or 503 overrides it.
+	// attempts (jittered). A Retry-After header on 429 or 503 replaces the
+	// backoff, but RetryWaitMax stays the longest wait between two
+	// attempts: a longer Retry-After (999999 s) is cut to it.
 	RetryWaitMin, RetryWaitMax time.Duration
 	// Logger receives one INFO line per failed attempt that will be
 	// retried; nil means slog.Default().
@@ -164,7 +176,8 @@ func New(o Options) (*Sender, error) {
 	}
 	for name, d := range map[string]*time.Duration{
 		"ConnectTimeout": &o.ConnectTimeout, "RequestTimeout": &o.RequestTimeout,
-		"SocketTimeout": &o.SocketTimeout, "RetryWaitMin": &o.RetryWaitMin, "RetryWaitMax": &o.RetryWaitMax,
+		"SocketTimeout": &o.SocketTimeout, "AttemptTimeout": &o.AttemptTimeout,
+		"RetryWaitMin": &o.RetryWaitMin, "RetryWaitMax": &o.RetryWaitMax,
 	} {
 		if *d < 0 {
 			return nil, fmt.Errorf("httpsender: %s is %s, want >= 0", name, *d)
@@ -222,7 +235,7 @@ func New(o Options) (*Sender, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	s.client = &http.Client{
-		Transport: &pool{next: tr, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout},
+		Transport: &pool{next: tr, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout, attempt: o.AttemptTimeout},
 		// A redirect would turn the POST into a GET or send it elsewhere:
 		// a 3xx is a failed attempt like any other non-2xx status.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -382,11 +395,11 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 
 // backoff is the wait before the attempt after attempt n (0-based):
 // lo·2ⁿ capped at hi, drawn uniformly from its upper half, or the
-// Retry-After of a 429 or 503 answer when it has one.
+// Retry-After of a 429 or 503 answer when it has one, capped at hi too.
 func (s *Sender) backoff(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
-			return d
+			return min(d, hi)
 		}
 	}
 	d := hi
@@ -424,7 +437,7 @@ func (s *Sender) logRetry(m Message, a *attempts, resp *http.Response, wait time
 		attrs = append(attrs, "status", resp.StatusCode)
 	}
 	if a.last != nil {
-		attrs = append(attrs, "err", a.last)
+		attrs = append(attrs, "error", a.last)
 	}
 	s.log.Info("delivery attempt failed, retrying", attrs...)
 }

@@ -299,7 +299,9 @@ func TestSendHonoursRetryAfter(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			s := newSender(t, options(srv.URL))
+			o := options(srv.URL)
+			o.RetryWaitMax = 3 * time.Second // the longest wait; Retry-After asks for less
+			s := newSender(t, o)
 			if err := s.Send(context.Background(), event); err != nil {
 				t.Fatal(err)
 			}
