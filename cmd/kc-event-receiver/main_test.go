@@ -38,7 +38,7 @@ type child struct {
 
 // startChild runs the receiver with args and env, and waits until it
 // listens.
-func startChild(t *testing.T, env []string, args ...string) *child {
+func startChild(t testing.TB, env []string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "KC_RECEIVER_TEST_RUN_MAIN=1"), env...)

@@ -267,8 +267,9 @@ func (h *handler[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // readBody reads a body of n bytes (n < 0: unknown, at most limit) into a
 // buffer allocated once for a known length, and grown by doubling up to
-// limit+1 bytes otherwise, so that a body never costs more than about its
-// size (io.ReadAll's growth can allocate more).
+// limit bytes otherwise, so that a body never costs much more than its
+// size (io.ReadAll's growth can allocate more, and a last growth to
+// limit+1 bytes would copy the whole body only to learn that it ended).
 func readBody(r io.Reader, n, limit int64) ([]byte, error) {
 	if n >= 0 {
 		buf := make([]byte, n)
@@ -277,13 +278,23 @@ func readBody(r io.Reader, n, limit int64) ([]byte, error) {
 		}
 		return buf, nil
 	}
-	buf := make([]byte, 0, min(limit+1, 4096))
+	buf := make([]byte, 0, min(limit, 4096))
 	for {
 		if len(buf) == cap(buf) {
-			if int64(len(buf)) > limit {
-				return nil, &http.MaxBytesError{Limit: limit}
+			if int64(len(buf)) >= limit {
+				// Full: the body must end here.
+				var one [1]byte
+				m, err := io.ReadAtLeast(r, one[:], 1)
+				switch {
+				case m > 0:
+					return nil, &http.MaxBytesError{Limit: limit}
+				case errors.Is(err, io.EOF):
+					return buf, nil
+				default:
+					return nil, err
+				}
 			}
-			next := make([]byte, len(buf), min(2*int64(cap(buf)), limit+1))
+			next := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
 			copy(next, buf)
 			buf = next
 		}

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -209,4 +210,52 @@ func TestHandlerGivesBackTheBytesOnceTheSignatureIsVerified(t *testing.T) {
 	if code := <-done; code != 200 {
 		t.Errorf("verified request: status %d, want 200", code)
 	}
+}
+
+// TestReadBodyReadsUpToTheLimitWhateverTheLength pins readBody with and
+// without a known length, around the limit and across buffer growths.
+func TestReadBodyReadsUpToTheLimitWhateverTheLength(t *testing.T) {
+	const limit = 10_000
+	for _, size := range []int{0, 1, 4095, 4096, 4097, limit - 1, limit, limit + 1, 3 * limit} {
+		for _, known := range []bool{true, false} {
+			body := strings.Repeat("b", size)
+			n := int64(-1)
+			if known {
+				n = int64(size)
+			}
+			// As the handler does: the server has checked a known length
+			// against the limit already.
+			if known && size > limit {
+				continue
+			}
+			got, err := readBody(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(chunked(body)), limit), n, limit)
+			if size > limit {
+				if _, ok := errors.AsType[*http.MaxBytesError](err); !ok {
+					t.Errorf("size %d, known %v: err = %v, want a MaxBytesError", size, known, err)
+				}
+				continue
+			}
+			if err != nil || string(got) != body {
+				t.Errorf("size %d, known %v: got %d bytes, %v; want the body", size, known, len(got), err)
+			}
+			if !known && cap(got) > limit {
+				t.Errorf("size %d: buffer of %d bytes, more than the limit", size, cap(got))
+			}
+		}
+	}
+}
+
+// chunked returns a reader of s that returns at most 1000 bytes per
+// Read, as a network would.
+func chunked(s string) io.Reader { return &chunkReader{s: s} }
+
+type chunkReader struct{ s string }
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 1000)], r.s)
+	r.s = r.s[n:]
+	return n, nil
 }
