@@ -182,3 +182,52 @@ func TestPrintedLineEscapesWhatTheSenderControls(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReceiverBody posts arbitrary bodies to the receiver as the binary
+// wires it (decoder of both formats, JSON-lines store, printed line): it
+// answers 200 or 400 only, prints exactly one line per event it took, and
+// its store holds only valid JSON in valid UTF-8.
+func FuzzReceiverBody(f *testing.F) {
+	f.Add([]byte(loginJSON))
+	f.Add([]byte(jsonEvent(1, `"LOGIN\n2025 forged"`, `"\ud800"`)))
+	f.Add([]byte(jsonEvent(2, `"LOGIN"`, `1e200000`)))
+	for _, name := range []string{"admin-create-user.FLATBUFFER-26.golden", "admin-create-user.JSON.golden"} {
+		if b, err := os.ReadFile(filepath.Join(goldenDir, name)); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		store := filepath.Join(t.TempDir(), "events.jsonl")
+		var out bytes.Buffer
+		a, err := newApp(t.Context(), config{Path: "/event/receiver", Store: storeSpec{"jsonl", store}, Numbering: "20.1",
+			MaxBodyBytes: 1 << 20, NoSync: true}, slog.New(slog.DiscardHandler), &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest("POST", "/event/receiver", bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		a.mux.ServeHTTP(rec, req)
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch rec.Code {
+		case 200:
+			if strings.Count(out.String(), "\n") != 1 {
+				t.Fatalf("printed %q for one event", out.String())
+			}
+			if strings.Count(string(data), "\n") != 1 || !utf8.Valid(data) || !json.Valid(data) {
+				t.Fatalf("stored %q, not one line of valid JSON in valid UTF-8", data)
+			}
+		case 400:
+			if out.Len() != 0 || len(data) != 0 {
+				t.Fatalf("refused, yet printed %q and stored %q", out.String(), data)
+			}
+		default:
+			t.Fatalf("status %d (%s), want 200 or 400", rec.Code, rec.Body)
+		}
+	})
+}

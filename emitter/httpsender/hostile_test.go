@@ -163,3 +163,24 @@ func TestNewRejectsANegativeAttemptTimeout(t *testing.T) {
 		t.Fatalf("New = %v, want an error naming AttemptTimeout", err)
 	}
 }
+
+// FuzzRetryAfter parses arbitrary Retry-After values, as a target sends
+// them: the wait is never negative, never beyond RetryWaitMax, and a value
+// that does not parse falls back to the backoff.
+func FuzzRetryAfter(f *testing.F) {
+	for _, v := range []string{"", "0", "120", "-5", "999999", "99999999999999999999", "Sat, 01 Mar 2025 12:00:30 GMT", " 7 ", "1e3"} {
+		f.Add(v)
+	}
+	s := &Sender{now: func() time.Time { return time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC) }}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := retryAfter(v, s.now())
+		if d < 0 || d > maxRetryAfter || (!ok && d != 0) {
+			t.Fatalf("retryAfter(%q) = %s, %v", v, d, ok)
+		}
+		lo, hi := time.Millisecond, 200*time.Millisecond
+		resp := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Retry-After": {v}}}
+		if w := s.backoff(lo, hi, 3, resp); w < 0 || w > hi {
+			t.Fatalf("Retry-After %q: wait %s, want within [0, %s]", v, w, hi)
+		}
+	})
+}

@@ -138,7 +138,8 @@ func params(raw string) string {
 // with the values of its settings with a secret name (password,
 // sslpassword, ...; see SecretName) replaced by Mask, quoted or not. The
 // words that follow a secret value without a key of their own (an unquoted
-// password with a blank in it) are masked too.
+// password with a blank in it) are masked too, and so is a quoted value
+// without its closing quote (it swallows the settings after it).
 func DSN(s string) string {
 	var b strings.Builder
 	afterSecret := false
@@ -146,7 +147,7 @@ func DSN(s string) string {
 		b.WriteString(s[t.start:t.valStart])
 		switch {
 		case t.valStart == t.end:
-		case t.bare && afterSecret, !t.bare && SecretName(t.key):
+		case t.bare && afterSecret, !t.bare && SecretName(t.key), t.unterminated:
 			b.WriteString(Mask)
 			afterSecret = true
 		default:
@@ -165,6 +166,8 @@ type dsnToken struct {
 	key      string // the key; "" for a bare word
 	bare     bool   // a word without "="
 	value    string // the value without quotes and backslash escapes
+
+	unterminated bool // a quote without its end: the value runs to the end
 }
 
 // dsnTokens splits a connection string the way lib/pq reads it: blanks
@@ -230,6 +233,8 @@ func dsnTokens(s string) []dsnToken {
 			}
 			if i < len(s) {
 				i++ // closing quote
+			} else {
+				t.unterminated = true
 			}
 		} else {
 			for i < len(s) {

@@ -65,6 +65,7 @@ func TestDSNMasksSecretSettingsQuotedOrNot(t *testing.T) {
 		{"  host=db  ", "  host=db  "},
 		{"host=db password=", "host=db password="},
 		{"host=db password='unterminated", "host=db password=xxxxx"},
+		{"host='db password=s3cret", "host=xxxxx"}, // the quote swallows the password
 		// An unquoted password with a blank: lib/pq reads the rest as a
 		// key without "=", and so does DSN: the stray word is masked.
 		{"host=db password=two words dbname=kc", "host=db password=xxxxx xxxxx dbname=kc"},
