@@ -95,7 +95,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "`address` to listen on")
 	fs.StringVar(&c.Path, "path", "/event/receiver", "URL `path` that accepts events (the original receiver's endpoint); \"/\" accepts every path")
-	fs.StringVar(&store, "store", "", "where to keep events: jsonl:`FILE`, or postgres (table "+receiver.PostgresTable+", created if missing) at the URL of "+envStoreURL+" or --store-url-file; empty keeps nothing, only prints")
+	fs.StringVar(&store, "store", "", "where to keep events: `jsonl:FILE`, or postgres (table "+receiver.PostgresTable+", created if missing) at the URL of "+envStoreURL+" or --store-url-file; empty keeps nothing, only prints")
 	fs.StringVar(&storeURLFile, "store-url-file", "", "`file` holding the PostgreSQL connection URL (postgres://... or key=value) of --store postgres (else "+envStoreURL+")")
 	fs.StringVar(&c.Numbering, "numbering", "20.1", "FLATBUFFER enum `numbering` of the sender: 20.1, bridge or 26")
 	fs.StringVar(&c.Username, "username", "", "Basic auth user `name` to require; empty with a password accepts any name (the original sends its HOSTNAME)")
@@ -201,15 +201,15 @@ func parseStore(s string) (storeSpec, error) {
 		return storeSpec{}, nil
 	case s == "postgres":
 		return storeSpec{Kind: "postgres"}, nil
+	case kind == "jsonl" && arg != "":
+		return storeSpec{Kind: kind, Arg: arg}, nil
 	case kind == "postgres" || kind == "postgresql" || strings.Contains(s, "://") || strings.Contains(s, "="):
 		return storeSpec{}, fmt.Errorf("--store holds a connection URL (not shown: it may hold a password, and a command line is visible to every local user): "+
 			"use --store postgres and put the URL in %s or in a file named by --store-url-file", envStoreURL)
 	case !ok || arg == "":
 		return storeSpec{}, fmt.Errorf("--store is %q, want jsonl:FILE or postgres", s)
-	case kind != "jsonl":
-		return storeSpec{}, fmt.Errorf("--store kind is %q, want jsonl or postgres", kind)
 	}
-	return storeSpec{Kind: kind, Arg: arg}, nil
+	return storeSpec{}, fmt.Errorf("--store kind is %q, want jsonl or postgres", kind)
 }
 
 // secret returns the content of file when it is set, else env.

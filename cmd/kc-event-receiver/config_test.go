@@ -98,6 +98,12 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("store = %+v", c.Store)
 				}
 			}},
+		{name: "a jsonl path with = and :// in it", args: []string{"--store", "jsonl:/data/a=b://c.jsonl"},
+			check: func(t *testing.T, c config) {
+				if c.Store != (storeSpec{"jsonl", "/data/a=b://c.jsonl"}) {
+					t.Errorf("store = %+v", c.Store)
+				}
+			}},
 		{name: "unauthenticated budget", args: []string{"--max-body-bytes", "100", "--max-unauthenticated-bytes", "1000"},
 			check: func(t *testing.T, c config) {
 				if c.MaxUnauth != 1000 {
