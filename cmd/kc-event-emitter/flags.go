@@ -132,7 +132,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.IntVar(&c.Concurrency, "concurrency", def.Concurrency, "requests in flight; 1 keeps strict order")
 	fs.StringVar(&numbering, "numbering", string(def.Numbering), "FLATBUFFER enum numbering of the receiver: 20.1, bridge or 26")
 	fs.DurationVar(&c.RetryWaitMin, "retryWaitMin", def.RetryWaitMin, "first wait before a retry")
-	fs.DurationVar(&c.RetryWaitMax, "retryWaitMax", def.RetryWaitMax, "longest wait between retries (retries never stop)")
+	fs.DurationVar(&c.RetryWaitMax, "retryWaitMax", def.RetryWaitMax, "longest wait between retries, a target's Retry-After included (retries never stop)")
 	fs.StringVar(&c.DeadLetterPath, "deadLetterFile", def.DeadLetterPath, "JSON-lines `file` of events the target refused for good (400, 401, 403, 404, 410, 413, 422)")
 
 	fs.StringVar(&c.Username, "username", getenv("HOSTNAME"), "Basic auth user `name` (the original sends $HOSTNAME)")

@@ -19,6 +19,8 @@ func TestParseConfig(t *testing.T) {
 	os.WriteFile(passFile, []byte("from-file\n"), 0o600)
 	sigFile := filepath.Join(dir, "secrets")
 	os.WriteFile(sigFile, []byte("whsec_c2VjcmV0LW9uZQ==\nwhsec_c2VjcmV0LXR3bw==\n"), 0o600)
+	urlFile := filepath.Join(dir, "store-url")
+	os.WriteFile(urlFile, []byte("postgres://u:from-file@127.0.0.1/db\n"), 0o600)
 	badSigFile := filepath.Join(dir, "bad-secrets")
 	os.WriteFile(badSigFile, []byte("whsec_c2VjcmV0LW9uZQ==\nwhsec_%%%\n"), 0o600)
 
@@ -28,6 +30,7 @@ func TestParseConfig(t *testing.T) {
 		env     map[string]string
 		check   func(t *testing.T, c config)
 		wantErr string
+		hidden  string // must not be in the error
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Listen != "127.0.0.1:8080" || c.Path != "/event/receiver" || c.Numbering != "20.1" ||
@@ -79,10 +82,36 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("secrets = %q", c.Secrets)
 				}
 			}},
-		{name: "postgres store", args: []string{"--store", "postgres:postgres://u:pw@127.0.0.1/db"},
+		{name: "postgres store with its URL from the environment", args: []string{"--store", "postgres"},
+			env: map[string]string{"KC_RECEIVER_STORE_URL": "postgres://u:pw@127.0.0.1/db"},
 			check: func(t *testing.T, c config) {
 				if c.Store.Kind != "postgres" || c.Store.Arg != "postgres://u:pw@127.0.0.1/db" || strings.Contains(c.Store.String(), "pw") {
 					t.Errorf("store = %+v, shown as %s", c.Store, c.Store)
+				}
+			}},
+		{name: "postgres store with its URL from a file, which wins", args: []string{"--store", "postgres", "--store-url-file", urlFile},
+			env: map[string]string{"KC_RECEIVER_STORE_URL": "postgres://u:pw@127.0.0.1/db"},
+			check: func(t *testing.T, c config) {
+				if c.Store.Arg != "postgres://u:from-file@127.0.0.1/db" {
+					t.Errorf("store URL = %q, want the file's without its newline", c.Store.Arg)
+				}
+			}},
+		{name: "postgres store from the environment alone", env: map[string]string{"KC_RECEIVER_STORE": "postgres", "KC_RECEIVER_STORE_URL": "host=127.0.0.1 password=pw"},
+			check: func(t *testing.T, c config) {
+				if c.Store.Kind != "postgres" || c.Store.Arg != "host=127.0.0.1 password=pw" {
+					t.Errorf("store = %+v", c.Store)
+				}
+			}},
+		{name: "a jsonl path with = and :// in it", args: []string{"--store", "jsonl:/data/a=b://c.jsonl"},
+			check: func(t *testing.T, c config) {
+				if c.Store != (storeSpec{"jsonl", "/data/a=b://c.jsonl"}) {
+					t.Errorf("store = %+v", c.Store)
+				}
+			}},
+		{name: "unauthenticated budget", args: []string{"--max-body-bytes", "100", "--max-unauthenticated-bytes", "1000"},
+			check: func(t *testing.T, c config) {
+				if c.MaxUnauth != 1000 {
+					t.Errorf("max unauthenticated bytes = %d", c.MaxUnauth)
 				}
 			}},
 		{name: "sync is on by default, off from the environment", env: map[string]string{"KC_RECEIVER_SYNC": "false"},
@@ -96,6 +125,20 @@ func TestParseConfig(t *testing.T) {
 		{name: "user name without password", args: []string{"--username", "kc"}, wantErr: `--username is "kc" but no password`},
 		{name: "unknown store kind", args: []string{"--store", "kafka:x"}, wantErr: `--store kind is "kafka"`},
 		{name: "store without argument", args: []string{"--store", "jsonl:"}, wantErr: `--store is "jsonl:"`},
+		{name: "a postgres URL on the command line is refused and not shown", args: []string{"--store", "postgres:postgres://u:s3cret@127.0.0.1/db"},
+			wantErr: "use --store postgres and put the URL in KC_RECEIVER_STORE_URL or in a file named by --store-url-file", hidden: "s3cret"},
+		{name: "a postgresql URL on the command line is refused", args: []string{"--store", "postgresql://u:s3cret@127.0.0.1/db"},
+			wantErr: "KC_RECEIVER_STORE_URL", hidden: "s3cret"},
+		{name: "a key=value string on the command line is refused", args: []string{"--store", "host=127.0.0.1 password=s3cret"},
+			wantErr: "KC_RECEIVER_STORE_URL", hidden: "s3cret"},
+		{name: "a postgres URL in KC_RECEIVER_STORE is refused too", env: map[string]string{"KC_RECEIVER_STORE": "postgres:postgres://u:s3cret@127.0.0.1/db"},
+			wantErr: "KC_RECEIVER_STORE_URL", hidden: "s3cret"},
+		{name: "postgres store without a URL", args: []string{"--store", "postgres"}, wantErr: "--store postgres needs the connection URL in KC_RECEIVER_STORE_URL"},
+		{name: "a URL without the postgres store", args: []string{"--store", "jsonl:/tmp/x"}, env: map[string]string{"KC_RECEIVER_STORE_URL": "postgres://u:s3cret@h/db"},
+			wantErr: `--store is "jsonl:/tmp/x", not postgres`, hidden: "s3cret"},
+		{name: "missing store URL file", args: []string{"--store", "postgres", "--store-url-file", filepath.Join(dir, "nope")}, wantErr: "--store-url-file: open"},
+		{name: "unauthenticated budget below the body limit", args: []string{"--max-body-bytes", "100", "--max-unauthenticated-bytes", "99"},
+			wantErr: "--max-unauthenticated-bytes is 99, want 0 or at least --max-body-bytes (100)"},
 		{name: "unknown numbering", args: []string{"--numbering", "21"}, wantErr: `--numbering is "21"`},
 		{name: "relative path", args: []string{"--path", "event"}, wantErr: `--path is "event"`},
 		{name: "path with a method", args: []string{"--path", "/x /y"}, wantErr: "without blanks"},
@@ -113,6 +156,9 @@ func TestParseConfig(t *testing.T) {
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				if tc.hidden != "" && strings.Contains(err.Error(), tc.hidden) {
+					t.Errorf("the error shows %q: %v", tc.hidden, err)
 				}
 				return
 			}

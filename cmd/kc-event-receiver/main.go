@@ -19,10 +19,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/buildinfo"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
@@ -56,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	log.Info("kc-event-receiver starting", buildinfo.Read().LogAttrs()...)
 	if err := serve(ctx, cfg, log, stdout); err != nil {
-		log.Error("receiver stopped", "err", err)
+		log.Error("receiver stopped", "error", err)
 		return 1
 	}
 	return 0
@@ -81,7 +85,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "path", cfg.Path, "store", cfg.Store.String(),
+	log.Info("listening", "addr", ln.Addr().String(), "path", cfg.Path, "store", app.storeName(),
 		"sync", !cfg.NoSync, "numbering", cfg.Numbering, "basic_auth", cfg.Password != "", "signing_secrets", len(cfg.Secrets))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -106,10 +110,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	return nil
 }
 
-// eventStore keeps rows; Put reports whether the row's uid was new.
+// eventStore keeps rows; Put reports whether the row's uid was new. String
+// names it for logs, without secrets.
 type eventStore interface {
 	Put(ctx context.Context, row receiver.Row) (bool, error)
 	Close() error
+	String() string
 }
 
 // app is the receiver's handler with its store and counters.
@@ -150,7 +156,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer)
 		SigningSecrets: cfg.Secrets,
 		Tolerance:      cfg.Tolerance,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Logger:         log,
+		// The handler's default when 0.
+		MaxUnauthenticatedBytes: cfg.MaxUnauth,
+		Logger:                  log,
 	})
 	if err != nil {
 		a.Close()
@@ -184,9 +192,22 @@ func (a *app) handle(ctx context.Context, e event) error {
 	if !a.quiet {
 		a.printf("%s %s %s realm=%s uid=%d id=%s format=%s %s\n",
 			time.UnixMilli(e.Row.Time).UTC().Format("2006-01-02T15:04:05.000Z"),
-			e.Row.Kind, e.Row.Type, e.Row.RealmID, e.Row.UID, e.Row.ID, e.Format, status)
+			printable(e.Row.Kind), printable(e.Row.Type), printable(e.Row.RealmID), e.Row.UID, printable(e.Row.ID), e.Format, status)
 	}
 	return nil
+}
+
+// printable returns s as it is when it is plain text, and else quoted
+// with Go's escapes: a sender controls these fields, and a newline or a
+// blank in one must not forge a line or a field of the output.
+func printable(s string) string {
+	plain := strings.IndexFunc(s, func(r rune) bool {
+		return r == ' ' || r == '"' || r == utf8.RuneError || !unicode.IsPrint(r)
+	}) < 0
+	if plain {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 func (a *app) printf(format string, args ...any) {
@@ -211,6 +232,14 @@ func (a *app) count(ctx context.Context, every time.Duration) {
 			a.printf("received=%d stored=%d duplicates=%d rate=%.0f/s\n", n, a.stored.Load(), a.duplicates.Load(), rate)
 		}
 	}
+}
+
+// storeName names the store for logs, without its secrets.
+func (a *app) storeName() string {
+	if a.store == nil {
+		return "none"
+	}
+	return fmt.Sprint(a.store)
 }
 
 func (a *app) totals() []any {

@@ -38,7 +38,7 @@ type child struct {
 
 // startChild runs the receiver with args and env, and waits until it
 // listens.
-func startChild(t *testing.T, env []string, args ...string) *child {
+func startChild(t testing.TB, env []string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "KC_RECEIVER_TEST_RUN_MAIN=1"), env...)
@@ -167,13 +167,29 @@ func TestBinaryReceivesStoresOnceAndStopsOnSIGTERM(t *testing.T) {
 }
 
 func TestBinaryRefusesBadConfigWithExitCode2(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "--store", "kafka:x")
-	cmd.Env = append(os.Environ(), "KC_RECEIVER_TEST_RUN_MAIN=1")
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-		t.Fatalf("exit: %v, want code 2; output %s", err, out)
-	}
-	if !strings.Contains(string(out), `--store kind is "kafka"`) {
-		t.Fatalf("output %q does not name the bad value", out)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		want   string
+		hidden string
+	}{
+		{"unknown store kind", []string{"--store", "kafka:x"}, `--store kind is "kafka"`, ""},
+		{"a store URL with a password on the command line", []string{"--store", "postgres:postgres://kc:s3cret@127.0.0.1/kc"},
+			"put the URL in KC_RECEIVER_STORE_URL or in a file named by --store-url-file", "s3cret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], tc.args...)
+			cmd.Env = append(os.Environ(), "KC_RECEIVER_TEST_RUN_MAIN=1")
+			out, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want code 2; output %s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output %q does not contain %q", out, tc.want)
+			}
+			if tc.hidden != "" && strings.Contains(string(out), tc.hidden) {
+				t.Fatalf("output %q shows %q", out, tc.hidden)
+			}
+		})
 	}
 }

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
 // Defaults applied to a zero field of Options; the emitter's defaults
@@ -40,7 +42,8 @@ const (
 	DefaultRetryWaitMax   = 30 * time.Second
 )
 
-// maxRetryAfter caps the wait a Retry-After header can impose.
+// maxRetryAfter bounds a parsed Retry-After before RetryWaitMax cuts it
+// (a huge number of seconds must not overflow a Duration).
 const maxRetryAfter = time.Hour
 
 // bodyExcerpt is how much of a rejecting response's body a PermanentError keeps.
@@ -56,6 +59,8 @@ var (
 	ErrConnectTimeout = errors.New("connect timeout")
 	ErrRequestTimeout = errors.New("connection request timeout")
 	ErrSocketTimeout  = errors.New("socket timeout")
+	// ErrAttemptTimeout marks an attempt ended by Options.AttemptTimeout.
+	ErrAttemptTimeout = errors.New("attempt timeout")
 )
 
 // Options configures a Sender. URL is required; a zero duration or count
@@ -72,9 +77,16 @@ type Options struct {
 	RequestTimeout time.Duration
 	// SocketTimeout bounds any silence on a connection: waiting for the
 	// response to start, between its bytes, and while writing
-	// (socketTimeoutMillis). It is not a limit on the total time. An idle
-	// pooled connection is closed after it too.
+	// (socketTimeoutMillis). It is not a limit on the total time (see
+	// AttemptTimeout). An idle pooled connection is closed after it too.
 	SocketTimeout time.Duration
+	// AttemptTimeout, when not 0, bounds one whole attempt: from the moment
+	// it has a connection slot (see RequestTimeout) through connecting,
+	// writing the request and reading the whole response, so that a
+	// target that sends a byte just before each SocketTimeout cannot hold
+	// an event forever. The attempt then fails with ErrAttemptTimeout and
+	// is retried. 0 means no bound beyond SocketTimeout's, as the original.
+	AttemptTimeout time.Duration
 	// MaxConns is the most connections (and so requests in flight) to the
 	// target; set it to at least the number of concurrent Sends.
 	MaxConns int
@@ -92,7 +104,9 @@ type Options struct {
 	// A secret is "whsec_" followed by the base64 key.
 	SigningSecrets []string
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff between
-	// attempts (jittered); a Retry-After header on 429 or 503 overrides it.
+	// attempts (jittered). A Retry-After header on 429 or 503 replaces the
+	// backoff, but RetryWaitMax stays the longest wait between two
+	// attempts: a longer Retry-After (999999 s) is cut to it.
 	RetryWaitMin, RetryWaitMax time.Duration
 	// Logger receives one INFO line per failed attempt that will be
 	// retried; nil means slog.Default().
@@ -138,7 +152,7 @@ func permanent(status int) bool {
 // Sender POSTs messages to one target. It is safe for concurrent use.
 type Sender struct {
 	url        string
-	logURL     string // url without its query, which may hold a token
+	logURL     string // url without the secrets its query may hold
 	client     *http.Client
 	user, pass string
 	keys       [][]byte
@@ -160,13 +174,14 @@ func New(o Options) (*Sender, error) {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("httpsender: target URL scheme %q: want http or https", u.Scheme)
 	case u.Host == "":
-		return nil, fmt.Errorf("httpsender: target URL %q has no host", redact(u))
+		return nil, fmt.Errorf("httpsender: target URL %q has no host", redactURL(u))
 	case u.User != nil:
-		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", redact(u))
+		return nil, fmt.Errorf("httpsender: target URL %q carries credentials: use the username and password options", redactURL(u))
 	}
 	for name, d := range map[string]*time.Duration{
 		"ConnectTimeout": &o.ConnectTimeout, "RequestTimeout": &o.RequestTimeout,
-		"SocketTimeout": &o.SocketTimeout, "RetryWaitMin": &o.RetryWaitMin, "RetryWaitMax": &o.RetryWaitMax,
+		"SocketTimeout": &o.SocketTimeout, "AttemptTimeout": &o.AttemptTimeout,
+		"RetryWaitMin": &o.RetryWaitMin, "RetryWaitMax": &o.RetryWaitMax,
 	} {
 		if *d < 0 {
 			return nil, fmt.Errorf("httpsender: %s is %s, want >= 0", name, *d)
@@ -189,10 +204,10 @@ func New(o Options) (*Sender, error) {
 		return nil, err
 	}
 	if u.Scheme == "http" && (o.CAFile != "" || o.ClientCertFile != "") {
-		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", redact(u))
+		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", redactURL(u))
 	}
 	s := &Sender{
-		url: u.String(), logURL: redact(u), user: o.Username, pass: o.Password,
+		url: u.String(), logURL: redactURL(u), user: o.Username, pass: o.Password,
 		waitMin: o.RetryWaitMin, waitMax: o.RetryWaitMax,
 		log: o.Logger, now: o.Now,
 	}
@@ -224,7 +239,7 @@ func New(o Options) (*Sender, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	s.client = &http.Client{
-		Transport: &pool{next: tr, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout},
+		Transport: &pool{next: tr, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout, attempt: o.AttemptTimeout},
 		// A redirect would turn the POST into a GET or send it elsewhere:
 		// a 3xx is a failed attempt like any other non-2xx status.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -232,19 +247,10 @@ func New(o Options) (*Sender, error) {
 	return s, nil
 }
 
-// redact returns u without credentials, query and fragment, for logs and
-// errors.
-func redact(u *url.URL) string {
-	c := *u
-	if c.User != nil {
-		c.User = url.User("redacted")
-	}
-	if c.RawQuery != "" {
-		c.RawQuery = "redacted"
-	}
-	c.Fragment, c.RawFragment = "", ""
-	return c.String()
-}
+// redactURL returns u for logs and errors: without its password and the
+// values of its query parameters whose names look like secrets (token=,
+// sig=, code=, ...; see package redact).
+func redactURL(u *url.URL) string { return redact.URL(u.String()) }
 
 func setDefault[T comparable](v *T, def T) {
 	var zero T
@@ -380,6 +386,7 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 		if errors.As(err, &uerr) {
 			uerr.URL = s.logURL
 		}
+		err = redact.Error(err, s.url) // in case a cause quotes the URL too
 		a.last = err
 		s.setLastError(err)
 		return true, nil
@@ -394,11 +401,11 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 
 // backoff is the wait before the attempt after attempt n (0-based):
 // lo·2ⁿ capped at hi, drawn uniformly from its upper half, or the
-// Retry-After of a 429 or 503 answer when it has one.
+// Retry-After of a 429 or 503 answer when it has one, capped at hi too.
 func (s *Sender) backoff(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
-			return d
+			return min(d, hi)
 		}
 	}
 	d := hi

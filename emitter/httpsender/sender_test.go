@@ -299,7 +299,9 @@ func TestSendHonoursRetryAfter(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			s := newSender(t, options(srv.URL))
+			o := options(srv.URL)
+			o.RetryWaitMax = 3 * time.Second // the longest wait; Retry-After asks for less
+			s := newSender(t, o)
 			if err := s.Send(context.Background(), event.ID, event.Body); err != nil {
 				t.Fatal(err)
 			}
@@ -638,9 +640,9 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
-func TestRetryLogsNeverShowTheQueryOfTheTargetURL(t *testing.T) {
+func TestRetryLogsAndErrorsMaskTheSecretParametersOfTheTargetURL(t *testing.T) {
 	log, logs := newLogger()
-	o := options("http://" + fullBacklogAddr(t) + "/events?token=s3cr3t-in-query")
+	o := options("http://" + fullBacklogAddr(t) + "/events?realm=demo&token=s3cr3t-in-query&code=s3cr3t-code")
 	o.ConnectTimeout = 50 * time.Millisecond
 	o.Logger = log
 	s := newSender(t, o)
@@ -651,9 +653,15 @@ func TestRetryLogsNeverShowTheQueryOfTheTargetURL(t *testing.T) {
 		t.Fatalf("Send = %v; logs:\n%s", err, logs)
 	}
 	for _, text := range []string{logs.String(), err.Error(), s.LastError().Error()} {
-		if strings.Contains(text, "s3cr3t-in-query") {
-			t.Errorf("the query leaked: %s", text)
+		if strings.Contains(text, "s3cr3t") {
+			t.Errorf("a secret of the query leaked: %s", text)
 		}
+	}
+	if !strings.Contains(logs.String(), "realm=demo&token=xxxxx&code=xxxxx") {
+		t.Errorf("the logs do not show the URL with its secrets masked and its other parameters kept:\n%s", logs)
+	}
+	if !errors.Is(s.LastError(), ErrConnectTimeout) {
+		t.Errorf("LastError() = %v, want one matching ErrConnectTimeout", s.LastError())
 	}
 }
 

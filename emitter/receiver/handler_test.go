@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -160,12 +161,12 @@ func TestHandlerAnswers(t *testing.T) {
 			cfg: Config[testEvent]{SigningSecrets: [][]byte{secretA}, Tolerance: time.Minute},
 			req: request{body: good, headers: map[string]string{
 				"webhook-id": "msg_1", "webhook-timestamp": "1759999939", "webhook-signature": sign(secretA, "msg_1", "1759999939", good)}},
-			wantCode: 401, wantInBody: "61s away from now"},
+			wantCode: 401, wantInBody: "61s in the past"},
 		{name: "timestamp from the future gets 401",
 			cfg: Config[testEvent]{SigningSecrets: [][]byte{secretA}, Tolerance: time.Minute},
 			req: request{body: good, headers: map[string]string{
 				"webhook-id": "msg_1", "webhook-timestamp": "1760000061", "webhook-signature": sign(secretA, "msg_1", "1760000061", good)}},
-			wantCode: 401, wantInBody: "-61s away"},
+			wantCode: 401, wantInBody: "61s in the future"},
 		{name: "timestamp at the edge of the tolerance is acknowledged",
 			cfg: Config[testEvent]{SigningSecrets: [][]byte{secretA}, Tolerance: time.Minute},
 			req: request{body: good, headers: map[string]string{
@@ -310,6 +311,9 @@ func TestNewHandlerRefusesBadConfig(t *testing.T) {
 		{"negative body limit", Config[testEvent]{Decode: dec, Handle: handle, MaxBodyBytes: -1}, "MaxBodyBytes is -1"},
 		{"negative tolerance", Config[testEvent]{Decode: dec, Handle: handle, Tolerance: -time.Second}, "Tolerance is -1s"},
 		{"empty signing secret", Config[testEvent]{Decode: dec, Handle: handle, SigningSecrets: [][]byte{secretA, {}}}, "SigningSecrets[1] is empty"},
+		{"negative unauthenticated budget", Config[testEvent]{Decode: dec, Handle: handle, MaxUnauthenticatedBytes: -1}, "MaxUnauthenticatedBytes is -1"},
+		{"unauthenticated budget below the body limit", Config[testEvent]{Decode: dec, Handle: handle, MaxBodyBytes: 100, MaxUnauthenticatedBytes: 99},
+			"MaxUnauthenticatedBytes is 99, below MaxBodyBytes 100"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -360,40 +364,97 @@ func mustB64(s string) []byte {
 }
 
 // FuzzHandler feeds arbitrary bodies and headers to a handler with every
-// check on: it must never panic and answer only the documented codes.
+// check on, and to one with signatures only (whose body is read before it
+// is authenticated): neither may panic, each answers only the documented
+// codes, and none accepts a request without its credentials.
 func FuzzHandler(f *testing.F) {
 	body := []byte(`{"uid":42}`)
-	f.Add("POST", body, "msg_1", nowTS, sign(secretA, "msg_1", nowTS, body), "Basic dTpzM2NyZXQ=")
-	f.Add("POST", []byte(`{"uid":`), "", "", "", "")
-	f.Add("GET", []byte{}, "x", "-1", "v1,", "Basic")
-	f.Add("POST", []byte(`{"uid":1}{"uid":2}`), "msg", "99999999999999999999", "v1,AAAA v1a,zz", "Basic !!!")
-	h, err := NewHandler(Config[testEvent]{
-		Decode:         decodeTestEvent,
-		Handle:         func(context.Context, testEvent) error { return nil },
-		Password:       "s3cret",
-		SigningSecrets: [][]byte{secretA},
-		MaxBodyBytes:   64,
-		Logger:         quiet,
-		Now:            func() time.Time { return now },
-	})
-	if err != nil {
-		f.Fatal(err)
+	f.Add("POST", body, "msg_1", nowTS, sign(secretA, "msg_1", nowTS, body), "Basic dTpzM2NyZXQ=", false)
+	f.Add("POST", []byte(`{"uid":`), "", "", "", "", true)
+	f.Add("GET", []byte{}, "x", "-1", "v1,", "Basic", false)
+	f.Add("POST", []byte(`{"uid":1}{"uid":2}`), "msg", "99999999999999999999", "v1,AAAA v1a,zz", "Basic !!!", true)
+	f.Add("POST", body, "msg_1", "-9223372036854775808", sign(secretA, "msg_1", "-9223372036854775808", body), "", true)
+	newHandler := func(password string) http.Handler {
+		h, err := NewHandler(Config[testEvent]{
+			Decode:         decodeTestEvent,
+			Handle:         func(context.Context, testEvent) error { return nil },
+			Password:       password,
+			SigningSecrets: [][]byte{secretA},
+			MaxBodyBytes:   64,
+			Logger:         quiet,
+			Now:            func() time.Time { return now },
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return h
 	}
-	allowed := map[int]bool{200: true, 400: true, 401: true, 405: true, 413: true}
-	f.Fuzz(func(t *testing.T, method string, body []byte, id, ts, sig, authz string) {
+	withBasic, signedOnly := newHandler("s3cret"), newHandler("")
+	allowed := map[int]bool{200: true, 400: true, 401: true, 405: true, 413: true, 503: true}
+	f.Fuzz(func(t *testing.T, method string, body []byte, id, ts, sig, authz string, chunked bool) {
 		if !validMethod(method) {
 			method = "POST"
 		}
-		req := httptest.NewRequest("POST", "/event/receiver", bytes.NewReader(body))
-		req.Method = method
-		req.Header.Set("webhook-id", id)
-		req.Header.Set("webhook-timestamp", ts)
-		req.Header.Set("webhook-signature", sig)
-		req.Header.Set("Authorization", authz)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if !allowed[rec.Code] {
-			t.Fatalf("status %d is not a documented answer", rec.Code)
+		for name, h := range map[string]http.Handler{"basic and signature": withBasic, "signature only": signedOnly} {
+			req := httptest.NewRequest("POST", "/event/receiver", bytes.NewReader(body))
+			req.Method = method
+			if chunked {
+				req.ContentLength = -1
+			}
+			req.Header.Set("webhook-id", id)
+			req.Header.Set("webhook-timestamp", ts)
+			req.Header.Set("webhook-signature", sig)
+			req.Header.Set("Authorization", authz)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if !allowed[rec.Code] {
+				t.Fatalf("%s: status %d is not a documented answer", name, rec.Code)
+			}
+			if rec.Code == 200 {
+				if VerifySignature([][]byte{secretA}, req.Header, body, now, DefaultTolerance) != nil {
+					t.Fatalf("%s: accepted a request whose signature does not verify", name)
+				}
+				if h == withBasic && authz != "Basic dTpzM2NyZXQ=" {
+					if u, p, ok := req.BasicAuth(); !ok || p != "s3cret" {
+						t.Fatalf("%s: accepted Authorization %q (user %q)", name, authz, u)
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzVerifySignature checks arbitrary headers, bodies and clocks: a
+// signature made with the key over id, timestamp and body verifies exactly
+// when the timestamp is within the tolerance, and one made with another key
+// never does.
+func FuzzVerifySignature(f *testing.F) {
+	f.Add("msg_1", int64(1_760_000_000), int64(1_760_000_000), []byte(`{"uid":1}`), "v1a,x")
+	f.Add("", int64(-1<<63), int64(1_760_000_000), []byte{}, "v1,AAAA")
+	f.Add("m", int64(1<<63-1), int64(-5), []byte("x"), "")
+	f.Fuzz(func(t *testing.T, id string, ts, clock int64, body []byte, extra string) {
+		tsText := strconv.FormatInt(ts, 10)
+		at := time.Unix(clock, 0)
+		h := http.Header{}
+		h.Set(HeaderWebhookID, id)
+		h.Set(HeaderWebhookTimestamp, tsText)
+		h.Set(HeaderWebhookSignature, extra+" "+sign(secretA, h.Get(HeaderWebhookID), tsText, body))
+		err := VerifySignature([][]byte{secretB, secretA}, h, body, at, time.Minute)
+		dist := new(big.Int).Abs(new(big.Int).Sub(big.NewInt(clock), big.NewInt(ts)))
+		within := dist.Cmp(big.NewInt(60)) <= 0
+		switch {
+		case h.Get(HeaderWebhookID) == "":
+			if err == nil {
+				t.Fatal("verified without a webhook-id")
+			}
+		case within && err != nil:
+			t.Fatalf("ts %d at %d (within the tolerance): %v", ts, clock, err)
+		case !within && err == nil:
+			t.Fatalf("ts %d at %d (%s s away) verified", ts, clock, dist)
+		}
+		h.Set(HeaderWebhookSignature, extra+" "+sign(secretB, h.Get(HeaderWebhookID), tsText, body))
+		if VerifySignature([][]byte{secretA}, h, body, at, time.Minute) == nil {
+			t.Fatal("a signature made with another key verified")
 		}
 	})
 }

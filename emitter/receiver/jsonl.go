@@ -172,6 +172,9 @@ func (s *JSONLStore) forget(uids []int64) {
 	}
 }
 
+// String returns "jsonl:" and the file's path, for logs.
+func (s *JSONLStore) String() string { return "jsonl:" + s.path }
+
 // Close writes what was handed over and closes the file.
 func (s *JSONLStore) Close() error {
 	s.b.close()

@@ -8,6 +8,8 @@ import (
 	"net/url"
 
 	"github.com/lib/pq"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
 // PostgresTable is the table a PostgresStore writes to.
@@ -38,6 +40,7 @@ type PostgresStore struct {
 	db   *sql.DB
 	stmt *sql.Stmt
 	b    *batcher
+	name string // for String: the connection string without its secrets
 }
 
 // OpenPostgres connects to the database at dsn (a lib/pq URL or key=value
@@ -50,20 +53,21 @@ func OpenPostgres(ctx context.Context, dsn string, opts StoreOptions) (*Postgres
 			return nil, err
 		}
 	}
+	// lib/pq's and net/url's errors may quote the connection string.
 	db, err := sql.Open("postgres", connStr)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres %s: %w", redactDSN(dsn), err)
+		return nil, redact.Error(fmt.Errorf("open postgres %s: %w", redact.ConnString(dsn), err), dsn, connStr)
 	}
 	if _, err := db.ExecContext(ctx, createTable); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("create table %s on %s: %w", PostgresTable, redactDSN(dsn), err)
+		return nil, redact.Error(fmt.Errorf("create table %s on %s: %w", PostgresTable, redact.ConnString(dsn), err), dsn, connStr)
 	}
 	stmt, err := db.PrepareContext(ctx, insertRows)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("prepare insert into %s: %w", PostgresTable, err)
+		return nil, redact.Error(fmt.Errorf("prepare insert into %s: %w", PostgresTable, err), dsn, connStr)
 	}
-	s := &PostgresStore{db: db, stmt: stmt}
+	s := &PostgresStore{db: db, stmt: stmt, name: "postgres:" + redact.ConnString(dsn)}
 	s.b = newBatcher(s.write, 1024)
 	return s, nil
 }
@@ -142,6 +146,10 @@ func insertError(uids []int64, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// String returns "postgres:" and the connection string with its password
+// and secret parameters masked, for logs.
+func (s *PostgresStore) String() string { return s.name }
+
 // Close writes what was handed over and closes the connections.
 func (s *PostgresStore) Close() error {
 	s.b.close()
@@ -160,13 +168,4 @@ func withRuntimeParam(dsn, key, value string) (string, error) {
 	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-// redactDSN returns dsn without its password when it is a URL.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return "(connection string)"
-	}
-	return u.Redacted()
 }

@@ -8,7 +8,12 @@ import (
 	"sync"
 )
 
-// Row is one received event as a store keeps it.
+// Row is one received event as a store keeps it. Both stores take or
+// refuse the same rows: one whose Kind, ID, Type or RealmID holds invalid
+// UTF-8 or a NUL character, or whose Payload is not valid JSON in valid
+// UTF-8 that PostgreSQL's jsonb accepts (no \u0000, no unpaired surrogate
+// escape, numbers within its numeric range), is refused by Put with an
+// error wrapping ErrRejected.
 type Row struct {
 	// UID is the emitter's snowflake uid: the key a store keeps once.
 	UID int64
@@ -87,8 +92,12 @@ func newBatcher(write writeFunc, maxBatch int) *batcher {
 }
 
 // put hands row to the writer and waits until it was written. It returns
-// whether the row was new. A canceled ctx stops the wait, not the write.
+// whether the row was new. A canceled ctx stops the wait, not the write. A
+// row that breaks checkRow is refused with ErrRejected, whatever the store.
 func (b *batcher) put(ctx context.Context, row Row) (bool, error) {
+	if err := checkRow(row); err != nil {
+		return false, err
+	}
 	req := &putReq{row: row, done: make(chan struct{})}
 	b.mu.RLock()
 	if b.closed {

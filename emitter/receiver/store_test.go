@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
 )
@@ -347,4 +348,220 @@ func keyValueDSN(u string) string {
 	}
 	return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable",
 		p.Hostname(), p.Port(), p.User.Username(), strings.TrimPrefix(p.Path, "/"))
+}
+
+// TestPostgresStoreNeverShowsThePassword opens the store with connection
+// strings holding a password in each place lib/pq reads one, some that fail
+// (and whose errors from lib/pq and net/url quote the string) and some that
+// work (the test cluster trusts every password): neither the error nor the
+// store's String shows it.
+func TestPostgresStoreNeverShowsThePassword(t *testing.T) {
+	const pw = "Pw-7f3a!x"
+	good, err := url.Parse(testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPassword := *good
+	withPassword.User = url.UserPassword(good.User.Username(), pw)
+	inQuery := *good
+	inQuery.RawQuery += "&password=" + url.QueryEscape(pw)
+	for _, tc := range []struct {
+		name, dsn string
+		opts      StoreOptions
+		wantErr   bool
+	}{
+		{"userinfo, bad port", "postgres://kc:" + url.PathEscape(pw) + "@127.0.0.1:port/kc", StoreOptions{}, true},
+		{"userinfo, bad sslmode", "postgres://kc:" + url.PathEscape(pw) + "@127.0.0.1:1/kc?sslmode=" + pw, StoreOptions{}, true},
+		{"query, bad sslmode, nosync", "postgres://kc@127.0.0.1:1/kc?password=" + pw + "&sslmode=bogus", StoreOptions{NoSync: true}, true},
+		{"key=value, stray word", "host=127.0.0.1 port=1 password=" + pw + " oops", StoreOptions{}, true},
+		{"key=value, quoted, bad sslmode", "host=127.0.0.1 port=1 password='" + pw + "' sslmode=" + pw, StoreOptions{NoSync: true}, true},
+		{"userinfo, no such database", strings.Replace(withPassword.String(), good.Path, "/no_such_db", 1), StoreOptions{}, true},
+		{"userinfo, works", withPassword.String(), StoreOptions{}, false},
+		{"query, works", inQuery.String(), StoreOptions{NoSync: true}, false},
+		{"key=value, works", keyValueDSN(good.String()) + " password=" + pw, StoreOptions{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := OpenPostgres(t.Context(), tc.dsn, tc.opts)
+			var text string
+			if tc.wantErr {
+				if err == nil {
+					s.Close()
+					t.Fatal("OpenPostgres succeeded, want an error")
+				}
+				text = err.Error()
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = s.String()
+				s.Close()
+				if !strings.HasPrefix(text, "postgres:") || !strings.Contains(text, "xxxxx") {
+					t.Errorf("String() = %q, want postgres: and the URL with its password masked", text)
+				}
+			}
+			for _, form := range []string{pw, url.PathEscape(pw), url.QueryEscape(pw)} {
+				if strings.Contains(text, form) {
+					t.Errorf("the password (as %q) is in %q", form, text)
+				}
+			}
+		})
+	}
+}
+
+// hostileRows are rows whose text a store may mishandle, with whether both
+// stores take them.
+func hostileRows() []struct {
+	name   string
+	row    Row
+	ok     bool
+	dbTook bool // refused, though PostgreSQL alone would take it
+} {
+	withPayload := func(p string) Row {
+		r := row(0)
+		r.Payload = []byte(p)
+		return r
+	}
+	withType := func(ty string) Row {
+		r := row(0)
+		r.Type = ty
+		return r
+	}
+	deep := func(n int) string { return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}` }
+	return []struct {
+		name   string
+		row    Row
+		ok     bool
+		dbTook bool
+	}{
+		{"plain", row(0), true, false},
+		{"newline and control escapes in the payload", withPayload(`{"a":"x\ny\u0001\u001f"}`), true, false},
+		{"raw U+2028 and non-ASCII", withPayload("{\"a\":\"\u2028é😀\"}"), true, false},
+		{"surrogate pair escape", withPayload(`{"a":"\ud83d\ude00"}`), true, false},
+		{"U+FFFD", withPayload("{\"a\":\"\uFFFD\"}"), true, false},
+		{"duplicate keys", withPayload(`{"a":1,"a":2}`), true, false},
+		{"invalid UTF-8 byte in a payload string", withPayload("{\"a\":\"\xff\"}"), false, false},
+		{"surrogate as raw bytes (CESU-8)", withPayload("{\"a\":\"\xed\xa0\x80\"}"), false, false},
+		{"unpaired high surrogate escape", withPayload(`{"a":"\ud800"}`), false, false},
+		{"high surrogate then a letter", withPayload(`{"a":"\ud83d\u0041"}`), false, false},
+		{"high surrogate at the end of the string", withPayload(`{"a":"x\ud83d"}`), false, false},
+		{"unpaired low surrogate escape", withPayload(`{"a":"\udc00"}`), false, false},
+		{"two high surrogates", withPayload(`{"a":"\ud83d\ud83d"}`), false, false},
+		{"NUL escape", withPayload(`{"a":"\u0000"}`), false, false},
+		{"NUL escape in a key", withPayload(`{"\u0000":1}`), false, false},
+		{"raw control character in a string (not JSON)", withPayload("{\"a\":\"\t\"}"), false, false},
+		{"not JSON", withPayload(`{"a":`), false, false},
+		{"empty payload", withPayload(``), false, false},
+		{"number with 131072 digits before the point", withPayload(`{"a":1e131071}`), true, false},
+		{"number with 131073 digits before the point", withPayload(`{"a":1e131072}`), false, false},
+		{"number shifted to 131072 digits", withPayload(`{"a":0.001e131074}`), true, false},
+		{"number shifted to 131073 digits", withPayload(`{"a":-0.001e131075}`), false, false},
+		{"number with 16383 digits after the point", withPayload(`{"a":1e-16383}`), true, false},
+		{"number with 16384 digits after the point", withPayload(`{"a":1.5e-16383}`), false, false},
+		{"zero with a huge exponent", withPayload(`{"a":0e1073741822}`), true, false},
+		{"zero with a too huge exponent", withPayload(`{"a":0E+1073741823}`), false, false},
+		{"zero with 16384 digits after the point", withPayload(`{"a":0e-16384}`), false, false},
+		{"long integer", withPayload(`{"a":-123456789012345678901234567890.5e3}`), true, false},
+		// A JSON-lines line nests the payload one level deeper, and must be
+		// read back (encoding/json: 10000 levels at most).
+		{"nested 9999 deep", withPayload(deep(9999)), true, false},
+		{"nested 10000 deep", withPayload(deep(10000)), false, true},
+		{"newline in the type", withType("LOGIN\n2025-01-01 Event FORGED stored"), true, false},
+		{"NUL in the type", withType("LOG\x00IN"), false, false},
+		{"invalid UTF-8 in the type", withType("LOG\xffIN"), false, false},
+		{"invalid UTF-8 in the realm", func() Row { r := row(0); r.RealmID = "r\xc3"; return r }(), false, false},
+		{"NUL in the id", func() Row { r := row(0); r.ID = "\x00"; return r }(), false, false},
+	}
+}
+
+// TestStoresTakeOrRefuseTheSameRows puts the same hostile rows into each
+// store: each takes or refuses (with ErrRejected) the same ones, and every
+// line the JSON-lines store wrote is valid JSON in valid UTF-8 without an
+// unpaired surrogate.
+func TestStoresTakeOrRefuseTheSameRows(t *testing.T) {
+	cases := hostileRows()
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			s, _, _ := k.open(t)
+			for i, tc := range cases {
+				r := tc.row
+				r.UID = int64(1000 + i)
+				_, err := s.Put(t.Context(), r)
+				switch {
+				case tc.ok && err != nil:
+					t.Errorf("%s: %v, want stored", tc.name, err)
+				case !tc.ok && !errors.Is(err, ErrRejected):
+					t.Errorf("%s: err = %v, want ErrRejected", tc.name, err)
+				case !tc.ok && !strings.Contains(err.Error(), fmt.Sprintf("uid %d", r.UID)):
+					t.Errorf("%s: err = %v, want it to name uid %d", tc.name, err, r.UID)
+				}
+			}
+			if js, ok := s.(*JSONLStore); ok {
+				s.Close()
+				data, err := os.ReadFile(js.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+				want := 0
+				for _, tc := range cases {
+					if tc.ok {
+						want++
+					}
+				}
+				if len(lines) != want {
+					t.Errorf("%d lines, want %d", len(lines), want)
+				}
+				for n, line := range lines {
+					if !utf8.ValidString(line) || !json.Valid([]byte(line)) {
+						t.Errorf("line %d is not valid JSON in valid UTF-8: %.80q", n+1, line)
+					}
+					var l struct{ Type, Payload json.RawMessage }
+					if err := json.Unmarshal([]byte(line), &l); err != nil {
+						t.Fatalf("line %d: %v", n+1, err)
+					}
+					for _, v := range []json.RawMessage{l.Type, l.Payload} {
+						if err := checkPayload(v); err != nil { // no \u0000, no unpaired surrogate
+							t.Errorf("line %d: %v: %.80q", n+1, err, line)
+						}
+					}
+				}
+				// And the store reads its own lines back.
+				again, err := OpenJSONL(js.path, StoreOptions{Logger: quiet})
+				if err != nil {
+					t.Fatalf("reopening: %v", err)
+				}
+				defer again.Close()
+				if again.Len() != want {
+					t.Errorf("reopened with %d uids, want %d", again.Len(), want)
+				}
+				return
+			}
+			s.Close()
+		})
+	}
+}
+
+// TestPostgresRefusesWhatCheckRowRefuses sends the refused rows to
+// PostgreSQL itself, past the check: it must refuse each too (with a data
+// exception), so that the rule is no stricter than the database.
+func TestPostgresRefusesWhatCheckRowRefuses(t *testing.T) {
+	s, err := OpenPostgres(t.Context(), testenv.NewDatabase(t), StoreOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, tc := range hostileRows() {
+		r := tc.row
+		r.UID = int64(2000 + i)
+		_, err := s.insert(t.Context(), []Row{r})
+		if tc.ok && err != nil {
+			t.Errorf("%s: PostgreSQL refused it: %v", tc.name, err)
+		}
+		if !tc.ok && !tc.dbTook && !errors.Is(err, ErrRejected) {
+			t.Errorf("%s: PostgreSQL answered %v, want a data exception (ErrRejected)", tc.name, err)
+		}
+		if tc.dbTook && err != nil {
+			t.Errorf("%s: PostgreSQL refused it (%v): the rule's reason to refuse it is gone", tc.name, err)
+		}
+	}
 }
