@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
 // Config is the whole configuration of a running emitter: the original
@@ -175,7 +175,7 @@ func (c Config) Validate() error {
 		return bad("format", c.Format, "want JSON or FLATBUFFER")
 	}
 	if err := checkTarget(c.TargetURI); err != nil {
-		return &FieldError{Field: "targetUri", Value: redactURL(c.TargetURI), Err: err}
+		return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
 	}
 	if c.BufferCapacity <= 0 {
 		return bad("bufferCapacity", c.BufferCapacity, "want a count > 0")
@@ -251,7 +251,7 @@ func (c Config) Validate() error {
 		}
 		if u, err := url.Parse(c.DatabaseURL); (err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql")) &&
 			!strings.Contains(c.DatabaseURL, "=") {
-			return bad("dbUrl", redactURL(c.DatabaseURL), "want postgres://user@host:port/dbname or host=... dbname=...")
+			return bad("dbUrl", redact.ConnString(c.DatabaseURL), "want postgres://user@host:port/dbname or host=... dbname=...")
 		}
 	case SourceAPI:
 		if err := checkHTTPURL(c.API.URL); err != nil {
@@ -302,29 +302,11 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
-// redactURL hides the password of a URL or of a key=value connection
-// string, for messages and logs.
-func redactURL(s string) string {
-	if !strings.Contains(s, "://") {
-		return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User == nil {
-		return s
-	}
-	return u.Redacted()
-}
-
-var dsnPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
 // LogValue renders c for logs without its secrets.
 func (c Config) LogValue() slog.Value {
 	attrs := []slog.Attr{
 		slog.String("format", string(c.Format)),
-		slog.String("targetUri", redactURL(c.TargetURI)),
+		slog.String("targetUri", redact.URL(c.TargetURI)),
 		slog.Int("bufferCapacity", c.BufferCapacity),
 		slog.Int64("keycloakId", c.KeycloakID),
 		slog.Int64("datacenterId", c.DatacenterID),
@@ -343,9 +325,9 @@ func (c Config) LogValue() slog.Value {
 	}
 	switch c.Source {
 	case SourceDB:
-		attrs = append(attrs, slog.String("dbUrl", redactURL(c.DatabaseURL)))
+		attrs = append(attrs, slog.String("dbUrl", redact.ConnString(c.DatabaseURL)))
 	case SourceAPI:
-		attrs = append(attrs, slog.String("apiUrl", c.API.URL), slog.String("apiClientId", c.API.ClientID),
+		attrs = append(attrs, slog.String("apiUrl", redact.URL(c.API.URL)), slog.String("apiClientId", c.API.ClientID),
 			slog.String("apiUsername", c.API.Username))
 	}
 	return slog.GroupValue(attrs...)

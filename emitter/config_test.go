@@ -92,15 +92,17 @@ func TestConfigLogValueAndErrorsNeverShowSecrets(t *testing.T) {
 	c := validConfig()
 	c.Password, c.API.ClientSecret, c.API.Password = "pw-target", "pw-client", "pw-api"
 	c.SigningSecrets = []string{"whsec_cGF5bG9hZA=="}
-	c.DatabaseURL = "postgres://kc:pw-db@127.0.0.1/kc"
+	c.DatabaseURL = "postgres://kc:pw-db@127.0.0.1/kc?sslmode=disable&password=pw-query"
+	c.TargetURI = "https://127.0.0.1/event/receiver?token=pw-token"
 	shown := c.LogValue().String()
 	c.Source = "api"
+	c.API.URL = "http://127.0.0.1:8080/?access_token=pw-api-token"
 	shown += c.LogValue().String()
-	c.DatabaseURL = "host=127.0.0.1 password=pw-dsn"
-	shown += redactURL(c.DatabaseURL)
-	c.Source, c.DatabaseURL = "db", "mysql://kc:pw-db@127.0.0.1/kc"
+	c.Source, c.DatabaseURL = "db", "host=127.0.0.1 password=pw-dsn"
+	shown += c.LogValue().String()
+	c.DatabaseURL = "mysql://kc:pw-db@127.0.0.1/kc"
 	shown += c.Validate().Error()
-	for _, s := range []string{"pw-target", "pw-client", "pw-api", "pw-db", "pw-dsn", "cGF5bG9hZA"} {
+	for _, s := range []string{"pw-target", "pw-client", "pw-api", "pw-db", "pw-dsn", "pw-query", "pw-token", "cGF5bG9hZA"} {
 		if strings.Contains(shown, s) {
 			t.Errorf("secret %q shown in %s", s, shown)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/apisource"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
 
@@ -110,7 +111,7 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 		Logger:         e.log,
 	})
 	if err != nil {
-		return nil, &FieldError{Field: "targetUri", Value: redactURL(cfg.TargetURI), Err: err}
+		return nil, &FieldError{Field: "targetUri", Value: redact.URL(cfg.TargetURI), Err: redact.Error(err, cfg.TargetURI)}
 	}
 	e.p = &pipeline{filters: cfg.Filters, enc: enc, metrics: e.metrics, progress: &progress{}}
 	e.p.delivery, err = newDelivery(deliveryOptions{
@@ -222,7 +223,7 @@ func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, func(
 	}
 	db, err := pgsource.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("database %s: %w", redactURL(cfg.DatabaseURL), err)
+		return nil, nil, fmt.Errorf("database %s: %w", redact.ConnString(cfg.DatabaseURL), redact.Error(err, cfg.DatabaseURL))
 	}
 	for _, w := range db.Warnings() {
 		log.Warn("database", "warning", w)
