@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/envflag"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
 )
 
@@ -117,19 +117,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q (secrets are never arguments: see -help)", fs.Arg(0))
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && !set[f.Name] && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return config{}, envErr
+	if _, err := envflag.Apply(fs, envPrefix, getenv); err != nil {
+		return config{}, err
 	}
 	c.MaxBodyBytes, c.MaxUnauth = maxBody, maxUnauth
 	c.NoSync = !sync
@@ -137,7 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.Store, err = parseStore(store); err != nil {
 		return config{}, err
 	}
-	storeURL, err := secret(storeURLFile, "--store-url-file", getenv(envStoreURL))
+	storeURL, err := envflag.Secret(getenv, storeURLFile, "store-url-file", envStoreURL)
 	if err != nil {
 		return config{}, err
 	}
@@ -151,14 +140,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.Store.Kind == "postgres" {
 		c.Store.Arg = storeURL
 	}
-	if c.Password, err = secret(passFile, "--password-file", getenv(envPassword)); err != nil {
+	if c.Password, err = envflag.Secret(getenv, passFile, "password-file", envPassword); err != nil {
 		return config{}, err
 	}
-	c.Password = strings.TrimRight(c.Password, "\r\n")
 	if c.Username != "" && c.Password == "" {
 		return config{}, fmt.Errorf("--username is %q but no password is set (%s or --password-file)", c.Username, envPassword)
 	}
-	sigs, err := secret(sigFile, "--signing-secret-file", getenv(envSigningSecret))
+	sigs, err := envflag.Secret(getenv, sigFile, "signing-secret-file", envSigningSecret)
 	if err != nil {
 		return config{}, err
 	}
@@ -213,16 +201,4 @@ func parseStore(s string) (storeSpec, error) {
 		return storeSpec{}, fmt.Errorf("--store is %q, want jsonl:FILE or postgres", s)
 	}
 	return storeSpec{}, fmt.Errorf("--store kind is %q, want jsonl or postgres", kind)
-}
-
-// secret returns the content of file when it is set, else env.
-func secret(file, flagName, env string) (string, error) {
-	if file == "" {
-		return env, nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", flagName, err)
-	}
-	return string(b), nil
 }

@@ -144,7 +144,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "path with a method", args: []string{"--path", "/x /y"}, wantErr: "without blanks"},
 		{name: "path of the health check", args: []string{"--path", "/healthz"}, wantErr: "health check"},
 		{name: "bad signing secret names its line", args: []string{"--signing-secret-file", badSigFile}, wantErr: "signing secret #2"},
-		{name: "missing password file", args: []string{"--password-file", filepath.Join(dir, "nope")}, wantErr: "--password-file: open"},
+		{name: "missing password file", args: []string{"--password-file", filepath.Join(dir, "nope")}, wantErr: "--password-file \""},
 		{name: "bad value from the environment names the variable", env: map[string]string{"KC_RECEIVER_TOLERANCE": "soon"},
 			wantErr: `KC_RECEIVER_TOLERANCE="soon"`},
 		{name: "zero body limit", args: []string{"--max-body-bytes", "0"}, wantErr: "--max-body-bytes is 0"},
