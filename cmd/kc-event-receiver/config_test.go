@@ -136,7 +136,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "postgres store without a URL", args: []string{"--store", "postgres"}, wantErr: "--store postgres needs the connection URL in KC_RECEIVER_STORE_URL"},
 		{name: "a URL without the postgres store", args: []string{"--store", "jsonl:/tmp/x"}, env: map[string]string{"KC_RECEIVER_STORE_URL": "postgres://u:s3cret@h/db"},
 			wantErr: `--store is "jsonl:/tmp/x", not postgres`, hidden: "s3cret"},
-		{name: "missing store URL file", args: []string{"--store", "postgres", "--store-url-file", filepath.Join(dir, "nope")}, wantErr: "--store-url-file: open"},
+		{name: "missing store URL file", args: []string{"--store", "postgres", "--store-url-file", filepath.Join(dir, "nope")}, wantErr: "--store-url-file \""},
 		{name: "unauthenticated budget below the body limit", args: []string{"--max-body-bytes", "100", "--max-unauthenticated-bytes", "99"},
 			wantErr: "--max-unauthenticated-bytes is 99, want 0 or at least --max-body-bytes (100)"},
 		{name: "unknown numbering", args: []string{"--numbering", "21"}, wantErr: `--numbering is "21"`},
