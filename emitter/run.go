@@ -135,7 +135,7 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 // Once: until src is drained and delivered).
 func (e *emitter) run(ctx context.Context, src source, store checkpoint.Store) error {
 	cfg, p := e.cfg, e.p
-	observed := &observedSource{source: src, reads: e.metrics.SourceReads}
+	observed, read := observe(src, e.metrics.SourceReads)
 	e.src.Store(observed)
 	p.users = newEnricher(observed, defaultUsernameCache)
 	var err error
@@ -155,7 +155,7 @@ func (e *emitter) run(ctx context.Context, src source, store checkpoint.Store) e
 	e.uids.Resume(p.ledger.MaxUID())
 	start, _ := parseFrom(cfg.From, time.Now()) // validated
 	t, err := newTailer(tailOptions{
-		Source: observed, Ledger: p.ledger, Emit: p.emit, Logger: e.log,
+		Source: read, Ledger: p.ledger, Emit: p.emit, Logger: e.log,
 		Realms: cfg.Realms, Kinds: cfg.Kinds, Start: start,
 		PageSize: cfg.PageSize, PollInterval: cfg.PollInterval,
 		RescanInterval: rescanInterval, RealmInterval: realmInterval, MaxBackoff: maxBackoff,

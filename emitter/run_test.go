@@ -151,3 +151,32 @@ func TestRunRefusesABadConfigurationWithAFieldError(t *testing.T) {
 		t.Fatalf("Run(empty Config) = %v, want a FieldError naming format", err)
 	}
 }
+
+func TestObserveKeepsABatcherABatcherAndCountsItsReads(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	for name, c := range map[string]struct {
+		src     source
+		batcher bool
+	}{
+		"per stream": {newMemSource(acme), false},
+		"batched":    {&batchSource{memSource: newMemSource(acme)}, true},
+	} {
+		o, read := observe(c.src, m.SourceReads)
+		if _, ok := read.(batcher); ok != c.batcher {
+			t.Errorf("%s: the observed source is a batcher: %v, want %v", name, ok, c.batcher)
+		}
+		if b, ok := read.(batcher); ok {
+			before := testutil.ToFloat64(m.SourceReads.WithLabelValues("ok"))
+			if _, err := b.readBatch(context.Background(), nil, 1); err != nil {
+				t.Fatal(err)
+			}
+			if testutil.ToFloat64(m.SourceReads.WithLabelValues("ok")) != before+1 {
+				t.Errorf("%s: a batch read was not counted", name)
+			}
+			if ok, _, _ := o.last(); !ok {
+				t.Errorf("%s: readiness did not see the batch read", name)
+			}
+		}
+	}
+}

@@ -113,6 +113,28 @@ func (o *observedSource) page(ctx context.Context, r realm, kind Kind, after cur
 	return recs, err
 }
 
+// observedBatcher is an observedSource of a batcher.
+type observedBatcher struct {
+	*observedSource
+	b batcher
+}
+
+func (o observedBatcher) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
+	r, err := o.b.readBatch(ctx, reqs, limit)
+	o.note(err)
+	return r, err
+}
+
+// observe wraps src in an observedSource counting its reads on reads, and
+// returns it and the source to read through (a batcher when src is one).
+func observe(src source, reads *prometheus.CounterVec) (*observedSource, source) {
+	o := &observedSource{source: src, reads: reads}
+	if b, ok := src.(batcher); ok {
+		return o, observedBatcher{observedSource: o, b: b}
+	}
+	return o, o
+}
+
 func (o *observedSource) usernames(ctx context.Context, users []userRef) (map[string]string, error) {
 	d, ok := o.source.(userDirectory)
 	if !ok {
