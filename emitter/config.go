@@ -12,6 +12,7 @@ import (
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/webhook"
 )
 
 // Config is the whole configuration of a running emitter: the original
@@ -224,8 +225,8 @@ func (c Config) Validate() error {
 		return bad("username", c.Username, "set but no password: set CT_KEYCLOAK_BRIDGE_SECRET_TOKEN or --secretFile")
 	}
 	for i, s := range c.SigningSecrets {
-		if !strings.HasPrefix(s, "whsec_") {
-			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret starting with whsec_")
+		if _, err := webhook.ParseSecret(s); err != nil {
+			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret (whsec_ and base64): %v", err)
 		}
 	}
 	if _, err := parseFrom(c.From, time.Now()); err != nil {

@@ -28,6 +28,8 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/webhook"
+
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
@@ -218,7 +220,7 @@ func New(o Options) (*Sender, error) {
 		s.now = time.Now
 	}
 	for i, secret := range o.SigningSecrets {
-		key, err := parseSecret(secret)
+		key, err := webhook.ParseSecret(secret)
 		if err != nil {
 			return nil, fmt.Errorf("httpsender: SigningSecrets[%d]: %w", i, err)
 		}
@@ -282,20 +284,6 @@ func tlsConfig(o Options) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
-}
-
-// parseSecret decodes a Standard Webhooks secret: "whsec_" and base64.
-func parseSecret(s string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(strings.TrimSpace(s), "whsec_")
-	if !ok {
-		return nil, errors.New(`signing secret does not start with "whsec_"`)
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(key) == 0 {
-		// The error would quote secret material: say only what is wrong.
-		return nil, fmt.Errorf("signing secret is not \"whsec_\" followed by non-empty standard base64 (%d characters)", len(b64))
-	}
-	return key, nil
 }
 
 // attempts is the state of one Send across its attempts.

@@ -96,7 +96,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"CA file without PEM", func(o *Options) { o.URL = "https://127.0.0.1/"; o.CAFile = p.clientKey }, "no PEM certificate"},
 		{"cert without key", func(o *Options) { o.URL = "https://127.0.0.1/"; o.ClientCertFile = p.clientCert }, "both or neither"},
 		{"TLS files for http", func(o *Options) { o.CAFile = p.caFile }, "not https"},
-		{"secret without prefix", func(o *Options) { o.SigningSecrets = []string{"c2VjcmV0"} }, `SigningSecrets[0]`},
+		{"empty secret", func(o *Options) { o.SigningSecrets = []string{"whsec_"} }, `SigningSecrets[0]`},
 		{"secret not base64", func(o *Options) { o.SigningSecrets = []string{"whsec_c2VjcmV0", "whsec_!!"} }, `SigningSecrets[1]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

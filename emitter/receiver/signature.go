@@ -4,8 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/webhook"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,27 +19,9 @@ const (
 	HeaderWebhookSignature = "webhook-signature"
 )
 
-// secretPrefix marks a Standard Webhooks secret; base64 follows it.
-const secretPrefix = "whsec_"
-
-// ParseSecret returns the HMAC key of a Standard Webhooks secret: the
-// base64 text after an optional "whsec_" prefix, decoded. Surrounding white
-// space is ignored.
-func ParseSecret(s string) ([]byte, error) {
-	b64 := strings.TrimPrefix(strings.TrimSpace(s), secretPrefix)
-	if b64 == "" {
-		return nil, errors.New("signing secret is empty")
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		// The error would quote secret material: say only where it broke.
-		return nil, fmt.Errorf("signing secret is not %q followed by standard base64 (%d characters)", secretPrefix, len(b64))
-	}
-	if len(key) == 0 {
-		return nil, errors.New("signing secret decodes to no bytes")
-	}
-	return key, nil
-}
+// ParseSecret returns the HMAC key of a Standard Webhooks secret (see
+// webhook.ParseSecret).
+func ParseSecret(s string) ([]byte, error) { return webhook.ParseSecret(s) }
 
 // VerifySignature checks the Standard Webhooks headers of a delivery: the
 // webhook-timestamp (Unix seconds) must lie within tolerance of now, and one
