@@ -35,7 +35,7 @@ test:
 	bash scripts/test.sh
 
 ## test-unit: the tests that need no server (those that do are skipped)
-test-unit:
+test-unit: build
 	env -u KCEE_TEST_PG_URL -u KCEE_TEST_KEYCLOAK_URL -u KCEE_REQUIRE_SERVERS $(GO) test -count=1 ./...
 
 ## generate: go generate ./... (the fbs/ code from flatc)
