@@ -112,8 +112,23 @@ var batchCols = []string{"id", "t", "realm_id", "type", "client_id", "user_id", 
 // keyset scan per range), so the cost follows the rows read, not the
 // number of realms.
 func (s *Source) ReadBatch(ctx context.Context, b Batch) (BatchResult, error) {
+	stmt, args, err := s.batchSQL(b)
+	if err != nil {
+		return BatchResult{}, err
+	}
+	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return BatchResult{}, fmt.Errorf("read %d pages and %d counts: %w",
+			len(b.EventPages)+len(b.AdminPages), len(b.EventCounts)+len(b.AdminCounts), err)
+	}
+	defer rows.Close()
+	return readBatchRows(rows, b)
+}
+
+// batchSQL builds the statement of a batch and its arguments.
+func (s *Source) batchSQL(b Batch) (string, []any, error) {
 	if b.Limit <= 0 && len(b.EventPages)+len(b.AdminPages) > 0 {
-		return BatchResult{}, fmt.Errorf("batch read: limit %d is not positive", b.Limit)
+		return "", nil, fmt.Errorf("batch read: limit %d is not positive", b.Limit)
 	}
 	var args []any
 	arg := func(v any) string {
@@ -196,7 +211,7 @@ func (s *Source) ReadBatch(ctx context.Context, b Batch) (BatchResult, error) {
 		from := ranges(part.rs)
 		w, err := where(part.t, part.filters)
 		if err != nil {
-			return BatchResult{}, err
+			return "", nil, err
 		}
 		if part.count {
 			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s FROM %s",
@@ -219,13 +234,12 @@ func (s *Source) ReadBatch(ctx context.Context, b Batch) (BatchResult, error) {
 		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s FROM %s CROSS JOIN LATERAL (SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s) p",
 			part.kind, strings.Join(cols, ", "), from, strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit)))
 	}
-	stmt := "SELECT * FROM (" + strings.Join(branches, " UNION ALL ") + ") b ORDER BY k, n, t, id"
-	rows, err := s.db.QueryContext(ctx, stmt, args...)
-	if err != nil {
-		return BatchResult{}, fmt.Errorf("read %d pages and %d counts: %w",
-			len(b.EventPages)+len(b.AdminPages), len(b.EventCounts)+len(b.AdminCounts), err)
-	}
-	defer rows.Close()
+	return "SELECT * FROM (" + strings.Join(branches, " UNION ALL ") + ") b ORDER BY k, n, t, id", args, nil
+}
+
+// readBatchRows reads the answer of a batch's statement.
+func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
+	var err error
 	res := BatchResult{
 		EventPages: make([][]EventRow, len(b.EventPages)), AdminPages: make([][]AdminEventRow, len(b.AdminPages)),
 		EventCounts: make([]int, len(b.EventCounts)), AdminCounts: make([]int, len(b.AdminCounts)),

@@ -2,6 +2,7 @@ package pgsource
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -118,5 +119,63 @@ func TestReadBatchSeesAnOpenTransactionInItsSnapshot(t *testing.T) {
 	}
 	if _, err := s.ReadBatch(context.Background(), Batch{EventPages: []Range{{RealmID: "r"}}}); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("a batch of pages without a limit: %v", err)
+	}
+}
+
+// TestReadBatchReadsOnlyEachIndexRangeAndStopsAfterEachPage is the
+// batch's version of TestPageQueriesReadOnlyTheIndexRangeAndStopAfterThePage:
+// every LATERAL scan must use the (realm_id, time) index and stop after its
+// page, or a backlog drains in quadratic time.
+func TestReadBatchReadsOnlyEachIndexRangeAndStopsAfterEachPage(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	for _, table := range []string{"event_entity", "admin_event_entity"} {
+		tc := "event_time"
+		if table == "admin_event_entity" {
+			tc = "admin_event_time"
+		}
+		exec(t, db, fmt.Sprintf(`INSERT INTO %s (id, realm_id, %s) SELECT md5(g::text), 'realm-' || (g %% 4), 1700000000000 + g / 50
+			FROM generate_series(1, 100000) g`, table, tc))
+		exec(t, db, "ANALYZE "+table)
+	}
+	s := open(t, url)
+	b := Batch{Limit: 100}
+	for r := range 4 {
+		rg := Range{RealmID: fmt.Sprint("realm-", r), AfterTime: 1700000000000, AfterID: "x"}
+		b.EventPages, b.AdminPages = append(b.EventPages, rg), append(b.AdminPages, rg)
+	}
+	stmt, args, err := s.batchSQL(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	if err := db.QueryRow("EXPLAIN (ANALYZE, FORMAT JSON) "+stmt, args...).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []struct{ Plan planNode }
+	if err := json.Unmarshal([]byte(plan), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	var scans []planNode
+	var walk func(n planNode)
+	walk = func(n planNode) {
+		if n.RelationName == "event_entity" || n.RelationName == "admin_event_entity" {
+			scans = append(scans, n)
+		}
+		for _, c := range n.Plans {
+			walk(c)
+		}
+	}
+	walk(nodes[0].Plan)
+	if len(scans) != 2 {
+		t.Fatalf("%d scans of the event tables, want 2; plan:\n%s", len(scans), plan)
+	}
+	for _, sc := range scans {
+		if !strings.Contains(sc.IndexCond, "realm_id") {
+			t.Errorf("scan of %s does not use the (realm_id, time) index: %+v; plan:\n%s", sc.RelationName, sc, plan)
+		}
+		// Actual Rows is per loop (one loop per realm).
+		if sc.ActualRows > 5*float64(b.Limit) {
+			t.Errorf("scan of %s read %v rows per page of %d: it does not stop after the page; plan:\n%s", sc.RelationName, sc.ActualRows, b.Limit, plan)
+		}
 	}
 }
