@@ -109,8 +109,8 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 		RetryWaitMin:       cfg.RetryWaitMin,
 		RetryWaitMax:       cfg.RetryWaitMax,
 		Ack:                e.p.ack,
-		Metrics:        e.metrics,
-		Logger:         e.log,
+		Metrics:            e.metrics,
+		Logger:             e.log,
 	})
 	if err != nil {
 		return nil, err
