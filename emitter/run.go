@@ -103,14 +103,14 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
 		DeadLetterPath: cfg.DeadLetterPath,
-		// The target's answers and the dead-letter file (issue 19).
+		Ack:            e.p.ack,
+		Metrics:        e.metrics,
+		Logger:         e.log,
+		// The target's answers and the dead-letter file's rotation.
 		DeadLetterMaxBytes: cfg.DeadLetterMaxBytes,
 		Answers:            newAnswers(cfg.DeadLetterStatuses, cfg.HoldStatuses),
 		RetryWaitMin:       cfg.RetryWaitMin,
 		RetryWaitMax:       cfg.RetryWaitMax,
-		Ack:                e.p.ack,
-		Metrics:            e.metrics,
-		Logger:             e.log,
 	})
 	if err != nil {
 		return nil, err
