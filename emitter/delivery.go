@@ -256,6 +256,7 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 	}()
 	id := strconv.FormatInt(env.UID, 10)
 	for held := 0; ; {
+		sentAt := d.now()
 		err := d.opts.Sink.Send(ctx, id, env.Body)
 		if err == nil {
 			now := d.now()
@@ -282,7 +283,7 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 		case holdAnswer:
 			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, held, r.retryAfter)
 			held++
-			d.hold.refused(r, env, d.now(), wait)
+			d.hold.refused(r, env, sentAt, d.now(), wait)
 		default:
 			d.log.Warn("send failed, trying again", "uid", env.UID, "kind", env.Kind, "error", err, "retry_in", wait)
 		}

@@ -30,13 +30,21 @@ type hold struct {
 	answer string // "401 Unauthorized", "TLS"
 	hint   string
 	tries  int // attempts refused since
+	// Guarded by mu: when the last hold ended.
+	releasedAt time.Time
 }
 
-// refused records that the target refused env with r, a holdAnswer; the
-// route is held from now on if it was not already.
-func (h *hold) refused(r refusal, env envelope, now time.Time, wait time.Duration) {
+// refused records that the target refused env with r, a holdAnswer, to the
+// attempt sent at sentAt; the route is held from now on if it was not
+// already. An answer to an attempt sent before the last release is stale
+// (with concurrent sends, the target was fixed meanwhile) and changes
+// nothing.
+func (h *hold) refused(r refusal, env envelope, sentAt, now time.Time, wait time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.held.Load() && sentAt.Before(h.releasedAt) {
+		return
+	}
 	h.tries++
 	answer := r.answer()
 	if h.held.Load() && answer == h.answer {
@@ -75,7 +83,7 @@ func (h *hold) released(now time.Time) {
 	h.log.Error("the target takes events again: the route goes on", "was", h.answer,
 		"held_for", now.Sub(h.since).Round(time.Millisecond), "refused_attempts", h.tries)
 	h.held.Store(false)
-	h.since, h.answer, h.hint, h.tries = time.Time{}, "", "", 0
+	h.since, h.answer, h.hint, h.tries, h.releasedAt = time.Time{}, "", "", 0, now
 	if h.gauge != nil {
 		h.gauge.Set(0)
 	}
