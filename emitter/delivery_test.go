@@ -135,6 +135,7 @@ func uidRange(from, to int) []int64 {
 type deliveryFixture struct {
 	d       *delivery
 	acks    *ackLog
+	reg     *prometheus.Registry
 	metrics *metrics
 	logs    *strings.Builder
 	logMu   *sync.Mutex
@@ -154,7 +155,8 @@ func (s lockedWriter) Write(p []byte) (int, error) {
 
 func newDeliveryFixture(t *testing.T, url string, edit func(*deliveryOptions, *httpsender.Options)) *deliveryFixture {
 	t.Helper()
-	f := &deliveryFixture{acks: &ackLog{}, metrics: newMetrics(prometheus.NewRegistry()),
+	reg := prometheus.NewRegistry()
+	f := &deliveryFixture{acks: &ackLog{}, reg: reg, metrics: newMetrics(reg),
 		logs: &strings.Builder{}, logMu: &sync.Mutex{}, dlPath: filepath.Join(t.TempDir(), "dead.jsonl")}
 	log := slog.New(slog.NewTextHandler(lockedWriter{f.logMu, f.logs}, nil))
 	def := DefaultConfig()
