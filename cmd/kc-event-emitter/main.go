@@ -58,6 +58,7 @@ func usage(w io.Writer) {
        kc-event-emitter deadletters list|replay [flags]
                                           show the dead letters, or send them again and remove them
        kc-event-emitter version           print the version, the commit and the Go version
-Run "kc-event-emitter run --help" or "kc-event-emitter encode --help" for the flags.
+Run "kc-event-emitter run --help", "kc-event-emitter encode --help" or
+"kc-event-emitter deadletters --help" for the flags.
 `)
 }
