@@ -284,6 +284,7 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, held, r.retryAfter)
 			held++
 			d.hold.refused(r, env, sentAt, d.now(), wait)
+			d.log.Debug("held: the target refused the event again", "uid", env.UID, "answer", r.answer(), "attempt", held, "retry_in", wait)
 		default:
 			d.log.Warn("send failed, trying again", "uid", env.UID, "kind", env.Kind, "error", err, "retry_in", wait)
 		}
