@@ -189,7 +189,7 @@ func TestEmitterHoldsOnAWrongPasswordAndDeliversEverythingWithTheRightOne(t *tes
 		return resp.StatusCode, string(b)
 	}
 	em := start(t, "kc-event-emitter", args, "KC_EMITTER_DB_URL="+dbURL, "HOSTNAME=kc-0", "CT_KEYCLOAK_BRIDGE_SECRET_TOKEN=old-secret")
-	waitFor(t, 30*time.Second, "/readyz naming the 401", func() bool {
+	waitFor(t, 60*time.Second, "/readyz naming the 401", func() bool {
 		code, body := get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "401 Unauthorized") && strings.Contains(body, "wrong secret")
 	})
