@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,15 @@ type Config struct {
 	RetryWaitMin   time.Duration
 	RetryWaitMax   time.Duration
 	DeadLetterPath string
+	// DeadLetterMaxBytes is the size past which the dead-letter file is
+	// rotated to DeadLetterPath.1, .2, ... (oldest first).
+	DeadLetterMaxBytes int64
+	// DeadLetterStatuses are the target's answers about the event: the
+	// event is dead-lettered and the route moves on. HoldStatuses are its
+	// answers about itself: the route holds its position and retries. The
+	// defaults come from answerTable; other statuses are retried.
+	DeadLetterStatuses []int
+	HoldStatuses       []int
 
 	// Target credentials and TLS. Username and Password make Basic auth as
 	// the original (HOSTNAME and CT_KEYCLOAK_BRIDGE_SECRET_TOKEN).
@@ -131,6 +142,9 @@ func DefaultConfig() Config {
 		PageSize:                 500,
 		CheckpointPath:           "kc-event-emitter.checkpoint.json",
 		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
+		DeadLetterMaxBytes:       64 << 20,
+		DeadLetterStatuses:       defaultStatuses(deadLetterAnswer),
+		HoldStatuses:             defaultStatuses(holdAnswer),
 		ListenAddr:               "127.0.0.1:9464",
 		ShutdownTimeout:          10 * time.Second,
 	}
@@ -175,8 +189,8 @@ func (c Config) Validate() error {
 		}
 		return bad("format", c.Format, "want JSON or FLATBUFFER")
 	}
-	if err := checkTarget(c.TargetURI); err != nil {
-		return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
+	if err := c.validateTarget(); err != nil {
+		return err
 	}
 	if c.BufferCapacity <= 0 {
 		return bad("bufferCapacity", c.BufferCapacity, "want a count > 0")
@@ -191,8 +205,6 @@ func (c Config) Validate() error {
 		field string
 		v     time.Duration
 	}{
-		{"connectTimeoutMillis", c.ConnectTimeout}, {"connectionRequestTimeoutMillis", c.ConnectionRequestTimeout},
-		{"socketTimeoutMillis", c.SocketTimeout}, {"retryWaitMin", c.RetryWaitMin}, {"retryWaitMax", c.RetryWaitMax},
 		{"pollInterval", c.PollInterval}, {"overlap", c.Overlap}, {"auditHorizon", c.AuditHorizon},
 		{"shutdownTimeout", c.ShutdownTimeout},
 	} {
@@ -202,9 +214,6 @@ func (c Config) Validate() error {
 	}
 	if c.AuditHorizon < c.Overlap {
 		return bad("auditHorizon", c.AuditHorizon, "want >= overlap (%s)", c.Overlap)
-	}
-	if c.RetryWaitMax < c.RetryWaitMin {
-		return bad("retryWaitMax", c.RetryWaitMax, "want >= retryWaitMin (%s)", c.RetryWaitMin)
 	}
 	if _, err := ParseNumbering(string(c.Numbering)); err != nil {
 		return bad("numbering", c.Numbering, "want 20.1, bridge or 26")
@@ -217,17 +226,6 @@ func (c Config) Validate() error {
 	}
 	if c.PageSize < 1 || c.PageSize > 100000 {
 		return bad("pageSize", c.PageSize, "want 1..100000")
-	}
-	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
-		return bad("clientCertFile", c.ClientCertFile, "clientCertFile and clientKeyFile go together")
-	}
-	if c.Username != "" && c.Password == "" {
-		return bad("username", c.Username, "set but no password: set CT_KEYCLOAK_BRIDGE_SECRET_TOKEN or --secretFile")
-	}
-	for i, s := range c.SigningSecrets {
-		if _, err := webhook.ParseSecret(s); err != nil {
-			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret (whsec_ and base64): %v", err)
-		}
 	}
 	if _, err := parseFrom(c.From, time.Now()); err != nil {
 		return bad("from", c.From, "want now, beginning or an RFC 3339 time")
@@ -273,12 +271,88 @@ func (c Config) Validate() error {
 	if c.DeadLetterPath == "" {
 		return bad("deadLetterFile", "", "missing: the file of the events the target refused for good")
 	}
+	if c.DeadLetterMaxBytes < 4096 {
+		return bad("deadLetterMaxBytes", c.DeadLetterMaxBytes, "want a size >= 4096 bytes")
+	}
 	if c.ListenAddr != "" {
 		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 			return &FieldError{Field: "listen", Value: c.ListenAddr, Err: err}
 		}
 	}
 	return nil
+}
+
+// validateTarget checks what a sender to the target needs: the URL, the
+// timeouts and retry waits, credentials, TLS files and the answer table.
+// Validate checks it first; the deadletters replay command checks only it.
+func (c Config) validateTarget() error {
+	bad := func(field string, value any, format string, args ...any) error {
+		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
+	}
+	if err := checkTarget(c.TargetURI); err != nil {
+		return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"connectTimeoutMillis", c.ConnectTimeout}, {"connectionRequestTimeoutMillis", c.ConnectionRequestTimeout},
+		{"socketTimeoutMillis", c.SocketTimeout}, {"retryWaitMin", c.RetryWaitMin}, {"retryWaitMax", c.RetryWaitMax},
+	} {
+		if d.v <= 0 {
+			return bad(d.field, d.v, "want a duration > 0")
+		}
+	}
+	if c.RetryWaitMax < c.RetryWaitMin {
+		return bad("retryWaitMax", c.RetryWaitMax, "want >= retryWaitMin (%s)", c.RetryWaitMin)
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		return bad("clientCertFile", c.ClientCertFile, "clientCertFile and clientKeyFile go together")
+	}
+	if c.Username != "" && c.Password == "" {
+		return bad("username", c.Username, "set but no password: set CT_KEYCLOAK_BRIDGE_SECRET_TOKEN or --secretFile")
+	}
+	for i, s := range c.SigningSecrets {
+		if _, err := webhook.ParseSecret(s); err != nil {
+			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret (whsec_ and base64): %v", err)
+		}
+	}
+	return checkAnswers(c.DeadLetterStatuses, c.HoldStatuses)
+}
+
+// checkAnswers checks the two sides of the answer table: HTTP statuses
+// 300..599 (a 2xx is a delivery), each on one side only.
+func checkAnswers(deadLetter, hold []int) error {
+	for _, side := range []struct {
+		field, other string
+		statuses     []int
+		others       []int
+	}{
+		{"deadLetterStatuses", "holdStatuses", deadLetter, hold},
+		{"holdStatuses", "deadLetterStatuses", hold, deadLetter},
+	} {
+		for _, st := range side.statuses {
+			value := joinInts(side.statuses)
+			if st < 300 || st > 599 {
+				return &FieldError{Field: side.field, Value: value,
+					Err: fmt.Errorf("%d: want HTTP statuses 300..599 (a 2xx is a delivery)", st)}
+			}
+			if slices.Contains(side.others, st) {
+				return &FieldError{Field: side.field, Value: value,
+					Err: fmt.Errorf("%d is also in --%s (%s): a status goes to one side only", st, side.other, joinInts(side.others))}
+			}
+		}
+	}
+	return nil
+}
+
+// joinInts writes statuses as a flag takes them: 400,413,422.
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 // checkTarget checks the targetUri: an absolute http or https URL.

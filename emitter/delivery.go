@@ -11,23 +11,18 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
 )
 
 // sink delivers one encoded event to the target.
 type sink interface {
 	// Send returns nil once the target acknowledged body; an error that
-	// implements rejection when the target refused it for good; any other
-	// error only when ctx ended (it retries everything else itself).
-	// The delivery pauses and tries again after any other error while ctx lasts.
+	// carries the target's answer (statusAnswer) or a TLS failure when the
+	// target refused it in a way the answer table hands back to the route;
+	// any other error only when ctx ended (it retries everything else
+	// itself). The delivery pauses and tries again after any other error
+	// while ctx lasts.
 	Send(ctx context.Context, id string, body []byte) error
-}
-
-// rejection is implemented by the errors of a sink that report a refusal
-// of the event for good: the event is dead-lettered and delivery moves on.
-type rejection interface {
-	error
-	// StatusCode is the target's answer (an HTTP status), 0 when none.
-	StatusCode() int
 }
 
 // failing is implemented by a sink that knows whether its last attempt
@@ -65,7 +60,8 @@ func (o outcome) String() string {
 }
 
 // retryPause is how long a delivery waits before it tries again after a
-// sink error that is not a rejection, or a failed dead-letter write.
+// sink error that the answer table does not know, or a failed dead-letter
+// write.
 const retryPause = time.Second
 
 // deliveryOptions configure newDelivery. Sink, Capacity and DeadLetterPath
@@ -82,8 +78,16 @@ type deliveryOptions struct {
 	// done. With more, envelopes start in order but may finish out of it.
 	Concurrency int
 	// DeadLetterPath is the JSON-lines file where rejected envelopes are
-	// kept. newDelivery fails when it cannot be opened for appending.
-	DeadLetterPath string
+	// kept, created with the first one and rotated past DeadLetterMaxBytes
+	// (0: 64 MiB). newDelivery fails when it could not be written.
+	DeadLetterPath     string
+	DeadLetterMaxBytes int64
+	// Answers is the table that tells a refused event (dead-lettered) from
+	// a refusing target (held); the zero value retries every answer.
+	Answers answers
+	// RetryWaitMin and RetryWaitMax bound the backoff of a held event;
+	// zero: 100ms and 30s.
+	RetryWaitMin, RetryWaitMax time.Duration
 	// Ack is called exactly once for every envelope Put accepted, once it
 	// is done (delivered, dead-lettered or dropped), so the checkpoint can
 	// move past it. It is called from several goroutines (the delivery
@@ -93,25 +97,26 @@ type deliveryOptions struct {
 	Ack func(envelope, outcome)
 	// Metrics, when not nil, counts delivered, dead-lettered and dropped
 	// envelopes by kind, observes the latency from event time to
-	// acknowledgement of the delivered ones, and sets the buffer depth
-	// to Len.
+	// acknowledgement of the delivered ones, sets the buffer depth to Len,
+	// the held gauge, and reports the dead-letter file's size.
 	Metrics *metrics
 	// Logger receives a line per drop, dead letter and failed dead-letter
 	// write; nil means slog.Default(). Bodies are never logged.
 	Logger *slog.Logger
-	// Now returns the current time, for latencies and dead-letter records;
-	// nil means time.Now.
+	// Now returns the current time, for latencies, dead-letter records and
+	// the held state; nil means time.Now.
 	Now func() time.Time
 }
 
 // delivery owns the buffer between the pipeline and the target: put
 // enqueues encoded envelopes, run sends them in order through the sink,
-// writes the rejected ones to the dead-letter file, and reports every
-// envelope's outcome to Ack.
+// writes the rejected ones to the dead-letter file, holds while the target
+// refuses every event, and reports every envelope's outcome to Ack.
 type delivery struct {
 	opts     deliveryOptions
 	ring     *buffer.Ring[envelope]
-	dead     *deadLetters
+	dead     *deadletter.File
+	hold     *hold
 	log      *slog.Logger
 	now      func() time.Time
 	inFlight atomic.Int64
@@ -139,14 +144,29 @@ func newDelivery(o deliveryOptions) (*delivery, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	setDefault(&d.opts.DeadLetterMaxBytes, 64<<20)
+	setDefault(&d.opts.RetryWaitMin, 100*time.Millisecond)
+	setDefault(&d.opts.RetryWaitMax, 30*time.Second)
+	d.hold = &hold{log: d.log, overflow: o.Overflow}
 	var err error
 	if d.ring, err = buffer.New(o.Capacity, o.Overflow, d.dropped); err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	if d.dead, err = openDeadLetters(o.DeadLetterPath); err != nil {
+	if d.dead, err = deadletter.Open(o.DeadLetterPath, d.opts.DeadLetterMaxBytes); err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
+	if m := o.Metrics; m != nil {
+		d.hold.gauge = m.TargetHeld
+		m.watchDeadLetters(o.DeadLetterPath)
+	}
 	return d, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // put enqueues env for delivery. When the buffer is full it waits for room
@@ -170,9 +190,12 @@ func (d *delivery) put(ctx context.Context, env envelope) error {
 	return err
 }
 
-// targetFailing tells whether the sink's last attempt failed for a reason
-// other than a refusal of one event.
+// targetFailing tells whether the route is held or the sink's last attempt
+// failed for a reason other than a refusal of one event.
 func (d *delivery) targetFailing() bool {
+	if d.hold.held.Load() {
+		return true
+	}
 	f, ok := d.opts.Sink.(failing)
 	return ok && f.Failing()
 }
@@ -223,17 +246,21 @@ func (d *delivery) run(ctx context.Context) error {
 	}
 }
 
-// deliver sends env until it is delivered or rejected, or ctx ends.
+// deliver sends env until it is delivered or dead-lettered, or ctx ends.
+// While the target refuses every event (a hold answer) it tries env again
+// with backoff: the route keeps its position.
 func (d *delivery) deliver(ctx context.Context, env envelope) {
 	defer func() {
 		d.inFlight.Add(-1)
 		d.setDepth()
 	}()
 	id := strconv.FormatInt(env.UID, 10)
-	for {
+	for held := 0; ; {
+		sentAt := d.now()
 		err := d.opts.Sink.Send(ctx, id, env.Body)
 		if err == nil {
 			now := d.now()
+			d.hold.released(now)
 			d.lastOK.Store(now.UnixNano())
 			if mt := d.opts.Metrics; mt != nil {
 				mt.Delivered.WithLabelValues(string(env.Kind)).Inc()
@@ -242,15 +269,26 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 			d.opts.Ack(env, delivered)
 			return
 		}
-		if rej, ok := errors.AsType[rejection](err); ok {
-			d.reject(ctx, env, rej.StatusCode(), rej)
+		r := d.opts.Answers.classify(err)
+		if r.action == deadLetterAnswer {
+			d.hold.released(d.now())
+			d.reject(ctx, env, r.status, err)
 			return
 		}
 		if ctx.Err() != nil {
 			return // not acknowledged: read again at the next start
 		}
-		d.log.Warn("send failed, trying again", "uid", env.UID, "kind", env.Kind, "error", err, "retry_in", retryPause)
-		if !sleep(ctx, retryPause) {
+		wait := retryPause
+		switch r.action {
+		case holdAnswer:
+			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, held, r.retryAfter)
+			held++
+			d.hold.refused(r, env, sentAt, d.now(), wait)
+			d.log.Debug("held: the target refused the event again", "uid", env.UID, "answer", r.answer(), "attempt", held, "retry_in", wait)
+		default:
+			d.log.Warn("send failed, trying again", "uid", env.UID, "kind", env.Kind, "error", err, "retry_in", wait)
+		}
+		if !sleep(ctx, wait) {
 			return
 		}
 	}
@@ -265,7 +303,7 @@ func (d *delivery) reject(ctx context.Context, env envelope, status int, reason 
 			return
 		}
 		d.log.Error("writing the dead-letter file failed; the event is held until it succeeds",
-			"uid", env.UID, "kind", env.Kind, "path", d.dead.path, "error", err, "retry_in", retryPause)
+			"uid", env.UID, "kind", env.Kind, "path", d.dead.Path(), "error", err, "retry_in", retryPause)
 		if !sleep(ctx, retryPause) {
 			return
 		}
@@ -277,11 +315,11 @@ func (d *delivery) reject(ctx context.Context, env envelope, status int, reason 
 // acknowledges it as deadLettered. It returns the write's error, and then
 // does not acknowledge env.
 func (d *delivery) deadLetter(env envelope, status int, reason error) error {
-	if err := d.dead.write(env, status, reason, d.now()); err != nil {
+	if err := d.dead.Append(deadLetterRecord(env, status, reason, d.now())); err != nil {
 		return err
 	}
 	d.log.Error("event dead-lettered", "uid", env.UID, "kind", env.Kind, "type", env.Type,
-		"time", time.UnixMilli(env.Time).UTC(), "status", status, "reason", reason, "path", d.dead.path)
+		"time", time.UnixMilli(env.Time).UTC(), "status", status, "reason", reason, "path", d.dead.Path())
 	if m := d.opts.Metrics; m != nil {
 		m.DeadLettered.WithLabelValues(string(env.Kind)).Inc()
 	}

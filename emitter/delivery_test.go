@@ -26,6 +26,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/receiver"
 )
@@ -134,6 +135,7 @@ func uidRange(from, to int) []int64 {
 type deliveryFixture struct {
 	d       *delivery
 	acks    *ackLog
+	reg     *prometheus.Registry
 	metrics *metrics
 	logs    *strings.Builder
 	logMu   *sync.Mutex
@@ -153,12 +155,16 @@ func (s lockedWriter) Write(p []byte) (int, error) {
 
 func newDeliveryFixture(t *testing.T, url string, edit func(*deliveryOptions, *httpsender.Options)) *deliveryFixture {
 	t.Helper()
-	f := &deliveryFixture{acks: &ackLog{}, metrics: newMetrics(prometheus.NewRegistry()),
+	reg := prometheus.NewRegistry()
+	f := &deliveryFixture{acks: &ackLog{}, reg: reg, metrics: newMetrics(reg),
 		logs: &strings.Builder{}, logMu: &sync.Mutex{}, dlPath: filepath.Join(t.TempDir(), "dead.jsonl")}
 	log := slog.New(slog.NewTextHandler(lockedWriter{f.logMu, f.logs}, nil))
+	def := DefaultConfig()
+	ans := newAnswers(def.DeadLetterStatuses, def.HoldStatuses)
 	so := httpsender.Options{URL: url, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)}
-	do := deliveryOptions{Capacity: 16, Overflow: buffer.Block, DeadLetterPath: f.dlPath, Ack: f.acks.ack, Metrics: f.metrics, Logger: log}
+		Retry: ans.retry, Logger: slog.New(slog.DiscardHandler)}
+	do := deliveryOptions{Capacity: 16, Overflow: buffer.Block, DeadLetterPath: f.dlPath, Ack: f.acks.ack, Metrics: f.metrics, Logger: log,
+		Answers: ans, RetryWaitMin: time.Millisecond, RetryWaitMax: 20 * time.Millisecond}
 	if edit != nil {
 		edit(&do, &so)
 	}
@@ -355,17 +361,17 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-func readDeadLetters(t *testing.T, path string) []DeadLetterRecord {
+func readDeadLetters(t *testing.T, path string) []deadletter.Record {
 	t.Helper()
 	fh, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fh.Close()
-	var recs []DeadLetterRecord
+	var recs []deadletter.Record
 	sc := bufio.NewScanner(fh)
 	for sc.Scan() {
-		var r DeadLetterRecord
+		var r deadletter.Record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("dead-letter line %q: %v", sc.Text(), err)
 		}
@@ -374,10 +380,10 @@ func readDeadLetters(t *testing.T, path string) []DeadLetterRecord {
 	return recs
 }
 
-func TestDeliveryDeadLettersA401AndMovesOn(t *testing.T) {
+func TestDeliveryDeadLettersA400AndMovesOn(t *testing.T) {
 	tg := &recordingTarget{answer: func(uid int64, _ int) int {
 		if uid == 2 {
-			return http.StatusUnauthorized
+			return http.StatusBadRequest
 		}
 		return http.StatusOK
 	}}
@@ -399,7 +405,7 @@ func TestDeliveryDeadLettersA401AndMovesOn(t *testing.T) {
 		t.Errorf("delivered %v, want [0 1 3 4]", got)
 	}
 	if tg.attempts[2] != 1 {
-		t.Errorf("the 401 was tried %d times, want once", tg.attempts[2])
+		t.Errorf("the 400 was tried %d times, want once", tg.attempts[2])
 	}
 	recs := readDeadLetters(t, f.dlPath)
 	want := testEnvelope(2)
@@ -407,8 +413,8 @@ func TestDeliveryDeadLettersA401AndMovesOn(t *testing.T) {
 		t.Fatalf("%d dead-letter records, want 1", len(recs))
 	}
 	r := recs[0]
-	if r.UID != 2 || r.Kind != KindEvent || r.ID != want.ID || r.RealmID != want.RealmID || r.Type != "LOGIN" ||
-		r.Status != 401 || !strings.Contains(r.Reason, "Unauthorized") || r.Body != string(want.Body) || r.At.IsZero() {
+	if r.UID != 2 || r.Kind != string(KindEvent) || r.ID != want.ID || r.RealmID != want.RealmID || r.Type != "LOGIN" ||
+		r.Status != 400 || !strings.Contains(r.Reason, "Bad Request") || r.Body != string(want.Body) || r.At.IsZero() {
 		t.Errorf("dead-letter record %+v", r)
 	}
 	if n := counterValue(t, f.metrics.DeadLettered.WithLabelValues("Event")); n != 1 {
@@ -457,9 +463,6 @@ func TestDeliveryHoldsARejectedEventUntilItsDeadLetterIsWritten(t *testing.T) {
 	srv := httptest.NewServer(tg)
 	defer srv.Close()
 	f := newDeliveryFixture(t, srv.URL, nil)
-	if err := os.Remove(f.dlPath); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Mkdir(f.dlPath, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
 )
 
 // metrics are the Prometheus series of one emitter. Counters carry a kind
@@ -24,7 +26,9 @@ type metrics struct {
 	Latency      prometheus.Histogram
 	SourceLag    prometheus.Gauge
 	SourceReads  *prometheus.CounterVec
+	TargetHeld   prometheus.Gauge
 	savedAt      atomic.Int64 // UnixNano of the last checkpoint save; 0 = never
+	deadLetters  atomic.Pointer[string]
 }
 
 // newMetrics creates the emitter's series and registers them on reg.
@@ -68,7 +72,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "kc_event_emitter", Name: "source_lag_seconds",
 			Help: "Age of the newest event read from the source when it was read.",
 		}),
+		TargetHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kc_event_emitter", Name: "target_held",
+			Help: "1 while the target refuses every event (a --holdStatuses answer or a TLS failure) and the route holds its position.",
+		}),
 	}
+	deadLetterBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "kc_event_emitter", Name: "dead_letter_bytes",
+		Help: "Size of the dead-letter file and its rotated parts: what waits for a replay (-1 when it cannot be read).",
+	}, func() float64 {
+		path := m.deadLetters.Load()
+		if path == nil {
+			return 0
+		}
+		n, err := deadletter.Size(*path)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "kc_event_emitter", Name: "checkpoint_age_seconds",
 		Help: "Seconds since the checkpoint was last saved.",
@@ -80,9 +102,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
 	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
-		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, age)
+		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.TargetHeld, age, deadLetterBytes)
 	return m
 }
+
+// watchDeadLetters makes dead_letter_bytes report the dead-letter file at
+// path (read at each scrape: a replay shrinks it while the emitter runs).
+func (m *metrics) watchDeadLetters(path string) { m.deadLetters.Store(&path) }
 
 // CheckpointSaved records a checkpoint save at t.
 func (m *metrics) CheckpointSaved(t time.Time) { m.savedAt.Store(t.UnixNano()) }

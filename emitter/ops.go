@@ -53,8 +53,8 @@ func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time
 }
 
 // readiness says why the emitter is not ready, or "" when it is: the source
-// answered its last read, and the target took an event recently or nothing
-// waits for it.
+// answered its last read, the target does not refuse every event (the route
+// is not held), and it took an event recently or nothing waits for it.
 type readiness struct {
 	source   func() *observedSource // nil until the source is open
 	delivery *delivery
@@ -72,6 +72,10 @@ func (r readiness) notReady(now time.Time) string {
 		return "source failing since " + at.Format(time.RFC3339) + ": " + err.Error()
 	}
 	d := r.delivery
+	if since, answer, hint, held := d.hold.state(); held {
+		return "target refuses every event since " + since.UTC().Format(time.RFC3339) + " (" + answer + ": " + hint +
+			"): the route holds its position, " + strconv.Itoa(d.len()) + " events wait"
+	}
 	if n := d.len(); n > 0 && d.targetFailing() && now.Sub(d.lastSuccess()) > readyAfter {
 		return "target took no event for " + strconv.Itoa(int(readyAfter.Seconds())) + "s while " +
 			strconv.Itoa(n) + " wait"

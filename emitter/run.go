@@ -13,7 +13,6 @@ import (
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/apisource"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
@@ -94,24 +93,9 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	sender, err := httpsender.New(httpsender.Options{
-		URL:            cfg.TargetURI,
-		ConnectTimeout: cfg.ConnectTimeout,
-		RequestTimeout: cfg.ConnectionRequestTimeout,
-		SocketTimeout:  cfg.SocketTimeout,
-		MaxConns:       cfg.Concurrency,
-		Username:       cfg.Username,
-		Password:       cfg.Password,
-		CAFile:         cfg.CAFile,
-		ClientCertFile: cfg.ClientCertFile,
-		ClientKeyFile:  cfg.ClientKeyFile,
-		SigningSecrets: cfg.SigningSecrets,
-		RetryWaitMin:   cfg.RetryWaitMin,
-		RetryWaitMax:   cfg.RetryWaitMax,
-		Logger:         e.log,
-	})
+	sender, err := newSender(cfg, e.log)
 	if err != nil {
-		return nil, &FieldError{Field: "targetUri", Value: redact.URL(cfg.TargetURI), Err: redact.Error(err, cfg.TargetURI)}
+		return nil, err
 	}
 	e.p = &pipeline{filters: cfg.Filters, enc: enc, metrics: e.metrics, progress: &progress{}}
 	e.p.delivery, err = newDelivery(deliveryOptions{
@@ -123,6 +107,11 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 		Ack:            e.p.ack,
 		Metrics:        e.metrics,
 		Logger:         e.log,
+		// The target's answers and the dead-letter file's rotation.
+		DeadLetterMaxBytes: cfg.DeadLetterMaxBytes,
+		Answers:            newAnswers(cfg.DeadLetterStatuses, cfg.HoldStatuses),
+		RetryWaitMin:       cfg.RetryWaitMin,
+		RetryWaitMax:       cfg.RetryWaitMax,
 	})
 	if err != nil {
 		return nil, err

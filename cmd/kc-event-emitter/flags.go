@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/envflag"
@@ -43,7 +42,8 @@ var flagGroups = []flagGroup{
 		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
 	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",
 		"from", "pollInterval", "overlap", "auditHorizon", "pageSize"}},
-	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile"}},
+	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
+		"deadLetterMaxBytes", "deadLetterStatuses", "holdStatuses"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
 	{"Operations", []string{"checkpoint", "once", "listen", "shutdownTimeout", "logLevel", "logFormat"}},
 }
@@ -86,8 +86,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 		o                                options
 		format, numbering                string
 		bufferCapacity, keycloakID, dcID string
-		connectMs, requestMs, socketMs   int64
-		secretFile, dbURLFile, sigFile   string
+		dbURLFile                        string
 		apiSecretFile, apiPassFile       string
 		realms, kinds, eventTypes        string
 		excludeTypes, adminOps, adminRes string
@@ -98,13 +97,9 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&format, "format", "", "wire `format`: JSON or FLATBUFFER")
-	fs.StringVar(&c.TargetURI, "targetUri", "", "`URL` every event is POSTed to (http or https)")
 	fs.StringVar(&bufferCapacity, "bufferCapacity", "", "how many undelivered events are kept in memory (`count`)")
 	fs.StringVar(&keycloakID, "keycloakId", "", "snowflake worker `id` of this emitter, 0..31")
 	fs.StringVar(&dcID, "datacenterId", "", "snowflake datacenter `id`, 0..3")
-	fs.Int64Var(&connectMs, "connectTimeoutMillis", def.ConnectTimeout.Milliseconds(), "longest time to connect (TCP and TLS), `ms`")
-	fs.Int64Var(&requestMs, "connectionRequestTimeoutMillis", def.ConnectionRequestTimeout.Milliseconds(), "longest wait for a free connection of the pool, `ms`")
-	fs.Int64Var(&socketMs, "socketTimeoutMillis", def.SocketTimeout.Milliseconds(), "longest silence while reading a response, `ms`")
 
 	fs.TextVar(&c.Source, "source", def.Source, "where events are read: db (Keycloak's PostgreSQL) or api (admin REST API)")
 	fs.StringVar(&dbURLFile, "dbUrlFile", "", "`file` holding the PostgreSQL URL of Keycloak's database (else "+envDBURL+")")
@@ -131,16 +126,8 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.TextVar(&c.Overflow, "overflow", def.Overflow, "when the buffer is full: drop-oldest (the original's, counted and logged) or block (nothing lost)")
 	fs.IntVar(&c.Concurrency, "concurrency", def.Concurrency, "requests in flight; 1 keeps strict order")
 	fs.StringVar(&numbering, "numbering", string(def.Numbering), "FLATBUFFER enum numbering of the receiver: 20.1, bridge or 26")
-	fs.DurationVar(&c.RetryWaitMin, "retryWaitMin", def.RetryWaitMin, "first wait before a retry")
-	fs.DurationVar(&c.RetryWaitMax, "retryWaitMax", def.RetryWaitMax, "longest wait between retries, a target's Retry-After included (retries never stop)")
-	fs.StringVar(&c.DeadLetterPath, "deadLetterFile", def.DeadLetterPath, "JSON-lines `file` of events the target refused for good (400, 401, 403, 404, 410, 413, 422)")
-
-	fs.StringVar(&c.Username, "username", getenv("HOSTNAME"), "Basic auth user `name` (the original sends $HOSTNAME)")
-	fs.StringVar(&secretFile, "secretFile", "", "`file` holding the Basic auth password (else "+envSecretToken+"); no password: no Basic auth")
-	fs.StringVar(&sigFile, "signingSecretFile", "", "`file` of Standard Webhooks secrets (whsec_..., one per line) to sign requests with (else "+envSigningSecret+")")
-	fs.StringVar(&c.CAFile, "caFile", "", "PEM `file` of CA certificates trusted for an https target")
-	fs.StringVar(&c.ClientCertFile, "clientCertFile", "", "PEM `file` of a client certificate for mTLS")
-	fs.StringVar(&c.ClientKeyFile, "clientKeyFile", "", "PEM `file` of the client certificate's key")
+	fs.Int64Var(&c.DeadLetterMaxBytes, "deadLetterMaxBytes", def.DeadLetterMaxBytes, "`size` in bytes past which the dead-letter file is rotated to file.1, file.2, ... (oldest first)")
+	target := addTargetFlags(fs, &c, def, getenv)
 
 	fs.StringVar(&c.CheckpointPath, "checkpoint", def.CheckpointPath, "`file` keeping the position across restarts")
 	fs.BoolVar(&c.Once, "once", false, "deliver what is new, save the checkpoint and exit (for cron)")
@@ -179,9 +166,6 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 		return options{}, err
 	}
 	c.DatacenterID = int64(n)
-	c.ConnectTimeout = time.Duration(connectMs) * time.Millisecond
-	c.ConnectionRequestTimeout = time.Duration(requestMs) * time.Millisecond
-	c.SocketTimeout = time.Duration(socketMs) * time.Millisecond
 	c.Realms = list(realms)
 	for _, k := range list(kinds) {
 		c.Kinds = append(c.Kinds, emitter.Kind(k))
@@ -190,11 +174,8 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	c.Filters.Operations = emitter.TypeFilter{Include: list(adminOps)}
 	c.Filters.Resources = emitter.TypeFilter{Include: list(adminRes)}
 
-	if c.Password, err = envflag.Secret(getenv, secretFile, "secretFile", envSecretToken); err != nil {
+	if err := target.apply(&c, getenv); err != nil {
 		return options{}, err
-	}
-	if c.Password == "" {
-		c.Username = "" // the original's Basic auth needs both; without a password none is sent
 	}
 	if c.DatabaseURL, err = envflag.Secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {
 		return options{}, err
@@ -205,11 +186,6 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	if c.API.Password, err = envflag.Secret(getenv, apiPassFile, "apiPasswordFile", envAPIPassword); err != nil {
 		return options{}, err
 	}
-	sigs, err := envflag.Secret(getenv, sigFile, "signingSecretFile", envSigningSecret)
-	if err != nil {
-		return options{}, err
-	}
-	c.SigningSecrets = strings.Fields(sigs)
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return options{}, fmt.Errorf("--logLevel %q: want DEBUG, INFO, WARN or ERROR", logLevel)
 	}
@@ -246,10 +222,15 @@ func list(s string) []string {
 // printRunUsage prints the flags of run grouped by concern.
 func printRunUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, runUsage)
+	printFlagGroups(w, fs, flagGroups)
+}
+
+// printFlagGroups prints the flags of fs in groups, each with its variable;
+// the flags of no group come last, under "Other flags".
+func printFlagGroups(w io.Writer, fs *flag.FlagSet, groups []flagGroup) {
 	seen := map[string]bool{}
 	var other []string
 	fs.VisitAll(func(f *flag.Flag) { other = append(other, f.Name) })
-	groups := flagGroups
 	other = slices.DeleteFunc(other, func(n string) bool {
 		return slices.ContainsFunc(groups, func(g flagGroup) bool { return slices.Contains(g.names, n) })
 	})

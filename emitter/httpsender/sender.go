@@ -1,7 +1,9 @@
 // Package httpsender delivers encoded events to the target over HTTP, as
 // the original emitter did: one POST per event, Basic auth, the original's
 // three timeouts, plus retries with backoff, TLS options and Standard
-// Webhooks signatures. It knows nothing of the events it carries.
+// Webhooks signatures. It knows nothing of the events it carries, nor what
+// the target's answers mean: the caller's Options.Retry says which
+// failures are tried again.
 package httpsender
 
 import (
@@ -48,7 +50,7 @@ const (
 // (a huge number of seconds must not overflow a Duration).
 const maxRetryAfter = time.Hour
 
-// bodyExcerpt is how much of a rejecting response's body a PermanentError keeps.
+// bodyExcerpt is how much of a refusing response's body a StatusError keeps.
 const bodyExcerpt = 512
 
 // drainLimit is how much of a response body is read so that its connection
@@ -110,6 +112,12 @@ type Options struct {
 	// backoff, but RetryWaitMax stays the longest wait between two
 	// attempts: a longer Retry-After (999999 s) is cut to it.
 	RetryWaitMin, RetryWaitMax time.Duration
+	// Retry reports whether a failed attempt is tried again: status is the
+	// target's non-2xx answer (0 when there was none), err the transport
+	// error (nil when there was an answer). Send returns the first failure
+	// Retry refuses: a *StatusError for an answer, the transport error
+	// otherwise. nil tries every failure again.
+	Retry func(status int, err error) bool
 	// Logger receives one INFO line per failed attempt that will be
 	// retried; nil means slog.Default().
 	Logger *slog.Logger
@@ -127,28 +135,25 @@ type message struct {
 	Body []byte
 }
 
-// PermanentError is the answer of a target that rejected an event for
-// good (400, 401, 403, 404, 410, 413 or 422): sending it again is useless.
-type PermanentError struct {
+// StatusError is a non-2xx answer of the target that Options.Retry did not
+// retry. What it means (the event refused, or the target not set up to take
+// any) is the caller's business.
+type StatusError struct {
 	Status int    // the HTTP status code
-	Body   string // the start of the response body, for the dead-letter reason
+	Body   string // the start of the response body, for logs and dead letters
+	// RetryAfter is the wait the answer's Retry-After header asked for
+	// (capped at an hour); 0 when it had none.
+	RetryAfter time.Duration
 }
 
 // StatusCode returns the target's answer.
-func (e *PermanentError) StatusCode() int { return e.Status }
+func (e *StatusError) StatusCode() int { return e.Status }
 
-func (e *PermanentError) Error() string {
-	return fmt.Sprintf("target rejected the event: %d %s: %q", e.Status, http.StatusText(e.Status), e.Body)
-}
+// RetryAfterDelay returns the wait the target asked for; 0 when none.
+func (e *StatusError) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
-// permanent reports whether status rejects an event for good.
-func permanent(status int) bool {
-	switch status {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
-		http.StatusGone, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
-		return true
-	}
-	return false
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("target answered %d %s: %q", e.Status, http.StatusText(e.Status), e.Body)
 }
 
 // Sender POSTs messages to one target. It is safe for concurrent use.
@@ -160,6 +165,7 @@ type Sender struct {
 	keys       [][]byte
 	waitMin    time.Duration
 	waitMax    time.Duration
+	retry      func(status int, err error) bool
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -210,8 +216,11 @@ func New(o Options) (*Sender, error) {
 	}
 	s := &Sender{
 		url: u.String(), logURL: redactURL(u), user: o.Username, pass: o.Password,
-		waitMin: o.RetryWaitMin, waitMax: o.RetryWaitMax,
+		waitMin: o.RetryWaitMin, waitMax: o.RetryWaitMax, retry: o.Retry,
 		log: o.Logger, now: o.Now,
+	}
+	if s.retry == nil {
+		s.retry = func(int, error) bool { return true }
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -288,8 +297,9 @@ func tlsConfig(o Options) (*tls.Config, error) {
 
 // attempts is the state of one Send across its attempts.
 type attempts struct {
-	n    int
-	last error // the failure of the latest attempt
+	n     int
+	last  error // the failure of the latest attempt
+	final error // the transport error Retry refused
 }
 
 // Send POSTs body, the event whose id (the uid in decimal: the webhook-id of
@@ -297,8 +307,8 @@ type attempts struct {
 // answer or a transport error is retried, forever, with jittered
 // exponential backoff (or the Retry-After of a 429 or 503), until ctx ends;
 // Send then returns an error wrapping ctx.Err() and the last attempt's
-// error. A 400, 401, 403, 404, 410, 413 or 422 is not retried: Send returns
-// a *PermanentError.
+// error. A failure that Options.Retry refuses ends Send at once: an answer
+// as a *StatusError, a transport error wrapped.
 func (s *Sender) Send(ctx context.Context, id string, body []byte) error {
 	m := message{ID: id, Body: body}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, m.Body)
@@ -315,7 +325,7 @@ func (s *Sender) Send(ctx context.Context, id string, body []byte) error {
 		HTTPClient:   s.client,
 		RetryWaitMin: s.waitMin,
 		RetryWaitMax: s.waitMax,
-		RetryMax:     math.MaxInt, // forever: only ctx or a permanent answer ends Send
+		RetryMax:     math.MaxInt, // forever: only ctx or a failure Retry refuses ends Send
 		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
 			return s.checkRetry(ctx, &a, resp, err)
 		},
@@ -335,6 +345,9 @@ func (s *Sender) Send(ctx context.Context, id string, body []byte) error {
 	resp, err := c.Do(req)
 	if err != nil {
 		// Do's own error quotes the URL with its query: build ours.
+		if a.final != nil && ctx.Err() == nil {
+			return fmt.Errorf("sending uid %s: %w", m.ID, a.final)
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			err = cerr
 		}
@@ -357,13 +370,14 @@ func (s *Sender) Send(ctx context.Context, id string, body []byte) error {
 	if rerr != nil {
 		answer += fmt.Sprintf(" (reading the body: %v)", rerr)
 	}
-	perr := &PermanentError{Status: resp.StatusCode, Body: answer}
-	s.setLastError(perr)
-	return perr
+	serr := &StatusError{Status: resp.StatusCode, Body: answer}
+	serr.RetryAfter, _ = retryAfter(resp.Header.Get("Retry-After"), s.now())
+	s.setLastError(serr)
+	return serr
 }
 
-// checkRetry is the retry policy: 2xx and the permanent statuses end the
-// attempts, everything else is retried until ctx ends.
+// checkRetry ends the attempts on a 2xx and on a failure that s.retry
+// refuses; everything else is retried until ctx ends.
 func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Response, err error) (bool, error) {
 	a.n++
 	if ctx.Err() != nil {
@@ -377,9 +391,13 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 		err = redact.Error(err, s.url) // in case a cause quotes the URL too
 		a.last = err
 		s.setLastError(err)
+		if !s.retry(0, err) {
+			a.final = err
+			return false, nil
+		}
 		return true, nil
 	}
-	if resp.StatusCode/100 == 2 || permanent(resp.StatusCode) {
+	if resp.StatusCode/100 == 2 || !s.retry(resp.StatusCode, nil) {
 		return false, nil
 	}
 	a.last = fmt.Errorf("target answered %s", resp.Status)
@@ -468,12 +486,12 @@ func (s *Sender) LastSuccess() time.Time {
 	return time.Time{}
 }
 
-// Failing tells whether the last attempt failed for a reason other than a
-// rejection of one event (a *PermanentError): the target is failing.
+// Failing tells whether the last attempt failed without an answer that
+// Send returned (a *StatusError): the target is failing or unreachable.
 func (s *Sender) Failing() bool {
 	err := s.LastError()
-	var perr *PermanentError
-	return err != nil && !errors.As(err, &perr)
+	var serr *StatusError
+	return err != nil && !errors.As(err, &serr)
 }
 
 // LastError returns the error of the latest attempt when it failed, and nil

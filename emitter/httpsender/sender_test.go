@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,33 +246,52 @@ func TestSendRetriesFailuresUntilA2xx(t *testing.T) {
 	}
 }
 
-func TestSendDoesNotRetryPermanentRejections(t *testing.T) {
+// refuse returns a Retry that refuses the given statuses and retries
+// everything else.
+func refuse(statuses ...int) func(int, error) bool {
+	return func(status int, _ error) bool { return !slices.Contains(statuses, status) }
+}
+
+func TestSendReturnsTheAnswersRetryRefusesAtOnceAndRetriesTheOthers(t *testing.T) {
 	long := strings.Repeat("x", 2000)
-	for _, status := range []int{400, 401, 403, 404, 410, 413, 422} {
+	for _, status := range []int{400, 401, 404, 409, 500} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			var n atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				n.Add(1)
+				w.Header().Set("Retry-After", "7")
 				w.WriteHeader(status)
 				io.WriteString(w, "bad event: "+long)
 			}))
 			defer srv.Close()
-			s := newSender(t, options(srv.URL))
+			o := options(srv.URL)
+			o.Retry = refuse(status)
+			s := newSender(t, o)
 			err := s.Send(context.Background(), event.ID, event.Body)
-			perr, ok := errors.AsType[*PermanentError](err)
-			if !ok || perr.Status != status {
-				t.Fatalf("Send = %v, want a *PermanentError with status %d", err, status)
+			serr, ok := errors.AsType[*StatusError](err)
+			if !ok || serr.Status != status || serr.StatusCode() != status {
+				t.Fatalf("Send = %v, want a *StatusError with status %d", err, status)
 			}
-			if !strings.HasPrefix(perr.Body, "bad event: x") || len(perr.Body) > bodyExcerpt {
-				t.Errorf("Body is %d bytes starting %.20q, want the first %d bytes of the answer", len(perr.Body), perr.Body, bodyExcerpt)
+			if !strings.HasPrefix(serr.Body, "bad event: x") || len(serr.Body) > bodyExcerpt {
+				t.Errorf("Body is %d bytes starting %.20q, want the first %d bytes of the answer", len(serr.Body), serr.Body, bodyExcerpt)
+			}
+			if serr.RetryAfter != 7*time.Second {
+				t.Errorf("RetryAfter = %s, want the 7s the answer asked for", serr.RetryAfter)
 			}
 			if n.Load() != 1 {
 				t.Errorf("%d requests, want 1", n.Load())
 			}
-			if _, ok := errors.AsType[*PermanentError](s.LastError()); !ok {
-				t.Errorf("LastError = %v, want the rejection", s.LastError())
+			if _, ok := errors.AsType[*StatusError](s.LastError()); !ok || s.Failing() {
+				t.Errorf("LastError = %v, Failing = %v; want the answer, not failing", s.LastError(), s.Failing())
 			}
 		})
+	}
+	// A status Retry accepts is retried until the target takes the event.
+	srv, n := statusServer(t, 404, 404, 200)
+	o := options(srv.URL)
+	o.Retry = refuse(400)
+	if err := newSender(t, o).Send(context.Background(), event.ID, event.Body); err != nil || n.Load() != 3 {
+		t.Errorf("Send = %v after %d requests, want nil after 3", err, n.Load())
 	}
 }
 
@@ -574,6 +594,23 @@ func TestSendVerifiesTheTargetWithTheCAFileAndPresentsTheClientCertificate(t *te
 	defer cancel()
 	if err := newSender(t, o).Send(ctx, event.ID, event.Body); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Send without the CA file = %v, want a certificate error", err)
+	}
+
+	// A Retry that refuses the failure ends Send at once with it, its URL
+	// without the query.
+	o = options(srv.URL + "/?token=s3cret")
+	var seen error
+	o.Retry = func(status int, err error) bool {
+		seen = err
+		return status != 0
+	}
+	s := newSender(t, o)
+	err = sendWithin(t, s, context.Background(), event, 5*time.Second)
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); !ok || seen == nil {
+		t.Fatalf("Send = %v (Retry saw %v), want the certificate verification error", err, seen)
+	}
+	if strings.Contains(err.Error(), "s3cret") || !s.Failing() {
+		t.Errorf("Send = %q, Failing = %v; want no query, failing", err, s.Failing())
 	}
 }
 

@@ -46,4 +46,3 @@ func TestParseSecretTakesBase64AfterAnOptionalPrefixAndNeverQuotesIt(t *testing.
 		}
 	}
 }
-
