@@ -12,8 +12,8 @@ import (
 // refuse the same rows: one whose Kind, ID, Type or RealmID holds invalid
 // UTF-8 or a NUL character, or whose Payload is not valid JSON in valid
 // UTF-8 that PostgreSQL's jsonb accepts (no \u0000, no unpaired surrogate
-// escape, numbers within its numeric range), is refused by Put with an
-// error wrapping ErrRejected.
+// escape, numbers within its numeric range) nested at most 9999 levels, is
+// refused by Put with an error wrapping ErrRejected.
 type Row struct {
 	// UID is the emitter's snowflake uid: the key a store keeps once.
 	UID int64
