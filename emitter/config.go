@@ -32,6 +32,7 @@ type Config struct {
 	ConnectTimeout           time.Duration // connectTimeoutMillis: dial and TLS handshake
 	ConnectionRequestTimeout time.Duration // connectionRequestTimeoutMillis: wait for a pooled connection
 	SocketTimeout            time.Duration // socketTimeoutMillis: longest silence while reading a response
+	RequestTimeout           time.Duration // requestTimeout: longest whole attempt; 0 is none
 
 	// Wire and delivery beyond the original.
 	Numbering      Numbering     // FlatBuffer enum numbering; default 20.1
@@ -212,6 +213,9 @@ func (c Config) Validate() error {
 			return bad(d.field, d.v, "want a duration > 0")
 		}
 	}
+	if c.RequestTimeout < 0 {
+		return bad("requestTimeout", c.RequestTimeout, "want a duration >= 0 (0: no bound)")
+	}
 	if c.AuditHorizon < c.Overlap {
 		return bad("auditHorizon", c.AuditHorizon, "want >= overlap (%s)", c.Overlap)
 	}
@@ -388,6 +392,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("connectTimeout", c.ConnectTimeout),
 		slog.Duration("connectionRequestTimeout", c.ConnectionRequestTimeout),
 		slog.Duration("socketTimeout", c.SocketTimeout),
+		slog.Duration("requestTimeout", c.RequestTimeout),
 		slog.String("numbering", string(c.Numbering)),
 		slog.String("overflow", c.Overflow.String()),
 		slog.Int("concurrency", c.Concurrency),

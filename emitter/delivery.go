@@ -121,6 +121,7 @@ type delivery struct {
 	now      func() time.Time
 	inFlight atomic.Int64
 	lastOK   atomic.Int64 // UnixNano; 0 = never
+	answered atomic.Int64 // UnixNano of the last delivery or dead letter, or of the start
 }
 
 // newDelivery returns a delivery for o, or an error naming what is wrong.
@@ -144,6 +145,7 @@ func newDelivery(o deliveryOptions) (*delivery, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	d.answered.Store(d.now().UnixNano())
 	setDefault(&d.opts.DeadLetterMaxBytes, 64<<20)
 	setDefault(&d.opts.RetryWaitMin, 100*time.Millisecond)
 	setDefault(&d.opts.RetryWaitMax, 30*time.Second)
@@ -266,6 +268,7 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 				mt.Delivered.WithLabelValues(string(env.Kind)).Inc()
 				mt.Latency.Observe(now.Sub(time.UnixMilli(env.Time)).Seconds())
 			}
+			d.answered.Store(now.UnixNano())
 			d.opts.Ack(env, delivered)
 			return
 		}
@@ -323,6 +326,7 @@ func (d *delivery) deadLetter(env envelope, status int, reason error) error {
 	if m := d.opts.Metrics; m != nil {
 		m.DeadLettered.WithLabelValues(string(env.Kind)).Inc()
 	}
+	d.answered.Store(d.now().UnixNano())
 	d.opts.Ack(env, deadLettered)
 	return nil
 }
@@ -334,6 +338,10 @@ func (d *delivery) close() { d.ring.Close() }
 // len returns the number of envelopes accepted but not yet handled: waiting
 // in the buffer or being sent.
 func (d *delivery) len() int { return d.ring.Len() + int(d.inFlight.Load()) }
+
+// lastAnswer returns when the target last took an envelope (delivered or
+// refused for good), or when the delivery began.
+func (d *delivery) lastAnswer() time.Time { return time.Unix(0, d.answered.Load()) }
 
 // lastSuccess returns when the target last acknowledged an envelope; the
 // zero time if it never did.

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// readyAfter is how long a failing target may take no event, with events
+// readyAfter is how long the target may take no event, with events
 // waiting, before /readyz answers 503.
 const readyAfter = 30 * time.Second
 
@@ -76,7 +76,9 @@ func (r readiness) notReady(now time.Time) string {
 		return "target refuses every event since " + since.UTC().Format(time.RFC3339) + " (" + answer + ": " + hint +
 			"): the route holds its position, " + strconv.Itoa(d.len()) + " events wait"
 	}
-	if n := d.len(); n > 0 && d.targetFailing() && now.Sub(d.lastSuccess()) > readyAfter {
+	if n := d.len(); n > 0 && now.Sub(d.lastAnswer()) > readyAfter {
+		// A failing target, or one that answers too slowly to finish a
+		// request (a stalled response: see --requestTimeout).
 		return "target took no event for " + strconv.Itoa(int(readyAfter.Seconds())) + "s while " +
 			strconv.Itoa(n) + " wait"
 	}

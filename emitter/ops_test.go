@@ -132,3 +132,22 @@ func TestRunWaitsForAnUnreachableSourceUntilItsContextEnds(t *testing.T) {
 		t.Fatalf("logs do not show the wait:\n%s", logs.String())
 	}
 }
+
+func TestReadinessTurnsNotReadyWhenEventsWaitAndTheTargetTakesNoneForAWhile(t *testing.T) {
+	e, _, _, _ := testEmitter(t, nil)
+	src := &observedSource{source: newMemSource(), reads: e.metrics.SourceReads}
+	src.note(nil)
+	e.src.Store(src)
+	// An event waits and nothing takes it: a stalled target (one that
+	// dribbles its answer fails nothing, so only the lack of progress shows).
+	if err := e.p.delivery.put(context.Background(), envelope{Kind: KindEvent, UID: 1, ID: "e", Body: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if got := e.ready.notReady(now); got != "" {
+		t.Errorf("just after the event arrived: %q, want ready", got)
+	}
+	if got := e.ready.notReady(now.Add(readyAfter + time.Second)); !strings.Contains(got, "target took no event") {
+		t.Errorf("after %s without progress: %q, want not ready", readyAfter, got)
+	}
+}

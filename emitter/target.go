@@ -22,6 +22,7 @@ func newSender(cfg Config, log *slog.Logger) (*httpsender.Sender, error) {
 		ConnectTimeout: cfg.ConnectTimeout,
 		RequestTimeout: cfg.ConnectionRequestTimeout,
 		SocketTimeout:  cfg.SocketTimeout,
+		AttemptTimeout: cfg.RequestTimeout,
 		MaxConns:       cfg.Concurrency,
 		Username:       cfg.Username,
 		Password:       cfg.Password,

@@ -37,7 +37,7 @@ type flagGroup struct {
 // flagGroups orders the flags of --help by concern.
 var flagGroups = []flagGroup{
 	{"The original event-emitter's parameters (the first five are mandatory)", []string{"format", "targetUri", "bufferCapacity",
-		"keycloakId", "datacenterId", "connectTimeoutMillis", "connectionRequestTimeoutMillis", "socketTimeoutMillis"}},
+		"keycloakId", "datacenterId", "connectTimeoutMillis", "connectionRequestTimeoutMillis", "socketTimeoutMillis", "requestTimeout"}},
 	{"Source: Keycloak's database or its admin REST API", []string{"source", "dbUrlFile", "apiUrl", "apiAuthRealm",
 		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
 	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",

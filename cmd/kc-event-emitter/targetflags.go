@@ -24,7 +24,7 @@ type targetFlags struct {
 
 // targetFlagNames are the flags addTargetFlags defines, for the usage of
 // deadletters replay.
-var targetFlagNames = []string{"targetUri", "connectTimeoutMillis", "connectionRequestTimeoutMillis", "socketTimeoutMillis",
+var targetFlagNames = []string{"targetUri", "connectTimeoutMillis", "connectionRequestTimeoutMillis", "socketTimeoutMillis", "requestTimeout",
 	"retryWaitMin", "retryWaitMax", "deadLetterFile", "deadLetterStatuses", "holdStatuses",
 	"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}
 
@@ -36,6 +36,7 @@ func addTargetFlags(fs *flag.FlagSet, c *emitter.Config, def emitter.Config, get
 	fs.Int64Var(&t.connectMs, "connectTimeoutMillis", def.ConnectTimeout.Milliseconds(), "longest time to connect (TCP and TLS), `ms`")
 	fs.Int64Var(&t.requestMs, "connectionRequestTimeoutMillis", def.ConnectionRequestTimeout.Milliseconds(), "longest wait for a free connection of the pool, `ms`")
 	fs.Int64Var(&t.socketMs, "socketTimeoutMillis", def.SocketTimeout.Milliseconds(), "longest silence while reading a response, `ms`")
+	fs.DurationVar(&c.RequestTimeout, "requestTimeout", def.RequestTimeout, "longest `duration` of one whole attempt, however the target dribbles its answer; 0: no bound but the socket timeout")
 
 	fs.DurationVar(&c.RetryWaitMin, "retryWaitMin", def.RetryWaitMin, "first wait before a retry")
 	fs.DurationVar(&c.RetryWaitMax, "retryWaitMax", def.RetryWaitMax, "longest wait between retries (retries never stop), also while the target refuses every event")
