@@ -2,7 +2,6 @@ package emitter
 
 import (
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 )
 
 // hold is the held state of a route: the target answered that it takes no
@@ -115,12 +115,5 @@ func holdWait(lo, hi time.Duration, n int, asked time.Duration) time.Duration {
 	if asked > 0 {
 		return min(asked, hi)
 	}
-	d := hi
-	if n < 62 {
-		if exp := lo << n; exp > 0 && exp>>n == lo && exp < hi {
-			d = exp
-		}
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return httpsender.Backoff(lo, hi, n)
 }

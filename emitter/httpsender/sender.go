@@ -414,6 +414,13 @@ func (s *Sender) backoff(lo, hi time.Duration, n int, resp *http.Response) time.
 			return min(d, hi)
 		}
 	}
+	return Backoff(lo, hi, n)
+}
+
+// Backoff is the jittered exponential wait before the attempt after
+// attempt n (0-based): lo·2ⁿ capped at hi, drawn uniformly from its upper
+// half.
+func Backoff(lo, hi time.Duration, n int) time.Duration {
 	d := hi
 	if n < 62 {
 		if exp := lo << n; exp > 0 && exp>>n == lo && exp < hi {
