@@ -64,6 +64,7 @@ type Ledger struct {
 	dirty     bool
 	lastSaved time.Time
 	loadedUID int64 // the largest uid of the loaded state
+	maxUID    int64 // the largest uid loaded or issued: the snapshot's maxUid
 
 	saves atomic.Uint64
 }
@@ -103,6 +104,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %v: %w", o.Store, err)
 	}
+	l.loadedUID = st.MaxUID
 	for key, cs := range st.Streams {
 		s := &stream{cursor: cs.Cursor, floor: cs.Floor, window: make(map[string]*entry, len(cs.Window))}
 		for id, e := range cs.Window {
@@ -128,15 +130,19 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		}
 		l.loadedUID = max(l.loadedUID, e.UID)
 	}
+	l.maxUID = l.loadedUID
 	return l, nil
 }
 
-// MaxUID returns the largest uid of the loaded state, 0 when there is none:
-// the uids issued after a restart must stay above it.
+// MaxUID returns the largest uid of the loaded state or issued since (the
+// uid high-water mark the snapshot keeps, even after the entries that
+// carried it are pruned), 0 when there is none: the uids issued after a
+// restart, by this process or by another with another keycloakId, must
+// stay above it.
 func (l *Ledger) MaxUID() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.loadedUID
+	return l.maxUID
 }
 
 // Streams returns the keys of every stream known, sorted.
@@ -305,6 +311,7 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 		e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
 		s.window[it.ID] = e
 		uids[i] = e.uid
+		l.maxUID = max(l.maxUID, e.uid)
 		l.dirty = true
 		if l.opts.Store != nil {
 			fresh = append(fresh, it.ID)
