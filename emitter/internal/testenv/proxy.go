@@ -99,26 +99,27 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
-// pipe copies from src to dst, holding every chunk while the proxy is cut
-// (a chunk read during the cut is dropped, as a cut network loses it).
+// pipe copies from src to dst. While the proxy is cut what it reads is
+// dropped, as a cut network loses it, and an end of src is not passed on:
+// the other side never learns of it (Reset closes what is left).
 func (p *Proxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			cut := p.cut
-			p.mu.Unlock()
-			if !cut {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
+		p.mu.Lock()
+		cut := p.cut
+		p.mu.Unlock()
+		if n > 0 && !cut {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
 			}
 		}
-		if err != nil {
-			return // io.EOF or a closed connection
+		if err != nil { // io.EOF or a closed connection
+			if !cut {
+				dst.Close()
+				src.Close()
+			}
+			return
 		}
 	}
 }
