@@ -305,8 +305,15 @@ func (h *Lease) keep() {
 // lease is no longer wanted or Lost is closed, from the Locker's goroutine.
 func (h *Lease) Release() {
 	h.stopOnce.Do(func() { close(h.stop) })
-	h.lose(errors.New("released"))
 	<-h.done
+	if h.Err() == nil {
+		// Unlock first: the server notices a closed connection a moment
+		// later, and the next holder should not wait for that.
+		ctx, cancel := context.WithTimeout(context.Background(), h.l.o.Lease)
+		h.conn.ExecContext(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, h.l.o.Key)
+		cancel()
+	}
+	h.lose(errors.New("released"))
 	h.l.drop()
 }
 
