@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 )
 
 // Config is the whole configuration of a running emitter: the original
@@ -63,6 +65,12 @@ type Config struct {
 	Once            bool   // drain what is new, deliver it, save and return
 	ListenAddr      string // /healthz, /readyz, /metrics; "" serves nothing
 	ShutdownTimeout time.Duration
+
+	// Cluster mode: with Cluster set, the emitters of that name share one
+	// state in PostgreSQL and only the holder of the cluster's lock emits.
+	Cluster          string
+	StateSchema      string // the emitter's own schema; default kc_event_emitter
+	StateDatabaseURL string // secret: the state's database; default DatabaseURL
 }
 
 // Source is where events are read.
@@ -129,6 +137,7 @@ func DefaultConfig() Config {
 		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
 		ListenAddr:               "127.0.0.1:9464",
 		ShutdownTimeout:          10 * time.Second,
+		StateSchema:              "kc_event_emitter",
 	}
 }
 
@@ -269,7 +278,46 @@ func (c Config) Validate() error {
 			return &FieldError{Field: "listen", Value: c.ListenAddr, Err: err}
 		}
 	}
+	return c.validateCluster()
+}
+
+// clusterName is what --cluster accepts.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// validateCluster checks the settings of cluster mode.
+func (c Config) validateCluster() error {
+	if c.Cluster == "" {
+		return nil
+	}
+	if !clusterName.MatchString(c.Cluster) {
+		return &FieldError{Field: "cluster", Value: c.Cluster, Err: errors.New("want 1..128 letters, digits, '.', '_' or '-', starting with a letter or digit")}
+	}
+	if c.Once {
+		return &FieldError{Field: "once", Value: "true", Err: errors.New("--once and --cluster do not go together: a cluster's emitters run on")}
+	}
+	if err := checkpoint.CheckSchemaName(c.StateSchema); err != nil {
+		return &FieldError{Field: "stateSchema", Value: c.StateSchema, Err: err}
+	}
+	state := c.StateURL()
+	if state == "" {
+		return &FieldError{Field: "stateDbUrl", Err: errors.New("missing: set KC_EMITTER_STATE_DB_URL or --stateDbUrlFile (with --source db the state goes to Keycloak's database by default)")}
+	}
+	if u, err := url.Parse(state); (err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql")) && !strings.Contains(state, "=") {
+		return &FieldError{Field: "stateDbUrl", Value: redactURL(state), Err: errors.New("want postgres://user@host:port/dbname or host=... dbname=...")}
+	}
 	return nil
+}
+
+// StateURL is the database of the cluster's state and lock: StateDatabaseURL,
+// else with --source db Keycloak's database.
+func (c Config) StateURL() string {
+	if c.StateDatabaseURL != "" {
+		return c.StateDatabaseURL
+	}
+	if c.Source == SourceDB {
+		return c.DatabaseURL
+	}
+	return ""
 }
 
 // checkTarget checks the targetUri: an absolute http or https URL.
@@ -332,6 +380,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("basicAuth", c.Password != ""),
 		slog.Int("signingSecrets", len(c.SigningSecrets)),
 		slog.Bool("once", c.Once),
+	}
+	if c.Cluster != "" {
+		attrs = append(attrs, slog.String("cluster", c.Cluster), slog.String("stateSchema", c.StateSchema),
+			slog.String("stateDbUrl", redactURL(c.StateURL())))
 	}
 	switch c.Source {
 	case SourceDB:

@@ -21,6 +21,7 @@ type metrics struct {
 	Latency      prometheus.Histogram
 	SourceLag    prometheus.Gauge
 	SourceReads  *prometheus.CounterVec
+	Leader       prometheus.Gauge
 	savedAt      atomic.Int64 // UnixNano of the last checkpoint save; 0 = never
 }
 
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Age of the newest event read from the source when it was read.",
 		}),
 	}
+	m.Leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "kc_event_emitter", Name: "leader",
+		Help: "1 while this emitter emits (the leader of its cluster, or the only emitter without --cluster), 0 while it stands by.",
+	})
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "kc_event_emitter", Name: "checkpoint_age_seconds",
 		Help: "Seconds since the checkpoint was last saved.",
@@ -70,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
 	reg.MustRegister(m.Read, m.Filtered, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
-		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, age)
+		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.Leader, age)
 	return m
 }
 

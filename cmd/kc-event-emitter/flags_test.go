@@ -173,7 +173,7 @@ func with(args []string, name, value string) []string {
 // TestDeployExamplesSetOnlyVariablesTheEmitterReads keeps deploy/ in step
 // with the flags: a misspelled KC_EMITTER_ variable would be ignored silently.
 func TestDeployExamplesSetOnlyVariablesTheEmitterReads(t *testing.T) {
-	known := map[string]bool{envSecretToken: true, envDBURL: true, envAPISecret: true, envAPIPassword: true, envSigningSecret: true}
+	known := map[string]bool{envSecretToken: true, envDBURL: true, envAPISecret: true, envAPIPassword: true, envSigningSecret: true, envStateDBURL: true}
 	var help strings.Builder
 	parseRunFlags([]string{"--help"}, env(nil), &help)
 	for _, line := range strings.Split(help.String(), "\n") {

@@ -2,7 +2,8 @@
 // admin REST API) and delivers each Event and AdminEvent to an HTTP target in
 // the wire formats of the original event-emitter.
 //
-// Subcommands: run (the default), encode, version (also --version).
+// Subcommands: run (the default), encode, state import, version (also
+// --version).
 // `kc-event-emitter help` lists them; `kc-event-emitter run --help` lists the
 // flags of run.
 package main
@@ -33,6 +34,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runMain(args, stdout, stderr)
 	case "encode":
 		return encodeMain(args, stdin, stdout, stderr)
+	case "state":
+		return stateMain(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(stderr, "kc-event-emitter version: unexpected argument %q\n", args[0])
@@ -52,6 +55,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: kc-event-emitter [run] [flags]     tail Keycloak's events and deliver them (default)
        kc-event-emitter encode [flags]    encode admin API event JSON lines from stdin to wire payloads
+       kc-event-emitter state import ...  move a file checkpoint into a cluster's state in PostgreSQL
        kc-event-emitter version           print the version, the commit and the Go version
 Run "kc-event-emitter run --help" or "kc-event-emitter encode --help" for the flags.
 `)

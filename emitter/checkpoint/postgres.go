@@ -346,3 +346,18 @@ func (t *Term) fenced(ctx context.Context) error {
 
 // Close does nothing: the pool belongs to the Postgres.
 func (t *Term) Close() error { return nil }
+
+// Leader returns who took the cluster's lead last and its epoch ("", 0
+// when none did).
+func (p *Postgres) Leader(ctx context.Context) (string, int64, error) {
+	var leader sql.NullString
+	var epoch int64
+	err := p.db.QueryRowContext(ctx, `SELECT leader, epoch FROM `+p.schema+`.state WHERE cluster = $1`, p.cluster).Scan(&leader, &epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("%v: %w", p, err)
+	}
+	return leader.String, epoch, nil
+}
