@@ -23,9 +23,13 @@ const (
 
 // role is what an emitter of a cluster does now, for /readyz.
 type role struct {
-	leader  bool
-	problem string // a standby's reason not to be ready; "" when it can take over
+	lease   *pgsource.Lease // the leader's; nil for a standby
+	problem string          // a standby's reason not to be ready; "" when it can take over
 }
+
+// isLeader tells whether the role is the leader's and its lease holds (a
+// leader resumed after a freeze is not, even before it noticed).
+func (r *role) isLeader() bool { return r.lease != nil && r.lease.Valid() }
 
 // errDeposed is the cause of a leadership term's end when another emitter
 // may lead: the lock could not be confirmed, or a newer epoch wrote.
@@ -172,8 +176,15 @@ func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgr
 		return err
 	}
 	e.p = p
-	e.role.Store(&role{leader: true})
+	e.role.Store(&role{lease: lease})
 	e.metrics.Leader.Set(1)
+	go func() {
+		<-termCtx.Done()
+		if deposed(termCtx) { // it says so at once, while its term winds down
+			e.role.Store(&role{})
+			e.metrics.Leader.Set(0)
+		}
+	}()
 	log.Info("leading: this emitter emits now", "epoch", term.Epoch())
 	done := make(chan error, 1)
 	go func() { done <- e.run(termCtx, src, &fencedStore{Term: term, depose: cancel}) }()

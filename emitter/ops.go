@@ -73,7 +73,7 @@ type readiness struct {
 
 func (r readiness) notReady(now time.Time) string {
 	if r.role != nil {
-		if ro := r.role(); ro != nil && !ro.leader {
+		if ro := r.role(); ro != nil && !ro.isLeader() {
 			return ro.problem
 		}
 	}
@@ -100,7 +100,7 @@ func (r readiness) notReady(now time.Time) string {
 func (r readiness) readyText() string {
 	if r.role != nil {
 		if ro := r.role(); ro != nil {
-			if ro.leader {
+			if ro.isLeader() {
 				return "leader"
 			}
 			return "standby"

@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+)
+
+// arrival is one request the cluster's receiver took: which member sent it
+// (the path), the event and when it arrived.
+type arrival struct {
+	member int
+	uid    int64
+	id     string
+	at     time.Time
+}
+
+// clusterReceiver is the test's target: it answers 200 to every event and
+// records which member sent it, at /m<member>.
+type clusterReceiver struct {
+	addr string
+	mu   sync.Mutex
+	got  []arrival
+}
+
+func startClusterReceiver(t testing.TB) *clusterReceiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &clusterReceiver{addr: ln.Addr().String()}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		m, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/m"))
+		body, rerr := io.ReadAll(req.Body)
+		if err != nil || rerr != nil {
+			http.Error(w, "bad path or body", 400)
+			return
+		}
+		rec, _, err := emitter.DecodePayload(body, emitter.Numbering201)
+		if err != nil {
+			t.Errorf("member %d sent an undecodable payload: %v", m, err)
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		r.mu.Lock()
+		r.got = append(r.got, arrival{member: m, uid: rec.UID(), id: string(rec.Kind()) + "/" + rec.ID(), at: time.Now()})
+		r.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+func (r *clusterReceiver) arrivals() []arrival {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// firstFrom returns the first arrival after t from a member other than not.
+func (r *clusterReceiver) firstFrom(after time.Time, not int) (arrival, bool) {
+	for _, a := range r.arrivals() {
+		if a.at.After(after) && a.member != not {
+			return a, true
+		}
+	}
+	return arrival{}, false
+}
+
+// lastOf returns the last arrival from member at or before t.
+func (r *clusterReceiver) lastOf(member int, before time.Time) (arrival, bool) {
+	var last arrival
+	found := false
+	for _, a := range r.arrivals() {
+		if a.member == member && !a.at.After(before) {
+			last, found = a, true
+		}
+	}
+	return last, found
+}
+
+// member is one emitter of the cluster, as a pod would run it: its own
+// proxy in front of the database (to cut its network), its own ops port,
+// restarted after each kill with the same arguments.
+type member struct {
+	i      int
+	proxy  *testenv.Proxy
+	listen string
+	p      *proc
+	logs   []*proc // every incarnation, for the report
+}
+
+func (m *member) role() string {
+	c := http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Get("http://" + m.listen + "/readyz")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+func (m *member) restart() {
+	m.p = m.p.restart()
+	m.logs = append(m.logs, m.p)
+}
+
+// leaderOf waits until exactly one member answers "leader" and returns it.
+func leaderOf(t *testing.T, ms []*member, within time.Duration) *member {
+	t.Helper()
+	var leader *member
+	waitFor(t, within, "one leader", func() bool {
+		leader = nil
+		n := 0
+		for _, m := range ms {
+			if m.role() == "leader" {
+				leader, n = m, n+1
+			}
+		}
+		return n == 1
+	})
+	return leader
+}
+
+// disruption is what the test did to the leader, and when.
+type disruption struct {
+	kind   string // kill, cut, stop
+	member int
+	at     time.Time
+}
+
+// TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader
+// runs three emitters of one cluster on the real Keycloak's database while
+// the seed makes real traffic. The leader is killed with SIGKILL again and
+// again at random points (and restarted, like a pod), then its database
+// connection is cut by a proxy that stops passing bytes, then it is frozen
+// with SIGSTOP and later resumed. At the receiver: every event of the realm
+// arrives, every redelivery carries the uid the event had, two events never
+// share a uid, a killed or cut leader sends nothing once the next one sent,
+// a resumed one at most the request it was writing when frozen; sampled
+// /readyz never shows two leaders. KCEE_CLUSTER_KILLS sets the number of
+// kills (default 4; the long variant 25).
+func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(t *testing.T) {
+	kc := testenv.KeycloakEnv(t)
+	kills := 4
+	if n, err := strconv.Atoi(os.Getenv("KCEE_CLUSTER_KILLS")); err == nil && n > 0 {
+		kills = n
+	}
+	realm := realmName("e2e-cluster")
+	testenv.SeedKeycloak(t, realm, 0)
+	rcv := startClusterReceiver(t)
+	cluster := fmt.Sprintf("e2e-%d", rand.Uint32())
+	dir := t.TempDir()
+	var ms []*member
+	for i := 1; i <= 3; i++ {
+		m := &member{i: i, proxy: testenv.StartProxy(t, testenv.TargetOf(t, kc.DBURL)), listen: freeAddr(t)}
+		args := emitterArgs(fmt.Sprintf("http://%s/m%d", rcv.addr, i), filepath.Join(dir, fmt.Sprint("unused-", i)), m.listen,
+			"--cluster", cluster, "--realms", realm, "--shutdownTimeout", "2s")
+		args = with(with(args, "--keycloakId", fmt.Sprint(i)), "--deadLetterFile", filepath.Join(dir, fmt.Sprint("dead-", i)))
+		m.p = start(t, "kc-event-emitter", args, "KC_EMITTER_DB_URL="+m.proxy.ProxyURL(t, kc.DBURL))
+		m.logs = []*proc{m.p}
+		ms = append(ms, m)
+	}
+
+	// Real traffic all along: rounds of the seed, one after the other.
+	stopTraffic := make(chan struct{})
+	trafficDone := make(chan struct{})
+	go func() {
+		defer close(trafficDone)
+		for {
+			select {
+			case <-stopTraffic:
+				return
+			default:
+			}
+			seedTraffic(t, kc, realm, 1).wait(5 * time.Minute)
+		}
+	}()
+	// Sample the roles: never two leaders at once.
+	stopSampling := make(chan struct{})
+	sampled := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { sampled <- n }()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var leaders []int
+			for _, m := range ms {
+				if m.role() == "leader" {
+					leaders = append(leaders, m.i)
+				}
+			}
+			if len(leaders) > 1 {
+				t.Errorf("members %v all say leader", leaders)
+			}
+			n++
+		}
+	}()
+
+	var ds []disruption
+	var takeovers []string
+	// waitTakeover waits for a delivery of a new leader after d and reports
+	// the take-over time (last delivery of the old leader to first of the new).
+	waitTakeover := func(d disruption) arrival {
+		t.Helper()
+		var first arrival
+		waitFor(t, 90*time.Second, fmt.Sprintf("a delivery of a new leader after the %s of member %d", d.kind, d.member), func() bool {
+			var ok bool
+			first, ok = rcv.firstFrom(d.at, d.member)
+			return ok
+		})
+		last, _ := rcv.lastOf(d.member, d.at)
+		takeovers = append(takeovers, fmt.Sprintf("%s: old leader's last delivery to the new one's first %s (disruption to first %s)",
+			d.kind, first.at.Sub(last.at).Round(10*time.Millisecond), first.at.Sub(d.at).Round(10*time.Millisecond)))
+		return first
+	}
+
+	leader := leaderOf(t, ms, 2*time.Minute)
+	waitFor(t, 2*time.Minute, "the first deliveries", func() bool { return len(rcv.arrivals()) > 0 })
+	for range kills {
+		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
+		d := disruption{"kill", leader.i, time.Now()}
+		leader.restart() // SIGKILL, then started again like a pod
+		ds = append(ds, d)
+		waitTakeover(d)
+		leader = leaderOf(t, ms, time.Minute)
+	}
+
+	// Cut the leader's network: its lease lapses, it stops; the server ends
+	// its silent lock session, another member takes over.
+	time.Sleep(time.Duration(300+rand.IntN(1000)) * time.Millisecond)
+	cut := disruption{"cut", leader.i, time.Now()}
+	leader.proxy.Cut()
+	ds = append(ds, cut)
+	waitTakeover(cut)
+	time.Sleep(time.Second)
+	cutOff := leader
+	leader = leaderOf(t, ms, time.Minute)
+	if leader == cutOff {
+		t.Fatalf("member %d leads again behind a cut network", cutOff.i)
+	}
+	cutOff.proxy.Heal()
+	select {
+	case <-cutOff.p.done: // it exited, unable to end its reads: restarted like a pod
+		cutOff.restart()
+	default:
+	}
+
+	// Freeze the leader, let another take over, resume it.
+	time.Sleep(time.Duration(300+rand.IntN(1000)) * time.Millisecond)
+	stop := disruption{"stop", leader.i, time.Now()}
+	leader.p.cmd.Process.Signal(syscall.SIGSTOP)
+	ds = append(ds, stop)
+	waitTakeover(stop)
+	frozen := leader
+	leader = leaderOf(t, ms, time.Minute)
+	resumed := time.Now()
+	frozen.p.cmd.Process.Signal(syscall.SIGCONT)
+	time.Sleep(2 * time.Second)
+
+	close(stopTraffic)
+	<-trafficDone
+	close(stopSampling)
+	nSamples := <-sampled
+	want := keycloakRows(t, kc.DBURL, realm)
+	waitFor(t, 2*time.Minute, fmt.Sprintf("%d events at the receiver", len(want)), func() bool {
+		seen := map[string]bool{}
+		for _, a := range rcv.arrivals() {
+			seen[a.id] = true
+		}
+		return len(seen) >= len(want)
+	})
+	time.Sleep(time.Second)
+	got := rcv.arrivals()
+
+	// Every event, each with one uid; no uid for two events.
+	uidOf, idOf := map[string]int64{}, map[int64]string{}
+	redelivered := 0
+	for _, a := range got {
+		if uid, ok := uidOf[a.id]; ok {
+			redelivered++
+			if uid != a.uid {
+				t.Errorf("%s arrived with uid %d and again with uid %d", a.id, uid, a.uid)
+			}
+		}
+		uidOf[a.id] = a.uid
+		if id, ok := idOf[a.uid]; ok && id != a.id {
+			t.Errorf("uid %d carried %s and %s", a.uid, id, a.id)
+		}
+		idOf[a.uid] = a.id
+	}
+	for _, w := range want {
+		if _, ok := uidOf[string(w.Kind)+"/"+w.ID]; !ok {
+			t.Errorf("%s %s %s never arrived", w.Kind, w.ID, w.Type)
+		}
+	}
+	// After each disruption, once the new leader sent, the old one sends
+	// nothing more (a resumed one: at most the request it was writing).
+	for k, d := range ds {
+		first, _ := rcv.firstFrom(d.at, d.member)
+		end := time.Now()
+		if k+1 < len(ds) {
+			end = ds[k+1].at
+		}
+		var late []arrival
+		for _, a := range got {
+			if a.member == d.member && a.at.After(first.at) && a.at.Before(end) {
+				late = append(late, a)
+			}
+		}
+		allowed := 0
+		if d.kind == "stop" {
+			allowed = 1 // --concurrency 1: one request in flight when frozen
+		}
+		if len(late) > allowed {
+			t.Errorf("after the %s of member %d the new leader sent at %s, and member %d then sent %d more (first at %s, %d allowed)",
+				d.kind, d.member, first.at.Format("15:04:05.000"), d.member, len(late), late[0].at.Format("15:04:05.000"), allowed)
+		}
+	}
+	for _, m := range ms {
+		if strings.Contains(m.p.output(), "panic:") {
+			t.Errorf("member %d panicked", m.i)
+		}
+	}
+	t.Logf("%d events, %d arrivals (%d redelivered with their uid), %d role samples; resumed member %d at %s",
+		len(want), len(got), redelivered, nSamples, frozen.i, resumed.Format("15:04:05.000"))
+	for _, line := range takeovers {
+		t.Log("take-over after a " + line)
+	}
+}
