@@ -181,7 +181,9 @@ func TestDeployExamplesSetOnlyVariablesTheEmitterReads(t *testing.T) {
 			known[name] = true
 		}
 	}
-	files := []string{"../../deploy/systemd/kc-event-emitter.env", "../../deploy/kubernetes/keycloak-with-emitter.yaml", "../../deploy/Dockerfile"}
+	files := []string{"../../deploy/systemd/kc-event-emitter.env", "../../deploy/kubernetes/keycloak-with-emitter.yaml", "../../deploy/Dockerfile",
+		"../../deploy/keycloak-operator/keycloak-with-emitter.yaml", "../../deploy/helm/values-codecentric-keycloakx.yaml",
+		"../../deploy/helm/values-bitnami-keycloak.yaml"}
 	re := regexp.MustCompile(`\bKC_EMITTER_[A-Z_]+`)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
