@@ -23,14 +23,14 @@ import (
 // arrival is one request the cluster's receiver took: which member sent it
 // (the path), the event and when it arrived.
 type arrival struct {
-	member int
+	member string // "<member>.<incarnation>"
 	uid    int64
 	id     string
 	at     time.Time
 }
 
 // clusterReceiver is the test's target: it answers 200 to every event and
-// records which member sent it, at /m<member>.
+// records which member (and incarnation) sent it, at /m<member>.<incarnation>.
 type clusterReceiver struct {
 	addr string
 	mu   sync.Mutex
@@ -45,15 +45,15 @@ func startClusterReceiver(t testing.TB) *clusterReceiver {
 	}
 	r := &clusterReceiver{addr: ln.Addr().String()}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		m, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/m"))
+		m := strings.TrimPrefix(req.URL.Path, "/m")
 		body, rerr := io.ReadAll(req.Body)
-		if err != nil || rerr != nil {
+		if rerr != nil {
 			http.Error(w, "bad path or body", 400)
 			return
 		}
 		rec, _, err := emitter.DecodePayload(body, emitter.Numbering201)
 		if err != nil {
-			t.Errorf("member %d sent an undecodable payload: %v", m, err)
+			t.Errorf("member %s sent an undecodable payload: %v", m, err)
 			http.Error(w, err.Error(), 400)
 			return
 		}
@@ -73,7 +73,7 @@ func (r *clusterReceiver) arrivals() []arrival {
 }
 
 // firstFrom returns the first arrival after t from a member other than not.
-func (r *clusterReceiver) firstFrom(after time.Time, not int) (arrival, bool) {
+func (r *clusterReceiver) firstFrom(after time.Time, not string) (arrival, bool) {
 	for _, a := range r.arrivals() {
 		if a.at.After(after) && a.member != not {
 			return a, true
@@ -83,7 +83,7 @@ func (r *clusterReceiver) firstFrom(after time.Time, not int) (arrival, bool) {
 }
 
 // lastOf returns the last arrival from member at or before t.
-func (r *clusterReceiver) lastOf(member int, before time.Time) (arrival, bool) {
+func (r *clusterReceiver) lastOf(member string, before time.Time) (arrival, bool) {
 	var last arrival
 	found := false
 	for _, a := range r.arrivals() {
@@ -98,11 +98,24 @@ func (r *clusterReceiver) lastOf(member int, before time.Time) (arrival, bool) {
 // proxy in front of the database (to cut its network), its own ops port,
 // restarted after each kill with the same arguments.
 type member struct {
-	i      int
-	proxy  *testenv.Proxy
-	listen string
-	p      *proc
-	logs   []*proc // every incarnation, for the report
+	i       int
+	n       int // incarnation: restarts so far
+	proxy   *testenv.Proxy
+	listen  string
+	target  string // the receiver's address
+	args    []string
+	env     string
+	p       *proc
+	t       *testing.T
+	cluster string
+}
+
+// name is the member's current incarnation as the receiver records it.
+func (m *member) name() string { return fmt.Sprintf("%d.%d", m.i, m.n) }
+
+func (m *member) start() {
+	args := with(m.args, "--targetUri", fmt.Sprintf("http://%s/m%s", m.target, m.name()))
+	m.p = start(m.t, "kc-event-emitter", args, m.env)
 }
 
 func (m *member) role() string {
@@ -116,9 +129,12 @@ func (m *member) role() string {
 	return strings.TrimSpace(string(b))
 }
 
+// restart kills the member with SIGKILL and starts it again, as a pod.
 func (m *member) restart() {
-	m.p = m.p.restart()
-	m.logs = append(m.logs, m.p)
+	m.p.kill()
+	m.p.quiet = true
+	m.n++
+	m.start()
 }
 
 // leaderOf waits until exactly one member answers "leader" and returns it.
@@ -141,7 +157,7 @@ func leaderOf(t *testing.T, ms []*member, within time.Duration) *member {
 // disruption is what the test did to the leader, and when.
 type disruption struct {
 	kind   string // kill, cut, stop
-	member int
+	member string // the incarnation disrupted
 	at     time.Time
 }
 
@@ -158,39 +174,108 @@ type disruption struct {
 // kills (default 4; the long variant 25).
 func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(t *testing.T) {
 	kc := testenv.KeycloakEnv(t)
-	kills := 4
-	if n, err := strconv.Atoi(os.Getenv("KCEE_CLUSTER_KILLS")); err == nil && n > 0 {
-		kills = n
-	}
 	realm := realmName("e2e-cluster")
 	testenv.SeedKeycloak(t, realm, 0)
-	rcv := startClusterReceiver(t)
-	cluster := fmt.Sprintf("e2e-%d", rand.Uint32())
-	dir := t.TempDir()
-	var ms []*member
-	for i := 1; i <= 3; i++ {
-		m := &member{i: i, proxy: testenv.StartProxy(t, testenv.TargetOf(t, kc.DBURL)), listen: freeAddr(t)}
-		args := emitterArgs(fmt.Sprintf("http://%s/m%d", rcv.addr, i), filepath.Join(dir, fmt.Sprint("unused-", i)), m.listen,
-			"--cluster", cluster, "--realms", realm, "--shutdownTimeout", "2s")
-		args = with(with(args, "--keycloakId", fmt.Sprint(i)), "--deadLetterFile", filepath.Join(dir, fmt.Sprint("dead-", i)))
-		m.p = start(t, "kc-event-emitter", args, "KC_EMITTER_DB_URL="+m.proxy.ProxyURL(t, kc.DBURL))
-		m.logs = []*proc{m.p}
-		ms = append(ms, m)
-	}
-
-	// Real traffic all along: rounds of the seed, one after the other.
-	stopTraffic := make(chan struct{})
-	trafficDone := make(chan struct{})
-	go func() {
-		defer close(trafficDone)
+	traffic := func(stop <-chan struct{}) {
 		for {
 			select {
-			case <-stopTraffic:
+			case <-stop:
 				return
 			default:
 			}
 			seedTraffic(t, kc, realm, 1).wait(5 * time.Minute)
 		}
+	}
+	want := func() []string {
+		var ids []string
+		for _, w := range keycloakRows(t, kc.DBURL, realm) {
+			ids = append(ids, string(w.Kind)+"/"+w.ID)
+		}
+		return ids
+	}
+	clusterScenario(t, kc.DBURL, realm, traffic, want, clusterKills(4))
+}
+
+// TestClusterOfThreeEmitsEveryEventOnceUnderAFastStream is the same
+// scenario with events written straight into Keycloak's event table (its
+// real schema), 50 every 50 ms in bursts sharing milliseconds: many events
+// are in flight at each kill.
+func TestClusterOfThreeEmitsEveryEventOnceUnderAFastStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams events through three emitter binaries")
+	}
+	db, dbURL := newKeycloakDB(t, "r-acme")
+	var mu sync.Mutex
+	var ids []string
+	traffic := func(stop <-chan struct{}) {
+		for n := 0; ; {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			var values []string
+			var args []any
+			now := time.Now().UnixMilli()
+			var batch []string
+			for j := range 50 {
+				id := fmt.Sprintf("ev-%07d", n)
+				n++
+				values = append(values, fmt.Sprintf("($%d, 'r-acme', $%d, 'LOGIN', 'u1', 'c1', '{}')", 2*j+1, 2*j+2))
+				args = append(args, id, now+int64(j/10))
+				batch = append(batch, "Event/"+id)
+			}
+			if _, err := db.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type, user_id, client_id, details_json) VALUES `+
+				strings.Join(values, ","), args...); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids = append(ids, batch...)
+			mu.Unlock()
+		}
+	}
+	want := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ids)
+	}
+	clusterScenario(t, dbURL, "acme", traffic, want, clusterKills(3))
+}
+
+// clusterKills is KCEE_CLUSTER_KILLS, else def.
+func clusterKills(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("KCEE_CLUSTER_KILLS")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// clusterScenario runs three members on the database at dbURL tailing
+// realm while traffic runs (until its channel closes); want returns the
+// ids ("kind/id") of every event written. See the tests above.
+func clusterScenario(t *testing.T, dbURL, realm string, traffic func(stop <-chan struct{}), want func() []string, kills int) {
+	rcv := startClusterReceiver(t)
+	cluster := fmt.Sprintf("e2e-%d", rand.Uint32())
+	dir := t.TempDir()
+	var ms []*member
+	for i := 1; i <= 3; i++ {
+		m := &member{i: i, proxy: testenv.StartProxy(t, testenv.TargetOf(t, dbURL)), listen: freeAddr(t), target: rcv.addr, t: t}
+		m.args = emitterArgs("http://unset", filepath.Join(dir, fmt.Sprint("unused-", i)), m.listen,
+			"--cluster", cluster, "--realms", realm, "--shutdownTimeout", "2s")
+		m.args = with(with(m.args, "--keycloakId", fmt.Sprint(i)), "--deadLetterFile", filepath.Join(dir, fmt.Sprint("dead-", i)))
+		m.env = "KC_EMITTER_DB_URL=" + m.proxy.ProxyURL(t, dbURL)
+		m.start()
+		ms = append(ms, m)
+	}
+	stopTraffic := make(chan struct{})
+	var stopOnce sync.Once
+	endTraffic := func() { stopOnce.Do(func() { close(stopTraffic) }) }
+	t.Cleanup(endTraffic)
+	trafficDone := make(chan struct{})
+	go func() {
+		defer close(trafficDone)
+		traffic(stopTraffic)
 	}()
 	// Sample the roles: never two leaders at once.
 	stopSampling := make(chan struct{})
@@ -224,7 +309,7 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 	waitTakeover := func(d disruption) arrival {
 		t.Helper()
 		var first arrival
-		waitFor(t, 90*time.Second, fmt.Sprintf("a delivery of a new leader after the %s of member %d", d.kind, d.member), func() bool {
+		waitFor(t, 90*time.Second, fmt.Sprintf("a delivery of a new leader after the %s of member %s", d.kind, d.member), func() bool {
 			var ok bool
 			first, ok = rcv.firstFrom(d.at, d.member)
 			return ok
@@ -239,7 +324,7 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 	waitFor(t, 2*time.Minute, "the first deliveries", func() bool { return len(rcv.arrivals()) > 0 })
 	for range kills {
 		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
-		d := disruption{"kill", leader.i, time.Now()}
+		d := disruption{"kill", leader.name(), time.Now()}
 		leader.restart() // SIGKILL, then started again like a pod
 		ds = append(ds, d)
 		waitTakeover(d)
@@ -249,7 +334,7 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 	// Cut the leader's network: its lease lapses, it stops; the server ends
 	// its silent lock session, another member takes over.
 	time.Sleep(time.Duration(300+rand.IntN(1000)) * time.Millisecond)
-	cut := disruption{"cut", leader.i, time.Now()}
+	cut := disruption{"cut", leader.name(), time.Now()}
 	leader.proxy.Cut()
 	ds = append(ds, cut)
 	waitTakeover(cut)
@@ -257,7 +342,7 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 	cutOff := leader
 	leader = leaderOf(t, ms, time.Minute)
 	if leader == cutOff {
-		t.Fatalf("member %d leads again behind a cut network", cutOff.i)
+		t.Fatalf("member %s leads again behind a cut network", cutOff.name())
 	}
 	cutOff.proxy.Heal()
 	select {
@@ -268,7 +353,7 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 
 	// Freeze the leader, let another take over, resume it.
 	time.Sleep(time.Duration(300+rand.IntN(1000)) * time.Millisecond)
-	stop := disruption{"stop", leader.i, time.Now()}
+	stop := disruption{"stop", leader.name(), time.Now()}
 	leader.p.cmd.Process.Signal(syscall.SIGSTOP)
 	ds = append(ds, stop)
 	waitTakeover(stop)
@@ -278,17 +363,17 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 	frozen.p.cmd.Process.Signal(syscall.SIGCONT)
 	time.Sleep(2 * time.Second)
 
-	close(stopTraffic)
+	endTraffic()
 	<-trafficDone
 	close(stopSampling)
 	nSamples := <-sampled
-	want := keycloakRows(t, kc.DBURL, realm)
-	waitFor(t, 2*time.Minute, fmt.Sprintf("%d events at the receiver", len(want)), func() bool {
+	wanted := want()
+	waitFor(t, 2*time.Minute, fmt.Sprintf("%d events at the receiver", len(wanted)), func() bool {
 		seen := map[string]bool{}
 		for _, a := range rcv.arrivals() {
 			seen[a.id] = true
 		}
-		return len(seen) >= len(want)
+		return len(seen) >= len(wanted)
 	})
 	time.Sleep(time.Second)
 	got := rcv.arrivals()
@@ -309,10 +394,16 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 		}
 		idOf[a.uid] = a.id
 	}
-	for _, w := range want {
-		if _, ok := uidOf[string(w.Kind)+"/"+w.ID]; !ok {
-			t.Errorf("%s %s %s never arrived", w.Kind, w.ID, w.Type)
+	missing := 0
+	for _, id := range wanted {
+		if _, ok := uidOf[id]; !ok {
+			if missing++; missing <= 10 {
+				t.Errorf("%s never arrived", id)
+			}
 		}
+	}
+	if missing > 0 || len(uidOf) != len(wanted) {
+		t.Errorf("%d of %d events never arrived; %d distinct arrived", missing, len(wanted), len(uidOf))
 	}
 	// After each disruption, once the new leader sent, the old one sends
 	// nothing more (a resumed one: at most the request it was writing).
@@ -333,7 +424,7 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 			allowed = 1 // --concurrency 1: one request in flight when frozen
 		}
 		if len(late) > allowed {
-			t.Errorf("after the %s of member %d the new leader sent at %s, and member %d then sent %d more (first at %s, %d allowed)",
+			t.Errorf("after the %s of member %s the new leader sent at %s, and member %s then sent %d more (first at %s, %d allowed)",
 				d.kind, d.member, first.at.Format("15:04:05.000"), d.member, len(late), late[0].at.Format("15:04:05.000"), allowed)
 		}
 	}
@@ -342,8 +433,8 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 			t.Errorf("member %d panicked", m.i)
 		}
 	}
-	t.Logf("%d events, %d arrivals (%d redelivered with their uid), %d role samples; resumed member %d at %s",
-		len(want), len(got), redelivered, nSamples, frozen.i, resumed.Format("15:04:05.000"))
+	t.Logf("%d events, %d arrivals (%d redelivered with their uid), %d role samples; resumed member %s at %s",
+		len(wanted), len(got), redelivered, nSamples, frozen.name(), resumed.Format("15:04:05.000"))
 	for _, line := range takeovers {
 		t.Log("take-over after a " + line)
 	}
