@@ -41,11 +41,12 @@ func cpuSeconds(pid int) float64 {
 // so that that database's xact_commit counts only the state writes and the
 // lock's pings. It reports, per mode, the transactions per second on
 // Keycloak's database beyond the inserts (the emitter's reads), on the
-// state database, and the emitter's CPU.
+// state database, and the emitter's CPU; cluster-idle is cluster mode with
+// no events (the lock's pings and the standby-free leader's idle loop).
 //
 //	go test -run '^$' -bench StateWrites -benchtime 1x ./emitter/e2e/
 func BenchmarkStateWritesAt1000EventsPerSecond(b *testing.B) {
-	for _, mode := range []string{"file", "cluster"} {
+	for _, mode := range []string{"file", "cluster", "cluster-idle"} {
 		b.Run(mode, func(b *testing.B) {
 			for range b.N {
 				benchStateWrites(b, mode)
@@ -68,7 +69,7 @@ func benchStateWrites(b *testing.B, mode string) {
 	listen := freeAddr(b)
 	args := emitterArgs(fmt.Sprintf("http://%s/m1", rcv.addr), filepath.Join(dir, "cp.json"), listen, "--from", "now")
 	env := []string{"KC_EMITTER_DB_URL=" + dbURL}
-	if mode == "cluster" {
+	if strings.HasPrefix(mode, "cluster") {
 		args = append(args, "--cluster", "bench")
 		env = append(env, "KC_EMITTER_STATE_DB_URL="+stateURL)
 	}
@@ -90,6 +91,9 @@ func benchStateWrites(b *testing.B, mode string) {
 				inserts <- stmts
 				return
 			case <-tick.C:
+			}
+			if mode == "cluster-idle" {
+				continue
 			}
 			var values []string
 			var vals []any
