@@ -345,10 +345,23 @@ func clusterScenario(t *testing.T, dbURL, realm string, traffic func(stop <-chan
 		t.Fatalf("member %s leads again behind a cut network", cutOff.name())
 	}
 	cutOff.proxy.Heal()
-	select {
-	case <-cutOff.p.done: // it exited, unable to end its reads: restarted like a pod
+	// The cut-off leader stands by again, or, when a read of the source
+	// was lost in the cut, exits within 10 s to be restarted like a pod.
+	exited := false
+	waitFor(t, 30*time.Second, "the cut-off leader to stand by or exit", func() bool {
+		select {
+		case <-cutOff.p.done:
+			exited = true
+			return true
+		default:
+			return strings.Contains(cutOff.p.output(), "lost the lead; standing by again")
+		}
+	})
+	if exited {
+		if !strings.Contains(cutOff.p.output(), "exiting so that the process is restarted") {
+			t.Errorf("the cut-off leader exited without saying why")
+		}
 		cutOff.restart()
-	default:
 	}
 
 	// Freeze the leader, let another take over, resume it.
@@ -426,6 +439,13 @@ func clusterScenario(t *testing.T, dbURL, realm string, traffic func(stop <-chan
 		if len(late) > allowed {
 			t.Errorf("after the %s of member %s the new leader sent at %s, and member %s then sent %d more (first at %s, %d allowed)",
 				d.kind, d.member, first.at.Format("15:04:05.000"), d.member, len(late), late[0].at.Format("15:04:05.000"), allowed)
+		}
+	}
+	// The gauge agrees: 1 on the leader, 0 on the standbys.
+	for _, m := range ms {
+		n, ok := metric(m.listen, "kc_event_emitter_leader")
+		if want := map[bool]float64{true: 1, false: 0}[m == leader]; !ok || n != want {
+			t.Errorf("member %s: kc_event_emitter_leader = %v (read %v), want %v", m.name(), n, ok, want)
 		}
 	}
 	for _, m := range ms {
