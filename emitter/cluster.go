@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -114,10 +115,7 @@ func (e *emitter) openState(ctx context.Context) (*checkpoint.Postgres, error) {
 
 // standBy tries the lock every lockRetry until it gets it (and returns its
 // lease) or ctx is done (nil, nil).
-func (e *emitter) standBy(ctx context.Context, locker *pgsource.Locker, store *checkpoint.Postgres, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) (*pgsource.Lease, error) {
+func (e *emitter) standBy(ctx context.Context, locker *pgsource.Locker, store *checkpoint.Postgres, log *slog.Logger) (*pgsource.Lease, error) {
 	said := ""
 	for {
 		tctx, cancel := context.WithTimeout(ctx, lockIdle)
@@ -153,10 +151,7 @@ func (e *emitter) standBy(ctx context.Context, locker *pgsource.Locker, store *c
 // shared state and emit until ctx is done (nil) or the lead is lost (nil
 // after the deposed leader stopped; an error when it could not stop its
 // reads within depositionStop, to be restarted).
-func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgres, lease *pgsource.Lease, host string, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgres, lease *pgsource.Lease, host string, log *slog.Logger) error {
 	termCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {

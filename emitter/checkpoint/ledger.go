@@ -3,7 +3,7 @@
 // are done, and the window of the events read at or after the floor, each
 // with the uid it was given and whether it was acknowledged; the journal of
 // uids issued since the last snapshot; and the Stores that keep all of it
-// across restarts (a file for one instance). A crash at any point replays
+// across restarts (a file for one instance, PostgreSQL for a cluster). A crash at any point replays
 // every unacknowledged event with the uid it had, and skips none.
 package checkpoint
 
