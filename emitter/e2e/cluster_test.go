@@ -183,7 +183,12 @@ func TestClusterOfThreeEmitsEveryEventOnceThroughKillsCutsAndFreezesOfTheLeader(
 				return
 			default:
 			}
-			seedTraffic(t, kc, realm, 1).wait(5 * time.Minute)
+			p := seedTraffic(t, kc, realm, 1)
+			select { // (not p.wait: this goroutine must not stop the test)
+			case <-p.done:
+			case <-time.After(5 * time.Minute):
+				p.kill()
+			}
 		}
 	}
 	want := func() []string {
