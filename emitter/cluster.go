@@ -82,10 +82,7 @@ func (e *emitter) runCluster(ctx context.Context, src source) error {
 		lease.Release()
 		e.metrics.Leader.Set(0)
 		e.metrics.BufferDepth.Set(0)
-		if ctx.Err() != nil {
-			return err
-		}
-		if err != nil {
+		if err != nil || ctx.Err() != nil {
 			return err
 		}
 	}
@@ -105,7 +102,16 @@ func (e *emitter) openState(ctx context.Context) (*checkpoint.Postgres, error) {
 			return nil, ctx.Err()
 		}
 		e.role.Store(&role{problem: "state database not reachable: " + err.Error()})
-		e.log.Info("the state database is not reachable yet; retrying", "stateDbUrl", redactURL(cfg.StateURL()), "retry_in", wait, "error", err)
+		if _, answered := errors.AsType[interface {
+			error
+			SQLState() string
+		}](err); answered {
+			// The server refused (a missing grant, a missing schema): the
+			// operator must act; a grant made later is picked up.
+			e.log.Error("the state database refuses the emitter; retrying", "stateDbUrl", redactURL(cfg.StateURL()), "retry_in", wait, "error", err)
+		} else {
+			e.log.Info("the state database is not reachable yet; retrying", "stateDbUrl", redactURL(cfg.StateURL()), "retry_in", wait, "error", err)
+		}
 		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
