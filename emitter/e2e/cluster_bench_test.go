@@ -41,7 +41,8 @@ func cpuSeconds(pid int) float64 {
 // so that that database's xact_commit counts only the state writes and the
 // lock's pings. It reports, per mode, the transactions per second on
 // Keycloak's database beyond the inserts (the emitter's reads), on the
-// state database, and the emitter's CPU; cluster-idle is cluster mode with
+// state database, the emitter's CPU and, in cluster mode, the size of the
+// snapshot each save rewrites; cluster-idle is cluster mode with
 // no events (the lock's pings and the standby-free leader's idle loop).
 //
 //	go test -run '^$' -bench StateWrites -benchtime 1x ./emitter/e2e/
@@ -126,5 +127,8 @@ func benchStateWrites(b *testing.B, mode string) {
 	b.ReportMetric(float64(kc1-kc0)/secs-insertRate, "kc-db-xact/s")
 	b.ReportMetric(float64(st1-st0)/secs, "state-db-xact/s")
 	b.ReportMetric((cpu1-cpu0)/secs*100, "emitter-cpu-%")
+	var snapshot float64 // bytes rewritten by each save
+	stateDB.QueryRow(`SELECT coalesce(max(octet_length(snapshot)), 0) FROM kc_event_emitter.state`).Scan(&snapshot)
+	b.ReportMetric(snapshot/1024, "snapshot-KiB")
 	em.stop(30 * time.Second)
 }
