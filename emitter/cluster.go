@@ -177,12 +177,14 @@ func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgr
 		return err
 	}
 	e.p = p
-	e.role.Store(&role{lease: lease})
+	leading := &role{lease: lease}
+	e.role.Store(leading)
 	e.metrics.Leader.Set(1)
 	go func() {
 		<-termCtx.Done()
-		if deposed(termCtx) { // it says so at once, while its term winds down
-			e.role.Store(&role{})
+		// A deposed leader says so at once, while its term winds down (and
+		// never over the role of a later term).
+		if deposed(termCtx) && e.role.CompareAndSwap(leading, &role{}) {
 			e.metrics.Leader.Set(0)
 		}
 	}()
