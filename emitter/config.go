@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/webhook"
@@ -78,6 +80,12 @@ type Config struct {
 	Once            bool   // drain what is new, deliver it, save and return
 	ListenAddr      string // /healthz, /readyz, /metrics; "" serves nothing
 	ShutdownTimeout time.Duration
+
+	// Cluster mode: with Cluster set, the emitters of that name share one
+	// state in PostgreSQL and only the holder of the cluster's lock emits.
+	Cluster          string
+	StateSchema      string // the emitter's own schema; default kc_event_emitter
+	StateDatabaseURL string // secret: the state's database; default DatabaseURL
 }
 
 // Source is where events are read.
@@ -148,6 +156,7 @@ func DefaultConfig() Config {
 		HoldStatuses:             defaultStatuses(holdAnswer),
 		ListenAddr:               "127.0.0.1:9464",
 		ShutdownTimeout:          10 * time.Second,
+		StateSchema:              "kc_event_emitter",
 	}
 }
 
@@ -283,6 +292,33 @@ func (c Config) Validate() error {
 			return &FieldError{Field: "listen", Value: c.ListenAddr, Err: err}
 		}
 	}
+	return c.validateCluster()
+}
+
+// clusterName is what --cluster accepts.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// validateCluster checks the settings of cluster mode.
+func (c Config) validateCluster() error {
+	if c.Cluster == "" {
+		return nil
+	}
+	if !clusterName.MatchString(c.Cluster) {
+		return &FieldError{Field: "cluster", Value: c.Cluster, Err: errors.New("want 1..128 letters, digits, '.', '_' or '-', starting with a letter or digit")}
+	}
+	if c.Once {
+		return &FieldError{Field: "once", Value: "true", Err: errors.New("--once and --cluster do not go together: a cluster's emitters run on")}
+	}
+	if err := checkpoint.CheckSchemaName(c.StateSchema); err != nil {
+		return &FieldError{Field: "stateSchema", Value: c.StateSchema, Err: err}
+	}
+	state := c.StateURL()
+	if state == "" {
+		return &FieldError{Field: "stateDbUrl", Err: errors.New("missing: set KC_EMITTER_STATE_DB_URL or --stateDbUrlFile (with --source db the state goes to Keycloak's database by default)")}
+	}
+	if u, err := url.Parse(state); (err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql")) && !strings.Contains(state, "=") {
+		return &FieldError{Field: "stateDbUrl", Value: redact.ConnString(state), Err: errors.New("want postgres://user@host:port/dbname or host=... dbname=...")}
+	}
 	return nil
 }
 
@@ -359,6 +395,18 @@ func joinInts(v []int) string {
 	return strings.Join(s, ",")
 }
 
+// StateURL is the database of the cluster's state and lock: StateDatabaseURL,
+// else with --source db Keycloak's database.
+func (c Config) StateURL() string {
+	if c.StateDatabaseURL != "" {
+		return c.StateDatabaseURL
+	}
+	if c.Source == SourceDB {
+		return c.DatabaseURL
+	}
+	return ""
+}
+
 // checkTarget checks the targetUri: an absolute http or https URL.
 func checkTarget(s string) error {
 	if s == "" {
@@ -402,6 +450,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("basicAuth", c.Password != ""),
 		slog.Int("signingSecrets", len(c.SigningSecrets)),
 		slog.Bool("once", c.Once),
+	}
+	if c.Cluster != "" {
+		attrs = append(attrs, slog.String("cluster", c.Cluster), slog.String("stateSchema", c.StateSchema),
+			slog.String("stateDbUrl", redact.ConnString(c.StateURL())))
 	}
 	switch c.Source {
 	case SourceDB:

@@ -53,6 +53,13 @@ func TestConfigValidateNamesTheFieldAndTheValue(t *testing.T) {
 		{"checkpoint", func(c *Config) { c.CheckpointPath = "" }, "checkpoint", ""},
 		{"dead-letter file", func(c *Config) { c.DeadLetterPath = "" }, "deadLetterFile", ""},
 		{"excluded resource pattern", func(c *Config) { c.Filters.Resources.Exclude = []string{" "} }, "adminResources", " "},
+		{"cluster name", func(c *Config) { c.Cluster = "a b" }, "cluster", "a b"},
+		{"cluster with once", func(c *Config) { c.Cluster = "kc"; c.Once = true }, "once", "true"},
+		{"state schema", func(c *Config) { c.Cluster = "kc"; c.StateSchema = "Emitter" }, "stateSchema", "Emitter"},
+		{"state url of the api source", func(c *Config) {
+			c.Cluster, c.Source, c.API.URL, c.API.ClientSecret = "kc", "api", "http://127.0.0.1:8080", "s"
+		}, "stateDbUrl", ""},
+		{"state url scheme", func(c *Config) { c.Cluster = "kc"; c.StateDatabaseURL = "mysql://u:pw@h/db" }, "stateDbUrl", "mysql://u:xxxxx@h/db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,5 +113,20 @@ func TestConfigLogValueAndErrorsNeverShowSecrets(t *testing.T) {
 		if strings.Contains(shown, s) {
 			t.Errorf("secret %q shown in %s", s, shown)
 		}
+	}
+}
+
+func TestConfigStateURLDefaultsToKeycloaksDatabase(t *testing.T) {
+	c := validConfig()
+	c.Cluster = "kc"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.StateURL() != c.DatabaseURL {
+		t.Errorf("StateURL = %q, want the source's database", c.StateURL())
+	}
+	c.StateDatabaseURL = "postgres://state@127.0.0.1/state"
+	if c.StateURL() != c.StateDatabaseURL {
+		t.Errorf("StateURL = %q, want the state database", c.StateURL())
 	}
 }

@@ -36,7 +36,7 @@ const (
 func readyOf(t *testing.T, d *delivery) func() string {
 	src := &observedSource{source: newMemSource(), reads: newMetrics(prometheus.NewRegistry()).SourceReads}
 	src.note(nil)
-	r := readiness{source: func() *observedSource { return src }, delivery: d}
+	r := readiness{source: func() *observedSource { return src }, delivery: func() *delivery { return d }}
 	return func() string { return r.notReady(time.Now()) }
 }
 

@@ -27,6 +27,7 @@ type metrics struct {
 	SourceLag    prometheus.Gauge
 	SourceReads  *prometheus.CounterVec
 	TargetHeld   prometheus.Gauge
+	Leader       prometheus.Gauge
 	savedAt      atomic.Int64 // UnixNano of the last checkpoint save; 0 = never
 	deadLetters  atomic.Pointer[string]
 }
@@ -91,6 +92,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return float64(n)
 	})
+	m.Leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "kc_event_emitter", Name: "leader",
+		Help: "1 while this emitter emits (the leader of its cluster, or the only emitter without --cluster), 0 while it stands by.",
+	})
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "kc_event_emitter", Name: "checkpoint_age_seconds",
 		Help: "Seconds since the checkpoint was last saved.",
@@ -102,7 +107,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
 	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
-		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.TargetHeld, age, deadLetterBytes)
+		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.TargetHeld, m.Leader, age, deadLetterBytes)
 	return m
 }
 

@@ -27,7 +27,8 @@ func listenOps(addr string) (net.Listener, error) {
 // serveOps serves /healthz (alive), /readyz (see notReady) and /metrics on
 // ln until the returned server is closed. The server bounds every
 // connection: headers, whole requests, answers and idle keep-alives.
-func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time) string) *http.Server {
+// When ready, /readyz answers readyText() ("ready" when nil).
+func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time) string, readyText func() string) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -37,7 +38,11 @@ func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time
 			http.Error(w, problem, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		if readyText == nil {
+			fmt.Fprintln(w, "ready")
+			return
+		}
+		fmt.Fprintln(w, readyText())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{
@@ -55,12 +60,23 @@ func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time
 // readiness says why the emitter is not ready, or "" when it is: the source
 // answered its last read, the target does not refuse every event (the route
 // is not held), and it took an event recently or nothing waits for it.
+//
+// In cluster mode a standby is ready ("standby") while it can reach the
+// state database, so that it can take over: a sidecar's readiness is its
+// pod's, and Keycloak's pods must not leave their Service because their
+// emitter stands by.
 type readiness struct {
 	source   func() *observedSource // nil until the source is open
-	delivery *delivery
+	delivery func() *delivery
+	role     func() *role // nil outside cluster mode
 }
 
 func (r readiness) notReady(now time.Time) string {
+	if r.role != nil {
+		if ro := r.role(); ro != nil && !ro.isLeader() {
+			return ro.problem
+		}
+	}
 	src := r.source()
 	if src == nil {
 		return "source not opened yet"
@@ -71,7 +87,7 @@ func (r readiness) notReady(now time.Time) string {
 		}
 		return "source failing since " + at.Format(time.RFC3339) + ": " + err.Error()
 	}
-	d := r.delivery
+	d := r.delivery()
 	if since, answer, hint, held := d.hold.state(); held {
 		return "target refuses every event since " + since.UTC().Format(time.RFC3339) + " (" + answer + ": " + hint +
 			"): the route holds its position, " + strconv.Itoa(d.len()) + " events wait"
@@ -83,4 +99,18 @@ func (r readiness) notReady(now time.Time) string {
 			strconv.Itoa(n) + " wait"
 	}
 	return ""
+}
+
+// readyText is the body of a ready /readyz: "leader" or "standby" in
+// cluster mode, else "ready".
+func (r readiness) readyText() string {
+	if r.role != nil {
+		if ro := r.role(); ro != nil {
+			if ro.isLeader() {
+				return "leader"
+			}
+			return "standby"
+		}
+	}
+	return "ready"
 }

@@ -22,7 +22,7 @@ func TestOpsServerAnswersHealthReadinessAndMetricsAndBoundsConnections(t *testin
 	reg := prometheus.NewRegistry()
 	newMetrics(reg)
 	problem := "source not read yet"
-	srv := serveOps(ln, reg, func(time.Time) string { return problem })
+	srv := serveOps(ln, reg, func(time.Time) string { return problem }, nil)
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
 	get := func(path string) (int, string) {

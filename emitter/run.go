@@ -54,7 +54,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		if err != nil {
 			return err
 		}
-		defer serveOps(ln, opts.Registry, e.ready.notReady).Close()
+		defer serveOps(ln, opts.Registry, e.ready.notReady, e.ready.readyText).Close()
 	}
 	src, closeSource, err := openSource(ctx, cfg, e.log)
 	if err != nil {
@@ -65,6 +65,10 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		return err
 	}
 	defer closeSource()
+	if cfg.Cluster != "" {
+		return e.runCluster(ctx, src)
+	}
+	e.metrics.Leader.Set(1) // the only emitter emits
 	return e.run(ctx, src, checkpoint.NewFile(cfg.CheckpointPath))
 }
 
@@ -79,6 +83,10 @@ type emitter struct {
 	p       *pipeline
 	src     atomic.Pointer[observedSource] // set once open; read by /readyz
 	ready   readiness
+	enc     Encoder
+	sink    sink                     // the target, shared by the pipelines of every leadership term
+	cur     atomic.Pointer[delivery] // e.p.delivery, for /readyz
+	role    atomic.Pointer[role]     // cluster mode: leader or standby; nil otherwise
 }
 
 // newEmitter builds the delivery side of cfg: uids, encoder, sender,
@@ -97,14 +105,27 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.p = &pipeline{filters: cfg.Filters, enc: enc, metrics: e.metrics, progress: &progress{}}
-	e.p.delivery, err = newDelivery(deliveryOptions{
-		Sink:           sender,
+	e.sink, e.enc = sender, enc
+	if e.p, err = e.newPipeline(enc, sender); err != nil {
+		return nil, err
+	}
+	e.ready = readiness{source: e.src.Load, delivery: e.cur.Load, role: e.role.Load}
+	return e, nil
+}
+
+// newPipeline builds a pipeline and its delivery to s (one per leadership
+// term in cluster mode: a delivery is closed when its term ends).
+func (e *emitter) newPipeline(enc Encoder, s sink) (*pipeline, error) {
+	cfg := e.cfg
+	p := &pipeline{filters: cfg.Filters, enc: enc, metrics: e.metrics, progress: &progress{}}
+	var err error
+	p.delivery, err = newDelivery(deliveryOptions{
+		Sink:           s,
 		Capacity:       cfg.BufferCapacity,
 		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
 		DeadLetterPath: cfg.DeadLetterPath,
-		Ack:            e.p.ack,
+		Ack:            p.ack,
 		Metrics:        e.metrics,
 		Logger:         e.log,
 		// The target's answers and the dead-letter file's rotation.
@@ -116,8 +137,8 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.ready = readiness{source: e.src.Load, delivery: e.p.delivery}
-	return e, nil
+	e.cur.Store(p.delivery)
+	return p, nil
 }
 
 // run opens the ledger on store and tails src until ctx is done (with
@@ -236,6 +257,14 @@ func runLoop(ctx context.Context, cfg Config, log *slog.Logger, t *tailer, p *pi
 	p.delivery.close()
 	var runErr error
 	done := false
+	if deposed(ctx) {
+		// Another emitter leads now: what is buffered is its to send, with
+		// the same uids. Sending on could only duplicate.
+		log.Warn("deposed: delivery stops at once; the new leader sends the undelivered events again", "events", p.delivery.len())
+		stopDelivery()
+		runErr = <-delivered
+		done = true
+	}
 	if cfg.Once && ctx.Err() == nil {
 		select { // deliver everything, however long the target takes
 		case runErr = <-delivered:
@@ -259,7 +288,12 @@ func runLoop(ctx context.Context, cfg Config, log *slog.Logger, t *tailer, p *pi
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
 	}
-	saveErr := p.ledger.Close(context.WithoutCancel(ctx))
+	saveCtx, cancelSave := context.WithoutCancel(ctx), func() {}
+	if deposed(ctx) { // the state database may be out of reach: do not wait for it
+		saveCtx, cancelSave = context.WithTimeout(saveCtx, depositionSave)
+	}
+	saveErr := p.ledger.Close(saveCtx)
+	cancelSave()
 	if saveErr == nil {
 		p.metrics.CheckpointSaved(time.Now())
 	}

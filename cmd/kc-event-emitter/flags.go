@@ -24,6 +24,7 @@ const (
 	envAPISecret     = envPrefix + "API_CLIENT_SECRET"
 	envAPIPassword   = envPrefix + "API_PASSWORD"
 	envSigningSecret = envPrefix + "SIGNING_SECRET"
+	envStateDBURL    = envPrefix + "STATE_DB_URL"
 )
 
 // mandatory are the original's mandatory parameters: no defaults.
@@ -46,6 +47,7 @@ var flagGroups = []flagGroup{
 		"deadLetterMaxBytes", "deadLetterStatuses", "holdStatuses"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
 	{"Operations", []string{"checkpoint", "once", "listen", "shutdownTimeout", "logLevel", "logFormat"}},
+	{"Cluster mode: one emitter per Keycloak pod, exactly one emitting, the state in PostgreSQL", []string{"cluster", "stateSchema", "stateDbUrlFile"}},
 }
 
 const runUsage = `Usage: kc-event-emitter [run] [flags]
@@ -61,7 +63,8 @@ original) or --secretFile, the database URL from KC_EMITTER_DB_URL or
 --dbUrlFile, the API client secret from KC_EMITTER_API_CLIENT_SECRET or
 --apiClientSecretFile, the API password from KC_EMITTER_API_PASSWORD or
 --apiPasswordFile, Standard Webhooks secrets from KC_EMITTER_SIGNING_SECRET
-(space-separated) or --signingSecretFile (one per line).
+(space-separated) or --signingSecretFile (one per line), the state database URL
+of cluster mode from KC_EMITTER_STATE_DB_URL or --stateDbUrlFile.
 
 Memory: the Go runtime's soft memory limit is 48 MiB unless GOMEMLIMIT sets
 another; the heap needed grows with --bufferCapacity and with the events read
@@ -86,7 +89,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 		o                                options
 		format, numbering                string
 		bufferCapacity, keycloakID, dcID string
-		dbURLFile                        string
+		dbURLFile, stateDBURLFile        string
 		apiSecretFile, apiPassFile       string
 		realms, kinds, eventTypes        string
 		excludeTypes, adminOps, adminRes string
@@ -133,6 +136,9 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.BoolVar(&c.Once, "once", false, "deliver what is new, save the checkpoint and exit (for cron)")
 	fs.StringVar(&c.ListenAddr, "listen", def.ListenAddr, "`address` of /healthz, /readyz and /metrics; empty serves none")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdownTimeout", def.ShutdownTimeout, "on SIGTERM, longest time to deliver what is buffered")
+	fs.StringVar(&c.Cluster, "cluster", "", "cluster `name`: the emitters of one name (a sidecar in every Keycloak pod) share their state in PostgreSQL and exactly one emits; empty: one instance with --checkpoint")
+	fs.StringVar(&c.StateSchema, "stateSchema", def.StateSchema, "PostgreSQL `schema` of the cluster's state (created if absent; needs USAGE and CREATE on it)")
+	fs.StringVar(&stateDBURLFile, "stateDbUrlFile", "", "`file` holding the PostgreSQL URL of the cluster's state (else "+envStateDBURL+"; default: Keycloak's database)")
 	fs.StringVar(&logLevel, "logLevel", "INFO", "DEBUG, INFO, WARN or ERROR")
 	fs.StringVar(&o.logFormat, "logFormat", "text", "text or json")
 
@@ -178,6 +184,9 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 		return options{}, err
 	}
 	if c.DatabaseURL, err = envflag.Secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {
+		return options{}, err
+	}
+	if c.StateDatabaseURL, err = envflag.Secret(getenv, stateDBURLFile, "stateDbUrlFile", envStateDBURL); err != nil {
 		return options{}, err
 	}
 	if c.API.ClientSecret, err = envflag.Secret(getenv, apiSecretFile, "apiClientSecretFile", envAPISecret); err != nil {

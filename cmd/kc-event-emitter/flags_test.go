@@ -173,7 +173,7 @@ func with(args []string, name, value string) []string {
 // TestDeployExamplesSetOnlyVariablesTheEmitterReads keeps deploy/ in step
 // with the flags: a misspelled KC_EMITTER_ variable would be ignored silently.
 func TestDeployExamplesSetOnlyVariablesTheEmitterReads(t *testing.T) {
-	known := map[string]bool{envSecretToken: true, envDBURL: true, envAPISecret: true, envAPIPassword: true, envSigningSecret: true}
+	known := map[string]bool{envSecretToken: true, envDBURL: true, envAPISecret: true, envAPIPassword: true, envSigningSecret: true, envStateDBURL: true}
 	var help strings.Builder
 	parseRunFlags([]string{"--help"}, env(nil), &help)
 	for _, line := range strings.Split(help.String(), "\n") {
@@ -181,7 +181,9 @@ func TestDeployExamplesSetOnlyVariablesTheEmitterReads(t *testing.T) {
 			known[name] = true
 		}
 	}
-	files := []string{"../../deploy/systemd/kc-event-emitter.env", "../../deploy/kubernetes/keycloak-with-emitter.yaml", "../../deploy/Dockerfile"}
+	files := []string{"../../deploy/systemd/kc-event-emitter.env", "../../deploy/kubernetes/keycloak-with-emitter.yaml", "../../deploy/Dockerfile",
+		"../../deploy/keycloak-operator/keycloak-with-emitter.yaml", "../../deploy/helm/values-codecentric-keycloakx.yaml",
+		"../../deploy/helm/values-bitnami-keycloak.yaml"}
 	re := regexp.MustCompile(`\bKC_EMITTER_[A-Z_]+`)
 	for _, f := range files {
 		data, err := os.ReadFile(f)

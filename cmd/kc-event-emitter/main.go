@@ -2,8 +2,8 @@
 // admin REST API) and delivers each Event and AdminEvent to an HTTP target in
 // the wire formats of the original event-emitter.
 //
-// Subcommands: run (the default), encode, deadletters (list, replay),
-// version (also --version).
+// Subcommands: run (the default), encode, deadletters (list, replay), state
+// import, version (also --version).
 // `kc-event-emitter help` lists them; `kc-event-emitter run --help` lists the
 // flags of run.
 package main
@@ -36,6 +36,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return encodeMain(args, stdin, stdout, stderr)
 	case "deadletters":
 		return deadlettersMain(args, stdout, stderr)
+	case "state":
+		return stateMain(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(stderr, "kc-event-emitter version: unexpected argument %q\n", args[0])
@@ -57,6 +59,7 @@ func usage(w io.Writer) {
        kc-event-emitter encode [flags]    encode admin API event JSON lines from stdin to wire payloads
        kc-event-emitter deadletters list|replay [flags]
                                           show the dead letters, or send them again and remove them
+       kc-event-emitter state import ...  move a file checkpoint into a cluster's state in PostgreSQL
        kc-event-emitter version           print the version, the commit and the Go version
 Run "kc-event-emitter run --help", "kc-event-emitter encode --help" or
 "kc-event-emitter deadletters --help" for the flags.

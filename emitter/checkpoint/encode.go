@@ -17,6 +17,10 @@ import (
 func (l *Ledger) appendSnapshot(b []byte) []byte {
 	b = append(b, `{"version":`...)
 	b = strconv.AppendInt(b, Version, 10)
+	if l.maxUID > 0 {
+		b = append(b, `,"maxUid":`...)
+		b = strconv.AppendInt(b, l.maxUID, 10)
+	}
 	b = append(b, `,"streams":{`...)
 	first := true
 	for key, s := range l.streams {

@@ -3,7 +3,7 @@
 // are done, and the window of the events read at or after the floor, each
 // with the uid it was given and whether it was acknowledged; the journal of
 // uids issued since the last snapshot; and the Stores that keep all of it
-// across restarts (a file for one instance). A crash at any point replays
+// across restarts (a file for one instance, PostgreSQL for a cluster). A crash at any point replays
 // every unacknowledged event with the uid it had, and skips none.
 package checkpoint
 
@@ -74,6 +74,7 @@ type Ledger struct {
 	dirty     bool
 	lastSaved time.Time
 	loadedUID int64 // the largest uid of the loaded state
+	maxUID    int64 // the largest uid loaded or issued: the snapshot's maxUid
 
 	saves atomic.Uint64
 }
@@ -136,6 +137,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %v: %w", o.Store, err)
 	}
+	l.loadedUID = st.MaxUID
 	for key, cs := range st.Streams {
 		s := &stream{cursor: cs.Cursor, floor: cs.Floor, window: make(map[string]*entry, len(cs.Window)), trailFrom: cs.Floor, trailTo: cs.Floor}
 		for id, e := range cs.Window {
@@ -162,15 +164,19 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		}
 		l.loadedUID = max(l.loadedUID, e.UID)
 	}
+	l.maxUID = l.loadedUID
 	return l, nil
 }
 
-// MaxUID returns the largest uid of the loaded state, 0 when there is none:
-// the uids issued after a restart must stay above it.
+// MaxUID returns the largest uid of the loaded state or issued since (the
+// uid high-water mark the snapshot keeps, even after the entries that
+// carried it are pruned), 0 when there is none: the uids issued after a
+// restart, by this process or by another with another keycloakId, must
+// stay above it.
 func (l *Ledger) MaxUID() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.loadedUID
+	return l.maxUID
 }
 
 // Streams returns the keys of every stream known, sorted.
@@ -348,6 +354,7 @@ func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward boo
 		e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
 		s.window[it.ID] = e
 		uids[i] = e.uid
+		l.maxUID = max(l.maxUID, e.uid)
 		l.dirty = true
 		if l.opts.Store != nil {
 			fresh = append(fresh, it.ID)

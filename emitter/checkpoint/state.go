@@ -15,6 +15,10 @@ const Version = 1
 // between stores. The Ledger itself never copies its windows into a State.
 type State struct {
 	Version int `json:"version"`
+	// MaxUID is the largest uid ever issued for this state (the uid
+	// high-water mark): new uids stay above it even when the entries that
+	// carried it were pruned. Absent (0) in snapshots of older versions.
+	MaxUID int64 `json:"maxUid,omitempty"`
 	// Streams maps a stream key (kind + "/" + realm id) to its position.
 	Streams map[string]*Stream `json:"streams"`
 }

@@ -1,7 +1,8 @@
 // Package pgsource reads Keycloak's event tables (event_entity and
 // admin_event_entity) from its PostgreSQL database with keyset pages on the
 // (realm_id, time) indexes. It is a dumb backend: it returns raw rows and
-// keeps no position; the emitter package owns the cursor and the loop.
+// keeps no position; the emitter package owns the cursor and the loop. In
+// cluster mode it also holds the cluster's advisory lock (Locker, lock.go).
 //
 // The database user needs only read access to four tables (with Keycloak's
 // schema, database and user names in place of these):
