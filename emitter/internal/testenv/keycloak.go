@@ -20,11 +20,15 @@ type Keycloak struct {
 	URL           string // base URL on loopback, e.g. http://127.0.0.1:41234
 	Admin         string // the master realm's admin
 	AdminPassword string
-	DBURL         string // its PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/keycloak?sslmode=disable
+	DBURL         string // its PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/keycloak_26_7_3?sslmode=disable
+	// Version is the release scripts/keycloak.sh started
+	// (KCEE_TEST_KEYCLOAK_VERSION), e.g. "26.7.3"; empty when unset.
+	Version string
 }
 
 // KeycloakEnv returns the Keycloak of KCEE_TEST_KEYCLOAK_URL, _ADMIN,
-// _ADMIN_PASSWORD and _DB_URL (as `scripts/keycloak.sh env` prints them).
+// _ADMIN_PASSWORD, _DB_URL and _VERSION (as `scripts/keycloak.sh env` prints
+// them; _VERSION may be unset).
 // When one is unset the test is skipped, or fails when
 // KCEE_REQUIRE_SERVERS=1. It fails when the URL is not a loopback address.
 func KeycloakEnv(t testing.TB) Keycloak {
@@ -34,6 +38,7 @@ func KeycloakEnv(t testing.TB) Keycloak {
 		Admin:         os.Getenv("KCEE_TEST_KEYCLOAK_ADMIN"),
 		AdminPassword: os.Getenv("KCEE_TEST_KEYCLOAK_ADMIN_PASSWORD"),
 		DBURL:         os.Getenv("KCEE_TEST_KEYCLOAK_DB_URL"),
+		Version:       os.Getenv("KCEE_TEST_KEYCLOAK_VERSION"),
 	}
 	if k.URL == "" || k.Admin == "" || k.AdminPassword == "" || k.DBURL == "" {
 		msg := "KCEE_TEST_KEYCLOAK_URL, _ADMIN, _ADMIN_PASSWORD and _DB_URL are not all set: run `scripts/keycloak.sh start && eval \"$(scripts/keycloak.sh env)\"` first"
