@@ -566,16 +566,17 @@ func (t *traffic) round(ctx context.Context, n int) error {
 	// Failed logins: a wrong password, an unknown user (direct grant), a
 	// wrong password in the login form.
 	for _, c := range []struct{ user, password string }{{user, "wrong-" + password}, {"nobody-" + user, password}} {
-		if _, err := t.passwordGrant(ctx, c.user, c.password); !rejectedGrant(err) {
+		_, err := t.passwordGrant(ctx, c.user, c.password)
+		if !rejectedGrant(err) {
 			return fmt.Errorf("failed login of %s: want a refusal (HTTP 401 or 400, error invalid_grant), got %v", c.user, err)
 		}
-		t.counts.add("failed logins")
+		t.counts.add(fmt.Sprintf("failed logins (direct grant, HTTP %d)", statusOf(err)))
 	}
 	b = newBrowser()
 	if _, err := b.login(ctx, t, user, "wrong-"+password); !errors.Is(err, errLoginRejected) {
 		return fmt.Errorf("form login of %s with a wrong password: want a rejection, got %v", user, err)
 	}
-	t.counts.add("failed logins")
+	t.counts.add("failed logins (form)")
 
 	// Login by direct grant, refresh, userinfo, logout.
 	tok, err = t.passwordGrant(ctx, user, password)
