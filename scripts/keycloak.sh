@@ -23,7 +23,7 @@
 #   KC_BOOTSTRAP_ADMIN_PASSWORD  its password [admin]; used only when the database is new
 #   KC_JAVA_HOME                 the JDK to run it on [by version, see pick_java]
 #   KC_PG_CLUSTER                the scripts/postgres.sh cluster for its database [test]
-#   KC_START_TIMEOUT             seconds to wait for it to answer [300]
+#   KC_START_TIMEOUT             seconds to wait for it to answer [600; a first start creates the schema]
 #   KC_HEAP                      the JVM heap options [-Xms256m -Xmx1g]
 #
 # The distribution is fetched from Maven Central with `mvn dependency:copy`
@@ -44,7 +44,7 @@ set -euo pipefail
 
 KC_VERSION=${KC_VERSION:-26.7.3}
 KC_PG_CLUSTER=${KC_PG_CLUSTER:-test}
-KC_START_TIMEOUT=${KC_START_TIMEOUT:-300}
+KC_START_TIMEOUT=${KC_START_TIMEOUT:-600}
 KC_HEAP=${KC_HEAP:--Xms256m -Xmx1g}
 KCDIR=$CACHE/keycloak
 ZIP=$KCDIR/keycloak-quarkus-dist-$KC_VERSION.zip
@@ -180,14 +180,25 @@ start() {
 	fetch
 	pick_java
 	build
-	local pgurl pgport db
+	local pgurl pgport db new_db=""
 	pgurl=$("$ROOT/scripts/postgres.sh" start "$KC_PG_CLUSTER" | tail -n 1)
 	pgport=${pgurl#*127.0.0.1:}
 	pgport=${pgport%%/*}
 	db=keycloak_$(echo "$KC_VERSION" | tr -c '0-9a-z\n' '_')
 	if [ -z "$(psql "$pgurl" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
 		psql -q "$pgurl" -c "CREATE DATABASE $db" >&2
+		new_db=1
 	fi
+	# A first start that fails may leave a half-made schema (and Liquibase's
+	# lock): drop the database it was given, so that the next start is clean.
+	failed_start() {
+		tail -n 40 "$RUN/log" >&2
+		if [ -n "$new_db" ]; then
+			log "dropping database $db (its first start failed)"
+			psql -q "$pgurl" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >&2 || true
+		fi
+		die "$@"
+	}
 	mkdir -p "$RUN"
 	# The ports of the last start when they are still free, so URLs stay stable.
 	local f
@@ -224,13 +235,11 @@ start() {
 	local t0=$SECONDS
 	until answers; do
 		if ! pid_alive; then
-			tail -n 40 "$RUN/log" >&2
-			die "Keycloak $KC_VERSION exited during start (log: $RUN/log)"
+			failed_start "Keycloak $KC_VERSION exited during start (log: $RUN/log)"
 		fi
 		if ((SECONDS - t0 > KC_START_TIMEOUT)); then
-			tail -n 40 "$RUN/log" >&2
 			stop
-			die "Keycloak $KC_VERSION did not answer within ${KC_START_TIMEOUT}s (log: $RUN/log)"
+			failed_start "Keycloak $KC_VERSION did not answer within ${KC_START_TIMEOUT}s (log: $RUN/log)"
 		fi
 		sleep 1
 	done
