@@ -64,47 +64,12 @@ save_serverinfo() {
 		jq '{version: .systemInfo.version, eventType: .enums.eventType, resourceType: .enums.resourceType}' >"$OUT/keycloak-$v-serverinfo.json"
 }
 
-for v in $KC_VERSIONS; do
-	echo "=== Keycloak $v" >&2
-	t0=$SECONDS
-	if ! KC_VERSION=$v bash scripts/keycloak.sh start >"$OUT/keycloak-$v-start.log" 2>&1; then
-		tail -n 20 "$OUT/keycloak-$v-start.log" >&2
-		rows+=("| $v | | failed | all | | **FAIL: Keycloak did not start** | $((SECONDS - t0))s |")
-		failed=1
-		continue
-	fi
-	start=$((SECONDS - t0))
-	jdk=$(sed -n 's/.*starting Keycloak [^ ]* on \([^ ]*\) at.*/\1/p' "$OUT/keycloak-$v-start.log" | tail -n 1)
-	[ -n "$jdk" ] || jdk=$(sed -n 's/.*building Keycloak [^ ]* for PostgreSQL on \([^ ]*\) .*/\1/p' "$OUT/keycloak-$v-start.log")
-	eval "$(bash scripts/keycloak.sh env)"
-	save_serverinfo "$v" || log "could not read the serverinfo of Keycloak $v"
-	for g in $COMPAT_GROUPS; do
-		[ -n "${RUN_RE[$g]:-}" ] || die "COMPAT_GROUPS: unknown group '$g' (want db, api, server)"
-		echo "--- Keycloak $v, $g" >&2
-		t1=$SECONDS
-		rc=0
-		# shellcheck disable=SC2086 # PKGS is a list of packages
-		go test -json -count=1 -timeout "${GO_TEST_TIMEOUT:-15m}" -run "${RUN_RE[$g]}" ${PKGS[$g]} >"$OUT/keycloak-$v-$g.json" 2>&1 || rc=$?
-		secs=$((SECONDS - t1))
-		jq -rj 'select(.Action == "output") | .Output' "$OUT/keycloak-$v-$g.json" >"$OUT/keycloak-$v-$g.log" 2>/dev/null ||
-			cp "$OUT/keycloak-$v-$g.json" "$OUT/keycloak-$v-$g.log"
-		# go test's own result lines.
-		grep -E '^(ok|FAIL|panic:|--- FAIL|--- SKIP)' "$OUT/keycloak-$v-$g.log" | sed "s/^/[$v $g] /" || true
-		counts=$(jq -rs '[.[] | select(.Test != null and (.Test | contains("/") | not))] |
-			"\([.[] | select(.Action == "pass")] | length) passed, \([.[] | select(.Action == "fail")] | length) failed, \([.[] | select(.Action == "skip")] | length) skipped"' \
-			"$OUT/keycloak-$v-$g.json" 2>/dev/null || echo "?")
-		if [ $rc = 0 ]; then result=pass; else result="**FAIL**"; failed=1; fi
-		rows+=("| $v | $jdk | ${start}s | $g | $counts | $result | ${secs}s |")
-	done
-done
-bash scripts/keycloak.sh stop >&2 || true
-
 table() {
 	echo "| Keycloak | JDK | start | source | tests | result | time |"
 	echo "|---|---|---|---|---|---|---|"
 	printf '%s\n' "${rows[@]}"
 	echo
-	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' with local changes');"
+	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo ' with local changes');"
 	echo "start: scripts/keycloak.sh start (the first start of a version also fetches, builds and creates its database); time: go test of the group."
 }
 
@@ -146,11 +111,53 @@ replace_between() { # file marker text
 	cat "$tmp" >"$file" && rm -f "$tmp" "$textfile"
 }
 
-echo "=== compatibility" >&2
-table
-if [ -n "${COMPAT_DOC:-}" ]; then
+# update_doc writes the tables so far to COMPAT_DOC, when set (after each
+# version, so that an interrupted run keeps what it measured).
+update_doc() {
+	[ -n "${COMPAT_DOC:-}" ] || return 0
 	replace_between "$COMPAT_DOC" compat-table "$(table)"
 	replace_between "$COMPAT_DOC" compat-types "$(types)"
-	log "updated $COMPAT_DOC"
-fi
+}
+
+for v in $KC_VERSIONS; do
+	echo "=== Keycloak $v" >&2
+	t0=$SECONDS
+	if ! KC_VERSION=$v bash scripts/keycloak.sh start >"$OUT/keycloak-$v-start.log" 2>&1; then
+		tail -n 20 "$OUT/keycloak-$v-start.log" >&2
+		rows+=("| $v | | failed | all | | **FAIL: Keycloak did not start** | $((SECONDS - t0))s |")
+		failed=1
+		update_doc
+		continue
+	fi
+	start=$((SECONDS - t0))
+	jdk=$(sed -n 's/.*starting Keycloak [^ ]* on \([^ ]*\) at.*/\1/p' "$OUT/keycloak-$v-start.log" | tail -n 1)
+	[ -n "$jdk" ] || jdk=$(sed -n 's/.*building Keycloak [^ ]* for PostgreSQL on \([^ ]*\) .*/\1/p' "$OUT/keycloak-$v-start.log")
+	eval "$(bash scripts/keycloak.sh env)"
+	save_serverinfo "$v" || log "could not read the serverinfo of Keycloak $v"
+	for g in $COMPAT_GROUPS; do
+		[ -n "${RUN_RE[$g]:-}" ] || die "COMPAT_GROUPS: unknown group '$g' (want db, api, server)"
+		echo "--- Keycloak $v, $g" >&2
+		t1=$SECONDS
+		rc=0
+		# shellcheck disable=SC2086 # PKGS is a list of packages
+		go test -json -count=1 -timeout "${GO_TEST_TIMEOUT:-15m}" -run "${RUN_RE[$g]}" ${PKGS[$g]} >"$OUT/keycloak-$v-$g.json" 2>&1 || rc=$?
+		secs=$((SECONDS - t1))
+		jq -rj 'select(.Action == "output") | .Output' "$OUT/keycloak-$v-$g.json" >"$OUT/keycloak-$v-$g.log" 2>/dev/null ||
+			cp "$OUT/keycloak-$v-$g.json" "$OUT/keycloak-$v-$g.log"
+		# go test's own result lines.
+		grep -E '^(ok|FAIL|panic:|--- FAIL|--- SKIP)' "$OUT/keycloak-$v-$g.log" | sed "s/^/[$v $g] /" || true
+		counts=$(jq -rs '[.[] | select(.Test != null and (.Test | contains("/") | not))] |
+			"\([.[] | select(.Action == "pass")] | length) passed, \([.[] | select(.Action == "fail")] | length) failed, \([.[] | select(.Action == "skip")] | length) skipped"' \
+			"$OUT/keycloak-$v-$g.json" 2>/dev/null || echo "?")
+		if [ $rc = 0 ]; then result=pass; else result="**FAIL**"; failed=1; fi
+		rows+=("| $v | $jdk | ${start}s | $g | $counts | $result | ${secs}s |")
+	done
+	update_doc
+done
+bash scripts/keycloak.sh stop >&2 || true
+
+echo "=== compatibility" >&2
+table
+update_doc
+[ -z "${COMPAT_DOC:-}" ] || log "updated $COMPAT_DOC"
 exit $failed
