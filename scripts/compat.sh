@@ -16,8 +16,9 @@
 #           resource type name through JSON and each FlatBuffer numbering
 #
 # Settings from the environment:
-#   KC_VERSIONS    the versions [the list below: the newest patch of each minor from 21.1
-#                  that Maven Central serves here, 26.3 and 26.4 left out]
+#   KC_VERSIONS    the versions, in the order to run them [the default 26.7.3 first, then
+#                  the newest patch of each minor from 21.1 that Maven Central serves here,
+#                  26.3 and 26.4 left out]; the table is sorted by version
 #   COMPAT_GROUPS  the groups to run [db api server]
 #   COMPAT_DOC     a Markdown file whose table between the markers
 #                  <!-- compat-table:start --> and <!-- compat-table:end -->, and whose
@@ -29,7 +30,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-KC_VERSIONS=${KC_VERSIONS:-21.1.2 22.0.5 23.0.7 24.0.5 25.0.6 26.0.8 26.1.4 26.2.5 26.5.6 26.7.3}
+KC_VERSIONS=${KC_VERSIONS:-26.7.3 21.1.2 22.0.5 23.0.7 24.0.5 25.0.6 26.0.8 26.1.4 26.2.5 26.5.6}
 COMPAT_GROUPS=${COMPAT_GROUPS:-db api server}
 OUT=$CACHE/compat
 mkdir -p "$OUT"
@@ -67,7 +68,7 @@ save_serverinfo() {
 table() {
 	echo "| Keycloak | JDK | start | source | tests | result | time |"
 	echo "|---|---|---|---|---|---|---|"
-	printf '%s\n' "${rows[@]}"
+	printf "%s\n" "${rows[@]}" | sort -s -t "|" -k2,2V # by version, groups in run order
 	echo
 	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo ' with local changes');"
 	echo "start: scripts/keycloak.sh start (the first start of a version also fetches, builds and creates its database); time: go test of the group."
@@ -80,7 +81,7 @@ types() {
 	local prev="" v f
 	echo "| Keycloak | event types | resource types | new since the version above |"
 	echo "|---|---|---|---|"
-	for v in $KC_VERSIONS; do
+	for v in $(printf '%s\n' $KC_VERSIONS | sort -V); do
 		f=$OUT/keycloak-$v-serverinfo.json
 		[ -f "$f" ] || continue
 		local added=""
@@ -93,7 +94,7 @@ types() {
 		prev=$f
 	done
 	echo
-	for v in $KC_VERSIONS; do
+	for v in $(printf '%s\n' $KC_VERSIONS | sort -V); do
 		[ -f "$OUT/keycloak-$v-server.log" ] || continue
 		grep -o "Keycloak $v, numbering .*" "$OUT/keycloak-$v-server.log" | sed 's/^/- /' || true
 	done
