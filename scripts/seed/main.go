@@ -10,7 +10,8 @@
 // details enabled for every event type the server knows, self-registration
 // on; a confidential client with a service account holding realm-management
 // view-events and view-users; a public client allowing the direct grant and
-// the browser flow; a realm role. Then each round, for one new user:
+// the browser flow, whose access tokens name the confidential client in
+// their audience (it introspects them); a realm role. Then each round, for one new user:
 // registration through the registration form, failed logins (wrong password,
 // unknown user, wrong password in the login form), logins (direct grant and
 // login form with code exchange), a token refresh, a userinfo call, logouts,
@@ -461,7 +462,36 @@ func setup(ctx context.Context, a *adminAPI, realm string) (setupResult, error) 
 		"standardFlowEnabled": true, "directAccessGrantsEnabled": true,
 		"redirectUris": []string{redirectURI},
 	})
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	return res, ensureAudience(ctx, a, realm, res.publicID, confidentialClientID)
+}
+
+// ensureAudience adds to the client with internal id clientUUID an audience
+// mapper that puts audience in its access tokens. The confidential client
+// introspects the public client's tokens, and since Keycloak 26.7 the
+// introspection endpoint answers active=false to a client that is not in
+// the token's audience.
+func ensureAudience(ctx context.Context, a *adminAPI, realm, clientUUID, audience string) error {
+	path := "/realms/" + realm + "/clients/" + clientUUID + "/protocol-mappers/models"
+	name := "audience " + audience
+	var mappers []struct {
+		Name string `json:"name"`
+	}
+	if _, err := a.do(ctx, "GET", path, nil, &mappers); err != nil {
+		return err
+	}
+	for _, m := range mappers {
+		if m.Name == name {
+			return nil
+		}
+	}
+	_, err := a.do(ctx, "POST", path, map[string]any{
+		"name": name, "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
+		"config": map[string]string{"included.client.audience": audience, "access.token.claim": "true", "id.token.claim": "false"},
+	}, nil)
+	return err
 }
 
 // ensureClient creates the client unless one with its clientId exists, and
