@@ -65,13 +65,31 @@ save_serverinfo() {
 		jq '{version: .systemInfo.version, eventType: .enums.eventType, resourceType: .enums.resourceType}' >"$OUT/keycloak-$v-serverinfo.json"
 }
 
+# stamp tells when and on what a row was measured: the date and the commit
+# (+ when the work tree had other changes than docs/).
+stamp() {
+	echo "$(date -u +%Y-%m-%d) $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo +)"
+}
+
+# table prints this run's rows and, from COMPAT_DOC, the rows of versions
+# this run did not measure, sorted by version.
 table() {
-	echo "| Keycloak | JDK | start | source | tests | result | time |"
-	echo "|---|---|---|---|---|---|---|"
-	printf "%s\n" "${rows[@]}" | sort -s -t "|" -k2,2V # by version, groups in run order
+	echo "| Keycloak | JDK | start | source | tests | result | time | measured |"
+	echo "|---|---|---|---|---|---|---|---|"
+	{
+		printf "%s\n" "${rows[@]}"
+		if [ -n "${COMPAT_DOC:-}" ]; then
+			sed -n '/<!-- compat-table:start -->/,/<!-- compat-table:end -->/p' "$COMPAT_DOC" | grep -E '^\| [0-9]' |
+				while IFS= read -r line; do
+					v=$(echo "$line" | cut -d'|' -f2 | tr -d ' ')
+					[[ " $KC_VERSIONS " == *" $v "* ]] || echo "$line"
+				done
+		fi
+	} | sort -s -t "|" -k2,2V # by version, groups in run order
 	echo
-	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo ' with local changes');"
-	echo "start: scripts/keycloak.sh start (the first start of a version also fetches, builds and creates its database); time: go test of the group."
+	echo "On $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), shared with other jobs."
+	echo "start: scripts/keycloak.sh start (the first start of a version also fetches, builds and creates its database); time: go test of the group;"
+	echo "measured: date and commit (+: with uncommitted changes)."
 }
 
 # types lists, per version measured, the type names its serverinfo gives,
@@ -125,7 +143,7 @@ for v in $KC_VERSIONS; do
 	t0=$SECONDS
 	if ! KC_VERSION=$v bash scripts/keycloak.sh start >"$OUT/keycloak-$v-start.log" 2>&1; then
 		tail -n 20 "$OUT/keycloak-$v-start.log" >&2
-		rows+=("| $v | | failed | all | | **FAIL: Keycloak did not start** | $((SECONDS - t0))s |")
+		rows+=("| $v | | failed | all | | **FAIL: Keycloak did not start** | $((SECONDS - t0))s | $(stamp) |")
 		failed=1
 		update_doc
 		continue
@@ -151,7 +169,7 @@ for v in $KC_VERSIONS; do
 			"\([.[] | select(.Action == "pass")] | length) passed, \([.[] | select(.Action == "fail")] | length) failed, \([.[] | select(.Action == "skip")] | length) skipped"' \
 			"$OUT/keycloak-$v-$g.json" 2>/dev/null || echo "?")
 		if [ $rc = 0 ]; then result=pass; else result="**FAIL**"; failed=1; fi
-		rows+=("| $v | $jdk | ${start}s | $g | $counts | $result | ${secs}s |")
+		rows+=("| $v | $jdk | ${start}s | $g | $counts | $result | ${secs}s | $(stamp) |")
 	done
 	update_doc
 done
