@@ -92,14 +92,25 @@ table() {
 	echo "measured: date and commit (+: with uncommitted changes)."
 }
 
-# types lists, per version measured, the type names its serverinfo gives,
+# measured prints the versions whose serverinfo is under $OUT (this run's
+# and earlier runs'), oldest first.
+measured() {
+	local f
+	for f in "$OUT"/keycloak-*-serverinfo.json; do
+		[ -f "$f" ] || continue
+		f=${f##*/keycloak-}
+		echo "${f%-serverinfo.json}"
+	done | sort -V
+}
+
+# types lists, per version measured (in this run or an earlier one), the type names its serverinfo gives,
 # those new since the version before it, and those each FlatBuffer
 # numbering sends as UNKNOWN (from the server group's log).
 types() {
 	local prev="" v f
 	echo "| Keycloak | event types | resource types | new since the version above |"
 	echo "|---|---|---|---|"
-	for v in $(printf '%s\n' $KC_VERSIONS | sort -V); do
+	for v in $(measured); do
 		f=$OUT/keycloak-$v-serverinfo.json
 		[ -f "$f" ] || continue
 		local added=""
@@ -112,7 +123,7 @@ types() {
 		prev=$f
 	done
 	echo
-	for v in $(printf '%s\n' $KC_VERSIONS | sort -V); do
+	for v in $(measured); do
 		[ -f "$OUT/keycloak-$v-server.log" ] || continue
 		grep -o "Keycloak $v, numbering .*" "$OUT/keycloak-$v-server.log" | sed 's/^/- /' || true
 	done
