@@ -11,7 +11,7 @@ export GO_TEST_TIMEOUT
 # Downloads and run state (the scripts read KCEE_CACHE too).
 CACHE := $(or $(KCEE_CACHE),.cache)
 
-.PHONY: build dist image test test-unit generate check-generate bench demo servers clean distclean
+.PHONY: build dist image test test-compat test-unit generate check-generate bench demo servers clean distclean
 
 ## build: bin/kc-event-emitter and bin/kc-event-receiver, static and stamped with
 ## the version (scripts/version.sh; VERSION=... sets another) and the commit
@@ -33,6 +33,12 @@ image:
 ## test: everything against a real PostgreSQL and a real Keycloak (started here)
 test:
 	bash scripts/test.sh
+
+## test-compat: the tests that touch Keycloak on each version from 21.1 to the newest, one
+## Keycloak at a time (KC_VERSIONS="21.1.2 26.7.3" to choose; COMPAT_DOC=docs/compatibility.md
+## writes the table there); prints a table (version, source, result, time)
+test-compat:
+	bash scripts/compat.sh
 
 ## test-unit: the tests that need no server (those that do are skipped)
 test-unit: build

@@ -27,7 +27,7 @@ JAR=keycloak-events-$PEER_EVENTS_VERSION.jar
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
 # kc runs scripts/keycloak.sh on the peer's cache folder and cluster.
-kc() { KCEE_CACHE=$PEER KC_PG_CLUSTER=peer "$ROOT/scripts/keycloak.sh" "$@"; }
+kc() { KCEE_CACHE=$PEER KC_PG_CLUSTER=peer KC_VERSION=$KC_VERSION "$ROOT/scripts/keycloak.sh" "$@"; }
 
 setup() {
 	local home=$PEER/keycloak/keycloak-$KC_VERSION zip=keycloak-quarkus-dist-$KC_VERSION.zip

@@ -4,8 +4,13 @@
 # the real servers (KCEE_REQUIRE_SERVERS=1: a test that needs a server fails
 # instead of skipping). Prints the time of each phase at the end.
 #
+# Then the end-to-end subset again on the oldest supported Keycloak (the
+# tests of emitter/e2e that touch Keycloak and the schema check; the full
+# matrix is `make test-compat`), which is stopped afterwards.
+#
 # Settings: GO_TEST_TIMEOUT [15m], GO_TEST_FLAGS (extra go test flags),
-# KC_VERSION (see scripts/keycloak.sh).
+# KC_VERSION (see scripts/keycloak.sh), KC_OLDEST_VERSION [21.1.2; "none"
+# skips that part].
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -38,3 +43,13 @@ phase "build" make --no-print-directory build
 phase "go vet" go vet ./...
 # shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
 phase "go test" go test -count=1 -timeout "${GO_TEST_TIMEOUT:-15m}" ${GO_TEST_FLAGS:-} ./...
+
+KC_OLDEST_VERSION=${KC_OLDEST_VERSION:-21.1.2}
+if [ "$KC_OLDEST_VERSION" != none ] && [ "$KC_OLDEST_VERSION" != "${KC_VERSION:-}" ]; then
+	phase "start keycloak $KC_OLDEST_VERSION" env KC_VERSION="$KC_OLDEST_VERSION" bash scripts/keycloak.sh start
+	eval "$(bash scripts/keycloak.sh env)"
+	# shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
+	phase "go test e2e $KC_OLDEST_VERSION" go test -count=1 -timeout "${GO_TEST_TIMEOUT:-15m}" ${GO_TEST_FLAGS:-} \
+		-run '^(TestEndToEnd(API|Every|Emitter|Receiver).*|TestEvery.*|TestLiveKeycloakSchemaMatchesTheDump)$' ./emitter/e2e ./emitter/internal/testenv
+	phase "stop keycloak $KC_OLDEST_VERSION" bash scripts/keycloak.sh stop
+fi

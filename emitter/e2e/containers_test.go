@@ -15,7 +15,7 @@ import (
 
 // keycloakImage is the Keycloak of the container variant; keep it the
 // version scripts/keycloak.sh runs.
-const keycloakImage = "quay.io/keycloak/keycloak:26.5.6"
+const keycloakImage = "quay.io/keycloak/keycloak:26.7.3"
 
 // TestEndToEndInContainers is the end-to-end test on PostgreSQL and Keycloak
 // started by testcontainers-go, for machines with Docker instead of the

@@ -1,10 +1,10 @@
--- Keycloak 22.0.5 (org.keycloak:keycloak-quarkus-dist:22.0.5, kc.sh start-dev --db postgres on PostgreSQL 15, JDK 17) created these tables on first start;
--- dumped with: pg_dump --schema-only --no-owner --no-privileges -t event_entity -t admin_event_entity -t realm -t user_entity
+-- Keycloak 22.0.5 (org.keycloak:keycloak-quarkus-dist:22.0.5, scripts/keycloak.sh: kc.sh start --optimized --db postgres) created these tables on first start;
+-- dumped with: scripts/keycloak.sh dump-schema (pg_dump --schema-only --no-owner --no-privileges -t event_entity -t admin_event_entity -t realm -t user_entity)
 --
 -- PostgreSQL database dump
 --
 
-\restrict cXHtaQFiSyql9eNpoVoh2WpaVRieKokT75DhNrPcuajhDBwVAuY6AIB3bJsbv9H
+\restrict Sby6KyIk2Zg9AQ4bzXiLAB34sF1mqqwp6Mqop0YbmviPHQlhvapfvv69ELQy6bt
 
 -- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
 -- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
@@ -239,5 +239,5 @@ CREATE INDEX idx_user_service_account ON public.user_entity USING btree (realm_i
 -- PostgreSQL database dump complete
 --
 
-\unrestrict cXHtaQFiSyql9eNpoVoh2WpaVRieKokT75DhNrPcuajhDBwVAuY6AIB3bJsbv9H
+\unrestrict Sby6KyIk2Zg9AQ4bzXiLAB34sF1mqqwp6Mqop0YbmviPHQlhvapfvv69ELQy6bt
 

@@ -19,18 +19,35 @@ var eventTables = []string{"admin_event_entity", "event_entity", "realm", "user_
 // TestLiveKeycloakSchemaMatchesTheDump compares the four tables of the
 // running Keycloak's database with testdata/schema/keycloak-<its
 // version>-events.sql loaded into a fresh database: columns (name, type,
-// nullability, default, in order) and indexes.
+// nullability, default, in order) and indexes. The version is the one
+// scripts/keycloak.sh started (KCEE_TEST_KEYCLOAK_VERSION); the database
+// must have been created by that version (migration_model), not upgraded
+// from an older one.
 func TestLiveKeycloakSchemaMatchesTheDump(t *testing.T) {
 	k := KeycloakEnv(t)
 	live := openDB(t, k.DBURL)
-	var version string
-	if err := live.QueryRow(`SELECT version FROM migration_model ORDER BY update_time DESC, id DESC LIMIT 1`).Scan(&version); err != nil {
+	var migrated string
+	if err := live.QueryRow(`SELECT version FROM migration_model ORDER BY update_time DESC, id DESC LIMIT 1`).Scan(&migrated); err != nil {
 		t.Fatalf("read Keycloak's version from migration_model: %v", err)
+	}
+	version := k.Version
+	if version == "" {
+		version = migrated
+	}
+	if migrated != version {
+		t.Fatalf("KCEE_TEST_KEYCLOAK_VERSION is %s but its database was last migrated by %s", version, migrated)
+	}
+	var first string
+	if err := live.QueryRow(`SELECT version FROM migration_model ORDER BY update_time, id LIMIT 1`).Scan(&first); err != nil {
+		t.Fatalf("read Keycloak's first version from migration_model: %v", err)
+	}
+	if first != version {
+		t.Fatalf("Keycloak %s's database was created by %s and upgraded: its schema is not what %s creates", version, first, version)
 	}
 	dump := filepath.Join(ModuleRoot(t), "testdata", "schema", "keycloak-"+version+"-events.sql")
 	if _, err := os.Stat(dump); err != nil {
 		t.Fatalf("the live Keycloak is %s but there is no dump of it (%v); make one with\n"+
-			"  pg_dump --schema-only --no-owner --no-privileges -t event_entity -t admin_event_entity -t realm -t user_entity \"$KCEE_TEST_KEYCLOAK_DB_URL\"", version, err)
+			"  KC_VERSION=%s scripts/keycloak.sh start && scripts/keycloak.sh dump-schema", version, err, version)
 	}
 	fresh := NewDatabase(t)
 	LoadSchema(t, fresh, version)
