@@ -179,18 +179,6 @@ func (l *Ledger) MaxUID() int64 {
 	return l.maxUID
 }
 
-// Streams returns the keys of every stream known, sorted.
-func (l *Ledger) Streams() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	keys := make([]string, 0, len(l.streams))
-	for k := range l.streams {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // Begin adds the stream key starting at time start (ms), unless it is known;
 // it reports whether it added it.
 func (l *Ledger) Begin(key string, start int64) bool {
