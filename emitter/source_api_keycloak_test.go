@@ -15,7 +15,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/apisource"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // kcAdminDelete sends DELETE path to the test Keycloak as its bootstrap

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // pgSchemaVersion is the Keycloak version whose real schema dump the

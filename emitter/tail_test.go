@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // collector collects what a tailer emits and, when autoAck is set,

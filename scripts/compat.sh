@@ -43,7 +43,7 @@ declare -A RUN_RE=(
 declare -A PKGS=(
 	[db]='./emitter/e2e'
 	[api]='./emitter/e2e ./emitter/apisource ./emitter'
-	[server]='./emitter/internal/testenv ./emitter/e2e'
+	[server]='./emitter/testenv ./emitter/e2e'
 )
 
 bash scripts/deps.sh test

@@ -50,6 +50,6 @@ if [ "$KC_OLDEST_VERSION" != none ] && [ "$KC_OLDEST_VERSION" != "${KC_VERSION:-
 	eval "$(bash scripts/keycloak.sh env)"
 	# shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
 	phase "go test e2e $KC_OLDEST_VERSION" go test -count=1 -timeout "${GO_TEST_TIMEOUT:-15m}" ${GO_TEST_FLAGS:-} \
-		-run '^(TestEndToEnd(API|Every|Emitter|Receiver).*|TestEvery.*|TestLiveKeycloakSchemaMatchesTheDump)$' ./emitter/e2e ./emitter/internal/testenv
+		-run '^(TestEndToEnd(API|Every|Emitter|Receiver).*|TestEvery.*|TestLiveKeycloakSchemaMatchesTheDump)$' ./emitter/e2e ./emitter/testenv
 	phase "stop keycloak $KC_OLDEST_VERSION" bash scripts/keycloak.sh stop
 fi

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // These tests run against the real Keycloak that scripts/keycloak.sh

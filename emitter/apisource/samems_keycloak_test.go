@@ -13,7 +13,7 @@ import (
 
 	_ "github.com/lib/pq"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // sameMillisecondRows writes events straight into the event tables of the

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // TestKeycloakSeededTrafficPagesLikeOneRequestWithTheSeedsServiceAccount

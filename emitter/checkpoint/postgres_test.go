@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 func openPostgres(t *testing.T, dbURL, cluster string) *Postgres {

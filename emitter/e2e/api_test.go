@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // The end-to-end tests of --source api: the emitter reads a seeded realm of

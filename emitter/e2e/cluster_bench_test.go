@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // xactCommits returns pg_stat_database.xact_commit of db's database.

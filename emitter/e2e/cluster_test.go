@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // arrival is one request the cluster's receiver took: which member sent it

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 func TestMain(m *testing.M) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 	"github.com/kc-event-emitter/kc-event-emitter/fbs/events201"
 	"github.com/kc-event-emitter/kc-event-emitter/fbs/events26"
 	"github.com/kc-event-emitter/kc-event-emitter/fbs/eventsbridge"

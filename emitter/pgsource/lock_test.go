@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 func newLocker(t *testing.T, dbURL, key string) *Locker {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // schemaVersion is the Keycloak version whose real schema dump the tests load.

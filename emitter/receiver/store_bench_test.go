@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/testenv"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
 )
 
 // BenchmarkStorePut measures Put alone (no HTTP) from one and from many
