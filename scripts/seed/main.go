@@ -138,7 +138,9 @@ func validate(o options) error {
 
 func seed(ctx context.Context, log *slog.Logger, o options, stdout io.Writer) error {
 	base := strings.TrimRight(o.url, "/")
-	a := &adminAPI{base: base, user: o.admin, password: o.password, hc: &http.Client{Timeout: 30 * time.Second}}
+	// A fresh Keycloak on a loaded machine may take more than half a minute
+	// to create its first realm.
+	a := &adminAPI{base: base, user: o.admin, password: o.password, hc: &http.Client{Timeout: 2 * time.Minute}}
 	if o.delete {
 		_, err := a.do(ctx, "DELETE", "/realms/"+o.realm, nil, nil)
 		switch {
