@@ -148,30 +148,47 @@ type arrival struct {
 	n  int
 }
 
-// New checks o and returns a Sender; it does not connect.
+// OptionError is a bad value of Options.
+type OptionError struct {
+	Option string // the field of Options: Addr, TLS, From, To, Auth, Username, Zone, DigestWindow or CAFile
+	Value  string
+	Err    error
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("mailsink: %s %q: %v", e.Option, e.Value, e.Err)
+}
+
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// New checks o and returns a Sender, or an *OptionError; it does not
+// connect.
 func New(o Options) (*Sender, error) {
 	s := &Sender{o: o}
+	bad := func(option, value string, err error) (*Sender, error) {
+		return nil, &OptionError{Option: option, Value: value, Err: err}
+	}
 	host, _, err := net.SplitHostPort(o.Addr)
 	if err != nil || host == "" {
-		return nil, fmt.Errorf("mailsink: server %q: want host:port", o.Addr)
+		return bad("Addr", o.Addr, errors.New("want host:port"))
 	}
 	s.host = host
 	if s.o.TLS, err = ParseTLSMode(string(o.TLS)); err != nil {
-		return nil, fmt.Errorf("mailsink: %w", err)
+		return bad("TLS", string(o.TLS), errors.New("want starttls, tls or none"))
 	}
 	if s.o.TLS == NoTLS && !loopback(host) {
-		return nil, fmt.Errorf("mailsink: TLS mode none to %s: plain text only to a loopback address; use starttls or tls", host)
+		return bad("TLS", string(o.TLS), fmt.Errorf("plain text only to a loopback address, not %s: use starttls or tls", host))
 	}
 	if s.from, err = mail.ParseAddress(o.From); err != nil {
-		return nil, fmt.Errorf("mailsink: from %q: %w", o.From, err)
+		return bad("From", o.From, err)
 	}
 	if len(o.To) == 0 {
-		return nil, errors.New("mailsink: no recipient")
+		return bad("To", "", errors.New("no recipient"))
 	}
 	for _, t := range o.To {
 		a, err := mail.ParseAddress(t)
 		if err != nil {
-			return nil, fmt.Errorf("mailsink: to %q: %w", t, err)
+			return bad("To", t, err)
 		}
 		s.to = append(s.to, a)
 	}
@@ -180,15 +197,15 @@ func New(o Options) (*Sender, error) {
 		s.o.Auth = AuthPlain
 	case AuthPlain, AuthLogin:
 	default:
-		return nil, fmt.Errorf("mailsink: auth %q: want %s or %s", o.Auth, AuthPlain, AuthLogin)
+		return bad("Auth", o.Auth, fmt.Errorf("want %s or %s", AuthPlain, AuthLogin))
 	}
 	if o.Username != "" && o.Password == "" {
-		return nil, fmt.Errorf("mailsink: username %q without a password", o.Username)
+		return bad("Username", o.Username, errors.New("set without a password"))
 	}
 	s.zone = time.UTC
 	if o.Zone != "" {
 		if s.zone, err = time.LoadLocation(o.Zone); err != nil {
-			return nil, fmt.Errorf("mailsink: time zone %q: %w", o.Zone, err)
+			return bad("Zone", o.Zone, errors.New("not an IANA time zone name such as Europe/Berlin"))
 		}
 	}
 	if s.o.DigestThreshold == 0 {
@@ -198,7 +215,7 @@ func New(o Options) (*Sender, error) {
 		s.o.DigestWindow = DefaultDigestWindow
 	}
 	if s.o.DigestWindow < 0 {
-		return nil, fmt.Errorf("mailsink: digest window %s: want a duration > 0", o.DigestWindow)
+		return bad("DigestWindow", o.DigestWindow.String(), errors.New("want a duration > 0"))
 	}
 	if s.o.Timeout <= 0 {
 		s.o.Timeout = DefaultTimeout
@@ -217,11 +234,11 @@ func New(o Options) (*Sender, error) {
 		if o.CAFile != "" {
 			pem, err := os.ReadFile(o.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("mailsink: CA file: %w", err)
+				return bad("CAFile", o.CAFile, err)
 			}
 			s.tls.RootCAs = x509.NewCertPool()
 			if !s.tls.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("mailsink: CA file %s holds no PEM certificate", o.CAFile)
+				return bad("CAFile", o.CAFile, errors.New("holds no PEM certificate"))
 			}
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/smtptest"
 )
 
 // clock is a stepped clock for the digest window.
@@ -35,11 +37,11 @@ var t0 = time.Date(2026, 12, 1, 22, 30, 0, 0, time.UTC)
 
 // newTestSender returns a Sender to ts with STARTTLS and AUTH PLAIN, and
 // its clock.
-func newTestSender(t *testing.T, ts *testServer, edit func(*Options)) (*Sender, *clock) {
+func newTestSender(t *testing.T, ts *smtptest.Server, edit func(*Options)) (*Sender, *clock) {
 	t.Helper()
 	clk := &clock{t: t0}
 	o := Options{
-		Addr: ts.Addr, CAFile: ts.CAFile, Username: testUser, Password: testPassword,
+		Addr: ts.Addr, CAFile: ts.CAFile, Username: smtptest.User, Password: smtptest.Password,
 		From: "Keycloak <keycloak@example.com>", To: []string{"admin@example.com", "Second Admin <ops@example.com>"},
 		Zone: "Europe/Berlin", DigestThreshold: 3, DigestWindow: time.Minute,
 		Timeout: 5 * time.Second, Now: clk.now,
@@ -104,17 +106,17 @@ func sendOK(t *testing.T, s *Sender, ns ...Notification) {
 }
 
 func TestSendMailsARegistrationWithEveryFieldOverSTARTTLSAndAuthPlain(t *testing.T) {
-	ts := startServer(t, "", false)
+	ts := smtptest.Start(t, "", false)
 	s, _ := newTestSender(t, ts, nil)
 	sendOK(t, s, registration(7301234567890123, "alice"))
 
-	got := ts.messages()
+	got := ts.Messages()
 	if len(got) != 1 {
 		t.Fatalf("%d messages, want 1", len(got))
 	}
 	r := got[0]
-	if !r.TLS || r.User != testUser {
-		t.Errorf("session TLS %v, user %q: want STARTTLS and AUTH as %q", r.TLS, r.User, testUser)
+	if !r.TLS || r.User != smtptest.User {
+		t.Errorf("session TLS %v, user %q: want STARTTLS and AUTH as %q", r.TLS, r.User, smtptest.User)
 	}
 	if r.From != "keycloak@example.com" || strings.Join(r.To, ",") != "admin@example.com,ops@example.com" {
 		t.Errorf("envelope from %q to %q", r.From, r.To)
@@ -156,11 +158,11 @@ func TestSendMailsARegistrationWithEveryFieldOverSTARTTLSAndAuthPlain(t *testing
 }
 
 func TestSendMailsAnAdminEventWithItsErrorAndMissingValuesAsDashes(t *testing.T) {
-	ts := startServer(t, "", false)
+	ts := smtptest.Start(t, "", false)
 	s, _ := newTestSender(t, ts, func(o *Options) { o.Zone = "" })
 	sendOK(t, s, Notification{UID: 5, Kind: "AdminEvent", Time: t0, RealmID: "r-id", Type: "USER:CREATE",
 		Username: "bob", Error: "conflict"})
-	m := parse(t, ts.messages()[0].Data)
+	m := parse(t, ts.Messages()[0].Data)
 	if m.subject != "Keycloak r-id: USER:CREATE bob" {
 		t.Errorf("subject %q", m.subject)
 	}
@@ -173,7 +175,7 @@ func TestSendMailsAnAdminEventWithItsErrorAndMissingValuesAsDashes(t *testing.T)
 }
 
 func TestSendKeepsCRLFInEventValuesOutOfTheHeadersAndLines(t *testing.T) {
-	ts := startServer(t, "", false)
+	ts := smtptest.Start(t, "", false)
 	s, _ := newTestSender(t, ts, nil)
 	n := registration(9, "eve\r\nBcc: victim@example.net\r\n\r\nforged body")
 	n.RealmName = "demo\nX-Injected: yes"
@@ -181,7 +183,7 @@ func TestSendKeepsCRLFInEventValuesOutOfTheHeadersAndLines(t *testing.T) {
 	n.Username += " \u00e9t\u00e9 \xff" // non-ASCII and invalid UTF-8: encoded, replaced
 	sendOK(t, s, n)
 
-	r := ts.messages()[0]
+	r := ts.Messages()[0]
 	if strings.Join(r.To, ",") != "admin@example.com,ops@example.com" {
 		t.Errorf("recipients %q: the event added one", r.To)
 	}
@@ -209,13 +211,13 @@ func TestSendKeepsCRLFInEventValuesOutOfTheHeadersAndLines(t *testing.T) {
 }
 
 func TestSendDigestsTheBatchWhileMoreThanTheThresholdArriveWithinTheWindow(t *testing.T) {
-	ts := startServer(t, "", false)
+	ts := smtptest.Start(t, "", false)
 	s, clk := newTestSender(t, ts, nil) // threshold 3 within 1m
 
 	sendOK(t, s, registration(1, "u1"), registration(2, "u2"))
 	clk.add(10 * time.Second)
 	sendOK(t, s, registration(3, "u3")) // 3 within the window: not more than the threshold
-	if n := len(ts.messages()); n != 3 {
+	if n := len(ts.Messages()); n != 3 {
 		t.Fatalf("%d messages up to the threshold, want 3 single mails", n)
 	}
 
@@ -224,7 +226,7 @@ func TestSendDigestsTheBatchWhileMoreThanTheThresholdArriveWithinTheWindow(t *te
 	burst[2].Type, burst[2].Username = "LOGIN_ERROR", "mallory"
 	burst[0].Time = burst[0].Time.Add(-time.Minute) // the oldest event names the digest's start
 	sendOK(t, s, burst...)
-	got := ts.messages()
+	got := ts.Messages()
 	if len(got) != 4 {
 		t.Fatalf("%d messages, want 3 singles and 1 digest", len(got))
 	}
@@ -252,7 +254,7 @@ func TestSendDigestsTheBatchWhileMoreThanTheThresholdArriveWithinTheWindow(t *te
 	sendOK(t, s, registration(8, "u8"))
 	clk.add(2 * time.Minute)
 	sendOK(t, s, registration(9, "u9"), registration(10, "u10"))
-	got = ts.messages()
+	got = ts.Messages()
 	if len(got) != 7 {
 		t.Fatalf("%d messages, want 7", len(got))
 	}
@@ -264,7 +266,7 @@ func TestSendDigestsTheBatchWhileMoreThanTheThresholdArriveWithinTheWindow(t *te
 }
 
 func TestDigestSubjectNamesTheThreeCommonestTypesAndNoRealmWhenSeveral(t *testing.T) {
-	ts := startServer(t, "", false)
+	ts := smtptest.Start(t, "", false)
 	s, _ := newTestSender(t, ts, func(o *Options) { o.DigestThreshold = 1 })
 	var ns []Notification
 	for i, typ := range []string{"REGISTER", "REGISTER", "LOGIN", "LOGIN", "LOGIN", "LOGOUT", "USER:CREATE"} {
@@ -274,7 +276,7 @@ func TestDigestSubjectNamesTheThreeCommonestTypesAndNoRealmWhenSeveral(t *testin
 	}
 	ns[6].RealmName = "other"
 	sendOK(t, s, ns...)
-	m := parse(t, ts.messages()[0].Data)
+	m := parse(t, ts.Messages()[0].Data)
 	if want := "Keycloak: 7 events (LOGIN ×3, REGISTER ×2, LOGOUT ×1, …) since 2026-12-01 22:29:23 UTC"; m.subject != want {
 		t.Errorf("subject %q, want %q", m.subject, want)
 	}
@@ -291,13 +293,13 @@ func TestSendClassifiesTheServersAnswers(t *testing.T) {
 		permanent bool
 		mention   string
 	}{
-		{"5xx to the message is permanent", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}, testPassword, true, "554 5.6.0 content rejected"},
-		{"4xx to the message is transient", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, testPassword, false, "451"},
+		{"5xx to the message is permanent", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}, smtptest.Password, true, "554 5.6.0 content rejected"},
+		{"4xx to the message is transient", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, smtptest.Password, false, "451"},
 		{"5xx to AUTH is transient: no event mends it", nil, "wrong", false, "AUTH: SMTP error 535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, "", false)
+			ts := smtptest.Start(t, "", false)
 			ts.DataErr = func([]byte) error { return tt.dataErr }
 			s, _ := newTestSender(t, ts, func(o *Options) { o.Password = tt.password })
 			err := s.Send(context.Background(), []Notification{registration(1, "alice")})[0]
@@ -311,7 +313,7 @@ func TestSendClassifiesTheServersAnswers(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.mention) || !strings.Contains(err.Error(), ts.Addr) {
 				t.Errorf("error %q does not name the server and %q", err, tt.mention)
 			}
-			if strings.Contains(err.Error(), testPassword) {
+			if strings.Contains(err.Error(), smtptest.Password) {
 				t.Errorf("error %q shows the password", err)
 			}
 		})
@@ -319,7 +321,7 @@ func TestSendClassifiesTheServersAnswers(t *testing.T) {
 }
 
 func TestSendRefusalOfOneMailLeavesTheOthersOfTheBatchDelivered(t *testing.T) {
-	ts := startServer(t, "", false)
+	ts := smtptest.Start(t, "", false)
 	ts.DataErr = func(b []byte) error {
 		if bytes.Contains(b, []byte("Username:   bad")) {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy"}
@@ -334,7 +336,7 @@ func TestSendRefusalOfOneMailLeavesTheOthersOfTheBatchDelivered(t *testing.T) {
 	if p, ok := errs[1].(*RefusedError); !ok || !p.Permanent() || p.MessageID != "2.kc-event-emitter@example.com" {
 		t.Errorf("second error %v: want a permanent refusal of message 2", errs[1])
 	}
-	if n := len(ts.messages()); n != 2 {
+	if n := len(ts.Messages()); n != 2 {
 		t.Errorf("%d messages accepted, want 2", n)
 	}
 }
@@ -346,40 +348,40 @@ func TestSendFailsTransientlyWhileTheServerIsDownAndDeliversOnceItIsUp(t *testin
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	s, _ := newTestSender(t, &testServer{Addr: addr}, func(o *Options) { o.CAFile = "" })
+	s, _ := newTestSender(t, &smtptest.Server{Addr: addr}, func(o *Options) { o.CAFile = "" })
 	err = s.Send(context.Background(), []Notification{registration(1, "alice")})[0]
 	var p interface{ Permanent() bool }
 	if err == nil || (errors.As(err, &p) && p.Permanent()) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("server down: error %v, want a transient error naming %s", err, addr)
 	}
 
-	ts := startServer(t, addr, false)
+	ts := smtptest.Start(t, addr, false)
 	s, _ = newTestSender(t, ts, nil)
 	sendOK(t, s, registration(1, "alice"))
-	if n := len(ts.messages()); n != 1 {
+	if n := len(ts.Messages()); n != 1 {
 		t.Errorf("%d messages once up, want 1", n)
 	}
 }
 
 func TestSendOverImplicitTLS(t *testing.T) {
-	ts := startServer(t, "", true)
+	ts := smtptest.Start(t, "", true)
 	s, _ := newTestSender(t, ts, func(o *Options) { o.TLS = ImplicitTLS })
 	sendOK(t, s, registration(1, "alice"))
-	if got := ts.messages(); len(got) != 1 || !got[0].TLS {
+	if got := ts.Messages(); len(got) != 1 || !got[0].TLS {
 		t.Errorf("messages %v, want one over TLS", got)
 	}
 }
 
 func TestSendRefusesAServerWhoseCertificateDoesNotVerify(t *testing.T) {
-	ts := startServer(t, "", false)
-	other := startServer(t, "", false) // another test CA
+	ts := smtptest.Start(t, "", false)
+	other := smtptest.Start(t, "", false) // another test CA
 	s, _ := newTestSender(t, ts, func(o *Options) { o.CAFile = other.CAFile })
 	err := s.Send(context.Background(), []Notification{registration(1, "alice")})[0]
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Errorf("error %v: want the certificate's verification error, wrapped", err)
 	}
-	if n := len(ts.messages()); n != 0 {
+	if n := len(ts.Messages()); n != 0 {
 		t.Errorf("%d messages sent to an unverified server", n)
 	}
 }
@@ -390,7 +392,7 @@ func TestSendStopsWhenTheContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	s, _ := newTestSender(t, &testServer{Addr: ln.Addr().String()}, func(o *Options) { o.CAFile = ""; o.Timeout = time.Minute })
+	s, _ := newTestSender(t, &smtptest.Server{Addr: ln.Addr().String()}, func(o *Options) { o.CAFile = ""; o.Timeout = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -409,14 +411,14 @@ func TestNewRefusesBadOptionsNamingTheValue(t *testing.T) {
 		edit func(*Options)
 		want string
 	}{
-		{"no port", func(o *Options) { o.Addr = "mail.example.com" }, `server "mail.example.com"`},
+		{"no port", func(o *Options) { o.Addr = "mail.example.com" }, `Addr "mail.example.com"`},
 		{"plain text off loopback", func(o *Options) { o.Addr, o.TLS = "192.0.2.1:25", NoTLS }, "loopback"},
-		{"unknown TLS mode", func(o *Options) { o.TLS = "ssl" }, `TLS mode "ssl"`},
-		{"bad from", func(o *Options) { o.From = "keycloak" }, `from "keycloak"`},
+		{"unknown TLS mode", func(o *Options) { o.TLS = "ssl" }, `TLS "ssl"`},
+		{"bad from", func(o *Options) { o.From = "keycloak" }, `From "keycloak"`},
 		{"no recipient", func(o *Options) { o.To = nil }, "no recipient"},
-		{"bad recipient", func(o *Options) { o.To = []string{"a@example.com", "oops"} }, `to "oops"`},
-		{"unknown zone", func(o *Options) { o.Zone = "Mars/Olympus" }, `time zone "Mars/Olympus"`},
-		{"unknown auth", func(o *Options) { o.Auth = "CRAM-MD5" }, `auth "CRAM-MD5"`},
+		{"bad recipient", func(o *Options) { o.To = []string{"a@example.com", "oops"} }, `To "oops"`},
+		{"unknown zone", func(o *Options) { o.Zone = "Mars/Olympus" }, `Zone "Mars/Olympus"`},
+		{"unknown auth", func(o *Options) { o.Auth = "CRAM-MD5" }, `Auth "CRAM-MD5"`},
 		{"user without password", func(o *Options) { o.Username = "u" }, "without a password"},
 		{"CA file missing", func(o *Options) { o.CAFile = "/nonexistent/ca.pem" }, "/nonexistent/ca.pem"},
 	}
@@ -425,7 +427,8 @@ func TestNewRefusesBadOptionsNamingTheValue(t *testing.T) {
 			o := good
 			tt.edit(&o)
 			_, err := New(o)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
+			var oe *OptionError
+			if !errors.As(err, &oe) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want one naming %s", err, tt.want)
 			}
 		})

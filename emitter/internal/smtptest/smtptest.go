@@ -1,4 +1,8 @@
-package mailsink
+// Package smtptest runs a real SMTP server (github.com/emersion/go-smtp's)
+// in a test process: STARTTLS (or implicit TLS) with a certificate made for
+// the test, AUTH PLAIN required before MAIL, and every accepted message
+// recorded.
+package smtptest
 
 import (
 	"crypto/ecdsa"
@@ -21,23 +25,23 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// testServer is a real SMTP server (go-smtp's) in the test process that
-// records the messages it accepts. It offers STARTTLS with a certificate
-// made for the test, and requires AUTH PLAIN over TLS before MAIL.
-type testServer struct {
+// Server is an SMTP server in the test process that records the messages
+// it accepts. It offers STARTTLS with a certificate made for the test, and
+// requires AUTH PLAIN (as User, Password) over TLS before MAIL.
+type Server struct {
 	Addr   string
 	CAFile string // the PEM the client verifies the server with
 	srv    *smtp.Server
 
 	mu       sync.Mutex
-	received []received
-	// DataErr, when set, answers the end of DATA of a message (nil:
-	// accepted).
+	received []Received
+	// DataErr, when set before the first message, answers the end of
+	// DATA of a message (nil: accepted).
 	DataErr func(data []byte) error
 }
 
-// received is one accepted message.
-type received struct {
+// Received is one accepted message.
+type Received struct {
 	From string
 	To   []string
 	Data []byte
@@ -46,8 +50,8 @@ type received struct {
 }
 
 const (
-	testUser     = "mailer"
-	testPassword = "s3cret-pass"
+	User     = "mailer"
+	Password = "s3cret-pass"
 )
 
 // testTLS makes a self-signed certificate for 127.0.0.1 and writes it to a
@@ -82,9 +86,9 @@ func testTLS(t testing.TB) (*tls.Config, string) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, caFile
 }
 
-// startServer starts a testServer on addr ("" picks a free port); with
-// implicit it speaks TLS from the first byte.
-func startServer(t testing.TB, addr string, implicit bool) *testServer {
+// Start starts a Server on addr ("" picks a free port), stopped when the
+// test ends; with implicit it speaks TLS from the first byte.
+func Start(t testing.TB, addr string, implicit bool) *Server {
 	t.Helper()
 	cfg, caFile := testTLS(t)
 	if addr == "" {
@@ -97,9 +101,9 @@ func startServer(t testing.TB, addr string, implicit bool) *testServer {
 	if implicit {
 		ln = tls.NewListener(ln, cfg)
 	}
-	ts := &testServer{Addr: ln.Addr().String(), CAFile: caFile}
+	ts := &Server{Addr: ln.Addr().String(), CAFile: caFile}
 	ts.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &testSession{ts: ts, c: c}, nil
+		return &session{ts: ts, c: c}, nil
 	}))
 	ts.srv.Domain = "localhost"
 	ts.srv.TLSConfig = cfg
@@ -110,28 +114,29 @@ func startServer(t testing.TB, addr string, implicit bool) *testServer {
 	return ts
 }
 
-// messages returns what the server accepted so far.
-func (ts *testServer) messages() []received {
+// Messages returns what the server accepted so far.
+func (ts *Server) Messages() []Received {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	return append([]received(nil), ts.received...)
+	return append([]Received(nil), ts.received...)
 }
 
-func (ts *testServer) stop() { ts.srv.Close() }
+// Stop stops the server.
+func (ts *Server) Stop() { ts.srv.Close() }
 
-type testSession struct {
-	ts   *testServer
+type session struct {
+	ts   *Server
 	c    *smtp.Conn
 	user string
 	from string
 	to   []string
 }
 
-func (s *testSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
 
-func (s *testSession) Auth(mech string) (sasl.Server, error) {
+func (s *session) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
-		if username != testUser || password != testPassword {
+		if username != User || password != Password {
 			return smtp.ErrAuthFailed
 		}
 		s.user = username
@@ -139,7 +144,7 @@ func (s *testSession) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
-func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if s.user == "" {
 		return smtp.ErrAuthRequired
 	}
@@ -147,12 +152,12 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.to = append(s.to, to)
 	return nil
 }
 
-func (s *testSession) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -164,11 +169,10 @@ func (s *testSession) Data(r io.Reader) error {
 	}
 	_, isTLS := s.c.TLSConnectionState()
 	s.ts.mu.Lock()
-	s.ts.received = append(s.ts.received, received{From: s.from, To: s.to, Data: b, TLS: isTLS, User: s.user})
+	s.ts.received = append(s.ts.received, Received{From: s.from, To: s.to, Data: b, TLS: isTLS, User: s.user})
 	s.ts.mu.Unlock()
 	return nil
 }
 
-func (s *testSession) Reset()        { s.from, s.to = "", nil }
-func (s *testSession) Logout() error { return nil }
-
+func (s *session) Reset()        { s.from, s.to = "", nil }
+func (s *session) Logout() error { return nil }
