@@ -342,21 +342,16 @@ func TestSendRefusalOfOneMailLeavesTheOthersOfTheBatchDelivered(t *testing.T) {
 }
 
 func TestSendFailsTransientlyWhileTheServerIsDownAndDeliversOnceItIsUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s, _ := newTestSender(t, &smtptest.Server{Addr: addr}, func(o *Options) { o.CAFile = "" })
-	err = s.Send(context.Background(), []Notification{registration(1, "alice")})[0]
+	ts := smtptest.Start(t, "", false)
+	ts.Stop()
+	s, _ := newTestSender(t, ts, nil)
+	err := s.Send(context.Background(), []Notification{registration(1, "alice")})[0]
 	var p interface{ Permanent() bool }
-	if err == nil || (errors.As(err, &p) && p.Permanent()) || !strings.Contains(err.Error(), addr) {
-		t.Fatalf("server down: error %v, want a transient error naming %s", err, addr)
+	if err == nil || (errors.As(err, &p) && p.Permanent()) || !strings.Contains(err.Error(), ts.Addr) {
+		t.Fatalf("server down: error %v, want a transient error naming %s", err, ts.Addr)
 	}
 
-	ts := smtptest.Start(t, addr, false)
-	s, _ = newTestSender(t, ts, nil)
+	ts.Restart(t)
 	sendOK(t, s, registration(1, "alice"))
 	if n := len(ts.Messages()); n != 1 {
 		t.Errorf("%d messages once up, want 1", n)

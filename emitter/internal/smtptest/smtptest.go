@@ -31,7 +31,11 @@ import (
 type Server struct {
 	Addr   string
 	CAFile string // the PEM the client verifies the server with
-	srv    *smtp.Server
+
+	cfg      *tls.Config
+	implicit bool
+	srv      *smtp.Server
+	ln       net.Listener
 
 	mu       sync.Mutex
 	received []Received
@@ -94,25 +98,39 @@ func Start(t testing.TB, addr string, implicit bool) *Server {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
+	ts := &Server{Addr: addr, CAFile: caFile, cfg: cfg, implicit: implicit}
+	ts.listen(t)
+	t.Cleanup(ts.Stop)
+	return ts
+}
+
+// listen serves on ts.Addr.
+func (ts *Server) listen(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", ts.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if implicit {
-		ln = tls.NewListener(ln, cfg)
+	if ts.implicit {
+		ln = tls.NewListener(ln, ts.cfg)
 	}
-	ts := &Server{Addr: ln.Addr().String(), CAFile: caFile}
-	ts.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+	ts.Addr = ln.Addr().String()
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{ts: ts, c: c}, nil
 	}))
-	ts.srv.Domain = "localhost"
-	ts.srv.TLSConfig = cfg
-	ts.srv.ReadTimeout = 10 * time.Second
-	ts.srv.WriteTimeout = 10 * time.Second
-	go ts.srv.Serve(ln)
-	t.Cleanup(func() { ts.srv.Close() })
-	return ts
+	srv.Domain = "localhost"
+	srv.TLSConfig = ts.cfg
+	srv.ReadTimeout = 10 * time.Second
+	srv.WriteTimeout = 10 * time.Second
+	ts.mu.Lock()
+	ts.srv, ts.ln = srv, ln
+	ts.mu.Unlock()
+	go srv.Serve(ln)
 }
+
+// Restart serves again on the same address with the same certificate,
+// after Stop.
+func (ts *Server) Restart(t testing.TB) { ts.listen(t) }
 
 // Messages returns what the server accepted so far.
 func (ts *Server) Messages() []Received {
@@ -121,8 +139,14 @@ func (ts *Server) Messages() []Received {
 	return append([]Received(nil), ts.received...)
 }
 
-// Stop stops the server.
-func (ts *Server) Stop() { ts.srv.Close() }
+// Stop stops the server: it accepts no connection until Restart.
+func (ts *Server) Stop() {
+	ts.mu.Lock()
+	srv, ln := ts.srv, ts.ln
+	ts.mu.Unlock()
+	ln.Close() // also when Serve has not begun yet
+	srv.Close()
+}
 
 type session struct {
 	ts   *Server
