@@ -461,6 +461,12 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("signingSecrets", len(c.SigningSecrets)),
 		slog.Bool("once", c.Once),
 	}
+	if isMailTarget(c.TargetURI) {
+		m := c.mail()
+		attrs = append(attrs, slog.String("mailFrom", m.From), slog.Any("mailTo", m.To), slog.Any("mailTypes", m.Types),
+			slog.String("mailTls", string(m.TLS)), slog.Bool("mailAuth", m.Username != ""),
+			slog.Int("mailDigestThreshold", m.DigestThreshold), slog.Duration("mailDigestWindow", m.DigestWindow))
+	}
 	if c.Cluster != "" {
 		attrs = append(attrs, slog.String("cluster", c.Cluster), slog.String("stateSchema", c.StateSchema),
 			slog.String("stateDbUrl", redact.ConnString(c.StateURL())))
