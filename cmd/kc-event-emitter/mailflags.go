@@ -27,7 +27,7 @@ func addMailFlags(fs *flag.FlagSet, c *emitter.Config, def emitter.Config) *mail
 	m := &mailFlags{}
 	fs.StringVar(&c.Mail.From, "mailFrom", "", "sender `address` of the mails, e.g. \"Keycloak <keycloak@example.com>\"")
 	fs.StringVar(&m.to, "mailTo", "", "comma-separated recipient `addresses`")
-	fs.StringVar(&m.types, "mailTypes", "REGISTER", "comma-separated `types` to mail: Event types and admin RESOURCE:OPERATION (USER:CREATE), globs (USER:*)")
+	fs.StringVar(&m.types, "mailTypes", strings.Join(def.Mail.Types, ","), "comma-separated `types` to mail: Event types and admin RESOURCE:OPERATION (USER:CREATE), globs (USER:*)")
 	fs.StringVar(&c.Mail.Zone, "mailZone", "", "IANA time `zone` shown next to UTC, e.g. Europe/Berlin")
 	fs.IntVar(&c.Mail.DigestThreshold, "mailDigestThreshold", def.Mail.DigestThreshold, "more than this many `events` within --mailDigestWindow: one digest mail per batch; -1: never")
 	fs.DurationVar(&c.Mail.DigestWindow, "mailDigestWindow", def.Mail.DigestWindow, "sliding window of --mailDigestThreshold")

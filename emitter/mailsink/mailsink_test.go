@@ -115,8 +115,8 @@ func TestSendMailsARegistrationWithEveryFieldOverSTARTTLSAndAuthPlain(t *testing
 		t.Fatalf("%d messages, want 1", len(got))
 	}
 	r := got[0]
-	if !r.TLS || r.User != smtptest.User {
-		t.Errorf("session TLS %v, user %q: want STARTTLS and AUTH as %q", r.TLS, r.User, smtptest.User)
+	if !r.TLS || r.User != smtptest.User || r.Mech != "PLAIN" {
+		t.Errorf("session TLS %v, user %q, %s: want STARTTLS and AUTH PLAIN as %q", r.TLS, r.User, r.Mech, smtptest.User)
 	}
 	if r.From != "keycloak@example.com" || strings.Join(r.To, ",") != "admin@example.com,ops@example.com" {
 		t.Errorf("envelope from %q to %q", r.From, r.To)
@@ -355,6 +355,15 @@ func TestSendFailsTransientlyWhileTheServerIsDownAndDeliversOnceItIsUp(t *testin
 	sendOK(t, s, registration(1, "alice"))
 	if n := len(ts.Messages()); n != 1 {
 		t.Errorf("%d messages once up, want 1", n)
+	}
+}
+
+func TestSendAuthenticatesWithLOGINWhenAsked(t *testing.T) {
+	ts := smtptest.Start(t, "", false)
+	s, _ := newTestSender(t, ts, func(o *Options) { o.Auth = AuthLogin })
+	sendOK(t, s, registration(1, "alice"))
+	if got := ts.Messages(); len(got) != 1 || got[0].Mech != "LOGIN" || got[0].User != smtptest.User {
+		t.Errorf("messages %+v, want one after AUTH LOGIN", got)
 	}
 }
 

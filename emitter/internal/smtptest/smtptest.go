@@ -27,7 +27,7 @@ import (
 
 // Server is an SMTP server in the test process that records the messages
 // it accepts. It offers STARTTLS with a certificate made for the test, and
-// requires AUTH PLAIN (as User, Password) over TLS before MAIL.
+// requires AUTH PLAIN or LOGIN (as User, Password) over TLS before MAIL.
 type Server struct {
 	Addr   string
 	CAFile string // the PEM the client verifies the server with
@@ -51,6 +51,7 @@ type Received struct {
 	Data []byte
 	TLS  bool   // the session was over TLS
 	User string // who authenticated
+	Mech string // with which SASL mechanism
 }
 
 const (
@@ -152,20 +153,49 @@ type session struct {
 	ts   *Server
 	c    *smtp.Conn
 	user string
+	mech string
 	from string
 	to   []string
 }
 
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, username, password string) error {
+	check := func(username, password string) error {
 		if username != User || password != Password {
 			return smtp.ErrAuthFailed
 		}
-		s.user = username
+		s.user, s.mech = username, mech
 		return nil
-	}), nil
+	}
+	if mech == sasl.Login {
+		return &loginServer{check: check}, nil
+	}
+	return sasl.NewPlainServer(func(_, username, password string) error { return check(username, password) }), nil
+}
+
+// loginServer is the server side of AUTH LOGIN (go-sasl has only the
+// client's): it asks for the username, then the password.
+type loginServer struct {
+	check    func(username, password string) error
+	step     int
+	username string
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step++
+		if len(response) > 0 { // the username sent with AUTH LOGIN
+			l.username, l.step = string(response), 2
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.username, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	}
+	return nil, true, l.check(l.username, string(response))
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
@@ -193,7 +223,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	_, isTLS := s.c.TLSConnectionState()
 	s.ts.mu.Lock()
-	s.ts.received = append(s.ts.received, Received{From: s.from, To: s.to, Data: b, TLS: isTLS, User: s.user})
+	s.ts.received = append(s.ts.received, Received{From: s.from, To: s.to, Data: b, TLS: isTLS, User: s.user, Mech: s.mech})
 	s.ts.mu.Unlock()
 	return nil
 }
