@@ -111,10 +111,11 @@ type Options struct {
 	// Zone is an IANA time zone name (Europe/Berlin): times are shown in
 	// UTC and in it. "" or "UTC" shows UTC only.
 	Zone string
-	// While more than DigestThreshold notifications arrived within
-	// DigestWindow (the current call's included), the notifications of a
-	// call go as one digest mail. 0 takes the defaults; a negative
-	// threshold never digests.
+	// When the notifications mailed (or refused) within the last
+	// DigestWindow and those of the current call are more than
+	// DigestThreshold, the call's notifications go as one digest mail (a
+	// call of one goes alone). Attempts that failed do not count. 0 takes
+	// the defaults; a negative threshold never digests.
 	DigestThreshold int
 	DigestWindow    time.Duration
 	// Timeout bounds the dial, the TLS handshake and each command's
@@ -139,10 +140,10 @@ type Sender struct {
 	msgIDDom string
 
 	mu      sync.Mutex
-	arrived []arrival // per call of Send within the window, oldest first
+	arrived []arrival // per call of Send within the window, oldest first: the notifications it finished
 }
 
-// arrival is how many notifications one call of Send brought, and when.
+// arrival is how many notifications one call of Send finished, and when.
 type arrival struct {
 	at time.Time
 	n  int
@@ -268,7 +269,7 @@ func (s *Sender) Send(ctx context.Context, ns []Notification) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.o.Now()
-	digest := s.count(now, len(ns)) && len(ns) > 1
+	digest := s.over(now, len(ns)) && len(ns) > 1
 	var msgs []message
 	if digest {
 		msgs = []message{s.digest(ns, now)}
@@ -282,29 +283,45 @@ func (s *Sender) Send(ctx context.Context, ns []Notification) []error {
 		for i := range errs {
 			errs[i] = results[0]
 		}
-		return errs
+	} else {
+		copy(errs, results)
 	}
-	copy(errs, results)
+	s.record(now, errs)
 	return errs
 }
 
-// count records n notifications arriving at now and tells whether more
-// than the threshold arrived within the window.
-func (s *Sender) count(now time.Time, n int) bool {
+// over tells whether more than the threshold arrived within the window
+// before now, counting n more.
+func (s *Sender) over(now time.Time, n int) bool {
 	cut := now.Add(-s.o.DigestWindow)
 	i := 0
 	for i < len(s.arrived) && !s.arrived[i].at.After(cut) {
 		i++
 	}
-	s.arrived = append(s.arrived[i:], arrival{at: now, n: n})
+	s.arrived = s.arrived[i:]
 	if s.o.DigestThreshold < 0 {
 		return false
 	}
-	total := 0
+	total := n
 	for _, a := range s.arrived {
 		total += a.n
 	}
 	return total > s.o.DigestThreshold
+}
+
+// record counts the notifications of a call that are done (mailed or
+// refused for good): those to be tried again count when they are done, so
+// that retries after a failure do not count twice.
+func (s *Sender) record(now time.Time, errs []error) {
+	n := 0
+	for _, err := range errs {
+		if err == nil || isPermanent(err) {
+			n++
+		}
+	}
+	if n > 0 {
+		s.arrived = append(s.arrived, arrival{at: now, n: n})
+	}
 }
 
 // deliver sends msgs over one connection, in order, and returns each

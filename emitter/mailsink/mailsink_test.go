@@ -265,6 +265,24 @@ func TestSendDigestsTheBatchWhileMoreThanTheThresholdArriveWithinTheWindow(t *te
 	}
 }
 
+func TestSendCountsARetriedBatchOnceTowardsTheThreshold(t *testing.T) {
+	ts := smtptest.Start(t, "", false)
+	ts.Stop()
+	s, clk := newTestSender(t, ts, nil) // threshold 3 within 1m
+	batch := []Notification{registration(1, "a"), registration(2, "b")}
+	for range 3 { // the server down: three failed attempts of the same two
+		if err := s.Send(context.Background(), batch)[0]; err == nil {
+			t.Fatal("sent to a stopped server")
+		}
+		clk.add(time.Second)
+	}
+	ts.Restart(t)
+	sendOK(t, s, batch...)
+	if got := ts.Messages(); len(got) != 2 {
+		t.Fatalf("%d mails, want the two single ones: failed attempts do not count", len(got))
+	}
+}
+
 func TestDigestSubjectNamesTheThreeCommonestTypesAndNoRealmWhenSeveral(t *testing.T) {
 	ts := smtptest.Start(t, "", false)
 	s, _ := newTestSender(t, ts, func(o *Options) { o.DigestThreshold = 1 })
