@@ -336,6 +336,9 @@ func (c Config) validateTarget() error {
 		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
 	if isMailTarget(c.TargetURI) {
+		if err := checkMailURI(c.TargetURI); err != nil {
+			return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
+		}
 		if err := c.mail().Validate(); err != nil {
 			return err
 		}

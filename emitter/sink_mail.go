@@ -137,6 +137,23 @@ func mailServerOf(targetURI string) (server string, mode mailsink.TLSMode, ok bo
 	return "", "", false
 }
 
+// checkMailURI refuses what a mail target URI must not hold: credentials
+// (they come from --mailUsername and the environment or a file), a path or
+// a query.
+func checkMailURI(targetURI string) error {
+	u, err := url.Parse(targetURI)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	switch {
+	case u.User != nil:
+		return errors.New("no credentials in the URI: --mailUsername, and the password in KC_EMITTER_MAIL_PASSWORD or --mailPasswordFile")
+	case u.Path != "" && u.Path != "/", u.RawQuery != "":
+		return errors.New("want smtp://host:port or smtps://host:port, without a path or a query")
+	}
+	return nil
+}
+
 // isMailTarget tells whether targetURI names an SMTP server.
 func isMailTarget(targetURI string) bool {
 	_, _, ok := mailServerOf(targetURI)

@@ -118,6 +118,8 @@ func TestMailConfigValidateNamesTheFlagAndTheValue(t *testing.T) {
 		value  string
 	}{
 		{"no port", func(c *Config) { c.TargetURI = "smtp://127.0.0.1" }, "targetUri", "127.0.0.1"},
+		{"credentials in the URI", func(c *Config) { c.TargetURI = "smtp://u:secret@127.0.0.1:25" }, "targetUri", "smtp://u:xxxxx@127.0.0.1:25"},
+		{"a path", func(c *Config) { c.TargetURI = "smtp://127.0.0.1:25/inbox" }, "targetUri", "smtp://127.0.0.1:25/inbox"},
 		{"from missing", func(c *Config) { c.Mail.From = "" }, "mailFrom", ""},
 		{"from not an address", func(c *Config) { c.Mail.From = "keycloak" }, "mailFrom", "keycloak"},
 		{"to missing", func(c *Config) { c.Mail.To = nil }, "mailTo", ""},
