@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,9 @@ func (m MailConfig) Validate() error {
 	}
 	if len(m.To) == 0 {
 		return bad("mailTo", "", "missing: the administrator's address (comma-separated for several)")
+	}
+	if len(m.Types) == 0 {
+		return bad("mailTypes", "", "missing: the types to mail (default REGISTER; * mails every event)")
 	}
 	for _, p := range m.Types {
 		if strings.TrimSpace(p) == "" {
@@ -288,9 +292,10 @@ func (m *mailSink) SendBatch(ctx context.Context, envs []envelope) []error {
 // failure until the server accepts it, refuses it for good (the error is
 // returned) or ctx ends (ctx's error).
 func (m *mailSink) Send(ctx context.Context, id string, body []byte) error {
+	uid, _ := strconv.ParseInt(id, 10, 64) // the delivery's id is the uid
 	wait := m.min
 	for {
-		err := m.SendBatch(ctx, []envelope{{Body: body}})[0]
+		err := m.SendBatch(ctx, []envelope{{UID: uid, Body: body}})[0]
 		if err == nil || permanent(err) {
 			return err
 		}

@@ -124,6 +124,7 @@ func TestMailConfigValidateNamesTheFlagAndTheValue(t *testing.T) {
 		{"from not an address", func(c *Config) { c.Mail.From = "keycloak" }, "mailFrom", "keycloak"},
 		{"to missing", func(c *Config) { c.Mail.To = nil }, "mailTo", ""},
 		{"to not an address", func(c *Config) { c.Mail.To = []string{"admin@example.com", "ops"} }, "mailTo", "ops"},
+		{"no types: not every event", func(c *Config) { c.Mail.Types = nil }, "mailTypes", ""},
 		{"empty type", func(c *Config) { c.Mail.Types = []string{"REGISTER", " "} }, "mailTypes", "REGISTER, "},
 		{"bad zone", func(c *Config) { c.Mail.Zone = "Berlin" }, "mailZone", "Berlin"},
 		{"bad TLS mode", func(c *Config) { c.Mail.TLS = "ssl" }, "mailTls", "ssl"},
