@@ -77,6 +77,9 @@ func (m MailConfig) Validate() error {
 			return bad("mailTypes", strings.Join(m.Types, ","), "empty type")
 		}
 	}
+	if m.DigestThreshold == 0 || m.DigestThreshold < -1 {
+		return bad("mailDigestThreshold", strconv.Itoa(m.DigestThreshold), "want a count >= 1, or -1: never digest")
+	}
 	if m.DigestWindow <= 0 {
 		return bad("mailDigestWindow", m.DigestWindow.String(), "want a duration > 0")
 	}

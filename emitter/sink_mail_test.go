@@ -132,6 +132,7 @@ func TestMailConfigValidateNamesTheFlagAndTheValue(t *testing.T) {
 		{"bad auth", func(c *Config) { c.Mail.Auth = "CRAM-MD5" }, "mailAuth", "CRAM-MD5"},
 		{"user without password", func(c *Config) { c.Mail.Username = "mailer" }, "mailUsername", "mailer"},
 		{"CA file missing", func(c *Config) { c.Mail.CAFile = "/nonexistent.pem" }, "mailCaFile", "/nonexistent.pem"},
+		{"threshold zero", func(c *Config) { c.Mail.DigestThreshold = 0 }, "mailDigestThreshold", "0"},
 		{"window zero", func(c *Config) { c.Mail.DigestWindow = 0 }, "mailDigestWindow", "0s"},
 	}
 	for _, tt := range tests {
