@@ -86,6 +86,11 @@ type Config struct {
 	Cluster          string
 	StateSchema      string // the emitter's own schema; default kc_event_emitter
 	StateDatabaseURL string // secret: the state's database; default DatabaseURL
+
+	// Mail holds the mail sink's settings when TargetURI is
+	// smtp://host:port or smtps://host:port (its Server and TLS come from
+	// there).
+	Mail MailConfig
 }
 
 // Source is where events are read.
@@ -157,6 +162,7 @@ func DefaultConfig() Config {
 		ListenAddr:               "127.0.0.1:9464",
 		ShutdownTimeout:          10 * time.Second,
 		StateSchema:              "kc_event_emitter",
+		Mail:                     defaultMailConfig(),
 	}
 }
 
@@ -193,7 +199,7 @@ func (c Config) Validate() error {
 	bad := func(field string, value any, format string, args ...any) error {
 		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
-	if _, err := ParseFormat(string(c.Format)); err != nil {
+	if _, err := ParseFormat(string(c.Format)); err != nil && !(c.Format == "" && isMailTarget(c.TargetURI)) {
 		if c.Format == "" {
 			return bad("format", "", "missing: want JSON or FLATBUFFER")
 		}
@@ -329,7 +335,14 @@ func (c Config) validateTarget() error {
 	bad := func(field string, value any, format string, args ...any) error {
 		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
-	if err := checkTarget(c.TargetURI); err != nil {
+	if isMailTarget(c.TargetURI) {
+		if err := checkMailURI(c.TargetURI); err != nil {
+			return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
+		}
+		if err := c.mail().Validate(); err != nil {
+			return err
+		}
+	} else if err := checkTarget(c.TargetURI); err != nil {
 		return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
 	}
 	for _, d := range []struct {
@@ -450,6 +463,12 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("basicAuth", c.Password != ""),
 		slog.Int("signingSecrets", len(c.SigningSecrets)),
 		slog.Bool("once", c.Once),
+	}
+	if isMailTarget(c.TargetURI) {
+		m := c.mail()
+		attrs = append(attrs, slog.String("mailFrom", m.From), slog.Any("mailTo", m.To), slog.Any("mailTypes", m.Types),
+			slog.String("mailTls", string(m.TLS)), slog.Bool("mailAuth", m.Username != ""),
+			slog.Int("mailDigestThreshold", m.DigestThreshold), slog.Duration("mailDigestWindow", m.DigestWindow))
 	}
 	if c.Cluster != "" {
 		attrs = append(attrs, slog.String("cluster", c.Cluster), slog.String("stateSchema", c.StateSchema),

@@ -15,6 +15,7 @@ import (
 // the record is encoded and put into the delivery buffer.
 type pipeline struct {
 	filters  Filters
+	keep     func(Record) bool // the sink's own filter (mail types); nil keeps every record the filters keep
 	users    *enricher
 	enc      Encoder
 	delivery *delivery
@@ -34,7 +35,7 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 	kept := make([]Record, 0, len(recs))
 	for i, r := range recs {
 		r.SetUID(uids[i])
-		if keep[i] = p.filters.keep(r); keep[i] {
+		if keep[i] = p.filters.keep(r) && (p.keep == nil || p.keep(r)); keep[i] {
 			kept = append(kept, r)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
 // ReplayDeadLetters sends the records of the dead-letter file
@@ -20,6 +21,10 @@ import (
 // backoff until ctx ends. Only the target's part of cfg is used and
 // checked. The emitter may run meanwhile: it appends to a new live file.
 func ReplayDeadLetters(ctx context.Context, cfg Config, log *slog.Logger) (deadletter.Stats, error) {
+	if isMailTarget(cfg.TargetURI) {
+		return deadletter.Stats{}, &FieldError{Field: "targetUri", Value: redact.URL(cfg.TargetURI),
+			Err: errors.New("dead letters of a mail target cannot be replayed yet: replay them to an http(s) target")}
+	}
 	if err := cfg.validateTarget(); err != nil {
 		return deadletter.Stats{}, err
 	}

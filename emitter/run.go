@@ -85,6 +85,7 @@ type emitter struct {
 	ready   readiness
 	enc     Encoder
 	sink    sink                     // the target, shared by the pipelines of every leadership term
+	keep    func(Record) bool        // the sink's own filter (the mail sink's types); nil keeps all
 	cur     atomic.Pointer[delivery] // e.p.delivery, for /readyz
 	role    atomic.Pointer[role]     // cluster mode: leader or standby; nil otherwise
 }
@@ -97,16 +98,21 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 	if e.uids, err = NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID); err != nil {
 		return nil, err
 	}
-	enc, err := NewEncoder(cfg.Format, cfg.Numbering)
-	if err != nil {
-		return nil, err
+	if isMailTarget(cfg.TargetURI) {
+		m := cfg.mail()
+		if e.sink, err = newMailSink(m, cfg.RetryWaitMin, cfg.RetryWaitMax, e.log); err != nil {
+			return nil, err
+		}
+		e.enc, e.keep = newMailEncoder(), m.keeps
+	} else {
+		if e.enc, err = NewEncoder(cfg.Format, cfg.Numbering); err != nil {
+			return nil, err
+		}
+		if e.sink, err = newSender(cfg, e.log); err != nil {
+			return nil, err
+		}
 	}
-	sender, err := newSender(cfg, e.log)
-	if err != nil {
-		return nil, err
-	}
-	e.sink, e.enc = sender, enc
-	if e.p, err = e.newPipeline(enc, sender); err != nil {
+	if e.p, err = e.newPipeline(e.enc, e.sink); err != nil {
 		return nil, err
 	}
 	e.ready = readiness{source: e.src.Load, delivery: e.cur.Load, role: e.role.Load}
@@ -117,7 +123,7 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 // term in cluster mode: a delivery is closed when its term ends).
 func (e *emitter) newPipeline(enc Encoder, s sink) (*pipeline, error) {
 	cfg := e.cfg
-	p := &pipeline{filters: cfg.Filters, enc: enc, metrics: e.metrics, progress: &progress{}}
+	p := &pipeline{filters: cfg.Filters, keep: e.keep, enc: enc, metrics: e.metrics, progress: &progress{}}
 	var err error
 	p.delivery, err = newDelivery(deliveryOptions{
 		Sink:           s,

@@ -46,6 +46,7 @@ var flagGroups = []flagGroup{
 	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
 		"deadLetterMaxBytes", "deadLetterStatuses", "holdStatuses"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
+	{"Mail sink: --targetUri smtp://host:port (STARTTLS) or smtps://host:port (TLS); --format is not needed", mailFlagNames},
 	{"Operations", []string{"checkpoint", "once", "listen", "shutdownTimeout", "logLevel", "logFormat"}},
 	{"Cluster mode: one emitter per Keycloak pod, exactly one emitting, the state in PostgreSQL", []string{"cluster", "stateSchema", "stateDbUrlFile"}},
 }
@@ -64,7 +65,8 @@ original) or --secretFile, the database URL from KC_EMITTER_DB_URL or
 --apiClientSecretFile, the API password from KC_EMITTER_API_PASSWORD or
 --apiPasswordFile, Standard Webhooks secrets from KC_EMITTER_SIGNING_SECRET
 (space-separated) or --signingSecretFile (one per line), the state database URL
-of cluster mode from KC_EMITTER_STATE_DB_URL or --stateDbUrlFile.
+of cluster mode from KC_EMITTER_STATE_DB_URL or --stateDbUrlFile, the mail
+server's AUTH password from KC_EMITTER_MAIL_PASSWORD or --mailPasswordFile.
 
 Memory: the Go runtime's soft memory limit is 48 MiB unless GOMEMLIMIT sets
 another; the heap needed grows with --bufferCapacity and with the events read
@@ -131,6 +133,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&numbering, "numbering", string(def.Numbering), "FLATBUFFER enum numbering of the receiver: 20.1, bridge or 26")
 	fs.Int64Var(&c.DeadLetterMaxBytes, "deadLetterMaxBytes", def.DeadLetterMaxBytes, "`size` in bytes past which the dead-letter file is rotated to file.1, file.2, ... (oldest first)")
 	target := addTargetFlags(fs, &c, def, getenv)
+	mailOpts := addMailFlags(fs, &c, def)
 
 	fs.StringVar(&c.CheckpointPath, "checkpoint", def.CheckpointPath, "`file` keeping the position across restarts")
 	fs.BoolVar(&c.Once, "once", false, "deliver what is new, save the checkpoint and exit (for cron)")
@@ -154,7 +157,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 		return options{}, err
 	}
 	for _, name := range mandatory {
-		if !set[name] {
+		if !set[name] && (name != "format" || !isMailURI(c.TargetURI)) {
 			return options{}, fmt.Errorf("--%s is missing (or %s): it is mandatory", name, envName(name))
 		}
 	}
@@ -181,6 +184,9 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	c.Filters.Resources = emitter.TypeFilter{Include: list(adminRes)}
 
 	if err := target.apply(&c, getenv); err != nil {
+		return options{}, err
+	}
+	if err := mailOpts.apply(&c, getenv); err != nil {
 		return options{}, err
 	}
 	if c.DatabaseURL, err = envflag.Secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {

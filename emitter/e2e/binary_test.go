@@ -32,6 +32,8 @@ func TestEmitterRefusesABadConfigurationWithExitStatus2(t *testing.T) {
 		{"bad environment value", good, []string{"KC_EMITTER_SOCKET_TIMEOUT_MILLIS=soon"}, "KC_EMITTER_SOCKET_TIMEOUT_MILLIS"},
 		{"no database", good, nil, "dbUrl: missing"},
 		{"unknown subcommand", []string{"serve"}, nil, `unknown subcommand "serve"`},
+		{"mail target without a recipient", []string{"--targetUri", "smtp://127.0.0.1:9", "--bufferCapacity", "10",
+			"--keycloakId", "1", "--datacenterId", "0", "--listen", "", "--mailFrom", "k@example.com"}, nil, "--mailTo: missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -239,11 +239,12 @@ func TestEndToEndEmitterKilledWhileKeycloakWritesLosesNothing(t *testing.T) {
 	compareOnce(t, want, got, true)
 }
 
-// seedTraffic runs rounds of the seed's traffic in realm in the background.
-func seedTraffic(t testing.TB, kc testenv.Keycloak, realm string, rounds int) *proc {
+// seedTraffic runs rounds of the seed's traffic in realm in the background
+// (extra: more flags of the seed, such as -workers).
+func seedTraffic(t testing.TB, kc testenv.Keycloak, realm string, rounds int, extra ...string) *proc {
 	t.Helper()
-	return start(t, "seed", []string{"-realm", realm, "-rounds", fmt.Sprint(rounds),
-		"-secret-file", filepath.Join(t.TempDir(), "seed.env")},
+	return start(t, "seed", append([]string{"-realm", realm, "-rounds", fmt.Sprint(rounds),
+		"-secret-file", filepath.Join(t.TempDir(), "seed.env")}, extra...),
 		"KCEE_TEST_KEYCLOAK_URL="+kc.URL, "KCEE_TEST_KEYCLOAK_ADMIN="+kc.Admin,
 		"KCEE_TEST_KEYCLOAK_ADMIN_PASSWORD="+kc.AdminPassword)
 }
