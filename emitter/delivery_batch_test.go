@@ -67,7 +67,6 @@ type statusError int
 func (e statusError) Error() string   { return fmt.Sprintf("status %d", int(e)) }
 func (e statusError) StatusCode() int { return int(e) }
 
-
 func newBatchFixture(t *testing.T, s *memBatchSink, edit func(*deliveryOptions)) *deliveryFixture {
 	t.Helper()
 	reg := prometheus.NewRegistry()
