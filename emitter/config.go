@@ -62,6 +62,11 @@ type Config struct {
 	ClientCertFile string
 	ClientKeyFile  string
 
+	// Kafka and NATS hold the options of a kafka:// or nats:// targetUri
+	// (sink_kafka.go, sink_nats.go).
+	Kafka KafkaConfig
+	NATS  NATSConfig
+
 	// Source.
 	Source       Source
 	DatabaseURL  string // secret: may hold a password
@@ -157,6 +162,8 @@ func DefaultConfig() Config {
 		ListenAddr:               "127.0.0.1:9464",
 		ShutdownTimeout:          10 * time.Second,
 		StateSchema:              "kc_event_emitter",
+		Kafka:                    defaultKafkaConfig(),
+		NATS:                     defaultNATSConfig(),
 	}
 }
 
@@ -329,7 +336,11 @@ func (c Config) validateTarget() error {
 	bad := func(field string, value any, format string, args ...any) error {
 		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
-	if err := checkTarget(c.TargetURI); err != nil {
+	if st := c.streamTargetOf(); st != nil {
+		if err := st.Validate(); err != nil {
+			return err
+		}
+	} else if err := checkTarget(c.TargetURI); err != nil {
 		return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
 	}
 	for _, d := range []struct {
