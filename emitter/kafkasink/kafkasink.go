@@ -39,7 +39,7 @@ const (
 const (
 	DefaultMaxBytes            = 1_000_000
 	DefaultDeliveryTimeout     = 30 * time.Second
-	DefaultUnknownTopicRetries = 4
+	DefaultUnknownTopicRetries = 6
 )
 
 // Config is what a Producer needs.
