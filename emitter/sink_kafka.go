@@ -221,4 +221,3 @@ func (s *kafkaSink) Send(ctx context.Context, id string, body []byte) error {
 func (s *kafkaSink) Close() { s.p.Close() }
 
 var _ batchSink = (*kafkaSink)(nil)
-
