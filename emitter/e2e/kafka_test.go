@@ -87,7 +87,11 @@ func distinct(recs []streamRecord) int {
 // sees: every event of want, each with one uid however often it came, and,
 // per key, new events in the order of their uids (a replay comes again
 // with its uid, never before an event that preceded it).
-func checkOnceInOrder(t *testing.T, recs []streamRecord, want []string) (dups int) {
+//
+// With strictOrder false an event out of order is only counted (NATS: a
+// message lost in flight when the server fails is published again after
+// newer ones, as the README says).
+func checkOnceInOrder(t *testing.T, recs []streamRecord, want []string, strictOrder bool) (dups, unordered int) {
 	t.Helper()
 	uidOf := map[string]int64{}
 	maxUID := map[string]int64{}
@@ -104,6 +108,9 @@ func checkOnceInOrder(t *testing.T, recs []streamRecord, want []string) (dups in
 		}
 		uidOf[r.id] = r.uid
 		if r.uid < maxUID[r.key] {
+			unordered++
+		}
+		if r.uid < maxUID[r.key] && strictOrder {
 			t.Errorf("key %s: new event %s (uid %d) after uid %d: out of order", r.key, r.id, r.uid, maxUID[r.key])
 		}
 		maxUID[r.key] = max(maxUID[r.key], r.uid)
@@ -113,7 +120,7 @@ func checkOnceInOrder(t *testing.T, recs []streamRecord, want []string) (dups in
 			t.Errorf("event %s never arrived", id)
 		}
 	}
-	return dups
+	return dups, unordered
 }
 
 // TestEmitterToKafkaKilledAndBrokerRestartedDeliversEveryEventWithOneUID
@@ -193,7 +200,7 @@ func TestEmitterToKafkaKilledAndBrokerRestartedDeliversEveryEventWithOneUID(t *t
 		t.Errorf("emitter exit status after SIGTERM = %d, want 0", code)
 	}
 	recs := consumer.records()
-	dups := checkOnceInOrder(t, recs, ids)
+	dups, _ := checkOnceInOrder(t, recs, ids, true)
 	if _, err := os.Stat(checkpoint + ".deadletter.jsonl"); err == nil {
 		t.Errorf("events were dead-lettered:\n%s", tail(readFile(t, checkpoint+".deadletter.jsonl"), 5))
 	}
@@ -270,7 +277,7 @@ func TestEmitterToKafkaDeadLettersARecordOverTheLimitAndTheEventsOfATopicThatDoe
 	}
 	consumer := consumeKafka(t, k, prefix+"-acme")
 	waitFor(t, time.Minute, "10 events in the topic of acme", func() bool { return distinct(consumer.records()) >= 10 })
-	checkOnceInOrder(t, consumer.records(), want)
+	checkOnceInOrder(t, consumer.records(), want, true)
 	reasons := map[string]string{}
 	for _, r := range readDeadLetterFile(t, checkpoint+".deadletter.jsonl") {
 		reasons[r.ID] = r.Reason

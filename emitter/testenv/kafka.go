@@ -25,14 +25,15 @@ type Kafka struct {
 
 // KafkaEnv returns the broker of KCEE_TEST_KAFKA_BROKERS and
 // KCEE_TEST_KAFKA_MAX_BYTES (as `scripts/kafka.sh env` prints them). When
-// unset the test is skipped, or fails when KCEE_REQUIRE_SERVERS=1 (make
-// test starts Kafka). It fails when a broker is not on a loopback address.
+// unset the test is skipped, or fails when KCEE_REQUIRE_KAFKA=1 (make
+// test-kafka sets it; make test does not start Kafka, see the Makefile).
+// It fails when a broker is not on a loopback address.
 func KafkaEnv(t testing.TB) Kafka {
 	t.Helper()
 	k := Kafka{Brokers: os.Getenv("KCEE_TEST_KAFKA_BROKERS")}
 	if k.Brokers == "" {
 		msg := "KCEE_TEST_KAFKA_BROKERS is not set: run `scripts/kafka.sh start && eval \"$(scripts/kafka.sh env)\"` first"
-		if os.Getenv("KCEE_REQUIRE_SERVERS") == "1" {
+		if os.Getenv("KCEE_REQUIRE_KAFKA") == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
