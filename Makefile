@@ -89,6 +89,7 @@ demo:
 ## clean: stop the servers, remove bin/, dist/ and the run state (downloads are kept)
 clean:
 	-bash scripts/keycloak.sh stop
+	-bash scripts/kafka.sh destroy
 	-bash scripts/postgres.sh destroy-all
 	rm -rf bin dist $(CACHE)/keycloak/run $(CACHE)/keycloak/*.log $(CACHE)/seed $(CACHE)/bin
 
