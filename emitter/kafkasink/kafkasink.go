@@ -249,8 +249,11 @@ func classify(topic string, err error) error {
 	e := &Error{Topic: topic, Err: err}
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
-		e.permanent = true
-		e.Err = fmt.Errorf("%w (the broker's message.max.bytes or the topic's max.message.bytes)", err)
+		// The record itself fits the producer's max bytes (Produce refused
+		// it otherwise), so the broker refused the batch it was in: its
+		// limit is below the producer's. Not this record's fault: passing,
+		// so that no event is dead-lettered for a setting, and said so.
+		e.Err = fmt.Errorf("%w: the broker's message.max.bytes (or the topic's max.message.bytes) is below the producer's max bytes: lower it to the broker's", err)
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
 		e.permanent = true
 		e.Err = fmt.Errorf("%w: the topic does not exist and the broker does not create it", err)

@@ -135,8 +135,6 @@ func TestARecordOverTheSizeLimitIsRefusedForGoodAndTheOthersGo(t *testing.T) {
 	}{
 		// The producer's limit is the broker's: the producer refuses the record itself.
 		{"producer's limit", int32(k.MaxBytes), []kafkasink.Message{{Value: []byte("a")}, {Value: big}, {Value: []byte("b")}}},
-		// The producer allows more than the broker: the broker refuses it.
-		{"broker's limit", 4 << 20, []kafkasink.Message{{Value: big}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProducer(t, k, topic, func(c *kafkasink.Config) { c.MaxBytes = tc.maxBytes })
@@ -152,5 +150,20 @@ func TestARecordOverTheSizeLimitIsRefusedForGoodAndTheOthersGo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestABatchTheBrokerRefusesAsTooLargeIsAPassingErrorNamingTheSetting(t *testing.T) {
+	k := testenv.KafkaEnv(t)
+	topic := k.NewTopic(t, "kcee-size", 1)
+	big := make([]byte, k.MaxBytes+1000)
+	_, _ = rand.Read(big)
+	// The producer allows more than the broker: the broker refuses the
+	// batch, which says nothing about the records in it.
+	p := newProducer(t, k, topic, func(c *kafkasink.Config) { c.MaxBytes = 4 << 20 })
+	err := p.Produce(context.Background(), []kafkasink.Message{{Value: big}})[0]
+	var pe interface{ Permanent() bool }
+	if !errors.Is(err, kerr.MessageTooLarge) || !errors.As(err, &pe) || pe.Permanent() || !strings.Contains(err.Error(), "lower it") {
+		t.Fatalf("error %v, want a passing MESSAGE_TOO_LARGE that says to lower the max bytes", err)
 	}
 }
