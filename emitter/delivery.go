@@ -290,9 +290,8 @@ func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
 			}
 			return err
 		}
-		batch = append(batch, env)
-		closed := false
-		batch, closed = d.fill(ctx, batch)
+		var closed bool
+		batch, closed = d.fill(ctx, append(batch, env))
 		d.inFlight.Add(int64(len(batch)))
 		d.setDepth()
 		d.deliverBatch(ctx, bs, batch)
