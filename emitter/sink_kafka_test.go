@@ -1,7 +1,11 @@
 package emitter
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -59,5 +63,17 @@ func TestATargetURIOfKafkaOrNATSGivesTheBrokersAndTheTopic(t *testing.T) {
 	}
 	if size, _ := batchOptions(c); size != 0 {
 		t.Errorf("batchOptions of an HTTP target = %d, want 0 (one at a time)", size)
+	}
+}
+
+func TestReplayRefusesAKafkaOrNATSTargetNamingIt(t *testing.T) {
+	for _, uri := range []string{"kafka://127.0.0.1:9092/kc", "nats://127.0.0.1:4222/kc"} {
+		c := DefaultConfig()
+		c.TargetURI, c.DeadLetterPath = uri, filepath.Join(t.TempDir(), "dl.jsonl")
+		_, err := ReplayDeadLetters(context.Background(), c, nil)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "targetUri" || !strings.Contains(err.Error(), "http or https target only") {
+			t.Errorf("replay to %s: %v, want a targetUri error", uri, err)
+		}
 	}
 }
