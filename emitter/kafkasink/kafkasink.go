@@ -85,10 +85,9 @@ type SASL struct {
 // TLS is the TLS setup: the CAs to trust (none: the system's), and a
 // client certificate for mutual TLS.
 type TLS struct {
-	CAFile             string
-	CertFile, KeyFile  string
-	ServerName         string // empty: the broker's host
-	InsecureSkipVerify bool   // tests only
+	CAFile            string
+	CertFile, KeyFile string
+	ServerName        string // empty: the broker's host
 }
 
 // Header is a record header.
@@ -344,7 +343,7 @@ func CheckTopic(topic string) error {
 func IsTemplate(topic string) bool { return strings.Contains(topic, "{{") }
 
 func tlsConfig(t TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // tests only
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
@@ -409,6 +408,11 @@ func (l slogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lv = slog.LevelWarn
 	case kgo.LogLevelDebug:
 		lv = slog.LevelDebug
+	}
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if keyvals[i] == "err" {
+			keyvals[i] = "error" // the project's key
+		}
 	}
 	l.log.Log(context.Background(), lv, "kafka: "+msg, keyvals...)
 }
