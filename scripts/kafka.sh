@@ -8,8 +8,10 @@
 #   scripts/kafka.sh stop     stop it (its data and ports stay for the next start)
 #   scripts/kafka.sh restart  stop and start it on the same ports
 #   scripts/kafka.sh status   exit 0 when it answers
-#   scripts/kafka.sh env      print `export KCEE_TEST_KAFKA_BROKERS='127.0.0.1:port'`
-#                             and KCEE_TEST_KAFKA_MAX_BYTES (the broker's message.max.bytes)
+#   scripts/kafka.sh env      print `export KCEE_TEST_KAFKA_BROKERS='127.0.0.1:port'`,
+#                             KCEE_TEST_KAFKA_MAX_BYTES (the broker's message.max.bytes) and
+#                             KCEE_TEST_KAFKA_SASL_BROKERS, _SASL_USER, _SASL_PASSWORD (a second
+#                             listener, SASL_PLAINTEXT: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)
 #   scripts/kafka.sh destroy  stop it and remove its data
 #   scripts/kafka.sh log      print the path of its log
 #   scripts/kafka.sh fetch    fetch the jars only
@@ -25,7 +27,9 @@
 # clean`. The node's data, ports and log are under .cache/kafka/run. Topics
 # are not created on first use (auto.create.topics.enable=false): a test
 # creates the topics it needs, and a record for any other topic is refused
-# as the operator's broker would refuse it.
+# as the operator's broker would refuse it. The SASL listener knows one
+# user, kcee-emitter, with a throwaway password made at the first start
+# (for PLAIN in the broker's properties, for SCRAM in its storage).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -84,19 +88,27 @@ answers() { [ -f "$RUN/port" ] && port_in_use "$(cat "$RUN/port")"; }
 # and the controller, kept across restarts so that clients find it again.
 configure() {
 	mkdir -p "$RUN"
-	if [ ! -f "$RUN/server.properties" ]; then
-		local port cport
+	if [ ! -f "$RUN/server.properties" ] || [ ! -f "$RUN/sasl-port" ]; then
+		rm -rf "$RUN/data" # a node of an older layout of this script: formatted anew
+		local port cport sport password
 		port=$(free_port)
 		cport=$(free_port)
+		sport=$(free_port)
 		[ "$cport" = "$port" ] && cport=$((port + 1))
+		[ "$sport" = "$port" ] || [ "$sport" = "$cport" ] && sport=$((cport + 1))
+		password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 		cat >"$RUN/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_kcee-emitter="$password";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$RUN/data
 num.partitions=3
@@ -111,12 +123,18 @@ group.initial.rebalance.delay.ms=0
 log.retention.hours=24
 EOF
 		echo "$port" >"$RUN/port"
+		echo "$sport" >"$RUN/sasl-port"
+		(umask 077 && echo "$password" >"$RUN/sasl-password")
 		echo "$KAFKA_MAX_BYTES" >"$RUN/max-bytes"
 	fi
 	if [ ! -f "$RUN/data/meta.properties" ]; then
 		log "formatting the KRaft storage in $RUN/data"
+		local pw
+		pw=$(cat "$RUN/sasl-password")
 		"$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool format --standalone -t "$(cluster_id)" \
-			-c "$RUN/server.properties" >"$RUN/format.log" 2>&1 ||
+			-c "$RUN/server.properties" \
+			--add-scram "SCRAM-SHA-256=[name=kcee-emitter,password=$pw]" \
+			--add-scram "SCRAM-SHA-512=[name=kcee-emitter,password=$pw]" >"$RUN/format.log" 2>&1 ||
 			{ cat "$RUN/format.log" >&2; die "kafka-storage format failed"; }
 	fi
 }
@@ -173,6 +191,9 @@ env)
 	[ -f "$RUN/port" ] || die "Kafka was never started: run $0 start"
 	echo "export KCEE_TEST_KAFKA_BROKERS='127.0.0.1:$(cat "$RUN/port")'"
 	echo "export KCEE_TEST_KAFKA_MAX_BYTES='$(cat "$RUN/max-bytes")'"
+	echo "export KCEE_TEST_KAFKA_SASL_BROKERS='127.0.0.1:$(cat "$RUN/sasl-port")'"
+	echo "export KCEE_TEST_KAFKA_SASL_USER='kcee-emitter'"
+	echo "export KCEE_TEST_KAFKA_SASL_PASSWORD='$(cat "$RUN/sasl-password")'"
 	;;
 destroy) stop; rm -rf "$RUN"; log "Kafka's data removed" ;;
 log) echo "$RUN/log" ;;

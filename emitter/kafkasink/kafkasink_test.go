@@ -167,3 +167,39 @@ func TestABatchTheBrokerRefusesAsTooLargeIsAPassingErrorNamingTheSetting(t *test
 		t.Fatalf("error %v, want a passing MESSAGE_TOO_LARGE that says to lower the max bytes", err)
 	}
 }
+
+func TestEachSASLMechanismAuthenticatesAndAWrongPasswordIsAPassingError(t *testing.T) {
+	k := testenv.KafkaEnv(t)
+	if k.SASLBrokers == "" {
+		t.Fatal("KCEE_TEST_KAFKA_SASL_BROKERS is not set: scripts/kafka.sh env prints it")
+	}
+	topic := k.NewTopic(t, "kcee-sasl", 1)
+	for _, mech := range []string{kafkasink.MechanismPlain, kafkasink.MechanismSCRAMSHA256, kafkasink.MechanismSCRAMSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			for _, tc := range []struct {
+				password string
+				ok       bool
+			}{{k.SASLPassword, true}, {"wrong-" + k.SASLPassword, false}} {
+				p := newProducer(t, k, topic, func(c *kafkasink.Config) {
+					c.Brokers = strings.Split(k.SASLBrokers, ",")
+					c.SASL = kafkasink.SASL{Mechanism: mech, Username: k.SASLUser, Password: tc.password}
+					c.DeliveryTimeout = 3 * time.Second
+				})
+				err := p.Produce(context.Background(), []kafkasink.Message{{Value: []byte(mech)}})[0]
+				var pe interface{ Permanent() bool }
+				switch {
+				case tc.ok && err != nil:
+					t.Errorf("the right password: %v", err)
+				case !tc.ok && err == nil:
+					t.Error("a wrong password: produced")
+				case !tc.ok && errors.As(err, &pe) && pe.Permanent():
+					t.Errorf("a wrong password: %v is permanent; a credential is the setup's, retried", err)
+				case !tc.ok && strings.Contains(err.Error(), tc.password):
+					t.Errorf("the error shows the password: %v", err)
+				case !tc.ok && !errors.Is(err, kerr.SaslAuthenticationFailed):
+					t.Errorf("a wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
+				}
+			}
+		})
+	}
+}

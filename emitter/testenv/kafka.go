@@ -21,6 +21,9 @@ import (
 type Kafka struct {
 	Brokers  string // host:port[,host:port]
 	MaxBytes int    // the broker's message.max.bytes
+	// The SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
+	// and its user; empty when the script did not print them.
+	SASLBrokers, SASLUser, SASLPassword string
 }
 
 // KafkaEnv returns the broker of KCEE_TEST_KAFKA_BROKERS and
@@ -44,6 +47,8 @@ func KafkaEnv(t testing.TB) Kafka {
 			t.Fatalf("KCEE_TEST_KAFKA_BROKERS %q: %q is not a loopback host:port", k.Brokers, b)
 		}
 	}
+	k.SASLBrokers, k.SASLUser, k.SASLPassword = os.Getenv("KCEE_TEST_KAFKA_SASL_BROKERS"),
+		os.Getenv("KCEE_TEST_KAFKA_SASL_USER"), os.Getenv("KCEE_TEST_KAFKA_SASL_PASSWORD")
 	k.MaxBytes, _ = strconv.Atoi(os.Getenv("KCEE_TEST_KAFKA_MAX_BYTES"))
 	if k.MaxBytes == 0 {
 		k.MaxBytes = 262144
