@@ -11,7 +11,7 @@ export GO_TEST_TIMEOUT
 # Downloads and run state (the scripts read KCEE_CACHE too).
 CACHE := $(or $(KCEE_CACHE),.cache)
 
-.PHONY: build dist image test test-compat test-unit generate check-generate bench demo servers clean distclean
+.PHONY: build dist image test test-kafka test-compat test-unit generate check-generate bench demo servers clean distclean
 
 ## build: bin/kc-event-emitter and bin/kc-event-receiver, static and stamped with
 ## the version (scripts/version.sh; VERSION=... sets another) and the commit
@@ -34,6 +34,16 @@ image:
 test:
 	bash scripts/test.sh
 
+## test-kafka: the Kafka tests against a real broker (scripts/kafka.sh: a KRaft node from Maven
+## Central, started here with PostgreSQL), and the NATS tests; `make test` skips the Kafka ones
+test-kafka:
+	bash scripts/deps.sh test
+	bash scripts/postgres.sh start >/dev/null
+	bash scripts/kafka.sh start >/dev/null
+	eval "$$(bash scripts/postgres.sh env)"; eval "$$(bash scripts/kafka.sh env)"; export KCEE_REQUIRE_SERVERS=1 KCEE_REQUIRE_KAFKA=1; \
+	$(GO) test -count=1 -timeout "$(GO_TEST_TIMEOUT)" ./emitter/kafkasink ./emitter/natssink && \
+	$(GO) test -count=1 -timeout "$(GO_TEST_TIMEOUT)" -run 'Kafka|NATS' ./emitter/e2e
+
 ## test-compat: the tests that touch Keycloak on each version from 21.1 to the newest, one
 ## Keycloak at a time (KC_VERSIONS="21.1.2 26.7.3" to choose; COMPAT_DOC=docs/compatibility.md
 ## writes the table there); prints a table (version, source, result, time)
@@ -42,7 +52,7 @@ test-compat:
 
 ## test-unit: the tests that need no server (those that do are skipped)
 test-unit: build
-	env -u KCEE_TEST_PG_URL -u KCEE_TEST_KEYCLOAK_URL -u KCEE_REQUIRE_SERVERS $(GO) test -count=1 ./...
+	env -u KCEE_TEST_PG_URL -u KCEE_TEST_KEYCLOAK_URL -u KCEE_TEST_KAFKA_BROKERS -u KCEE_REQUIRE_SERVERS -u KCEE_REQUIRE_KAFKA $(GO) test -count=1 ./...
 
 ## generate: go generate ./... (the fbs/ code from flatc)
 generate:
@@ -79,6 +89,7 @@ demo:
 ## clean: stop the servers, remove bin/, dist/ and the run state (downloads are kept)
 clean:
 	-bash scripts/keycloak.sh stop
+	-bash scripts/kafka.sh destroy
 	-bash scripts/postgres.sh destroy-all
 	rm -rf bin dist $(CACHE)/keycloak/run $(CACHE)/keycloak/*.log $(CACHE)/seed $(CACHE)/bin
 

@@ -111,9 +111,22 @@ type delayAnswer interface {
 	RetryAfterDelay() time.Duration
 }
 
+// permanentRefusal is implemented by the errors of a sink that knows
+// whether the target refused the event for good (a Kafka record too large,
+// a topic that does not exist, an authorization refusal...): Permanent
+// true dead-letters the event with the error's message as the reason.
+type permanentRefusal interface {
+	error
+	Permanent() bool
+}
+
 // classify returns what the route does with err, an error of Sink.Send.
 func (a answers) classify(err error) refusal {
 	r := refusal{err: err}
+	if p, ok := errors.AsType[permanentRefusal](err); ok && p.Permanent() {
+		r.action = deadLetterAnswer
+		return r
+	}
 	if sa, ok := errors.AsType[statusAnswer](err); ok {
 		r.status = sa.StatusCode()
 		r.action = a.ofStatus(r.status)

@@ -170,3 +170,26 @@ func TestConfigRefusesAStatusOnBothSidesOrOutsideTheAnswers(t *testing.T) {
 		t.Errorf("every status held, none dead-lettered: %v", err)
 	}
 }
+
+func TestAPermanentSinkErrorIsDeadLetteredAndAPassingOneRetried(t *testing.T) {
+	a := newAnswers(DefaultConfig().DeadLetterStatuses, DefaultConfig().HoldStatuses)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want answerAction
+	}{
+		{"permanent", permanentError{"record too large"}, deadLetterAnswer},
+		{"permanent, wrapped", fmt.Errorf("uid 7: %w", permanentError{"unknown topic"}), deadLetterAnswer},
+		{"not permanent", notPermanent{}, retryAnswer},
+		{"plain", errors.New("broker not reachable"), retryAnswer},
+	} {
+		if got := a.classify(tc.err).action; got != tc.want {
+			t.Errorf("%s: classify(%v) = %s, want %s", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+type notPermanent struct{}
+
+func (notPermanent) Error() string   { return "a request timed out" }
+func (notPermanent) Permanent() bool { return false }

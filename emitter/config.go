@@ -62,6 +62,11 @@ type Config struct {
 	ClientCertFile string
 	ClientKeyFile  string
 
+	// Kafka and NATS hold the options of a kafka:// or nats:// targetUri
+	// (sink_kafka.go, sink_nats.go).
+	Kafka KafkaConfig
+	NATS  NATSConfig
+
 	// Source.
 	Source       Source
 	DatabaseURL  string // secret: may hold a password
@@ -163,6 +168,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:          10 * time.Second,
 		StateSchema:              "kc_event_emitter",
 		Mail:                     defaultMailConfig(),
+		Kafka:                    defaultKafkaConfig(),
+		NATS:                     defaultNATSConfig(),
 	}
 }
 
@@ -340,6 +347,10 @@ func (c Config) validateTarget() error {
 			return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
 		}
 		if err := c.mail().Validate(); err != nil {
+			return err
+		}
+	} else if st := c.streamTargetOf(); st != nil {
+		if err := st.Validate(); err != nil {
 			return err
 		}
 	} else if err := checkTarget(c.TargetURI); err != nil {

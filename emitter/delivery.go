@@ -25,6 +25,14 @@ type sink interface {
 	Send(ctx context.Context, id string, body []byte) error
 }
 
+// batchSink is a sink that takes several envelopes at once, in order.
+type batchSink interface {
+	sink
+	// SendBatch delivers envs in order and returns one error per envelope
+	// (nil: the sink accepted it), each with the meaning of Send's error.
+	SendBatch(ctx context.Context, envs []envelope) []error
+}
+
 // failing is implemented by a sink that knows whether its last attempt
 // failed for a reason other than the refusal of one event.
 type failing interface {
@@ -77,6 +85,13 @@ type deliveryOptions struct {
 	// strict order: an envelope is sent only once the one before it is
 	// done. With more, envelopes start in order but may finish out of it.
 	Concurrency int
+	// BatchSize is, when Sink is a batchSink, the most envelopes handed to
+	// SendBatch at once; 0 means 500. Batches are sent one at a time, in
+	// order (Concurrency does not apply to them).
+	BatchSize int
+	// Linger is how long a batch that is not full waits for more
+	// envelopes before it is handed over; 0 hands over what is waiting.
+	Linger time.Duration
 	// DeadLetterPath is the JSON-lines file where rejected envelopes are
 	// kept, created with the first one and rotated past DeadLetterMaxBytes
 	// (0: 64 MiB). newDelivery fails when it could not be written.
@@ -120,6 +135,7 @@ type delivery struct {
 	log      *slog.Logger
 	now      func() time.Time
 	inFlight atomic.Int64
+	retrying atomic.Bool  // a batch has envelopes waiting for a retry after a transient error
 	lastOK   atomic.Int64 // UnixNano; 0 = never
 	answered atomic.Int64 // UnixNano of the last delivery or dead letter, or of the start
 }
@@ -134,6 +150,12 @@ func newDelivery(o deliveryOptions) (*delivery, error) {
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 1
+	}
+	if o.BatchSize < 0 || o.Linger < 0 {
+		return nil, fmt.Errorf("delivery: BatchSize %d and Linger %s: want >= 0", o.BatchSize, o.Linger)
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = defaultBatchSize
 	}
 	if o.Ack == nil {
 		o.Ack = func(envelope, outcome) {}
@@ -163,6 +185,9 @@ func newDelivery(o deliveryOptions) (*delivery, error) {
 	}
 	return d, nil
 }
+
+// defaultBatchSize is deliveryOptions.BatchSize's default.
+const defaultBatchSize = 500
 
 func setDefault[T comparable](v *T, def T) {
 	var zero T
@@ -195,7 +220,7 @@ func (d *delivery) put(ctx context.Context, env envelope) error {
 // targetFailing tells whether the route is held or the sink's last attempt
 // failed for a reason other than a refusal of one event.
 func (d *delivery) targetFailing() bool {
-	if d.hold.held.Load() {
+	if d.hold.held.Load() || d.retrying.Load() {
 		return true
 	}
 	f, ok := d.opts.Sink.(failing)
@@ -217,6 +242,9 @@ func (d *delivery) dropped(env envelope) {
 // envelopes being sent or waiting are not acknowledged) or until close was
 // called and every envelope was handled (it then returns nil).
 func (d *delivery) run(ctx context.Context) error {
+	if bs, ok := d.opts.Sink.(batchSink); ok {
+		return d.runBatches(ctx, bs)
+	}
 	slots := make(chan struct{}, d.opts.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -248,6 +276,151 @@ func (d *delivery) run(ctx context.Context) error {
 	}
 }
 
+// runBatches is run for a batchSink: it takes the envelopes that are
+// waiting, up to BatchSize (waiting up to Linger for more), and delivers
+// them as one batch before it takes the next.
+func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
+	batch := make([]envelope, 0, d.opts.BatchSize)
+	for {
+		batch = batch[:0]
+		env, err := d.ring.Take(ctx)
+		if err != nil {
+			if errors.Is(err, buffer.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		var closed bool
+		batch, closed = d.fill(ctx, append(batch, env))
+		d.inFlight.Add(int64(len(batch)))
+		d.setDepth()
+		d.deliverBatch(ctx, bs, batch)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if closed {
+			return nil
+		}
+	}
+}
+
+// fill appends to batch the envelopes waiting in the buffer, up to
+// BatchSize, waiting up to Linger for more when there are not enough.
+// closed tells that the buffer is closed and empty.
+func (d *delivery) fill(ctx context.Context, batch []envelope) (_ []envelope, closed bool) {
+	for len(batch) < d.opts.BatchSize && d.ring.Len() > 0 {
+		env, err := d.ring.Take(ctx)
+		if err != nil {
+			return batch, errors.Is(err, buffer.ErrClosed)
+		}
+		batch = append(batch, env)
+	}
+	if len(batch) == d.opts.BatchSize || d.opts.Linger == 0 {
+		return batch, false
+	}
+	lctx, cancel := context.WithTimeout(ctx, d.opts.Linger)
+	defer cancel()
+	for len(batch) < d.opts.BatchSize {
+		env, err := d.ring.Take(lctx)
+		if err != nil {
+			return batch, errors.Is(err, buffer.ErrClosed)
+		}
+		batch = append(batch, env)
+	}
+	return batch, false
+}
+
+// deliverBatch hands batch to bs until each envelope is delivered or
+// dead-lettered, or ctx ends. After a transient error, or while the target
+// refuses every event (a hold answer), it waits (backoff between
+// RetryWaitMin and RetryWaitMax) and sends again only the envelopes that
+// were not taken, in their order.
+func (d *delivery) deliverBatch(ctx context.Context, bs batchSink, batch []envelope) {
+	pending := batch
+	defer func() {
+		d.inFlight.Add(-int64(len(pending)))
+		d.retrying.Store(false)
+		d.setDepth()
+	}()
+	for held, failed := 0, 0; len(pending) > 0; {
+		sentAt := d.now()
+		errs := bs.SendBatch(ctx, pending)
+		if len(errs) != len(pending) {
+			// A sink's bug; never acknowledge what it may not have taken.
+			err := fmt.Errorf("sink returned %d answers for %d envelopes", len(errs), len(pending))
+			errs = make([]error, len(pending))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+		var (
+			again    []envelope
+			holdR    *refusal
+			holdEnv  envelope
+			firstErr error
+			retryAft time.Duration
+		)
+		for i, env := range pending {
+			err := errs[i]
+			if err == nil {
+				d.delivered(env)
+				continue
+			}
+			r := d.opts.Answers.classify(err)
+			if r.action == deadLetterAnswer {
+				d.hold.released(d.now())
+				d.reject(ctx, env, r.status, err)
+				continue
+			}
+			again = append(again, env)
+			if r.action == holdAnswer && holdR == nil {
+				holdR, holdEnv = &r, env
+				retryAft = r.retryAfter
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+		d.inFlight.Add(-int64(len(pending) - len(again)))
+		pending = again
+		d.setDepth()
+		if len(pending) == 0 || ctx.Err() != nil {
+			return // what is left is not acknowledged: read again at the next start
+		}
+		var wait time.Duration
+		if holdR != nil {
+			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, held, retryAft)
+			held++
+			d.hold.refused(*holdR, holdEnv, sentAt, d.now(), wait)
+			d.log.Debug("held: the target refused the batch again", "uid", holdEnv.UID, "answer", holdR.answer(),
+				"events", len(pending), "attempt", held, "retry_in", wait)
+		} else {
+			// The sink's client retried already: back off as for a hold.
+			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, failed, 0)
+			failed++
+			d.retrying.Store(true)
+			d.log.Warn("send failed, trying again", "uid", pending[0].UID, "kind", pending[0].Kind,
+				"events", len(pending), "error", firstErr, "retry_in", wait)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// delivered records that the target took env and acknowledges it.
+func (d *delivery) delivered(env envelope) {
+	now := d.now()
+	d.hold.released(now)
+	d.lastOK.Store(now.UnixNano())
+	if mt := d.opts.Metrics; mt != nil {
+		mt.Delivered.WithLabelValues(string(env.Kind)).Inc()
+		mt.Latency.Observe(now.Sub(time.UnixMilli(env.Time)).Seconds())
+	}
+	d.answered.Store(now.UnixNano())
+	d.opts.Ack(env, delivered)
+}
+
 // deliver sends env until it is delivered or dead-lettered, or ctx ends.
 // While the target refuses every event (a hold answer) it tries env again
 // with backoff: the route keeps its position.
@@ -261,15 +434,7 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 		sentAt := d.now()
 		err := d.opts.Sink.Send(ctx, id, env.Body)
 		if err == nil {
-			now := d.now()
-			d.hold.released(now)
-			d.lastOK.Store(now.UnixNano())
-			if mt := d.opts.Metrics; mt != nil {
-				mt.Delivered.WithLabelValues(string(env.Kind)).Inc()
-				mt.Latency.Observe(now.Sub(time.UnixMilli(env.Time)).Seconds())
-			}
-			d.answered.Store(now.UnixNano())
-			d.opts.Ack(env, delivered)
+			d.delivered(env)
 			return
 		}
 		r := d.opts.Answers.classify(err)

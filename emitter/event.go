@@ -6,6 +6,8 @@
 // (checkpoint). docs/architecture.md says where each step lives.
 package emitter
 
+import "strings"
+
 // Kind tells an Event from an AdminEvent. Its values are the names the
 // FLATBUFFER container uses in its "type" key.
 type Kind string
@@ -146,4 +148,33 @@ type envelope struct {
 	Type    string // Record.TypeName, for logs
 	Time    int64  // event time, ms since the Unix epoch
 	Body    []byte // the wire payload, sent as is
+	// Key is the user the event is about, for sinks that keep order per key
+	// (a Kafka record's key): see Record.Key. Empty when there is none.
+	Key string
+	// RealmName is the realm's name; empty when the source did not know it.
+	RealmName string
+}
+
+// Key returns the user the event is about: an Event's userId; for an
+// AdminEvent on a user (a resource path users/<id>...) that user, else the
+// acting user. Empty when there is none.
+func (r Record) Key() string {
+	if r.Admin == nil {
+		return r.Event.UserID
+	}
+	if rest, ok := strings.CutPrefix(r.Admin.ResourcePath, "users/"); ok {
+		if id, _, _ := strings.Cut(rest, "/"); id != "" {
+			return id
+		}
+	}
+	return r.Admin.AuthDetails.UserID
+}
+
+// RealmName returns the name of the realm the event belongs to; empty when
+// unknown.
+func (r Record) RealmName() string {
+	if r.Admin != nil {
+		return r.Admin.RealmName
+	}
+	return r.Event.RealmName
 }

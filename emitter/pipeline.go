@@ -71,7 +71,8 @@ func (p *pipeline) send(ctx context.Context, r Record) error {
 		p.encBuf = body
 		body = append([]byte(nil), body...)
 	}
-	env := envelope{Kind: r.Kind(), UID: r.UID(), ID: r.ID(), RealmID: r.RealmID(), Type: r.TypeName(), Time: r.Time(), Body: body}
+	env := envelope{Kind: r.Kind(), UID: r.UID(), ID: r.ID(), RealmID: r.RealmID(), Type: r.TypeName(), Time: r.Time(), Body: body,
+		Key: r.Key(), RealmName: r.RealmName()}
 	if err != nil {
 		// Not expected: every field has a wire form. Set aside, never lost.
 		return p.delivery.deadLetter(env, 0, fmt.Errorf("encode %s %s uid %d: %w", env.Kind, env.ID, env.UID, err))

@@ -28,6 +28,10 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, log *slog.Logger) (deadl
 	if err := cfg.validateTarget(); err != nil {
 		return deadletter.Stats{}, err
 	}
+	if cfg.streamTargetOf() != nil {
+		return deadletter.Stats{}, &FieldError{Field: "targetUri", Value: cfg.TargetURI,
+			Err: errors.New("deadletters replay sends to an http or https target only, not yet to Kafka or NATS")}
+	}
 	if cfg.DeadLetterPath == "" {
 		return deadletter.Stats{}, &FieldError{Field: "deadLetterFile", Err: errors.New("missing: the dead-letter file to replay")}
 	}

@@ -49,6 +49,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
+	defer closeSink(e.sink)
 	if cfg.ListenAddr != "" {
 		ln, err := listenOps(cfg.ListenAddr)
 		if err != nil {
@@ -108,7 +109,7 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 		if e.enc, err = NewEncoder(cfg.Format, cfg.Numbering); err != nil {
 			return nil, err
 		}
-		if e.sink, err = newSender(cfg, e.log); err != nil {
+		if e.sink, err = newSink(cfg, e.log); err != nil {
 			return nil, err
 		}
 	}
@@ -123,6 +124,7 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 // term in cluster mode: a delivery is closed when its term ends).
 func (e *emitter) newPipeline(enc Encoder, s sink) (*pipeline, error) {
 	cfg := e.cfg
+	batchSize, linger := batchOptions(cfg)
 	p := &pipeline{filters: cfg.Filters, keep: e.keep, enc: enc, metrics: e.metrics, progress: &progress{}}
 	var err error
 	p.delivery, err = newDelivery(deliveryOptions{
@@ -130,6 +132,8 @@ func (e *emitter) newPipeline(enc Encoder, s sink) (*pipeline, error) {
 		Capacity:       cfg.BufferCapacity,
 		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
+		BatchSize:      batchSize,
+		Linger:         linger,
 		DeadLetterPath: cfg.DeadLetterPath,
 		Ack:            p.ack,
 		Metrics:        e.metrics,

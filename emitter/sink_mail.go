@@ -232,15 +232,6 @@ func (mailEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// batchSink is a sink that takes several envelopes at once, in order.
-// defined by delivery.go after merge: delete this declaration then.
-type batchSink interface {
-	sink
-	// SendBatch delivers envs in order and returns one error per envelope
-	// (nil: the sink accepted it), each with the meaning of Send's error.
-	SendBatch(ctx context.Context, envs []envelope) []error
-}
-
 // mailSink is the adapter from envelopes to mailsink: it decodes each
 // envelope's mailNotification and mails them in one call, so that a batch
 // over the digest threshold goes as one digest.

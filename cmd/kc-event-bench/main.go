@@ -49,14 +49,16 @@ type config struct {
 	stall        time.Duration
 	peerDuration time.Duration
 	peerClients  int
+	kafka        string
 	args         []string
 }
 
 // allCases are the parts of a run, in the order they run; the default is
 // every case but peer, which needs the Keycloak of scripts/peer.sh.
-var allCases = []string{"e2e", "limit", "backlog", "growth", "idle", "peer"}
+var allCases = []string{"e2e", "limit", "backlog", "growth", "idle", "peer", "kafka"}
 
-var defaultCases = allCases[:len(allCases)-1]
+// defaultCases leave out peer and kafka, which need servers of their own.
+var defaultCases = allCases[:len(allCases)-2]
 
 const usageText = `Usage: go run ./cmd/kc-event-bench [flags]
 
@@ -78,6 +80,9 @@ markdown report. Cases (--cases):
            scripts/peer.sh: direct-grant logins/s with events only stored,
            with Phase Two's webhook listener, with our emitter tailing the
            database; events each forwarder loses with the receiver down 60 s.
+  kafka    (not by default) the target kafka:// on the broker of --kafka: --backlog
+           events drained with --once, then --rate events/s for --rateSeconds;
+           latency commit -> broker (the topic's LogAppendTime).
 
 Flags:
 `
@@ -114,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.stall, "stall", 2*time.Minute, "give up on a run when nothing arrives for this long")
 	fs.DurationVar(&c.peerDuration, "peerDuration", 30*time.Second, "how long each set-up of the peer case logs in")
 	fs.IntVar(&c.peerClients, "peerClients", 4, "concurrent direct-grant clients of the peer case")
+	fs.StringVar(&c.kafka, "kafka", os.Getenv("KCEE_TEST_KAFKA_BROKERS"), "Kafka `brokers` (host:port,...) of the kafka case (default KCEE_TEST_KAFKA_BROKERS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

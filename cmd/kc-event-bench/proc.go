@@ -40,6 +40,7 @@ type emitterRun struct {
 	realms      string // --realms; empty tails every realm
 	dir         string // for the checkpoint, the dead-letter file and the log
 	stderr      io.Writer
+	extra       []string // more flags
 }
 
 // emitterProc is a running emitter.
@@ -71,6 +72,7 @@ func (e emitterRun) start() (*emitterProc, error) {
 	if e.realms != "" {
 		args = append(args, "--realms", e.realms)
 	}
+	args = append(args, e.extra...)
 	cmd := exec.Command(e.bin, args...)
 	cmd.Env = append(cleanEnv(), "KC_EMITTER_DB_URL="+e.dbURL, "CT_KEYCLOAK_BRIDGE_SECRET_TOKEN="+e.password,
 		"HOSTNAME=kc-event-bench")

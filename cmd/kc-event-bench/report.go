@@ -30,6 +30,7 @@ type report struct {
 	peer        []peerResult
 	outage      []outageResult
 	peerSamples []string
+	kafka       []kafkaResult
 }
 
 func newReport(ctx context.Context, h host, cfg config, cluster, root, bin string) *report {
@@ -174,6 +175,7 @@ func (r *report) markdown() string {
 			p("Sample body, %s\n\n", "`"+strings.ReplaceAll(s, "`", "'")+"`")
 		}
 	}
+	r.kafkaTable(&b)
 	r.goals(&b)
 	return b.String()
 }

@@ -134,6 +134,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.Int64Var(&c.DeadLetterMaxBytes, "deadLetterMaxBytes", def.DeadLetterMaxBytes, "`size` in bytes past which the dead-letter file is rotated to file.1, file.2, ... (oldest first)")
 	target := addTargetFlags(fs, &c, def, getenv)
 	mailOpts := addMailFlags(fs, &c, def)
+	stream := addStreamFlags(fs, &c, def)
 
 	fs.StringVar(&c.CheckpointPath, "checkpoint", def.CheckpointPath, "`file` keeping the position across restarts")
 	fs.BoolVar(&c.Once, "once", false, "deliver what is new, save the checkpoint and exit (for cron)")
@@ -189,6 +190,9 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	if err := mailOpts.apply(&c, getenv); err != nil {
 		return options{}, err
 	}
+	if err := stream.apply(&c, getenv); err != nil {
+		return options{}, err
+	}
 	if c.DatabaseURL, err = envflag.Secret(getenv, dbURLFile, "dbUrlFile", envDBURL); err != nil {
 		return options{}, err
 	}
@@ -237,7 +241,7 @@ func list(s string) []string {
 // printRunUsage prints the flags of run grouped by concern.
 func printRunUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, runUsage)
-	printFlagGroups(w, fs, flagGroups)
+	printFlagGroups(w, fs, append(flagGroups[:len(flagGroups):len(flagGroups)], streamFlagGroups...))
 }
 
 // printFlagGroups prints the flags of fs in groups, each with its variable;

@@ -32,7 +32,7 @@ var targetFlagNames = []string{"targetUri", "connectTimeoutMillis", "connectionR
 // the defaults.
 func addTargetFlags(fs *flag.FlagSet, c *emitter.Config, def emitter.Config, getenv func(string) string) *targetFlags {
 	t := &targetFlags{}
-	fs.StringVar(&c.TargetURI, "targetUri", "", "`URL` every event is POSTed to (http or https)")
+	fs.StringVar(&c.TargetURI, "targetUri", "", "`URL` every event is POSTed to (http or https), or kafka://host:port[,host:port]/topic, or nats://host:port[,host:port]/subject")
 	fs.Int64Var(&t.connectMs, "connectTimeoutMillis", def.ConnectTimeout.Milliseconds(), "longest time to connect (TCP and TLS), `ms`")
 	fs.Int64Var(&t.requestMs, "connectionRequestTimeoutMillis", def.ConnectionRequestTimeout.Milliseconds(), "longest wait for a free connection of the pool, `ms`")
 	fs.Int64Var(&t.socketMs, "socketTimeoutMillis", def.SocketTimeout.Milliseconds(), "longest silence while reading a response, `ms`")

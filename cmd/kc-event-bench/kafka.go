@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The kafka case (not by default: it needs the broker of scripts/kafka.sh,
+// --kafka): the emitter, target kafka://, drains --backlog events with
+// --once, then tails events inserted at --rate for --rateSeconds. The
+// latency is from the insert's commit to the broker's append (the topic
+// stamps records with LogAppendTime).
+
+// kafkaResult is one run of the kafka case.
+type kafkaResult struct {
+	what      string // "backlog" or "live"
+	n         int
+	rate      int // events/s inserted; 0: a backlog
+	elapsed   time.Duration
+	delivered int
+	p50, p99  time.Duration
+	pMax      time.Duration
+	proc      procFigures
+	load      float64
+}
+
+func (k kafkaResult) perSecond() float64 { return perSecond(int64(k.delivered), k.elapsed) }
+
+// kafkaSetting is the emitter setting of the kafka case.
+var kafkaSetting = setting{format: "JSON", overflow: "block", concurrency: 1}
+
+func (b *bench) kafkaCase(ctx context.Context) error {
+	if b.cfg.kafka == "" {
+		return errors.New("the kafka case needs a broker: --kafka host:port (scripts/kafka.sh start; eval \"$(scripts/kafka.sh env)\" sets KCEE_TEST_KAFKA_BROKERS)")
+	}
+	brokers := strings.Split(b.cfg.kafka, ",")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	maxBytes, err := brokerMaxBytes(ctx, cl)
+	if err != nil {
+		return err
+	}
+	extra := []string{"--kafkaMaxBytes", strconv.Itoa(maxBytes)}
+
+	db, _, err := b.backlogDB(ctx, b.cfg.backlog)
+	if err != nil {
+		return err
+	}
+	topic, err := createTopic(ctx, cl, "kcee-bench-backlog", 3)
+	if err != nil {
+		db.drop()
+		return err
+	}
+	run, err := b.emitterRun(db.url, kafkaSetting, "beginning")
+	if err != nil {
+		db.drop()
+		return err
+	}
+	run.target, run.once, run.extra = "kafka://"+b.cfg.kafka+"/"+topic, true, extra
+	res := kafkaResult{what: "backlog", n: b.cfg.backlog}
+	start := time.Now()
+	p, err := run.start()
+	if err != nil {
+		db.drop()
+		return err
+	}
+	err = p.wait(ctx)
+	res.elapsed = time.Since(start)
+	db.drop()
+	if err != nil {
+		return fmt.Errorf("backlog: %w; log %s:\n%s", err, p.log, tailFile(p.log, 20))
+	}
+	u := p.usage()
+	res.proc = procFigures{peakRSS: u.maxRSS, cpu: u.cpu, wall: res.elapsed}
+	// Counted, not kept: the harness's own memory would show in the peak
+	// RSS of the next emitter it starts (the kernel's accounting of a
+	// child started with vfork).
+	delivered, _, err := consumeTopic(ctx, strings.Split(b.cfg.kafka, ","), topic, b.cfg.backlog, false)
+	if err != nil {
+		return err
+	}
+	res.delivered, res.load = delivered, b.host.loadAverage()
+	b.rep.kafka = append(b.rep.kafka, res)
+	b.done("kafka backlog %d: %s, %.0f events/s, load %.1f", res.n, res.elapsed.Round(time.Millisecond), res.perSecond(), res.load)
+	if b.cfg.rate <= 0 {
+		return nil
+	}
+	return b.kafkaLive(ctx, cl, extra)
+}
+
+// kafkaLive tails events inserted at cfg.rate and measures commit -> broker.
+func (b *bench) kafkaLive(ctx context.Context, cl *kgo.Client, extra []string) error {
+	n := b.cfg.rate * b.cfg.rateSeconds
+	w := newWorld(b.cfg.realms, b.cfg.users)
+	db, err := createDB(ctx, b.root, b.cluster, w)
+	if err != nil {
+		return err
+	}
+	defer db.drop()
+	topic, err := createTopic(ctx, cl, "kcee-bench-live", 3)
+	if err != nil {
+		return err
+	}
+	run, err := b.emitterRun(db.url, kafkaSetting, "beginning")
+	if err != nil {
+		return err
+	}
+	run.target, run.extra = "kafka://"+b.cfg.kafka+"/"+topic, extra
+	p, err := run.start()
+	if err != nil {
+		return err
+	}
+	defer p.stop(30 * time.Second)
+	if err := waitReady(ctx, p); err != nil {
+		return err
+	}
+	commits := make([]int64, n)
+	res := kafkaResult{what: "live", n: n, rate: b.cfg.rate}
+	start := time.Now()
+	if err := insertPaced(ctx, db, newGenerator(w, uint64(n)*31), commits, b.cfg.rate); err != nil {
+		return err
+	}
+	_, recs, err := consumeTopic(ctx, strings.Split(b.cfg.kafka, ","), topic, n, true)
+	if err != nil {
+		return err
+	}
+	res.elapsed = time.Since(start)
+	var lat []time.Duration
+	seen := map[int]bool{}
+	for _, r := range recs {
+		seq, ok := seqOf(headerOf(r, "id"))
+		if !ok || seq >= n || seen[seq] {
+			continue
+		}
+		seen[seq] = true
+		lat = append(lat, r.Timestamp.Sub(time.Unix(0, commits[seq])))
+	}
+	// The process's own high-water mark (VmHWM), read before it exits: the
+	// kernel's ru_maxrss of a child may hold the harness's memory.
+	m, _ := b.host.memory(p.pid())
+	if err := p.stop(30 * time.Second); err != nil {
+		return err
+	}
+	u := p.usage()
+	res.proc = procFigures{peakRSS: m.peak, cpu: u.cpu, wall: res.elapsed}
+	res.delivered, res.load = len(seen), b.host.loadAverage()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		res.p50, res.p99, res.pMax = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
+	}
+	b.rep.kafka = append(b.rep.kafka, res)
+	b.done("kafka live %d/s: p50 %s, p99 %s, max %s, load %.1f", res.rate, ms(res.p50), ms(res.p99), ms(res.pMax), res.load)
+	return nil
+}
+
+func headerOf(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// brokerMaxBytes returns the broker's message.max.bytes.
+func brokerMaxBytes(ctx context.Context, cl *kgo.Client) (int, error) {
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType = kmsg.ConfigResourceTypeBroker
+	rr.ResourceName = "" // the broker that answers (a default)
+	rr.ConfigNames = []string{"message.max.bytes"}
+	req.Resources = append(req.Resources, rr)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, fmt.Errorf("kafka describe configs: %w", err)
+	}
+	for _, r := range resp.Resources {
+		for _, c := range r.Configs {
+			if c.Name == "message.max.bytes" && c.Value != nil {
+				return strconv.Atoi(*c.Value)
+			}
+		}
+	}
+	return 1000000, nil
+}
+
+// createTopic creates a topic of a new name with the prefix whose records
+// carry the broker's append time.
+func createTopic(ctx context.Context, cl *kgo.Client, prefix string, partitions int32) (string, error) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := prefix + "-" + hex.EncodeToString(b)
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
+	c := kmsg.NewCreateTopicsRequestTopicConfig()
+	c.Name, c.Value = "message.timestamp.type", kmsg.StringPtr("LogAppendTime")
+	rt.Configs = append(rt.Configs, c)
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 20000
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return "", fmt.Errorf("create topic %s: %w", name, err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		return "", fmt.Errorf("create topic %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// consumeTopic reads topic from the start until it holds n distinct ids, or
+// nothing new came for 30 s, and returns how many it read, and the records
+// when keep is set.
+func consumeTopic(ctx context.Context, brokers []string, topic string, n int, keep bool) (int, []*kgo.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	ids := map[string]bool{}
+	for last := time.Now(); len(ids) < n; {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return 0, nil, ctx.Err()
+		}
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			if keep {
+				recs = append(recs, r)
+			}
+			ids[headerOf(r, "id")] = true
+			got++
+		})
+		if got > 0 {
+			last = time.Now()
+		} else if time.Since(last) > 30*time.Second {
+			return len(ids), recs, fmt.Errorf("topic %s: %d of %d events arrived", topic, len(ids), n)
+		}
+	}
+	return len(ids), recs, nil
+}
+
+// kafkaTable writes the kafka case's results.
+func (r *report) kafkaTable(b *strings.Builder) {
+	if len(r.kafka) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "#### Kafka (target kafka://, JSON, block; the broker of scripts/kafka.sh on the same machine)\n\n")
+	fmt.Fprintf(b, "| run | events | inserted/s | delivered/s | commit -> broker p50 | p99 | max | peak RSS | CPU s/100k | load |\n")
+	fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, k := range r.kafka {
+		run, inserted, p50, p99, pMax := "backlog (--once)", "before", "", "", ""
+		if k.rate > 0 {
+			run, inserted = "live", num(float64(k.rate))
+			p50, p99, pMax = ms(k.p50), ms(k.p99), ms(k.pMax)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.1f |\n", run, num(float64(k.n)), inserted,
+			num(k.perSecond()), p50, p99, pMax, mib(k.proc.peakRSS), k.proc.cpuPer100k(int64(k.delivered)), k.load)
+	}
+	fmt.Fprintf(b, "\n")
+}

@@ -1,0 +1,240 @@
+package emitter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+)
+
+// memBatchSink is an in-memory batchSink: it records every batch it was
+// handed (as uids) and answers each envelope with answer(uid, attempt),
+// attempt counting from 1 per uid.
+type memBatchSink struct {
+	mu       sync.Mutex
+	batches  [][]int64
+	attempts map[int64]int
+	answer   func(uid int64, attempt int) error
+}
+
+func (s *memBatchSink) Send(ctx context.Context, id string, body []byte) error {
+	return errors.New("memBatchSink: Send called; the delivery must use SendBatch")
+}
+
+func (s *memBatchSink) SendBatch(ctx context.Context, envs []envelope) []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attempts == nil {
+		s.attempts = map[int64]int{}
+	}
+	uids := make([]int64, len(envs))
+	errs := make([]error, len(envs))
+	for i, env := range envs {
+		uids[i] = env.UID
+		s.attempts[env.UID]++
+		if s.answer != nil {
+			errs[i] = s.answer(env.UID, s.attempts[env.UID])
+		}
+	}
+	s.batches = append(s.batches, uids)
+	return errs
+}
+
+func (s *memBatchSink) got() [][]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.batches)
+}
+
+// permanentError is what a sink package returns for a refusal for good.
+type permanentError struct{ msg string }
+
+func (e permanentError) Error() string   { return e.msg }
+func (e permanentError) Permanent() bool { return true }
+
+// statusError is a sink error carrying an HTTP-like answer.
+type statusError int
+
+func (e statusError) Error() string   { return fmt.Sprintf("status %d", int(e)) }
+func (e statusError) StatusCode() int { return int(e) }
+
+func newBatchFixture(t *testing.T, s *memBatchSink, edit func(*deliveryOptions)) *deliveryFixture {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	f := &deliveryFixture{acks: &ackLog{}, reg: reg, metrics: newMetrics(reg), logs: nil,
+		dlPath: filepath.Join(t.TempDir(), "dead.jsonl")}
+	def := DefaultConfig()
+	do := deliveryOptions{Sink: s, Capacity: 64, Overflow: buffer.Block, DeadLetterPath: f.dlPath, Ack: f.acks.ack,
+		Metrics: f.metrics, Logger: slog.New(slog.DiscardHandler),
+		Answers: newAnswers(def.DeadLetterStatuses, def.HoldStatuses), RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond}
+	if edit != nil {
+		edit(&do)
+	}
+	var err error
+	if f.d, err = newDelivery(do); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestBatchDeliveryHandsOverWaitingEnvelopesInOrderUpToTheBatchSize(t *testing.T) {
+	s := &memBatchSink{}
+	f := newBatchFixture(t, s, func(o *deliveryOptions) { o.BatchSize = 4 })
+	for i := range 10 {
+		f.put(t, testEnvelope(i))
+	}
+	f.d.close()
+	if err := f.run(t, context.Background())(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9}}
+	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, uidRange(0, 9)) {
+		t.Errorf("delivered acks %v, want 0..9 in order", got)
+	}
+	if n := f.d.len(); n != 0 {
+		t.Errorf("len after the drain = %d, want 0", n)
+	}
+}
+
+func TestBatchDeliveryRetriesOnlyTheFailedEnvelopesInTheirOrder(t *testing.T) {
+	s := &memBatchSink{answer: func(uid int64, attempt int) error {
+		if (uid == 1 || uid == 3) && attempt <= 2 {
+			return errors.New("broker not reachable")
+		}
+		return nil
+	}}
+	f := newBatchFixture(t, s, nil)
+	for i := range 5 {
+		f.put(t, testEnvelope(i))
+	}
+	f.d.close()
+	if err := f.run(t, context.Background())(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{0, 1, 2, 3, 4}, {1, 3}, {1, 3}}
+	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 2, 4, 1, 3}) {
+		t.Errorf("delivered acks %v, want [0 2 4 1 3]", got)
+	}
+	if got := f.acks.len(); got != 5 {
+		t.Errorf("%d acks, want 5 (each envelope once)", got)
+	}
+}
+
+func TestBatchDeliveryDeadLettersAPermanentRefusalWithItsMessageAndMovesOn(t *testing.T) {
+	s := &memBatchSink{answer: func(uid int64, _ int) error {
+		if uid == 2 {
+			return permanentError{"kafka: MESSAGE_TOO_LARGE: the record of 300000 bytes exceeds the broker's limit"}
+		}
+		return nil
+	}}
+	f := newBatchFixture(t, s, nil)
+	for i := range 4 {
+		f.put(t, testEnvelope(i))
+	}
+	f.d.close()
+	if err := f.run(t, context.Background())(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.got(); len(got) != 1 {
+		t.Errorf("batches %v, want one: a refused envelope is not sent again", got)
+	}
+	if got := f.acks.with(deadLettered); !slices.Equal(got, []int64{2}) {
+		t.Errorf("dead-lettered acks %v, want [2]", got)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 1, 3}) {
+		t.Errorf("delivered acks %v, want [0 1 3]", got)
+	}
+	recs := readDeadLetters(t, f.dlPath)
+	if len(recs) != 1 || recs[0].UID != 2 || recs[0].Status != 0 || recs[0].Reason != s.answer(2, 1).Error() {
+		t.Errorf("dead letters %+v, want uid 2, status 0, the sink's message as the reason", recs)
+	}
+}
+
+func TestBatchDeliveryHoldsWhileTheTargetRefusesEveryEventAndGoesOnAfter(t *testing.T) {
+	s := &memBatchSink{answer: func(uid int64, attempt int) error {
+		if attempt <= 3 {
+			return statusError(401)
+		}
+		return nil
+	}}
+	f := newBatchFixture(t, s, nil)
+	f.put(t, testEnvelope(0), testEnvelope(1))
+	var heldSeen bool
+	f.d.opts.Ack = func(env envelope, o outcome) {
+		heldSeen = heldSeen || f.d.hold.tries > 0 || !f.d.hold.releasedAt.IsZero()
+		f.acks.ack(env, o)
+	}
+	f.d.close()
+	if err := f.run(t, context.Background())(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 1}) {
+		t.Errorf("delivered acks %v, want [0 1]", got)
+	}
+	if got := s.got(); len(got) != 4 {
+		t.Errorf("batches %v, want 4 attempts of [0 1]", got)
+	}
+	if !heldSeen {
+		t.Error("the route was never held on a hold answer")
+	}
+	if f.d.hold.held.Load() {
+		t.Error("the route is still held after the target took the events")
+	}
+}
+
+func TestBatchDeliveryLingersForMoreEnvelopesUpToTheBatchSize(t *testing.T) {
+	s := &memBatchSink{}
+	f := newBatchFixture(t, s, func(o *deliveryOptions) { o.BatchSize = 3; o.Linger = 5 * time.Second })
+	wait := f.run(t, context.Background())
+	f.put(t, testEnvelope(0))
+	time.Sleep(20 * time.Millisecond)
+	f.put(t, testEnvelope(1), testEnvelope(2), testEnvelope(3))
+	waitUntil(t, "the first batch", func() bool { return len(s.got()) == 1 })
+	f.d.close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{0, 1, 2}, {3}}
+	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("batches %v, want %v: the first waits for a full batch, the last goes at close", got, want)
+	}
+}
+
+func TestBatchDeliveryLeavesUnacknowledgedWhatIsPendingWhenItsContextEnds(t *testing.T) {
+	s := &memBatchSink{answer: func(uid int64, _ int) error {
+		if uid == 1 {
+			return errors.New("broker not reachable")
+		}
+		return nil
+	}}
+	f := newBatchFixture(t, s, func(o *deliveryOptions) { o.RetryWaitMin, o.RetryWaitMax = time.Hour, time.Hour })
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := f.run(t, ctx)
+	f.put(t, testEnvelope(0), testEnvelope(1))
+	waitUntil(t, "uid 0 acknowledged", func() bool { return f.acks.len() == 1 })
+	if !f.d.targetFailing() {
+		t.Error("targetFailing is false while a batch waits for a retry")
+	}
+	cancel()
+	if err := wait(); !errors.Is(err, context.Canceled) {
+		t.Errorf("run returned %v, want context.Canceled", err)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0}) || f.acks.len() != 1 {
+		t.Errorf("acks %v, want only uid 0 (uid 1 is read again at the next start)", got)
+	}
+}

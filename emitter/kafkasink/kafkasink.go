@@ -1,0 +1,418 @@
+// Package kafkasink produces encoded events to Apache Kafka with franz-go:
+// an idempotent producer with acks=all, one topic per route or a template of
+// the realm and the kind, records keyed by the caller. Produce hands a batch
+// to the client at once, in order, and returns once the broker acknowledged
+// (or refused) every record; a refusal for good is an *Error whose Permanent
+// method says so.
+package kafkasink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// The SASL mechanisms Config.SASL.Mechanism accepts.
+const (
+	MechanismPlain       = "PLAIN"
+	MechanismSCRAMSHA256 = "SCRAM-SHA-256"
+	MechanismSCRAMSHA512 = "SCRAM-SHA-512"
+	MechanismOAuthBearer = "OAUTHBEARER"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultMaxBytes            = 1_000_000
+	DefaultDeliveryTimeout     = 30 * time.Second
+	DefaultUnknownTopicRetries = 6
+)
+
+// Config is what a Producer needs.
+type Config struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string
+	// Topic is the topic, or a template of {{realm}} (the realm's name) and
+	// {{kind}} (as the caller names it); see Topic.
+	Topic string
+	// ClientID names the producer to the brokers; empty: kc-event-emitter.
+	ClientID string
+	// Linger is how long the client waits to fill a record batch; 0 sends
+	// what it has.
+	Linger time.Duration
+	// MaxBytes bounds a record batch (and so a record), before compression;
+	// keep it at or below the broker's message.max.bytes (and the topic's
+	// max.message.bytes). 0: DefaultMaxBytes.
+	MaxBytes int32
+	// DeliveryTimeout is how long a record may wait for the broker (broker
+	// down, no leader) before Produce returns a passing error for it; 0:
+	// DefaultDeliveryTimeout.
+	DeliveryTimeout time.Duration
+	// UnknownTopicRetries is how many metadata loads may say that a topic
+	// does not exist before its records are refused for good; 0:
+	// DefaultUnknownTopicRetries.
+	UnknownTopicRetries int
+	SASL                SASL
+	// TLS, when not nil, connects with TLS.
+	TLS    *TLS
+	Logger *slog.Logger // nil: slog.Default()
+}
+
+// SASL are the credentials of the SASL mechanism; an empty Mechanism
+// authenticates nobody.
+type SASL struct {
+	Mechanism          string // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER
+	Username, Password string // PLAIN and SCRAM
+	// OAUTHBEARER: a token from TokenURL by the client credentials grant.
+	TokenURL, ClientID, ClientSecret string
+	Scopes                           []string
+}
+
+// TLS is the TLS setup: the CAs to trust (none: the system's), and a
+// client certificate for mutual TLS.
+type TLS struct {
+	CAFile            string
+	CertFile, KeyFile string
+	ServerName        string // empty: the broker's host
+}
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Message is one record to produce.
+type Message struct {
+	// Realm and Kind fill the topic template.
+	Realm, Kind string
+	// Key is the record's key; empty: no key (the client spreads such
+	// records over the partitions).
+	Key     []byte
+	Value   []byte
+	Headers []Header
+}
+
+// Error is a record the producer could not deliver.
+type Error struct {
+	Topic     string
+	Err       error
+	permanent bool
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("kafka topic %q: %v", e.Topic, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent tells whether the broker refused the record for good: sending
+// it again cannot succeed.
+func (e *Error) Permanent() bool { return e.permanent }
+
+// Producer produces Messages.
+type Producer struct {
+	cl       *kgo.Client
+	topic    template
+	maxBytes int32
+}
+
+// New returns a producer for cfg. It does not connect: the first Produce
+// does, and a broker that is not reachable is a passing error.
+func New(cfg Config) (*Producer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("kafka: no brokers")
+	}
+	topic, err := parseTemplate(cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxBytes < 1024 {
+		return nil, fmt.Errorf("kafka: max bytes %d: want at least 1024", cfg.MaxBytes)
+	}
+	if cfg.DeliveryTimeout == 0 {
+		cfg.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if cfg.UnknownTopicRetries == 0 {
+		cfg.UnknownTopicRetries = DefaultUnknownTopicRetries
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "kc-event-emitter"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // and idempotent, franz-go's default
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.ProducerBatchMaxBytes(cfg.MaxBytes),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout + cfg.Linger),
+		kgo.UnknownTopicRetries(cfg.UnknownTopicRetries),
+		kgo.MaxBufferedRecords(100_000),
+		kgo.WithLogger(slogger{log}),
+	}
+	if cfg.TLS != nil {
+		tc, err := tlsConfig(*cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if m, err := mechanism(cfg.SASL); err != nil {
+		return nil, err
+	} else if m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	return &Producer{cl: cl, topic: topic, maxBytes: cfg.MaxBytes}, nil
+}
+
+// Close flushes nothing (Produce waits for its records) and closes the
+// connections.
+func (p *Producer) Close() { p.cl.Close() }
+
+// Topic returns the topic of m.
+func (p *Producer) Topic(m Message) string { return p.topic.expand(m.Realm, m.Kind) }
+
+// recordOverhead bounds what a record batch adds to a record's key, value
+// and headers (the batch header and the record's own varints).
+const recordOverhead = 128
+
+// Produce produces msgs in order and returns one error per message, nil
+// for those the broker acknowledged, once every record is done. Records
+// with the same key go to the same partition in the order given; the
+// idempotent producer keeps that order under its retries.
+func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		topic := p.Topic(m)
+		if n := size(m); n+recordOverhead > int(p.maxBytes) {
+			errs[i] = &Error{Topic: topic, permanent: true,
+				Err: fmt.Errorf("%w: the record's %d bytes exceed the producer's max bytes %d", kerr.MessageTooLarge, n, p.maxBytes)}
+			continue
+		}
+		rec := &kgo.Record{Topic: topic, Value: m.Value, Headers: make([]kgo.RecordHeader, len(m.Headers))}
+		if len(m.Key) > 0 {
+			rec.Key = m.Key
+		}
+		for j, h := range m.Headers {
+			rec.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+		wg.Add(1)
+		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+			if err != nil {
+				errs[i] = classify(r.Topic, err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func size(m Message) int {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value) + 4
+	}
+	return n
+}
+
+// classify wraps err, a record's failure, as an *Error, permanent when the
+// broker refused the record for good.
+func classify(topic string, err error) error {
+	e := &Error{Topic: topic, Err: err}
+	switch {
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+		// The record itself fits the producer's max bytes (Produce refused
+		// it otherwise), so the broker refused the batch it was in: its
+		// limit is below the producer's. Not this record's fault: passing,
+		// so that no event is dead-lettered for a setting, and said so.
+		e.Err = fmt.Errorf("%w: the broker's message.max.bytes (or the topic's max.message.bytes) is below the producer's max bytes: lower it to the broker's", err)
+	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
+		e.permanent = true
+		e.Err = fmt.Errorf("%w: the topic does not exist and the broker does not create it", err)
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed),
+		errors.Is(err, kerr.InvalidTopicException), errors.Is(err, kerr.InvalidRecord):
+		e.permanent = true
+	}
+	return e
+}
+
+// template is a parsed topic template: literal parts and placeholders.
+type template struct{ parts []string } // odd indexes are placeholder names
+
+func parseTemplate(s string) (template, error) {
+	if s == "" {
+		return template{}, errors.New("kafka: no topic")
+	}
+	var t template
+	rest := s
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			t.parts = append(t.parts, rest)
+			break
+		}
+		j := strings.Index(rest[i:], "}}")
+		if j < 0 {
+			return template{}, fmt.Errorf("kafka topic %q: an unclosed {{", s)
+		}
+		name := strings.TrimSpace(rest[i+2 : i+j])
+		if name != "realm" && name != "kind" {
+			return template{}, fmt.Errorf("kafka topic %q: unknown placeholder {{%s}}; want {{realm}} or {{kind}}", s, name)
+		}
+		t.parts = append(t.parts, rest[:i], name)
+		rest = rest[i+j+2:]
+	}
+	for i := 0; i < len(t.parts); i += 2 {
+		if p := t.parts[i]; strings.IndexFunc(p, notTopicRune) >= 0 {
+			return template{}, fmt.Errorf("kafka topic %q: %q holds a character a topic name cannot (letters, digits, '.', '_', '-')", s, p)
+		}
+	}
+	if len(t.parts) == 1 && (len(s) > 249 || s == "." || s == "..") {
+		return template{}, fmt.Errorf("kafka topic %q: not a valid topic name", s)
+	}
+	return t, nil
+}
+
+// expand fills the template; a character a topic name cannot hold becomes
+// '_', and an empty value "unknown".
+func (t template) expand(realm, kind string) string {
+	if len(t.parts) == 1 {
+		return t.parts[0]
+	}
+	var b strings.Builder
+	for i, p := range t.parts {
+		if i%2 == 0 {
+			b.WriteString(p)
+			continue
+		}
+		v := kind
+		if p == "realm" {
+			v = realm
+		}
+		if v == "" {
+			v = "unknown"
+		}
+		b.WriteString(strings.Map(func(r rune) rune {
+			if notTopicRune(r) {
+				return '_'
+			}
+			return r
+		}, v))
+	}
+	return b.String()
+}
+
+func notTopicRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+}
+
+// CheckTopic checks a topic or topic template as New would.
+func CheckTopic(topic string) error {
+	_, err := parseTemplate(topic)
+	return err
+}
+
+// IsTemplate tells whether topic holds a placeholder.
+func IsTemplate(topic string) bool { return strings.Contains(topic, "{{") }
+
+func tlsConfig(t TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka CA file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka CA file %s: no PEM certificate in it", t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("kafka TLS: a client certificate needs both its certificate and key files")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client certificate %s: %w", t.CertFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func mechanism(s SASL) (sasl.Mechanism, error) {
+	switch strings.ToUpper(s.Mechanism) {
+	case "":
+		return nil, nil
+	case MechanismPlain:
+		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism(), nil
+	case MechanismSCRAMSHA256:
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism(), nil
+	case MechanismSCRAMSHA512:
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism(), nil
+	case MechanismOAuthBearer:
+		if s.TokenURL == "" || s.ClientID == "" {
+			return nil, errors.New("kafka OAUTHBEARER: needs a token URL and a client id")
+		}
+		cc := &clientcredentials.Config{ClientID: s.ClientID, ClientSecret: s.ClientSecret, TokenURL: s.TokenURL, Scopes: s.Scopes}
+		src := cc.TokenSource(context.Background()) // caches the token until it expires
+		return oauth.Oauth(func(ctx context.Context) (oauth.Auth, error) {
+			tok, err := src.Token()
+			if err != nil {
+				return oauth.Auth{}, fmt.Errorf("kafka OAUTHBEARER token from %s: %w", s.TokenURL, err)
+			}
+			return oauth.Auth{Token: tok.AccessToken}, nil
+		}), nil
+	}
+	return nil, fmt.Errorf("kafka SASL mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+}
+
+// slogger passes the client's warnings and errors to slog.
+type slogger struct{ log *slog.Logger }
+
+func (l slogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l slogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelInfo
+	switch level {
+	case kgo.LogLevelError:
+		lv = slog.LevelError
+	case kgo.LogLevelWarn:
+		lv = slog.LevelWarn
+	case kgo.LogLevelDebug:
+		lv = slog.LevelDebug
+	}
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if keyvals[i] == "err" {
+			keyvals[i] = "error" // the project's key
+		}
+	}
+	l.log.Log(context.Background(), lv, "kafka: "+msg, keyvals...)
+}

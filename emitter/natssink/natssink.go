@@ -1,0 +1,276 @@
+// Package natssink publishes encoded events to NATS JetStream: one subject
+// per route or a template of the realm and the kind, each message with the
+// id the caller gives (Nats-Msg-Id), so that JetStream's duplicate window
+// drops a message sent again. Publish hands a batch over asynchronously, in
+// order, and returns once JetStream acknowledged (or refused) each message;
+// a refusal for good is an *Error whose Permanent method says so.
+package natssink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultAckTimeout is Config.AckTimeout's default.
+const DefaultAckTimeout = 10 * time.Second
+
+// Config is what a Publisher needs.
+type Config struct {
+	// Servers are the NATS URLs, nats://host:port (or tls://).
+	Servers []string
+	// Subject is the subject, or a template of {{realm}} (the realm's
+	// name) and {{kind}} (as the caller names it); see Subject.
+	Subject string
+	// Name names the connection to the server; empty: kc-event-emitter.
+	Name string
+	// AckTimeout is how long a message waits for JetStream's
+	// acknowledgement (server down, no leader) before Publish returns a
+	// passing error for it; 0: DefaultAckTimeout.
+	AckTimeout time.Duration
+	// Credentials: a user and password, a token, or a .creds file (JWT and
+	// NKey seed).
+	Username, Password string
+	Token              string
+	CredsFile          string
+	// TLS: the CAs to trust and a client certificate; TLS is used when
+	// either is set or a server URL is tls://.
+	CAFile            string
+	CertFile, KeyFile string
+	Logger            *slog.Logger // nil: slog.Default()
+}
+
+// Message is one message to publish.
+type Message struct {
+	// Realm and Kind fill the subject template.
+	Realm, Kind string
+	// ID is the Nats-Msg-Id: JetStream drops a message whose id it saw
+	// within the stream's duplicate window.
+	ID      string
+	Data    []byte
+	Headers map[string]string
+}
+
+// Error is a message JetStream did not take.
+type Error struct {
+	Subject   string
+	Err       error
+	permanent bool
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("nats subject %q: %v", e.Subject, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent tells whether the message was refused for good.
+func (e *Error) Permanent() bool { return e.permanent }
+
+// Publisher publishes Messages.
+type Publisher struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subject template
+	timeout time.Duration
+}
+
+// New returns a publisher for cfg. A server that is not reachable yet is
+// not an error: the connection is retried in the background and Publish
+// returns passing errors meanwhile.
+func New(cfg Config) (*Publisher, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("nats: no server")
+	}
+	subject, err := parseTemplate(cfg.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AckTimeout == 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
+	if cfg.Name == "" {
+		cfg.Name = "kc-event-emitter"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats: disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted()) }),
+	}
+	switch {
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	case cfg.Username != "":
+		opts = append(opts, nats.UserInfo(cfg.Username, cfg.Password))
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, errors.New("nats TLS: a client certificate needs both its certificate and key files")
+	}
+	if cfg.CertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
+	}
+	nc, err := nats.Connect(strings.Join(cfg.Servers, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.AckTimeout), jetstream.WithPublishAsyncMaxPending(100_000))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	return &Publisher{nc: nc, js: js, subject: subject, timeout: cfg.AckTimeout}, nil
+}
+
+// Close closes the connection.
+func (p *Publisher) Close() { p.nc.Close() }
+
+// Subject returns the subject of m.
+func (p *Publisher) Subject(m Message) string { return p.subject.expand(m.Realm, m.Kind) }
+
+// Publish publishes msgs in order, each with its Nats-Msg-Id, and returns
+// one error per message, nil for those JetStream acknowledged, once every
+// message is done.
+func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	subjects := make([]string, len(msgs))
+	for i, m := range msgs {
+		subjects[i] = p.Subject(m)
+		msg := nats.NewMsg(subjects[i])
+		msg.Data = m.Data
+		for k, v := range m.Headers {
+			msg.Header.Set(k, v)
+		}
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.ID))
+		if err != nil {
+			errs[i] = p.classify(ctx, subjects[i], err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = p.classify(ctx, subjects[i], err)
+		case <-ctx.Done():
+			errs[i] = &Error{Subject: subjects[i], Err: ctx.Err()}
+		}
+	}
+	return errs
+}
+
+// classify wraps err as an *Error, permanent when JetStream refused the
+// message for good: no stream listens on its subject (asked of JetStream
+// itself, so that a server still starting is not taken for one without
+// the stream), or it is larger than the server or the stream takes.
+func (p *Publisher) classify(ctx context.Context, subject string, err error) error {
+	e := &Error{Subject: subject, Err: err}
+	var ae *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		e.permanent = true
+	case errors.As(err, &ae) && ae.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+		e.permanent = true
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, serr := p.js.StreamNameBySubject(lctx, subject); errors.Is(serr, jetstream.ErrStreamNotFound) {
+			e.permanent = true
+			e.Err = fmt.Errorf("%w: no JetStream stream listens on the subject", err)
+		}
+	}
+	return e
+}
+
+// template is a parsed subject template: literal parts and placeholders.
+type template struct{ parts []string } // odd indexes are placeholder names
+
+func parseTemplate(s string) (template, error) {
+	if s == "" {
+		return template{}, errors.New("nats: no subject")
+	}
+	var t template
+	rest := s
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			t.parts = append(t.parts, rest)
+			break
+		}
+		j := strings.Index(rest[i:], "}}")
+		if j < 0 {
+			return template{}, fmt.Errorf("nats subject %q: an unclosed {{", s)
+		}
+		name := strings.TrimSpace(rest[i+2 : i+j])
+		if name != "realm" && name != "kind" {
+			return template{}, fmt.Errorf("nats subject %q: unknown placeholder {{%s}}; want {{realm}} or {{kind}}", s, name)
+		}
+		t.parts = append(t.parts, rest[:i], name)
+		rest = rest[i+j+2:]
+	}
+	sample := t.expand("realm", "kind")
+	if strings.ContainsAny(sample, " \t\r\n*>") || strings.HasPrefix(sample, ".") || strings.HasSuffix(sample, ".") || strings.Contains(sample, "..") {
+		return template{}, fmt.Errorf("nats subject %q: want dot-separated tokens without spaces or wildcards (* >)", s)
+	}
+	return t, nil
+}
+
+// CheckSubject checks a subject or subject template as New would.
+func CheckSubject(subject string) error {
+	_, err := parseTemplate(subject)
+	return err
+}
+
+// expand fills the template; in a value, a character a subject token
+// cannot hold ('.', '*', '>', white space) becomes '_', and an empty value
+// "unknown".
+func (t template) expand(realm, kind string) string {
+	if len(t.parts) == 1 {
+		return t.parts[0]
+	}
+	var b strings.Builder
+	for i, p := range t.parts {
+		if i%2 == 0 {
+			b.WriteString(p)
+			continue
+		}
+		v := kind
+		if p == "realm" {
+			v = realm
+		}
+		if v == "" {
+			v = "unknown"
+		}
+		b.WriteString(strings.Map(func(r rune) rune {
+			switch r {
+			case '.', '*', '>', ' ', '\t', '\r', '\n':
+				return '_'
+			}
+			return r
+		}, v))
+	}
+	return b.String()
+}

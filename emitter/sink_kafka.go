@@ -1,0 +1,223 @@
+package emitter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/kafkasink"
+)
+
+// KafkaConfig are the settings of a Kafka target. In a flags-only run
+// --targetUri kafka://host:port[,host:port]/topic gives Brokers and Topic;
+// Topic may be a template of {{realm}} (the realm's name) and {{kind}}
+// (event or admin-event).
+type KafkaConfig struct {
+	Brokers []string
+	Topic   string
+	// BatchSize is the most events handed to the producer at once; Linger
+	// how long a batch that is not full waits for more events.
+	BatchSize int
+	Linger    time.Duration
+	// MaxBytes bounds a record batch, and so a record: keep it at or below
+	// the broker's message.max.bytes. A larger record is dead-lettered.
+	MaxBytes int32
+	// DeliveryTimeout is how long the producer tries a record (broker
+	// down, no leader) before the delivery backs off and tries again.
+	DeliveryTimeout time.Duration
+	// SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with Username and
+	// Password; OAUTHBEARER with a token from OAuthTokenURL (client
+	// credentials of OAuthClientID and OAuthClientSecret). Empty: none.
+	SASLMechanism     string
+	Username          string
+	Password          string // secret
+	OAuthTokenURL     string
+	OAuthClientID     string
+	OAuthClientSecret string // secret
+	// TLS connects with TLS, trusting CAFile (else the system's CAs), with
+	// the client certificate ClientCertFile and ClientKeyFile for mTLS.
+	TLS                           bool
+	CAFile                        string
+	ClientCertFile, ClientKeyFile string
+}
+
+// defaultKafkaConfig holds the Kafka defaults (DefaultConfig takes them).
+func defaultKafkaConfig() KafkaConfig {
+	return KafkaConfig{BatchSize: 1000, Linger: 5 * time.Millisecond, MaxBytes: kafkasink.DefaultMaxBytes,
+		DeliveryTimeout: kafkasink.DefaultDeliveryTimeout}
+}
+
+// Validate returns the first problem of k as a *FieldError naming the flag.
+func (k KafkaConfig) Validate() error {
+	bad := func(field string, value any, format string, args ...any) error {
+		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
+	}
+	if len(k.Brokers) == 0 {
+		return bad("targetUri", "kafka://", "no broker: want kafka://host:port[,host:port]/topic")
+	}
+	for _, b := range k.Brokers {
+		host, port, err := net.SplitHostPort(b)
+		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+			return bad("targetUri", b, "a Kafka broker: want host:port")
+		}
+	}
+	if err := kafkasink.CheckTopic(k.Topic); err != nil {
+		return bad("targetUri", k.Topic, "the topic: %v", err)
+	}
+	if k.BatchSize < 1 {
+		return bad("kafkaBatchSize", k.BatchSize, "want a count > 0")
+	}
+	if k.Linger < 0 {
+		return bad("kafkaLinger", k.Linger, "want a duration >= 0")
+	}
+	if k.MaxBytes < 1024 {
+		return bad("kafkaMaxBytes", k.MaxBytes, "want at least 1024 bytes")
+	}
+	if k.DeliveryTimeout <= 0 {
+		return bad("kafkaDeliveryTimeout", k.DeliveryTimeout, "want a duration > 0")
+	}
+	switch strings.ToUpper(k.SASLMechanism) {
+	case "":
+	case kafkasink.MechanismPlain, kafkasink.MechanismSCRAMSHA256, kafkasink.MechanismSCRAMSHA512:
+		if k.Username == "" {
+			return bad("kafkaUsername", "", "missing: SASL %s needs a user", k.SASLMechanism)
+		}
+		if k.Password == "" {
+			return bad("kafkaPasswordFile", "", "missing: SASL %s needs a password (KC_EMITTER_KAFKA_PASSWORD or --kafkaPasswordFile)", k.SASLMechanism)
+		}
+	case kafkasink.MechanismOAuthBearer:
+		if err := checkHTTPURL(k.OAuthTokenURL); err != nil {
+			return bad("kafkaOAuthTokenUrl", k.OAuthTokenURL, "%v", err)
+		}
+		if k.OAuthClientID == "" {
+			return bad("kafkaOAuthClientId", "", "missing: OAUTHBEARER needs a client id")
+		}
+		if k.OAuthClientSecret == "" {
+			return bad("kafkaOAuthClientSecretFile", "", "missing: OAUTHBEARER needs a client secret (KC_EMITTER_KAFKA_OAUTH_CLIENT_SECRET or --kafkaOAuthClientSecretFile)")
+		}
+	default:
+		return bad("kafkaSaslMechanism", k.SASLMechanism, "want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+	}
+	if (k.ClientCertFile == "") != (k.ClientKeyFile == "") {
+		return bad("kafkaClientCertFile", k.ClientCertFile, "kafkaClientCertFile and kafkaClientKeyFile go together")
+	}
+	if !k.TLS && (k.CAFile != "" || k.ClientCertFile != "") {
+		return bad("kafkaTls", false, "a CA or client certificate is set: set --kafkaTls too")
+	}
+	return nil
+}
+
+// parseKafkaURI splits kafka://host:port[,host:port]/topic.
+func parseKafkaURI(uri string) (brokers []string, topic string, ok bool) {
+	rest, ok := strings.CutPrefix(uri, "kafka://")
+	if !ok {
+		return nil, "", false
+	}
+	hosts, topic, _ := strings.Cut(rest, "/")
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			brokers = append(brokers, h)
+		}
+	}
+	return brokers, topic, true
+}
+
+// kafkaConfig returns c.Kafka with the brokers and topic of a kafka://
+// targetUri; ok is false for another target.
+func (c Config) kafkaConfig() (k KafkaConfig, ok bool) {
+	brokers, topic, ok := parseKafkaURI(c.TargetURI)
+	if !ok {
+		return KafkaConfig{}, false
+	}
+	k = c.Kafka
+	if len(k.Brokers) == 0 {
+		k.Brokers = brokers
+	}
+	if k.Topic == "" {
+		k.Topic = topic
+	}
+	return k, true
+}
+
+// kafkaSink is the batchSink over a Kafka producer: each envelope a record
+// keyed by envelope.Key, its value the encoded body as is, with headers.
+type kafkaSink struct {
+	p *kafkasink.Producer
+}
+
+func newKafkaSink(k KafkaConfig, log *slog.Logger) (*kafkaSink, error) {
+	cfg := kafkasink.Config{
+		Brokers: k.Brokers, Topic: k.Topic, MaxBytes: k.MaxBytes, DeliveryTimeout: k.DeliveryTimeout,
+		SASL: kafkasink.SASL{Mechanism: k.SASLMechanism, Username: k.Username, Password: k.Password,
+			TokenURL: k.OAuthTokenURL, ClientID: k.OAuthClientID, ClientSecret: k.OAuthClientSecret},
+		Logger: log,
+	}
+	if k.TLS {
+		cfg.TLS = &kafkasink.TLS{CAFile: k.CAFile, CertFile: k.ClientCertFile, KeyFile: k.ClientKeyFile}
+	}
+	p, err := kafkasink.New(cfg)
+	if err != nil {
+		return nil, &FieldError{Field: "targetUri", Value: "kafka://" + strings.Join(k.Brokers, ",") + "/" + k.Topic, Err: err}
+	}
+	return &kafkaSink{p: p}, nil
+}
+
+// Kafka record headers: what a consumer needs without decoding the value.
+const (
+	headerUID     = "uid"      // the snowflake uid, decimal: dedupe on it
+	headerKind    = "kind"     // Event or AdminEvent
+	headerType    = "type"     // the event type, or operation:resource of an admin event
+	headerRealm   = "realm"    // the realm's name (empty when unknown)
+	headerRealmID = "realm_id" // the realm's id
+	headerID      = "id"       // Keycloak's id of the event
+)
+
+// kindToken is the {{kind}} of topic and subject templates.
+func kindToken(k Kind) string {
+	if k == KindAdminEvent {
+		return "admin-event"
+	}
+	return "event"
+}
+
+func kafkaMessage(env envelope) kafkasink.Message {
+	return kafkasink.Message{
+		Realm: env.RealmName, Kind: kindToken(env.Kind), Key: []byte(env.Key), Value: env.Body,
+		Headers: []kafkasink.Header{
+			{Key: headerUID, Value: strconv.AppendInt(nil, env.UID, 10)},
+			{Key: headerKind, Value: []byte(env.Kind)},
+			{Key: headerType, Value: []byte(env.Type)},
+			{Key: headerRealm, Value: []byte(env.RealmName)},
+			{Key: headerRealmID, Value: []byte(env.RealmID)},
+			{Key: headerID, Value: []byte(env.ID)},
+		},
+	}
+}
+
+// SendBatch produces envs in order and waits until the broker answered
+// each; a refusal for good is an error whose Permanent method says so.
+func (s *kafkaSink) SendBatch(ctx context.Context, envs []envelope) []error {
+	msgs := make([]kafkasink.Message, len(envs))
+	for i, env := range envs {
+		msgs[i] = kafkaMessage(env)
+	}
+	return s.p.Produce(ctx, msgs)
+}
+
+// Send produces one record that carries only the uid header: the delivery
+// uses SendBatch, which has the whole envelope.
+func (s *kafkaSink) Send(ctx context.Context, id string, body []byte) error {
+	uid, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return fmt.Errorf("kafka: uid %q: %w", id, err)
+	}
+	return s.SendBatch(ctx, []envelope{{UID: uid, Body: body}})[0]
+}
+
+func (s *kafkaSink) Close() { s.p.Close() }
+
+var _ batchSink = (*kafkaSink)(nil)

@@ -1,0 +1,137 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Kafka is the broker of scripts/kafka.sh.
+type Kafka struct {
+	Brokers  string // host:port[,host:port]
+	MaxBytes int    // the broker's message.max.bytes
+	// The SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
+	// and its user; empty when the script did not print them.
+	SASLBrokers, SASLUser, SASLPassword string
+}
+
+// KafkaEnv returns the broker of KCEE_TEST_KAFKA_BROKERS and
+// KCEE_TEST_KAFKA_MAX_BYTES (as `scripts/kafka.sh env` prints them). When
+// unset the test is skipped, or fails when KCEE_REQUIRE_KAFKA=1 (make
+// test-kafka sets it; make test does not start Kafka, see the Makefile).
+// It fails when a broker is not on a loopback address.
+func KafkaEnv(t testing.TB) Kafka {
+	t.Helper()
+	k := Kafka{Brokers: os.Getenv("KCEE_TEST_KAFKA_BROKERS")}
+	if k.Brokers == "" {
+		msg := "KCEE_TEST_KAFKA_BROKERS is not set: run `scripts/kafka.sh start && eval \"$(scripts/kafka.sh env)\"` first"
+		if os.Getenv("KCEE_REQUIRE_KAFKA") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, b := range strings.Split(k.Brokers, ",") {
+		host, _, err := net.SplitHostPort(b)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Fatalf("KCEE_TEST_KAFKA_BROKERS %q: %q is not a loopback host:port", k.Brokers, b)
+		}
+	}
+	k.SASLBrokers, k.SASLUser, k.SASLPassword = os.Getenv("KCEE_TEST_KAFKA_SASL_BROKERS"),
+		os.Getenv("KCEE_TEST_KAFKA_SASL_USER"), os.Getenv("KCEE_TEST_KAFKA_SASL_PASSWORD")
+	k.MaxBytes, _ = strconv.Atoi(os.Getenv("KCEE_TEST_KAFKA_MAX_BYTES"))
+	if k.MaxBytes == 0 {
+		k.MaxBytes = 262144
+	}
+	return k
+}
+
+// BrokerList returns the brokers as a list.
+func (k Kafka) BrokerList() []string { return strings.Split(k.Brokers, ",") }
+
+// Client returns a client of the broker, closed with the test; opts are
+// added (a consumer's topics, say).
+func (k Kafka) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.BrokerList()...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// NewTopic creates a topic of a new name with the prefix and partitions,
+// deleted with the test, and returns its name.
+func (k Kafka) NewTopic(t testing.TB, prefix string, partitions int32) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := prefix + "-" + hex.EncodeToString(b)
+	k.CreateTopic(t, name, partitions)
+	return name
+}
+
+// CreateTopic creates the topic name, deleted with the test.
+func (k Kafka) CreateTopic(t testing.TB, name string, partitions int32) {
+	t.Helper()
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 20000
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(k.BrokerList()...))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		del := kmsg.NewPtrDeleteTopicsRequest()
+		del.TopicNames = []string{name}
+		dt := kmsg.NewDeleteTopicsRequestTopic()
+		dt.Topic = kmsg.StringPtr(name)
+		del.Topics = append(del.Topics, dt)
+		_, _ = del.RequestWith(ctx, cl)
+	})
+}
+
+// RestartKafka stops the broker of scripts/kafka.sh, waits down, and starts
+// it again on the same port.
+func RestartKafka(t testing.TB, down time.Duration) {
+	t.Helper()
+	KafkaScript(t, "stop")
+	time.Sleep(down)
+	KafkaScript(t, "start")
+}
+
+// KafkaScript runs scripts/kafka.sh with args.
+func KafkaScript(t testing.TB, args ...string) {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{"scripts/kafka.sh"}, args...)...)
+	cmd.Dir = ModuleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/kafka.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
