@@ -54,7 +54,7 @@ func (t Table) timeColumn() string {
 type Columns struct {
 	EventDetails     bool // event_entity.details_json (all versions)
 	EventDetailsLong bool // event_entity.details_json_long_value (Keycloak 23+)
-	AdminDetails     bool // admin_event_entity.details_json (Keycloak 26.1+)
+	AdminDetails     bool // admin_event_entity.details_json (Keycloak 26.0+)
 }
 
 // Warning is a problem found at Open that does not stop tailing, with the
