@@ -18,6 +18,7 @@ type metrics struct {
 	Dropped      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
+	Unreadable   *prometheus.CounterVec
 	Late         *prometheus.CounterVec
 	Missed       *prometheus.CounterVec
 	LateBy       prometheus.Histogram
@@ -46,6 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Dropped:      counter("events_dropped_total", "Events dropped because the buffer was full (drop-oldest)."),
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
+		Unreadable:   counter("rows_unreadable_total", "Stored events the database could not return (SQLSTATE 22021 or 22P05: text not valid in the connection's encoding), dead-lettered with its error."),
 		Late:         counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
 		Missed:       counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
 		LateBy: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -106,7 +108,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
-	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
+	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Unreadable, m.Expired,
 		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.TargetHeld, m.Leader, age, deadLetterBytes)
 	return m
 }

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
@@ -20,14 +22,23 @@ const malformedDetailsKey = "details_raw"
 // pgsource (the filters pushed into the query) and turns rows into Records.
 // It is safe for concurrent use.
 type dbSource struct {
-	src       *pgsource.Source
-	filters   Filters
-	log       *slog.Logger
+	src     *pgsource.Source
+	filters Filters
+	log     *slog.Logger
+	// pageBytes is the byte budget the pages of one read share (see
+	// pgsource.Batch.MaxBytes); 0 is none.
+	pageBytes int64
 	malformed atomic.Uint64
 }
 
 func newDBSource(src *pgsource.Source, filters Filters, log *slog.Logger) *dbSource {
 	return &dbSource{src: src, filters: filters, log: log}
+}
+
+// withPageBytes sets the byte budget of a read's pages and returns p.
+func (p *dbSource) withPageBytes(n int64) *dbSource {
+	p.pageBytes = n
+	return p
 }
 
 func (p *dbSource) realms(ctx context.Context) ([]realm, error) {
@@ -72,19 +83,114 @@ func (p *dbSource) count(ctx context.Context, r realm, kind Kind, after cursor, 
 }
 
 func (p *dbSource) page(ctx context.Context, r realm, kind Kind, after cursor, until int64, limit int) ([]Record, error) {
-	q := p.query(r, kind, after, until, limit)
-	if kind == KindAdminEvent {
-		rows, err := p.src.AdminEvents(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		return p.adminRecords(r, rows), nil
+	rg := pgsource.Range{RealmID: r.ID, AfterTime: after.Time, AfterID: after.ID, UntilTime: until}
+	recs, err := p.readPage(ctx, r, kind, rg, limit, p.pageBytes, false)
+	if pgsource.Unreadable(err) {
+		return p.readAround(ctx, r, kind, rg, limit)
 	}
-	rows, err := p.src.Events(ctx, q)
+	return recs, err
+}
+
+// batch returns an empty batch of pages of up to limit rows with the
+// filters and the byte budget.
+func (p *dbSource) batch(limit int, maxBytes int64) pgsource.Batch {
+	return pgsource.Batch{Limit: limit, MaxBytes: maxBytes, Types: pgsource.Filter(p.filters.EventTypes),
+		Operations: pgsource.Filter(p.filters.Operations), Resources: pgsource.Filter(p.filters.Resources)}
+}
+
+// readPage reads one page of kind in the range as records (only their keys
+// with keysOnly), its last one marked when the budget cut the page.
+func (p *dbSource) readPage(ctx context.Context, r realm, kind Kind, rg pgsource.Range, limit int, maxBytes int64, keysOnly bool) ([]Record, error) {
+	b := p.batch(limit, maxBytes)
+	b.KeysOnly = keysOnly
+	if kind == KindAdminEvent {
+		b.AdminPages = []pgsource.Range{rg}
+	} else {
+		b.EventPages = []pgsource.Range{rg}
+	}
+	res, err := p.src.ReadBatch(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	return p.eventRecords(r, rows), nil
+	return p.pageRecords(r, kind, res, 0), nil
+}
+
+// pageRecords turns page i of kind of res into records, the last one
+// marked when the budget cut the page.
+func (p *dbSource) pageRecords(r realm, kind Kind, res pgsource.BatchResult, i int) []Record {
+	var out []Record
+	var cut bool
+	if kind == KindAdminEvent {
+		out, cut = p.adminRecords(r, res.AdminPages[i]), res.AdminCut[i]
+	} else {
+		out, cut = p.eventRecords(r, res.EventPages[i]), res.EventCut[i]
+	}
+	if cut && len(out) > 0 {
+		out[len(out)-1].more = true
+	}
+	return out
+}
+
+// readAround reads a page that holds a row the database cannot return
+// (pgsource.Unreadable): the keys of the page first (which the database
+// can return), then the rows by halves, down to the row that fails alone,
+// which becomes an unreadable record with the database's error. It costs
+// about two statements per halving, only while such a row is in a page.
+func (p *dbSource) readAround(ctx context.Context, r realm, kind Kind, rg pgsource.Range, limit int) ([]Record, error) {
+	keys, err := p.readPage(ctx, r, kind, rg, limit, p.pageBytes, true)
+	if err != nil {
+		return nil, fmt.Errorf("read the keys around a row the database cannot return: %w", err)
+	}
+	out, err := p.readHalves(ctx, r, kind, rg, keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > 0 && len(keys) > 0 {
+		out[len(out)-1].more = keys[len(keys)-1].more
+	}
+	return out, nil
+}
+
+// readHalves reads the rows whose keys are keys, the first of them after
+// rg's cursor: all at once, else by halves, a row that fails alone as an
+// unreadable record.
+func (p *dbSource) readHalves(ctx context.Context, r realm, kind Kind, rg pgsource.Range, keys []Record) ([]Record, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	// The keys were cut by the budget: these rows fit it.
+	recs, err := p.readPage(ctx, r, kind, rg, len(keys), 0, false)
+	switch {
+	case err == nil:
+		return recs, nil
+	case !pgsource.Unreadable(err):
+		return nil, err
+	case len(keys) == 1:
+		return []Record{p.unreadableRecord(r, kind, keys[0], err)}, nil
+	}
+	mid := len(keys) / 2
+	left, err := p.readHalves(ctx, r, kind, rg, keys[:mid])
+	if err != nil {
+		return nil, err
+	}
+	next := rg
+	next.AfterTime, next.AfterID = keys[mid-1].Time(), keys[mid-1].ID()
+	right, err := p.readHalves(ctx, r, kind, next, keys[mid:])
+	if err != nil {
+		return nil, err
+	}
+	return append(left, right...), nil
+}
+
+// unreadableRecord marks key, a record holding only a row's keys, as the
+// row the database could not return with err, and logs it (the pipeline
+// counts and dead-letters it).
+func (p *dbSource) unreadableRecord(r realm, kind Kind, key Record, err error) Record {
+	p.log.Error("the database cannot return a stored event (its text is not valid in the connection's encoding): it is dead-lettered with the database's error and skipped",
+		"kind", kind, "realm", r.Name, "realm_id", r.ID, "id", key.ID(),
+		"time", time.UnixMilli(key.Time()).UTC().Format(time.RFC3339Nano), "error", err)
+	key.unreadable = fmt.Errorf("the database cannot return %s %s of realm %q: %w", table(kind), key.ID(), r.Name, err)
+	return key
 }
 
 // adminRecords turns rows of admin_event_entity into records.
@@ -157,9 +263,11 @@ func (p *dbSource) details(kind Kind, id string, raw sql.NullString) map[string]
 }
 
 // readBatch reads every request in one statement (pgsource.ReadBatch).
+// When a row the database cannot return is in a page, it reads the counts
+// and the snapshot in one statement, then each page alone, reading around
+// that row (readAround).
 func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
-	b := pgsource.Batch{Limit: limit, Types: pgsource.Filter(p.filters.EventTypes),
-		Operations: pgsource.Filter(p.filters.Operations), Resources: pgsource.Filter(p.filters.Resources)}
+	b := p.batch(limit, p.pageBytes)
 	slot := make([]int, len(reqs)) // index of each request in its part of b
 	for i, r := range reqs {
 		rg := pgsource.Range{RealmID: r.realm.ID, AfterTime: r.after.Time, AfterID: r.after.ID, UntilTime: r.until}
@@ -178,6 +286,14 @@ func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int)
 		*part = append(*part, rg)
 	}
 	res, err := p.src.ReadBatch(ctx, b)
+	around := pgsource.Unreadable(err)
+	if around {
+		// The snapshot is read before the pages: a transaction it sees
+		// ended is visible to them.
+		counts := b
+		counts.EventPages, counts.AdminPages = nil, nil
+		res, err = p.src.ReadBatch(ctx, counts)
+	}
 	if err != nil {
 		return batchRead{}, err
 	}
@@ -187,12 +303,14 @@ func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int)
 		switch {
 		case r.kind == KindAdminEvent && r.count:
 			out.counts[i] = res.AdminCounts[slot[i]]
-		case r.kind == KindAdminEvent:
-			out.pages[i] = p.adminRecords(r.realm, res.AdminPages[slot[i]])
-		case r.count:
+		case r.kind == KindEvent && r.count:
 			out.counts[i] = res.EventCounts[slot[i]]
+		case around:
+			if out.pages[i], err = p.page(ctx, r.realm, r.kind, r.after, r.until, limit); err != nil {
+				return batchRead{}, err
+			}
 		default:
-			out.pages[i] = p.eventRecords(r.realm, res.EventPages[slot[i]])
+			out.pages[i] = p.pageRecords(r.realm, r.kind, res, slot[i])
 		}
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package pgsource
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -27,12 +28,30 @@ type Batch struct {
 	EventPages, AdminPages   []Range
 	EventCounts, AdminCounts []Range
 	Limit                    int
-	// MaxBytes, when not 0, cuts each page in the database once the rows
-	// it holds reach that many bytes (RowBytes each): a page holds at least
-	// one row, and more only while their sum stays within MaxBytes.
-	MaxBytes int64
-	Types                    Filter // event_entity.type
-	Operations, Resources    Filter // admin_event_entity.operation_type, resource_type
+	// MaxBytes, when not 0, is the byte budget the pages share, in the
+	// order of the answer (admin pages, then event pages, each by range):
+	// the database cuts a page once the rows of the pages so far weigh
+	// more (their large columns plus RowBytes each), so the rows are never
+	// read whole first. A page keeps at least its first row whatever it
+	// weighs, so every stream makes progress; BatchResult's EventCut and
+	// AdminCut tell which pages were cut.
+	MaxBytes              int64
+	Types                 Filter // event_entity.type
+	Operations, Resources Filter // admin_event_entity.operation_type, resource_type
+	// KeysOnly reads only the id, time and realm_id of each page's rows
+	// (the other columns are NULL): to find the rows around one that the
+	// database cannot return (Unreadable).
+	KeysOnly bool
+}
+
+// Unreadable tells whether err is the database failing to return a value
+// in the connection's encoding: SQLSTATE 22021 (character not in
+// repertoire: bytes invalid in UTF-8, stored in a SQL_ASCII database) or
+// 22P05 (untranslatable character). The statement fails at the first such
+// row, whatever the rows around it hold.
+func Unreadable(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05")
 }
 
 // BatchResult holds what a Batch read, index by index.
@@ -239,8 +258,12 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			}
 		}
 		inner := make([]string, 0, len(part.cols))
-		for _, c := range batchCols {
+		for i, c := range batchCols {
 			if v, ok := part.cols[c]; ok {
+				if b.KeysOnly && c != "id" && c != "t" && c != "realm_id" {
+					cols[i] = "NULL AS " + c
+					continue
+				}
 				inner = append(inner, v+" AS "+c)
 			}
 		}
