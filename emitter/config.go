@@ -27,6 +27,9 @@ type Config struct {
 	Format         Format
 	TargetURI      string
 	BufferCapacity int
+	// BufferBytes bounds the buffer in bytes as well (encoded events
+	// waiting); an event larger than that waits alone.
+	BufferBytes int64
 	KeycloakID     int64
 	DatacenterID   int64
 
@@ -74,6 +77,10 @@ type Config struct {
 	Overlap      time.Duration // rows stamped this long before the newest read are looked for again
 	AuditHorizon time.Duration // how far back rows that appear late are still delivered (skewed clocks, long transactions)
 	PageSize     int
+	// PageBytes is the byte budget of one read (the stored size of the
+	// rows' large columns): the database cuts the pages there; a stream
+	// still gets at least one row per read.
+	PageBytes int64
 
 	// Operations.
 	CheckpointPath  string
@@ -134,6 +141,7 @@ type APIConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		BufferCapacity:           10000,
+		BufferBytes:              16 << 20,
 		ConnectTimeout:           httpsender.DefaultConnectTimeout,
 		ConnectionRequestTimeout: httpsender.DefaultRequestTimeout,
 		SocketTimeout:            httpsender.DefaultSocketTimeout,
@@ -149,6 +157,7 @@ func DefaultConfig() Config {
 		Overlap:                  5 * time.Second,
 		AuditHorizon:             10 * time.Minute,
 		PageSize:                 500,
+		PageBytes:                8 << 20,
 		CheckpointPath:           "kc-event-emitter.checkpoint.json",
 		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
 		DeadLetterMaxBytes:       64 << 20,
@@ -204,6 +213,14 @@ func (c Config) Validate() error {
 	}
 	if c.BufferCapacity <= 0 {
 		return bad("bufferCapacity", c.BufferCapacity, "want a count > 0")
+	}
+	for _, b := range []struct {
+		field string
+		v     int64
+	}{{"bufferBytes", c.BufferBytes}, {"pageBytes", c.PageBytes}} {
+		if b.v < 64<<10 || b.v > 1<<40 {
+			return bad(b.field, b.v, "want a size in bytes from 65536 (64 KiB) to 2^40")
+		}
 	}
 	if c.KeycloakID < 0 || c.KeycloakID > 31 {
 		return bad("keycloakId", c.KeycloakID, "want 0..31 (5 bits of the snowflake uid)")
@@ -435,6 +452,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("format", string(c.Format)),
 		slog.String("targetUri", redact.URL(c.TargetURI)),
 		slog.Int("bufferCapacity", c.BufferCapacity),
+		slog.Int64("bufferBytes", c.BufferBytes),
 		slog.Int64("keycloakId", c.KeycloakID),
 		slog.Int64("datacenterId", c.DatacenterID),
 		slog.Duration("connectTimeout", c.ConnectTimeout),

@@ -122,6 +122,7 @@ func (e *emitter) newPipeline(enc Encoder, s sink) (*pipeline, error) {
 	p.delivery, err = newDelivery(deliveryOptions{
 		Sink:           s,
 		Capacity:       cfg.BufferCapacity,
+		MaxBytes:       cfg.BufferBytes,
 		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
 		DeadLetterPath: cfg.DeadLetterPath,
@@ -238,7 +239,7 @@ func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, func(
 	for _, w := range db.Warnings() {
 		log.Warn("database", "warning", w)
 	}
-	return newDBSource(db, cfg.Filters, log), func() { db.Close() }, nil
+	return newDBSource(db, cfg.Filters, log).withPageBytes(cfg.PageBytes), func() { db.Close() }, nil
 }
 
 // runLoop tails and delivers until ctx is done (or, with Once, the source

@@ -42,8 +42,8 @@ var flagGroups = []flagGroup{
 	{"Source: Keycloak's database or its admin REST API", []string{"source", "dbUrlFile", "apiUrl", "apiAuthRealm",
 		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
 	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",
-		"from", "pollInterval", "overlap", "auditHorizon", "pageSize"}},
-	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
+		"from", "pollInterval", "overlap", "auditHorizon", "pageSize", "pageBytes"}},
+	{"Delivery", []string{"bufferBytes", "overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
 		"deadLetterMaxBytes", "deadLetterStatuses", "holdStatuses"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
 	{"Operations", []string{"checkpoint", "once", "listen", "shutdownTimeout", "logLevel", "logFormat"}},
@@ -67,8 +67,10 @@ original) or --secretFile, the database URL from KC_EMITTER_DB_URL or
 of cluster mode from KC_EMITTER_STATE_DB_URL or --stateDbUrlFile.
 
 Memory: the Go runtime's soft memory limit is 48 MiB unless GOMEMLIMIT sets
-another; the heap needed grows with --bufferCapacity and with the events read
-within --overlap of the cursor.
+another. Huge events (an admin event with a realm's representation) are bounded
+in bytes: about 20 MiB + --pageBytes + 2 x --bufferBytes + --concurrency x the
+largest event (measured in docs/benchmarks.md); small events by
+--bufferCapacity and the events read within --overlap of the cursor.
 `
 
 // options is the parsed command line: the emitter's Config and the logging.
@@ -125,6 +127,8 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&c.Overlap, "overlap", def.Overlap, "how far behind the newest row read rows are looked for again (Keycloak's stamp-to-commit delay, small clock skew); open transactions extend it")
 	fs.DurationVar(&c.AuditHorizon, "auditHorizon", def.AuditHorizon, "how far back rows that appear late (skewed clocks, long transactions) are still delivered; older ones are counted and logged")
 	fs.IntVar(&c.PageSize, "pageSize", def.PageSize, "rows per read")
+	fs.Int64Var(&c.PageBytes, "pageBytes", def.PageBytes, "`bytes` of stored event text one read takes at most (cut in the database; a stream still gets one row per read, however large)")
+	fs.Int64Var(&c.BufferBytes, "bufferBytes", def.BufferBytes, "`bytes` of encoded events the buffer holds at most besides --bufferCapacity (an event larger than that waits alone)")
 
 	fs.TextVar(&c.Overflow, "overflow", def.Overflow, "when the buffer is full: drop-oldest (the original's, counted and logged) or block (nothing lost)")
 	fs.IntVar(&c.Concurrency, "concurrency", def.Concurrency, "requests in flight; 1 keeps strict order")
