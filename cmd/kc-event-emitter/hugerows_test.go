@@ -160,11 +160,15 @@ func TestOnceDeliversThirtyEightMiBAdminEventsAndEnds(t *testing.T) {
 }
 
 // BenchmarkHugeRowsPeakMemory reports the emitter's peak resident memory
-// while it drains thirty 8 MiB admin events with --once (KCEE_HUGE_FLAGS:
-// more flags, space-separated).
+// while it drains thirty 8 MiB admin events with --once. KCEE_HUGE_FLAGS:
+// more flags, space-separated; KCEE_HUGE_BIN: another build to measure
+// (an older commit's, for a before/after figure).
 func BenchmarkHugeRowsPeakMemory(b *testing.B) {
 	url := hugeRowsDB(b, 30, 8<<20)
-	bin := buildEmitter(b)
+	bin := os.Getenv("KCEE_HUGE_BIN")
+	if bin == "" {
+		bin = buildEmitter(b)
+	}
 	extra := strings.Fields(os.Getenv("KCEE_HUGE_FLAGS"))
 	b.ResetTimer()
 	var peak int64

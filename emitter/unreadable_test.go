@@ -1,0 +1,190 @@
+package emitter
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
+)
+
+// newSQLASCIIKCDB is newKCDB on a database whose encoding is SQL_ASCII (what
+// initdb makes under the C locale): it stores any bytes, and a value whose
+// bytes are not UTF-8 cannot be returned to a client that reads UTF-8, as
+// lib/pq does: the statement fails at that row with SQLSTATE 22021.
+func newSQLASCIIKCDB(t *testing.T) *kcDB {
+	t.Helper()
+	cluster := testenv.PostgresURL(t)
+	admin, err := sql.Open("postgres", cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "kcee_ascii_" + hex.EncodeToString(b)
+	if _, err := admin.Exec("CREATE DATABASE " + name + " ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"); err != nil {
+		admin.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer admin.Close()
+		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return newKCDBOn(t, u.String())
+}
+
+// onceTarget is a local target that records the ids of the events it took.
+type onceTarget struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (o *onceTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var ev struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	o.ids = append(o.ids, ev.ID)
+	o.mu.Unlock()
+}
+
+// runOnce runs Run with Once over the database at dbURL to a local target
+// and returns what the target took, the dead letters, the logs and the
+// metrics.
+func runOnce(t *testing.T, dbURL string, change func(*Config)) (ids []string, dead []deadletter.Record, logs string, reg *prometheus.Registry) {
+	t.Helper()
+	target := &onceTarget{}
+	srv := httptest.NewServer(target)
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg := validConfig()
+	cfg.DatabaseURL, cfg.TargetURI, cfg.Once, cfg.From, cfg.ListenAddr = dbURL, srv.URL, true, "beginning", ""
+	cfg.CheckpointPath, cfg.DeadLetterPath = filepath.Join(dir, "cp.json"), filepath.Join(dir, "dead.jsonl")
+	if change != nil {
+		change(&cfg)
+	}
+	var buf syncBuffer
+	reg = prometheus.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Run(ctx, cfg, RunOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Registry: reg}); err != nil {
+		t.Fatalf("Run = %v; logs:\n%s", err, buf.String())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Run with Once did not end by itself within a minute; logs:\n%s", buf.String())
+	}
+	data, err := os.ReadFile(cfg.DeadLetterPath)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		var r deadletter.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("dead-letter line %q: %v", line, err)
+		}
+		dead = append(dead, r)
+	}
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	return slices.Clone(target.ids), dead, buf.String(), reg
+}
+
+// seriesValue returns the value of the series of metric name with the
+// given labels in reg, and false when there is none.
+func seriesValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// A row whose text the database cannot return (bytes that are not UTF-8 in
+// a SQL_ASCII database) used to fail its stream's every read, and --once
+// never ended. Now the rows around it are delivered, it is dead-lettered
+// with the database's error, counted and logged at ERROR, and the run ends.
+func TestRunOnceSetsAsideARowTheDatabaseCannotReturnAndDeliversTheOthers(t *testing.T) {
+	k := newSQLASCIIKCDB(t)
+	k.realm("r", "acme")
+	for i, id := range []string{"a1", "a2", "a3", "a4", "a5"} {
+		k.admin(id, "r", 1700000000000+int64(i))
+	}
+	for i, id := range []string{"e1", "e2", "e3"} {
+		k.event(id, "r", 1700000000000+int64(i), "LOGIN")
+	}
+	// E'\xe9' is one byte 0xe9: Latin-1 é, not UTF-8.
+	k.exec(`UPDATE admin_event_entity SET representation = E'{"name":"caf\xe9"}' WHERE id = 'a3'`)
+	k.exec(`UPDATE event_entity SET details_json = E'{"k":"\xff"}' WHERE id = 'e1'`)
+
+	ids, dead, logs, reg := runOnce(t, k.url, nil)
+	slices.Sort(ids)
+	if want := []string{"a1", "a2", "a4", "a5", "e2", "e3"}; !slices.Equal(ids, want) {
+		t.Errorf("target took %v, want %v", ids, want)
+	}
+	var deadIDs []string
+	for _, d := range dead {
+		deadIDs = append(deadIDs, d.ID)
+		if !strings.Contains(d.Reason, "invalid byte sequence") || !strings.Contains(d.Reason, "cannot return") || d.Status != 0 {
+			t.Errorf("dead letter %s: status %d, reason %q; want 0 and the database's error", d.ID, d.Status, d.Reason)
+		}
+	}
+	slices.Sort(deadIDs)
+	if want := []string{"a3", "e1"}; !slices.Equal(deadIDs, want) {
+		t.Errorf("dead-lettered %v, want %v", deadIDs, want)
+	}
+	for _, kind := range []string{"AdminEvent", "Event"} {
+		if v, _ := seriesValue(t, reg, "kc_event_emitter_rows_unreadable_total", map[string]string{"kind": kind}); v != 1 {
+			t.Errorf("rows_unreadable_total{kind=%q} = %v, want 1", kind, v)
+		}
+	}
+	if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "cannot return a stored event") || !strings.Contains(logs, "id=a3") {
+		t.Errorf("no ERROR line naming the row; logs:\n%s", logs)
+	}
+}
