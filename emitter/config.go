@@ -29,9 +29,9 @@ type Config struct {
 	BufferCapacity int
 	// BufferBytes bounds the buffer in bytes as well (encoded events
 	// waiting); an event larger than that waits alone.
-	BufferBytes int64
-	KeycloakID     int64
-	DatacenterID   int64
+	BufferBytes  int64
+	KeycloakID   int64
+	DatacenterID int64
 
 	// The original's optional timeouts.
 	ConnectTimeout           time.Duration // connectTimeoutMillis: dial and TLS handshake
