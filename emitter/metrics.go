@@ -19,6 +19,7 @@ type metrics struct {
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
 	Unreadable   *prometheus.CounterVec
+	Unreachable  *prometheus.GaugeVec
 	Late         *prometheus.CounterVec
 	Missed       *prometheus.CounterVec
 	LateBy       prometheus.Histogram
@@ -48,8 +49,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
 		Unreadable:   counter("rows_unreadable_total", "Stored events the database could not return (SQLSTATE 22021 or 22P05: text not valid in the connection's encoding), dead-lettered with its error."),
-		Late:         counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
-		Missed:       counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
+		Unreachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "kc_event_emitter", Name: "rows_unreachable",
+			Help: "Stored events no read reaches, by reason: no_realm (a realm id without a realm row), null_time, null_realm; counted every 5 minutes, logged at ERROR.",
+		}, []string{"kind", "reason"}),
+		Late:   counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
+		Missed: counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
 		LateBy: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kc_event_emitter", Name: "event_lateness_seconds",
 			Help:    "How far behind the newest event read a late event's time was when it was found.",
@@ -108,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
-	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Unreadable, m.Expired,
+	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Unreadable, m.Unreachable, m.Expired,
 		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.TargetHeld, m.Leader, age, deadLetterBytes)
 	return m
 }

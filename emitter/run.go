@@ -65,6 +65,9 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		return err
 	}
 	defer closeSource()
+	if d, ok := src.(*dbSource); ok {
+		d.unreachable = e.metrics.Unreachable
+	}
 	if cfg.Cluster != "" {
 		return e.runCluster(ctx, src)
 	}

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/pgsource"
 )
@@ -29,7 +32,18 @@ type dbSource struct {
 	// pgsource.Batch.MaxBytes); 0 is none.
 	pageBytes int64
 	malformed atomic.Uint64
+	// unreachable, when set, publishes the counts of rows no read reaches
+	// (by kind and reason); they are counted with the realm list, at most
+	// every unreachableInterval.
+	unreachable *prometheus.GaugeVec
+	checkMu     sync.Mutex
+	checkedAt   time.Time
+	reported    map[pgsource.Unreachable]bool // logged; Rows part of the key
 }
+
+// unreachableInterval is the least time between two counts of the rows no
+// read reaches.
+const unreachableInterval = 5 * time.Minute
 
 func newDBSource(src *pgsource.Source, filters Filters, log *slog.Logger) *dbSource {
 	return &dbSource{src: src, filters: filters, log: log}
@@ -46,11 +60,60 @@ func (p *dbSource) realms(ctx context.Context) ([]realm, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.checkUnreachable(ctx)
 	out := make([]realm, len(rs))
 	for i, r := range rs {
 		out[i] = realm(r)
 	}
 	return out, nil
+}
+
+// checkUnreachable counts the rows no page selects when it is due: rows of
+// a realm id with no realm row (Keycloak deletes a realm's events with it:
+// these are what a failed or manual deletion left), rows with a NULL time
+// (outside every (time, id) order) and rows with a NULL realm id. They are
+// not delivered: each count is logged at ERROR when it changes, with the
+// realm id, and published by kind and reason. A failed count is logged and
+// tried again at the next listing.
+func (p *dbSource) checkUnreachable(ctx context.Context) {
+	p.checkMu.Lock()
+	defer p.checkMu.Unlock()
+	if !p.checkedAt.IsZero() && time.Since(p.checkedAt) < unreachableInterval {
+		return
+	}
+	found, err := p.src.Unreachable(ctx)
+	if err != nil {
+		p.log.Warn("counting the rows no read reaches failed; trying again at the next realm listing", "error", err)
+		return
+	}
+	p.checkedAt = time.Now()
+	reported := map[pgsource.Unreachable]bool{}
+	sums := map[[2]string]int{}
+	for _, u := range found {
+		kind := KindEvent
+		if u.Table == pgsource.AdminEventTable {
+			kind = KindAdminEvent
+		}
+		sums[[2]string{string(kind), u.Reason}] += u.Rows
+		reported[u] = true
+		if p.reported[u] {
+			continue
+		}
+		why := map[string]string{
+			pgsource.NoRealm:   "their realm id has no realm row (a deleted realm's leftovers?)",
+			pgsource.NullTime:  "their time is NULL",
+			pgsource.NullRealm: "their realm id is NULL",
+		}[u.Reason]
+		p.log.Error("stored events are never read: "+why, "kind", kind, "reason", u.Reason, "realm_id", u.RealmID, "rows", u.Rows, "table", u.Table)
+	}
+	p.reported = reported
+	if p.unreachable != nil {
+		for _, kind := range []Kind{KindEvent, KindAdminEvent} {
+			for _, reason := range []string{pgsource.NoRealm, pgsource.NullTime, pgsource.NullRealm} {
+				p.unreachable.WithLabelValues(string(kind), reason).Set(float64(sums[[2]string{string(kind), reason}]))
+			}
+		}
+	}
 }
 
 func (p *dbSource) oldestTime(ctx context.Context, r realm, kind Kind) (int64, bool, error) {

@@ -188,3 +188,46 @@ func TestRunOnceSetsAsideARowTheDatabaseCannotReturnAndDeliversTheOthers(t *test
 		t.Errorf("no ERROR line naming the row; logs:\n%s", logs)
 	}
 }
+
+// Rows with a NULL time, or of a realm id that has no realm row, are
+// outside every read; they were skipped without a word. Now they are
+// counted by kind and reason and logged at ERROR with the realm id, and
+// the rows around them are delivered as before.
+func TestRunOnceCountsAndLogsRowsNoReadReaches(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	k.event("e1", "r", 1700000000000, "LOGIN")
+	k.event("gone-1", "deleted-realm", 1700000000000, "LOGIN")
+	k.event("gone-2", "deleted-realm", 1700000000001, "LOGIN")
+	k.exec(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ('nt', 'r', NULL, 'LOGIN')`)
+	k.admin("a1", "r", 1700000000000)
+	k.exec(`INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type) VALUES ('ant', 'r', NULL, 'CREATE', 'USER')`)
+
+	ids, dead, logs, reg := runOnce(t, k.url, nil)
+	slices.Sort(ids)
+	if want := []string{"a1", "e1"}; !slices.Equal(ids, want) || len(dead) != 0 {
+		t.Errorf("target took %v and %d were dead-lettered, want %v and none", ids, len(dead), want)
+	}
+	for _, c := range []struct {
+		kind, reason string
+		want         float64
+	}{
+		{"Event", "no_realm", 2}, {"Event", "null_time", 1}, {"AdminEvent", "null_time", 1},
+		{"AdminEvent", "no_realm", 0}, {"Event", "null_realm", 0},
+	} {
+		v, ok := seriesValue(t, reg, "kc_event_emitter_rows_unreachable", map[string]string{"kind": c.kind, "reason": c.reason})
+		if !ok || v != c.want {
+			t.Errorf("rows_unreachable{kind=%q,reason=%q} = %v (present %v), want %v", c.kind, c.reason, v, ok, c.want)
+		}
+	}
+	for _, line := range []string{
+		"realm_id=deleted-realm rows=2", "kind=Event reason=null_time realm_id=r rows=1", "kind=AdminEvent reason=null_time realm_id=r rows=1",
+	} {
+		if !strings.Contains(logs, line) {
+			t.Errorf("no log line with %q; logs:\n%s", line, logs)
+		}
+	}
+	if n := strings.Count(logs, "level=ERROR msg=\"stored events are never read"); n != 3 {
+		t.Errorf("%d ERROR lines about rows never read, want 3; logs:\n%s", n, logs)
+	}
+}
