@@ -81,6 +81,10 @@ type Config struct {
 	// rows' large columns): the database cuts the pages there; a stream
 	// still gets at least one row per read.
 	PageBytes int64
+	// MaxEventBytes is the most a stored event (its details and
+	// representation) may weigh to be read: a heavier one is dead-lettered
+	// with its size, never read whole.
+	MaxEventBytes int64
 
 	// Operations.
 	CheckpointPath  string
@@ -158,6 +162,7 @@ func DefaultConfig() Config {
 		AuditHorizon:             10 * time.Minute,
 		PageSize:                 500,
 		PageBytes:                8 << 20,
+		MaxEventBytes:            16 << 20,
 		CheckpointPath:           "kc-event-emitter.checkpoint.json",
 		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
 		DeadLetterMaxBytes:       64 << 20,
@@ -217,7 +222,7 @@ func (c Config) Validate() error {
 	for _, b := range []struct {
 		field string
 		v     int64
-	}{{"bufferBytes", c.BufferBytes}, {"pageBytes", c.PageBytes}} {
+	}{{"bufferBytes", c.BufferBytes}, {"pageBytes", c.PageBytes}, {"maxEventBytes", c.MaxEventBytes}} {
 		if b.v < 64<<10 || b.v > 1<<40 {
 			return bad(b.field, b.v, "want a size in bytes from 65536 (64 KiB) to 2^40")
 		}

@@ -48,7 +48,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Dropped:      counter("events_dropped_total", "Events dropped because the buffer was full (drop-oldest)."),
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
-		Unreadable:   counter("rows_unreadable_total", "Stored events the database could not return (SQLSTATE 22021 or 22P05: text not valid in the connection's encoding), dead-lettered with its error."),
+		Unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kc_event_emitter", Name: "rows_unreadable_total",
+			Help: "Stored events not read, dead-lettered with the reason: encoding (the database could not return the text: SQLSTATE 22021 or 22P05) or too_large (above --maxEventBytes).",
+		}, []string{"kind", "reason"}),
 		Unreachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "kc_event_emitter", Name: "rows_unreachable",
 			Help: "Stored events no read reaches, by reason: no_realm (a realm id without a realm row), null_time, null_realm; counted every 5 minutes, logged at ERROR.",

@@ -66,7 +66,7 @@ func (p *pipeline) send(ctx context.Context, r Record) error {
 	if r.unreadable != nil {
 		// Set aside with the database's error, never sent: the target
 		// would get an event without its fields.
-		p.metrics.Unreadable.WithLabelValues(kind).Inc()
+		p.metrics.Unreadable.WithLabelValues(kind, unreadableReason(r.unreadable)).Inc()
 		env := envelope{Kind: r.Kind(), UID: r.UID(), ID: r.ID(), RealmID: r.RealmID(), Type: r.TypeName(), Time: r.Time()}
 		return p.delivery.deadLetter(env, 0, r.unreadable)
 	}

@@ -242,7 +242,7 @@ func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, func(
 	for _, w := range db.Warnings() {
 		log.Warn("database", "warning", w)
 	}
-	return newDBSource(db, cfg.Filters, log).withPageBytes(cfg.PageBytes), func() { db.Close() }, nil
+	return newDBSource(db, cfg.Filters, log).withBudgets(cfg.PageBytes, cfg.MaxEventBytes), func() { db.Close() }, nil
 }
 
 // runLoop tails and delivers until ctx is done (or, with Once, the source

@@ -31,7 +31,10 @@ type dbSource struct {
 	// pageBytes is the byte budget the pages of one read share (see
 	// pgsource.Batch.MaxBytes); 0 is none.
 	pageBytes int64
-	malformed atomic.Uint64
+	// maxRowBytes is the most a row may weigh to be read; a heavier row is
+	// an unreadable record (oversizeError) with only its small columns.
+	maxRowBytes int64
+	malformed   atomic.Uint64
 	// unreachable, when set, publishes the counts of rows no read reaches
 	// (by kind and reason); they are counted with the realm list, at most
 	// every unreachableInterval.
@@ -49,10 +52,40 @@ func newDBSource(src *pgsource.Source, filters Filters, log *slog.Logger) *dbSou
 	return &dbSource{src: src, filters: filters, log: log}
 }
 
-// withPageBytes sets the byte budget of a read's pages and returns p.
-func (p *dbSource) withPageBytes(n int64) *dbSource {
-	p.pageBytes = n
+// withBudgets sets the byte budget of a read's pages and the most a row
+// may weigh to be read (0: no bound), and returns p.
+func (p *dbSource) withBudgets(pageBytes, maxRowBytes int64) *dbSource {
+	p.pageBytes, p.maxRowBytes = pageBytes, maxRowBytes
 	return p
+}
+
+// oversizeError is why a row heavier than the most a row may weigh is not
+// read.
+type oversizeError struct{ weight, max int64 }
+
+func (e oversizeError) Error() string {
+	return fmt.Sprintf("the stored event weighs %d bytes (details, representation), above --maxEventBytes %d: not read", e.weight, e.max)
+}
+
+// unreadableReason is the reason label of an unreadable record's error.
+func unreadableReason(err error) string {
+	if _, ok := errors.AsType[oversizeError](err); ok {
+		return "too_large"
+	}
+	return "encoding"
+}
+
+// oversized marks rec, read without its large columns, as unreadable when
+// the row weighs weight bytes (0: it was read whole), and logs it.
+func (p *dbSource) oversized(r realm, rec Record, weight int64) Record {
+	if weight <= 0 {
+		return rec
+	}
+	rec.unreadable = oversizeError{weight: weight, max: p.maxRowBytes}
+	p.log.Error("a stored event is too large to be read: it is dead-lettered with its size and skipped",
+		"kind", rec.Kind(), "realm", r.Name, "realm_id", rec.RealmID(), "id", rec.ID(),
+		"time", time.UnixMilli(rec.Time()).UTC().Format(time.RFC3339Nano), "bytes", weight, "max", p.maxRowBytes)
+	return rec
 }
 
 func (p *dbSource) realms(ctx context.Context) ([]realm, error) {
@@ -157,7 +190,7 @@ func (p *dbSource) page(ctx context.Context, r realm, kind Kind, after cursor, u
 // batch returns an empty batch of pages of up to limit rows with the
 // filters and the byte budget.
 func (p *dbSource) batch(limit int, maxBytes int64) pgsource.Batch {
-	return pgsource.Batch{Limit: limit, MaxBytes: maxBytes, Types: pgsource.Filter(p.filters.EventTypes),
+	return pgsource.Batch{Limit: limit, MaxBytes: maxBytes, MaxRowBytes: p.maxRowBytes, Types: pgsource.Filter(p.filters.EventTypes),
 		Operations: pgsource.Filter(p.filters.Operations), Resources: pgsource.Filter(p.filters.Resources)}
 }
 
@@ -266,6 +299,7 @@ func (p *dbSource) adminRecords(r realm, rows []pgsource.AdminEventRow) []Record
 			OperationType: row.OperationType.String, ResourceType: row.ResourceType.String,
 			ResourcePath: row.ResourcePath.String, Representation: row.Representation.String,
 			Error: row.Error.String, Details: p.details(KindAdminEvent, row.ID, row.Details)}}
+		out[i] = p.oversized(r, out[i], row.Oversize)
 	}
 	return out
 }
@@ -278,6 +312,7 @@ func (p *dbSource) eventRecords(r realm, rows []pgsource.EventRow) []Record {
 			ClientID: row.ClientID.String, UserID: row.UserID.String, SessionID: row.SessionID.String,
 			IPAddress: row.IPAddress.String, Error: row.Error.String,
 			Details: p.details(KindEvent, row.ID, row.Details)}}
+		out[i] = p.oversized(r, out[i], row.Oversize)
 	}
 	return out
 }

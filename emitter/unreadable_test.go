@@ -180,8 +180,8 @@ func TestRunOnceSetsAsideARowTheDatabaseCannotReturnAndDeliversTheOthers(t *test
 		t.Errorf("dead-lettered %v, want %v", deadIDs, want)
 	}
 	for _, kind := range []string{"AdminEvent", "Event"} {
-		if v, _ := seriesValue(t, reg, "kc_event_emitter_rows_unreadable_total", map[string]string{"kind": kind}); v != 1 {
-			t.Errorf("rows_unreadable_total{kind=%q} = %v, want 1", kind, v)
+		if v, _ := seriesValue(t, reg, "kc_event_emitter_rows_unreadable_total", map[string]string{"kind": kind, "reason": "encoding"}); v != 1 {
+			t.Errorf("rows_unreadable_total{kind=%q,reason=encoding} = %v, want 1", kind, v)
 		}
 	}
 	if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "cannot return a stored event") || !strings.Contains(logs, "id=a3") {
@@ -229,5 +229,34 @@ func TestRunOnceCountsAndLogsRowsNoReadReaches(t *testing.T) {
 	}
 	if n := strings.Count(logs, "level=ERROR msg=\"stored events are never read"); n != 3 {
 		t.Errorf("%d ERROR lines about rows never read, want 3; logs:\n%s", n, logs)
+	}
+}
+
+// An event heavier than --maxEventBytes is never read whole (an 800 MB
+// representation would take the process with it, restart after restart):
+// it is dead-lettered with its size, counted and logged, and the others
+// are delivered.
+func TestRunOnceDeadLettersAnEventAboveMaxEventBytesWithoutReadingIt(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	for i, id := range []string{"a1", "a2", "a3"} {
+		k.admin(id, "r", 1700000000000+int64(i))
+	}
+	k.exec(`UPDATE admin_event_entity SET representation = repeat('x', 1 << 20) WHERE id = 'a2'`)
+	k.exec(`UPDATE admin_event_entity SET representation = repeat('y', 100 << 10) WHERE id = 'a3'`)
+
+	ids, dead, logs, reg := runOnce(t, k.url, func(c *Config) { c.MaxEventBytes = 512 << 10 })
+	slices.Sort(ids)
+	if want := []string{"a1", "a3"}; !slices.Equal(ids, want) {
+		t.Errorf("target took %v, want %v", ids, want)
+	}
+	if len(dead) != 1 || dead[0].ID != "a2" || !strings.Contains(dead[0].Reason, "above --maxEventBytes 524288") {
+		t.Errorf("dead letters %+v, want a2 with its size above --maxEventBytes", dead)
+	}
+	if v, _ := seriesValue(t, reg, "kc_event_emitter_rows_unreadable_total", map[string]string{"kind": "AdminEvent", "reason": "too_large"}); v != 1 {
+		t.Errorf("rows_unreadable_total{kind=AdminEvent,reason=too_large} = %v, want 1", v)
+	}
+	if !strings.Contains(logs, "level=ERROR msg=\"a stored event is too large to be read") || !strings.Contains(logs, "id=a2") {
+		t.Errorf("no ERROR line naming a2; logs:\n%s", logs)
 	}
 }

@@ -42,7 +42,7 @@ var flagGroups = []flagGroup{
 	{"Source: Keycloak's database or its admin REST API", []string{"source", "dbUrlFile", "apiUrl", "apiAuthRealm",
 		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
 	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",
-		"from", "pollInterval", "overlap", "auditHorizon", "pageSize", "pageBytes"}},
+		"from", "pollInterval", "overlap", "auditHorizon", "pageSize", "pageBytes", "maxEventBytes"}},
 	{"Delivery", []string{"bufferBytes", "overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
 		"deadLetterMaxBytes", "deadLetterStatuses", "holdStatuses"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
@@ -128,6 +128,7 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&c.AuditHorizon, "auditHorizon", def.AuditHorizon, "how far back rows that appear late (skewed clocks, long transactions) are still delivered; older ones are counted and logged")
 	fs.IntVar(&c.PageSize, "pageSize", def.PageSize, "rows per read")
 	fs.Int64Var(&c.PageBytes, "pageBytes", def.PageBytes, "`bytes` of stored event text one read takes at most (cut in the database; a stream still gets one row per read, however large)")
+	fs.Int64Var(&c.MaxEventBytes, "maxEventBytes", def.MaxEventBytes, "`bytes` a stored event (details, representation) may take at most to be read; a larger one is dead-lettered with its size, unread")
 	fs.Int64Var(&c.BufferBytes, "bufferBytes", def.BufferBytes, "`bytes` of encoded events the buffer holds at most besides --bufferCapacity (an event larger than that waits alone)")
 
 	fs.TextVar(&c.Overflow, "overflow", def.Overflow, "when the buffer is full: drop-oldest (the original's, counted and logged) or block (nothing lost)")

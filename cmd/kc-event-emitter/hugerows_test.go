@@ -67,13 +67,15 @@ func hugeRowsDB(tb testing.TB, n, size int) string {
 	return url
 }
 
-// runHuge runs bin with --once against dbURL and a local target, with
-// extra flags, and returns what happened.
-func runHuge(tb testing.TB, bin, dbURL string, extra ...string) hugeRun {
+// runHuge runs bin with --once against dbURL and a local target that
+// answers each request after delay, with extra flags, and returns what
+// happened.
+func runHuge(tb testing.TB, bin, dbURL string, delay time.Duration, extra ...string) hugeRun {
 	tb.Helper()
 	var mu sync.Mutex
 	var res hugeRun
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay) // a slow target: the buffer fills
 		n, _ := io.Copy(io.Discard, r.Body)
 		mu.Lock()
 		res.delivered++
@@ -146,7 +148,7 @@ func TestOnceDeliversThirtyEightMiBAdminEventsAndEnds(t *testing.T) {
 		t.Skip("builds the command and moves 240 MiB")
 	}
 	url := hugeRowsDB(t, 30, 8<<20)
-	res := runHuge(t, buildEmitter(t), url)
+	res := runHuge(t, buildEmitter(t), url, 0)
 	if res.exit != 0 {
 		t.Fatalf("exit status %d, want 0; stderr:\n%s", res.exit, res.stderr)
 	}
@@ -162,19 +164,35 @@ func TestOnceDeliversThirtyEightMiBAdminEventsAndEnds(t *testing.T) {
 // BenchmarkHugeRowsPeakMemory reports the emitter's peak resident memory
 // while it drains thirty 8 MiB admin events with --once. KCEE_HUGE_FLAGS:
 // more flags, space-separated; KCEE_HUGE_BIN: another build to measure
-// (an older commit's, for a before/after figure).
+// (an older commit's, for a before/after figure); KCEE_HUGE_DELAY: how long
+// the target takes per event (a slow target fills the buffer);
+// KCEE_HUGE_ROWS and KCEE_HUGE_MIB: other rows and sizes.
 func BenchmarkHugeRowsPeakMemory(b *testing.B) {
-	url := hugeRowsDB(b, 30, 8<<20)
+	rows, mib := 30, 8
+	if v := os.Getenv("KCEE_HUGE_ROWS"); v != "" {
+		rows, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("KCEE_HUGE_MIB"); v != "" {
+		mib, _ = strconv.Atoi(v)
+	}
+	url := hugeRowsDB(b, rows, mib<<20)
 	bin := os.Getenv("KCEE_HUGE_BIN")
 	if bin == "" {
 		bin = buildEmitter(b)
 	}
 	extra := strings.Fields(os.Getenv("KCEE_HUGE_FLAGS"))
+	var delay time.Duration
+	if d := os.Getenv("KCEE_HUGE_DELAY"); d != "" {
+		var err error
+		if delay, err = time.ParseDuration(d); err != nil {
+			b.Fatalf("KCEE_HUGE_DELAY %q: %v", d, err)
+		}
+	}
 	b.ResetTimer()
 	var peak int64
 	for range b.N {
-		res := runHuge(b, bin, url, extra...)
-		if res.exit != 0 || res.delivered != 30 {
+		res := runHuge(b, bin, url, delay, extra...)
+		if res.exit != 0 || res.delivered != rows {
 			b.Fatalf("exit %d, %d delivered; stderr:\n%s", res.exit, res.delivered, res.stderr)
 		}
 		peak = max(peak, res.peakKiB)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,10 @@ type Batch struct {
 	MaxBytes              int64
 	Types                 Filter // event_entity.type
 	Operations, Resources Filter // admin_event_entity.operation_type, resource_type
+	// MaxRowBytes, when not 0, is the most a row may weigh (as for
+	// MaxBytes) to be read: a heavier row comes without its large columns
+	// (details, representation), its weight in Oversize, never read whole.
+	MaxRowBytes int64
 	// KeysOnly reads only the id, time and realm_id of each page's rows
 	// (the other columns are NULL): to find the rows around one that the
 	// database cannot return (Unreadable).
@@ -131,7 +136,7 @@ const (
 // order; a branch fills those of its table and NULLs the others.
 var batchCols = []string{"id", "t", "realm_id", "type", "client_id", "user_id", "session_id", "ip_address",
 	"error", "details", "operation_type", "resource_type", "auth_realm_id", "auth_client_id", "auth_user_id",
-	"resource_path", "representation", "more"}
+	"resource_path", "representation", "more", "big"}
 
 // ReadBatch reads b in one statement: one round trip, one transaction, one
 // snapshot. Each range is read on the (realm_id, time) index (a LATERAL
@@ -258,22 +263,33 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			}
 		}
 		inner := make([]string, 0, len(part.cols))
+		size, maxRow := s.rowBytes(part.t, "x."), ""
+		if b.MaxRowBytes > 0 {
+			maxRow = arg(b.MaxRowBytes)
+		}
 		for i, c := range batchCols {
 			if v, ok := part.cols[c]; ok {
 				if b.KeysOnly && c != "id" && c != "t" && c != "realm_id" {
 					cols[i] = "NULL AS " + c
 					continue
 				}
+				if maxRow != "" && (c == "details" || c == "representation") {
+					v = fmt.Sprintf("CASE WHEN %s > %s THEN NULL ELSE %s END", size, maxRow, v)
+				}
 				inner = append(inner, v+" AS "+c)
 			}
 		}
+		if maxRow != "" {
+			inner = append(inner, fmt.Sprintf("CASE WHEN %s > %s THEN (%s)::text END AS big", size, maxRow, size))
+			cols[slices.Index(batchCols, "big")] = "p.big"
+		}
 		if b.MaxBytes > 0 {
-			inner = append(inner, s.rowBytes(part.t, "x.")+" AS size_")
+			inner = append(inner, size+" AS size_")
 		}
 		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit))
 		if b.MaxBytes > 0 {
-			cols[len(cols)-1] = "p.more"
+			cols[slices.Index(batchCols, "more")] = "p.more"
 			page = placeSQL(page)
 		}
 		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (%s) p",
@@ -305,7 +321,7 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		id    sql.NullString
 		t     sql.NullInt64
 		realm sql.NullString
-		c     [15]sql.NullString
+		c     [16]sql.NullString
 	)
 	dest := []any{&k, &n, &id, &t, &realm}
 	for i := range c {
@@ -329,12 +345,14 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 			res.AdminCounts[i] = int(t.Int64)
 		case rowEvent:
 			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
-				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6]})
+				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6],
+				Oversize: oversize(c[15])})
 			res.EventCut[i] = c[14].String == "t" // the last row's says whether rows were left out
 		case rowAdmin:
 			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
 				IPAddress: c[4], Error: c[5], Details: c[6], OperationType: c[7], ResourceType: c[8], AuthRealmID: c[9],
-				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13]})
+				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13],
+				Oversize: oversize(c[15])})
 			res.AdminCut[i] = c[14].String == "t"
 		}
 	}
@@ -394,4 +412,10 @@ func (s *Source) rowBytes(t Table, prefix string) string {
 func placeSQL(page string) string {
 	return fmt.Sprintf(`SELECT w.*, row_number() OVER o AS rn_, CASE WHEN lead(w.size_) OVER o IS NULL THEN 'f' ELSE 't' END AS more
 		FROM (%s) w WINDOW o AS (ORDER BY w.t, w.id)`, page)
+}
+
+// oversize returns the weight the big column holds (0 when NULL).
+func oversize(big sql.NullString) int64 {
+	n, _ := strconv.ParseInt(big.String, 10, 64)
+	return n
 }

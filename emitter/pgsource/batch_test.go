@@ -252,3 +252,27 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 		})
 	}
 }
+
+// A row heavier than MaxRowBytes comes with its weight and without its
+// large columns: the database never sends them.
+func TestReadBatchReturnsARowAboveMaxRowBytesWithoutItsLargeColumns(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	insertAdmin(t, db, "small", "r", 1000, "UPDATE", "REALM")
+	insertAdmin(t, db, "large", "r", 1001, "UPDATE", "REALM")
+	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('x', 5000), details_json = '{"k":"v"}' WHERE id = 'large'`)
+	exec(t, db, `UPDATE admin_event_entity SET representation = 'tiny' WHERE id = 'small'`)
+	s := open(t, url)
+	for _, maxBytes := range []int64{0, 1 << 20} {
+		res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, MaxBytes: maxBytes, MaxRowBytes: 4000, AdminPages: []Range{{RealmID: "r"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := res.AdminPages[0]
+		if len(page) != 2 || page[0].Oversize != 0 || page[0].Representation.String != "tiny" {
+			t.Fatalf("budget %d: page %+v, want small whole first", maxBytes, page)
+		}
+		if l := page[1]; l.ID != "large" || l.Oversize != RowBytes+5000+9 || l.Representation.Valid || l.Details.Valid || l.OperationType.String != "UPDATE" {
+			t.Errorf("budget %d: large row %+v, want its weight %d and no representation or details", maxBytes, l, RowBytes+5000+9)
+		}
+	}
+}
