@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -324,7 +325,26 @@ func (p *dbSource) usernames(ctx context.Context, users []userRef) (map[string]s
 	for i, u := range users {
 		ids[i] = u.userID
 	}
-	return p.src.Usernames(ctx, ids)
+	names, err := p.src.Usernames(ctx, ids)
+	if !pgsource.Unreadable(err) {
+		return names, err
+	}
+	// A username the database cannot return: look the users up one by
+	// one, and send the events of that user without a username.
+	names = map[string]string{}
+	for _, u := range users {
+		one, err := p.src.Usernames(ctx, []string{u.userID})
+		if pgsource.Unreadable(err) {
+			p.log.Error("the database cannot return a username (its text is not valid in the connection's encoding): the user's events are sent without it",
+				"realm_id", u.realmID, "user_id", u.userID, "error", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(names, one)
+	}
+	return names, nil
 }
 
 // details parses stored details JSON into a map: string values as they are,

@@ -162,11 +162,15 @@ func TestRunOnceSetsAsideARowTheDatabaseCannotReturnAndDeliversTheOthers(t *test
 	// E'\xe9' is one byte 0xe9: Latin-1 é, not UTF-8.
 	k.exec(`UPDATE admin_event_entity SET representation = E'{"name":"caf\xe9"}' WHERE id = 'a3'`)
 	k.exec(`UPDATE event_entity SET details_json = E'{"k":"\xff"}' WHERE id = 'e1'`)
+	// A username the database cannot return: e3's user's.
+	k.exec(`INSERT INTO user_entity (id, username, realm_id) VALUES ('u-bad', E'jos\xe9', 'r'), ('u-ok', 'alice', 'r')`)
+	k.exec(`UPDATE event_entity SET user_id = 'u-bad' WHERE id = 'e3'`)
+	k.exec(`UPDATE event_entity SET user_id = 'u-ok' WHERE id = 'e2'`)
 
 	ids, dead, logs, reg := runOnce(t, k.url, nil)
 	slices.Sort(ids)
 	if want := []string{"a1", "a2", "a4", "a5", "e2", "e3"}; !slices.Equal(ids, want) {
-		t.Errorf("target took %v, want %v", ids, want)
+		t.Errorf("target took %v, want %v (e3 without its username)", ids, want)
 	}
 	var deadIDs []string
 	for _, d := range dead {
@@ -186,6 +190,9 @@ func TestRunOnceSetsAsideARowTheDatabaseCannotReturnAndDeliversTheOthers(t *test
 	}
 	if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "cannot return a stored event") || !strings.Contains(logs, "id=a3") {
 		t.Errorf("no ERROR line naming the row; logs:\n%s", logs)
+	}
+	if !strings.Contains(logs, "cannot return a username") || !strings.Contains(logs, "user_id=u-bad") {
+		t.Errorf("no ERROR line naming the user whose name cannot be read; logs:\n%s", logs)
 	}
 }
 
