@@ -67,10 +67,11 @@ original) or --secretFile, the database URL from KC_EMITTER_DB_URL or
 of cluster mode from KC_EMITTER_STATE_DB_URL or --stateDbUrlFile.
 
 Memory: the Go runtime's soft memory limit is 48 MiB unless GOMEMLIMIT sets
-another. Huge events (an admin event with a realm's representation) are bounded
-in bytes: about 20 MiB + --pageBytes + 2 x --bufferBytes + --concurrency x the
-largest event (measured in docs/benchmarks.md); small events by
---bufferCapacity and the events read within --overlap of the cursor.
+another. In bytes the emitter holds about 20 MiB + 2 x --pageBytes +
+--bufferBytes + (--concurrency + 2) x the largest encoded event (a stored event
+above --maxEventBytes is dead-lettered unread): about 126 MiB with the defaults
+(docs/benchmarks.md). Small events are bounded by --bufferCapacity and by the
+events read within --overlap of the cursor.
 `
 
 // options is the parsed command line: the emitter's Config and the logging.
