@@ -199,7 +199,9 @@ func (p *dbSource) batch(limit int, maxBytes int64) pgsource.Batch {
 // with keysOnly), its last one marked when the budget cut the page.
 func (p *dbSource) readPage(ctx context.Context, r realm, kind Kind, rg pgsource.Range, limit int, maxBytes int64, keysOnly bool) ([]Record, error) {
 	b := p.batch(limit, maxBytes)
-	b.KeysOnly = keysOnly
+	if keysOnly {
+		b.KeysOnly, b.MaxRowBytes = true, 0 // the rows themselves tell what is too large
+	}
 	if kind == KindAdminEvent {
 		b.AdminPages = []pgsource.Range{rg}
 	} else {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
@@ -265,5 +268,30 @@ func TestRunOnceDeadLettersAnEventAboveMaxEventBytesWithoutReadingIt(t *testing.
 	}
 	if !strings.Contains(logs, "level=ERROR msg=\"a stored event is too large to be read") || !strings.Contains(logs, "id=a2") {
 		t.Errorf("no ERROR line naming a2; logs:\n%s", logs)
+	}
+}
+
+// Pages cut by --pageBytes are shorter than --pageSize although more rows
+// follow: the run reads on until every row is delivered, in order, through
+// a buffer of --bufferBytes smaller than one event.
+func TestRunOnceDrainsEveryRowThroughPagesAndABufferCutByBytes(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	var want []string
+	for i := range 6 {
+		id := fmt.Sprintf("a%d", i)
+		want = append(want, id)
+		k.admin(id, "r", 1700000000000+int64(i))
+	}
+	k.exec(`UPDATE admin_event_entity SET representation = repeat('x', 200 << 10)`)
+	for _, overflow := range []buffer.Policy{buffer.Block, buffer.DropOldest} {
+		t.Run(overflow.String(), func(t *testing.T) {
+			ids, dead, logs, _ := runOnce(t, k.url, func(c *Config) {
+				c.PageBytes, c.BufferBytes, c.Overflow, c.Kinds = 64<<10, 64<<10, overflow, []Kind{KindAdminEvent}
+			})
+			if !slices.Equal(ids, want) || len(dead) != 0 {
+				t.Errorf("target took %v (%d dead-lettered), want %v in order; logs:\n%s", ids, len(dead), want, logs)
+			}
+		})
 	}
 }
