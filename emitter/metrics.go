@@ -48,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Dropped:      counter("events_dropped_total", "Events dropped because the buffer was full (drop-oldest)."),
 		DeadLettered: counter("events_dead_lettered_total", "Events the target rejected, written to the dead-letter file."),
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
+		Late:         counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
+		Missed:       counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
 		Unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kc_event_emitter", Name: "rows_unreadable_total",
 			Help: "Stored events not read, dead-lettered with the reason: encoding (the database could not return the text: SQLSTATE 22021 or 22P05) or too_large (above --maxEventBytes).",
@@ -56,8 +58,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "kc_event_emitter", Name: "rows_unreachable",
 			Help: "Stored events no read reaches, by reason: no_realm (a realm id without a realm row), null_time, null_realm; counted every 5 minutes, logged at ERROR.",
 		}, []string{"kind", "reason"}),
-		Late:   counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
-		Missed: counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
 		LateBy: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kc_event_emitter", Name: "event_lateness_seconds",
 			Help:    "How far behind the newest event read a late event's time was when it was found.",
