@@ -29,13 +29,13 @@ type Batch struct {
 	EventPages, AdminPages   []Range
 	EventCounts, AdminCounts []Range
 	Limit                    int
-	// MaxBytes, when not 0, is the byte budget the pages share, in the
-	// order of the answer (admin pages, then event pages, each by range):
-	// the database cuts a page once the rows of the pages so far weigh
-	// more (their large columns plus RowBytes each), so the rows are never
-	// read whole first. A page keeps at least its first row whatever it
-	// weighs, so every stream makes progress; BatchResult's EventCut and
-	// AdminCut tell which pages were cut.
+	// MaxBytes, when not 0, is the byte budget the pages share, round
+	// robin (the first row of each page, then the second of each, ...):
+	// the database cuts the pages once their rows weigh more (their large
+	// columns plus RowBytes each), so the rows are never read whole first.
+	// A page keeps at least its first row whatever it weighs, so every
+	// stream makes progress; BatchResult's EventCut and AdminCut tell which
+	// pages were cut.
 	MaxBytes              int64
 	Types                 Filter // event_entity.type
 	Operations, Resources Filter // admin_event_entity.operation_type, resource_type
@@ -299,11 +299,13 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 	if b.MaxBytes <= 0 {
 		return "SELECT * FROM (" + union + ") b ORDER BY k, n, t, id", args, nil
 	}
-	// The pages share the budget in the order of the answer: a row is kept
-	// when it is the first of its page or the rows of every page up to it
-	// stay within the budget.
+	// The pages share the budget round robin: the first row of every
+	// page, then the second of every page, and so on. A row is kept when
+	// it is the first of its page or the rows before it in that order stay
+	// within the budget; the sum grows along each page, so what a page
+	// keeps is a prefix of it.
 	out := "k, n, " + strings.Join(batchCols, ", ")
-	return fmt.Sprintf(`SELECT %s FROM (SELECT b.*, sum(b.size_) OVER (ORDER BY k, n, t, id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
+	return fmt.Sprintf(`SELECT %s FROM (SELECT b.*, sum(b.size_) OVER (ORDER BY rn_, k, n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
 		FROM (%s) b) c WHERE c.rn_ IS NULL OR c.rn_ = 1 OR c.sum_ <= %s ORDER BY k, n, t, id`, out, union, arg(b.MaxBytes)), args, nil
 }
 

@@ -190,8 +190,8 @@ func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 }
 
 // TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach pins the
-// byte budget: the pages share it in the order of the answer (admin pages,
-// then event pages, each by realm), a page keeps its first row whatever its
+// byte budget: the pages share it round robin (the first row of each page,
+// then the second of each, ...), a page keeps its first row whatever its
 // size (progress), and a page cut before its limit says so.
 func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T) {
 	url, db := newDB(t, schemaVersion)
@@ -202,7 +202,7 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 	}
 	insertEvent(t, db, "lone", "r2", 1000, "LOGIN")
 	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('x', 1000) WHERE realm_id = 'r1'`)
-	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('y', 100000) WHERE realm_id = 'r2'`)
+	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('y', 1000) WHERE realm_id = 'r2'`)
 	s := open(t, url)
 	rows := func(rg ...string) []Range {
 		out := make([]Range, len(rg))
@@ -220,9 +220,10 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 	}{
 		{"no budget", 0, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
 		{"budget above everything", 1 << 30, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
-		// Three r1 rows fit; r2's first row is over the budget alone but
-		// kept; the event pages come after the budget is spent.
-		{"budget of three rows", 3 * admin, []int{3, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
+		// Round robin: the first rows of the four pages weigh 2 * 1512 +
+		// 2 * 512 bytes; then r1's second admin row still fits, r2's not.
+		{"budget of four admin rows", 4 * admin, []int{2, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
+		{"budget of two admin and two event rows", 2*admin + 2*RowBytes, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
 		{"budget of one byte", 1, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
