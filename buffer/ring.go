@@ -73,10 +73,24 @@ var ErrClosed = errors.New("buffer closed")
 // tries again; nothing is ever put back at the tail, so order is kept.
 // The memory held is thus bounded by the capacity plus the items the
 // consumer holds.
+//
+// A ring made by NewSized is bounded in bytes too: the queued items' sizes
+// sum to at most its byte capacity, except that an item larger than that
+// is queued alone (in an otherwise empty ring), so that it is never refused
+// for good.
 type Ring[T any] struct {
 	ch     chan T
 	policy Policy
 	onDrop func(T)
+
+	// The byte bound, when maxBytes > 0: size weighs an item (the same
+	// every time for one item); bytes is what the queued items weigh;
+	// room is closed, and replaced, when bytes shrink.
+	maxBytes int64
+	size     func(T) int64
+	bmu      sync.Mutex
+	bytes    int64
+	room     chan struct{}
 
 	// mu is read-held by every Put while it may send on ch and
 	// write-held by Close to close ch, so that no Put sends on a closed
@@ -95,18 +109,69 @@ type Ring[T any] struct {
 // item that DropOldest evicts, outside the ring's locks, on the goroutine
 // of the Put that evicted it.
 func New[T any](capacity int, p Policy, onDrop func(T)) (*Ring[T], error) {
+	return NewSized(capacity, 0, nil, p, onDrop)
+}
+
+// NewSized is New with a byte capacity too: the sizes (by size) of the
+// queued items sum to at most maxBytes, and policy p applies when a new
+// item would pass either bound: Block waits for room, DropOldest evicts
+// the oldest items until the new one fits. An item larger than maxBytes
+// waits for (or makes) an empty ring and is then queued alone. maxBytes 0
+// is no byte bound.
+func NewSized[T any](capacity int, maxBytes int64, size func(T) int64, p Policy, onDrop func(T)) (*Ring[T], error) {
 	if capacity < 1 {
 		return nil, fmt.Errorf("buffer capacity %d: want at least 1", capacity)
 	}
 	if p != DropOldest && p != Block {
 		return nil, fmt.Errorf("buffer overflow policy %d: want DropOldest or Block", int(p))
 	}
+	if maxBytes < 0 || maxBytes > 0 && size == nil {
+		return nil, fmt.Errorf("buffer byte capacity %d: want 0 (none), or > 0 with a size function", maxBytes)
+	}
 	return &Ring[T]{
-		ch:     make(chan T, capacity),
-		policy: p,
-		onDrop: onDrop,
-		done:   make(chan struct{}),
+		ch:       make(chan T, capacity),
+		policy:   p,
+		onDrop:   onDrop,
+		maxBytes: maxBytes,
+		size:     size,
+		room:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}, nil
+}
+
+// weigh returns what v weighs against the byte bound (0 without one).
+func (r *Ring[T]) weigh(v T) int64 {
+	if r.maxBytes <= 0 {
+		return 0
+	}
+	return max(r.size(v), 0)
+}
+
+// reserve adds w to the queued bytes when it fits (or the ring holds no
+// bytes), and otherwise returns a channel closed when bytes are released.
+func (r *Ring[T]) reserve(w int64) (bool, <-chan struct{}) {
+	if r.maxBytes <= 0 {
+		return true, nil
+	}
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
+	if r.bytes == 0 || r.bytes+w <= r.maxBytes {
+		r.bytes += w
+		return true, nil
+	}
+	return false, r.room
+}
+
+// release takes w off the queued bytes and wakes the Puts waiting for room.
+func (r *Ring[T]) release(w int64) {
+	if r.maxBytes <= 0 || w == 0 {
+		return
+	}
+	r.bmu.Lock()
+	r.bytes -= w
+	close(r.room)
+	r.room = make(chan struct{})
+	r.bmu.Unlock()
 }
 
 // Put appends v at the tail. When the ring is full, Block waits for room
@@ -124,8 +189,22 @@ func (r *Ring[T]) Put(ctx context.Context, v T) error {
 		return ErrClosed
 	default:
 	}
+	w := r.weigh(v)
 	if r.policy == Block {
 		defer r.mu.RUnlock()
+		for {
+			ok, room := r.reserve(w)
+			if ok {
+				break
+			}
+			select {
+			case <-room:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-r.done:
+				return ErrClosed
+			}
+		}
 		select {
 		case r.ch <- v:
 			return nil
@@ -135,33 +214,54 @@ func (r *Ring[T]) Put(ctx context.Context, v T) error {
 		case r.ch <- v:
 			return nil
 		case <-ctx.Done():
+			r.release(w)
 			return ctx.Err()
 		case <-r.done:
+			r.release(w)
 			return ErrClosed
 		}
 	}
-	var (
-		old     T
-		evicted bool
-	)
+	var evicted []T
 	r.evict.Lock()
+	// Only the consumer can change the queue while we hold evict, and only
+	// by taking items out: once there is room it stays.
+	for {
+		if ok, _ := r.reserve(w); ok {
+			break
+		}
+		select {
+		case old := <-r.ch:
+			r.release(r.weigh(old))
+			evicted = append(evicted, old)
+			continue
+		default:
+		}
+		// Nothing queued: the bytes are an item being taken, released in
+		// a moment. Queue v over the bound rather than wait for it.
+		r.bmu.Lock()
+		r.bytes += w
+		r.bmu.Unlock()
+		break
+	}
 	select {
 	case r.ch <- v:
 	default:
-		// Full. Only the consumer can change the queue while we hold
-		// evict, and only by taking an item out: after this select there
-		// is room, so the send below never blocks.
+		// Full: after this select there is room, so the send below never
+		// blocks.
 		select {
-		case old = <-r.ch:
-			evicted = true
+		case old := <-r.ch:
+			r.release(r.weigh(old))
+			evicted = append(evicted, old)
 		default:
 		}
 		r.ch <- v
 	}
 	r.evict.Unlock()
 	r.mu.RUnlock()
-	if evicted && r.onDrop != nil {
-		r.onDrop(old)
+	if r.onDrop != nil {
+		for _, old := range evicted {
+			r.onDrop(old)
+		}
 	}
 	return nil
 }
@@ -175,6 +275,7 @@ func (r *Ring[T]) Take(ctx context.Context) (T, error) {
 		if !ok {
 			return v, ErrClosed
 		}
+		r.release(r.weigh(v))
 		return v, nil
 	default:
 	}
@@ -183,6 +284,7 @@ func (r *Ring[T]) Take(ctx context.Context) (T, error) {
 		if !ok {
 			return v, ErrClosed
 		}
+		r.release(r.weigh(v))
 		return v, nil
 	case <-ctx.Done():
 		var zero T
@@ -192,6 +294,16 @@ func (r *Ring[T]) Take(ctx context.Context) (T, error) {
 
 // Len returns the number of queued items (taken items are not counted).
 func (r *Ring[T]) Len() int { return len(r.ch) }
+
+// Bytes returns what the queued items weigh (0 without a byte bound).
+func (r *Ring[T]) Bytes() int64 {
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
+	return r.bytes
+}
+
+// MaxBytes returns the ring's byte capacity; 0 is none.
+func (r *Ring[T]) MaxBytes() int64 { return r.maxBytes }
 
 // Cap returns the ring's capacity.
 func (r *Ring[T]) Cap() int { return cap(r.ch) }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestParsePolicyAcceptsTheTwoNamesAndNamesABadValue(t *testing.T) {
@@ -272,5 +273,123 @@ func BenchmarkPutTakeParallelProducers(b *testing.B) {
 			r.Close()
 			<-done
 		})
+	}
+}
+
+func mustNewSized(t testing.TB, maxBytes int64, p Policy, onDrop func(string)) *Ring[string] {
+	t.Helper()
+	r, err := NewSized(100, maxBytes, func(s string) int64 { return int64(len(s)) }, p, onDrop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func takeAll(t *testing.T, r *Ring[string]) []string {
+	t.Helper()
+	var got []string
+	for r.Len() > 0 {
+		v, err := r.Take(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	return got
+}
+
+func TestNewSizedRejectsANegativeByteCapacityOrNoSize(t *testing.T) {
+	if _, err := NewSized[string](1, -1, func(string) int64 { return 1 }, Block, nil); err == nil {
+		t.Error("NewSized with -1 bytes succeeded")
+	}
+	if _, err := NewSized[string](1, 10, nil, Block, nil); err == nil {
+		t.Error("NewSized with bytes and no size function succeeded")
+	}
+}
+
+func TestDropOldestBytesEvictsTheOldestUntilTheNewItemFits(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		puts     []string
+		dropped  []string
+		queued   []string
+		maxBytes int64
+	}{
+		{"within the bound", []string{"aaaa", "bbbb", "cc"}, nil, []string{"aaaa", "bbbb", "cc"}, 10},
+		{"one over", []string{"aaaa", "bbbb", "cccc"}, []string{"aaaa"}, []string{"bbbb", "cccc"}, 10},
+		{"a big one evicts several", []string{"aa", "bb", "cc", "dddddddd"}, []string{"aa", "bb"}, []string{"cc", "dddddddd"}, 10},
+		{"larger than the bound: queued alone", []string{"aa", "bb", "x123456789abc"}, []string{"aa", "bb"}, []string{"x123456789abc"}, 10},
+		{"no byte bound", []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"}, nil, []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dropped []string
+			r := mustNewSized(t, tc.maxBytes, DropOldest, func(s string) { dropped = append(dropped, s) })
+			for _, p := range tc.puts {
+				if err := r.Put(context.Background(), p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantBytes := int64(0)
+			for _, q := range tc.queued {
+				wantBytes += int64(len(q))
+			}
+			if tc.maxBytes > 0 && r.Bytes() != wantBytes {
+				t.Errorf("Bytes = %d, want %d", r.Bytes(), wantBytes)
+			}
+			if !slices.Equal(dropped, tc.dropped) {
+				t.Errorf("dropped %q, want %q", dropped, tc.dropped)
+			}
+			if got := takeAll(t, r); !slices.Equal(got, tc.queued) {
+				t.Errorf("queued %q, want %q", got, tc.queued)
+			}
+			if r.Bytes() != 0 {
+				t.Errorf("Bytes = %d after every item was taken, want 0", r.Bytes())
+			}
+		})
+	}
+}
+
+func TestBlockBytesPutWaitsUntilTheItemFitsAndAnOversizedOneForAnEmptyRing(t *testing.T) {
+	r := mustNewSized(t, 10, Block, nil)
+	ctx := context.Background()
+	_ = r.Put(ctx, "aaaa")
+	_ = r.Put(ctx, "bbbb")
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := r.Put(short, "ccc"); !errors.Is(err, context.DeadlineExceeded) || r.Len() != 2 || r.Bytes() != 8 {
+		t.Fatalf("Put of 3 bytes into 8 of 10 = %v with %d items of %d bytes, want a wait cut by the context", err, r.Len(), r.Bytes())
+	}
+
+	done := make(chan error)
+	go func() { done <- r.Put(ctx, "ccc") }()
+	take := func() string {
+		v, err := r.Take(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if got := take(); got != "aaaa" {
+		t.Fatalf("took %q first, want aaaa", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Put = %v after room was made", err)
+	}
+	// An item over the whole bound waits for an empty ring, then goes alone.
+	go func() { done <- r.Put(ctx, "x123456789abc") }()
+	got := []string{take(), take()}
+	if err := <-done; err != nil {
+		t.Fatalf("Put of an oversized item = %v", err)
+	}
+	if r.Len() != 1 || r.Bytes() != 13 {
+		t.Errorf("after the oversized Put: %d items of %d bytes, want it alone (13)", r.Len(), r.Bytes())
+	}
+	got = append(got, take())
+	if want := []string{"bbbb", "ccc", "x123456789abc"}; !slices.Equal(got, want) {
+		t.Errorf("took %q, want %q", got, want)
+	}
+	if r.Bytes() != 0 {
+		t.Errorf("Bytes = %d after everything was taken, want 0", r.Bytes())
 	}
 }

@@ -27,8 +27,11 @@ type Config struct {
 	Format         Format
 	TargetURI      string
 	BufferCapacity int
-	KeycloakID     int64
-	DatacenterID   int64
+	// BufferBytes bounds the buffer in bytes as well (encoded events
+	// waiting); an event larger than that waits alone.
+	BufferBytes  int64
+	KeycloakID   int64
+	DatacenterID int64
 
 	// The original's optional timeouts.
 	ConnectTimeout           time.Duration // connectTimeoutMillis: dial and TLS handshake
@@ -79,6 +82,14 @@ type Config struct {
 	Overlap      time.Duration // rows stamped this long before the newest read are looked for again
 	AuditHorizon time.Duration // how far back rows that appear late are still delivered (skewed clocks, long transactions)
 	PageSize     int
+	// PageBytes is the byte budget of one read (the stored size of the
+	// rows' large columns): the database cuts the pages there; a stream
+	// still gets at least one row per read.
+	PageBytes int64
+	// MaxEventBytes is the most a stored event (its details and
+	// representation) may weigh to be read: a heavier one is dead-lettered
+	// with its size, never read whole.
+	MaxEventBytes int64
 
 	// Operations.
 	CheckpointPath  string
@@ -144,6 +155,7 @@ type APIConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		BufferCapacity:           10000,
+		BufferBytes:              16 << 20,
 		ConnectTimeout:           httpsender.DefaultConnectTimeout,
 		ConnectionRequestTimeout: httpsender.DefaultRequestTimeout,
 		SocketTimeout:            httpsender.DefaultSocketTimeout,
@@ -159,6 +171,8 @@ func DefaultConfig() Config {
 		Overlap:                  5 * time.Second,
 		AuditHorizon:             10 * time.Minute,
 		PageSize:                 500,
+		PageBytes:                8 << 20,
+		MaxEventBytes:            16 << 20,
 		CheckpointPath:           "kc-event-emitter.checkpoint.json",
 		DeadLetterPath:           "kc-event-emitter.dead-letter.jsonl",
 		DeadLetterMaxBytes:       64 << 20,
@@ -217,6 +231,14 @@ func (c Config) Validate() error {
 	}
 	if c.BufferCapacity <= 0 {
 		return bad("bufferCapacity", c.BufferCapacity, "want a count > 0")
+	}
+	for _, b := range []struct {
+		field string
+		v     int64
+	}{{"bufferBytes", c.BufferBytes}, {"pageBytes", c.PageBytes}, {"maxEventBytes", c.MaxEventBytes}} {
+		if b.v < 64<<10 || b.v > 1<<40 {
+			return bad(b.field, b.v, "want a size in bytes from 65536 (64 KiB) to 2^40")
+		}
 	}
 	if c.KeycloakID < 0 || c.KeycloakID > 31 {
 		return bad("keycloakId", c.KeycloakID, "want 0..31 (5 bits of the snowflake uid)")
@@ -459,6 +481,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("format", string(c.Format)),
 		slog.String("targetUri", redact.URL(c.TargetURI)),
 		slog.Int("bufferCapacity", c.BufferCapacity),
+		slog.Int64("bufferBytes", c.BufferBytes),
 		slog.Int64("keycloakId", c.KeycloakID),
 		slog.Int64("datacenterId", c.DatacenterID),
 		slog.Duration("connectTimeout", c.ConnectTimeout),

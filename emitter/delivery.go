@@ -79,6 +79,9 @@ type deliveryOptions struct {
 	// Capacity is how many envelopes may wait in the buffer (those being
 	// sent are not counted).
 	Capacity int
+	// MaxBytes, when not 0, is how many bytes the waiting envelopes may
+	// weigh (envelopeBytes); an envelope heavier than that waits alone.
+	MaxBytes int64
 	// Overflow is what Put does when the buffer is full.
 	Overflow buffer.Policy
 	// Concurrency is how many sends may overlap; 0 means 1, which keeps
@@ -173,7 +176,7 @@ func newDelivery(o deliveryOptions) (*delivery, error) {
 	setDefault(&d.opts.RetryWaitMax, 30*time.Second)
 	d.hold = &hold{log: d.log, overflow: o.Overflow}
 	var err error
-	if d.ring, err = buffer.New(o.Capacity, o.Overflow, d.dropped); err != nil {
+	if d.ring, err = buffer.NewSized(o.Capacity, o.MaxBytes, envelopeBytes, o.Overflow, d.dropped); err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
 	if d.dead, err = deadletter.Open(o.DeadLetterPath, d.opts.DeadLetterMaxBytes); err != nil {
@@ -206,7 +209,7 @@ func setDefault[T comparable](v *T, def T) {
 // backlog is faster than sending it.
 func (d *delivery) put(ctx context.Context, env envelope) error {
 	if d.opts.Overflow == buffer.DropOldest {
-		for wait := time.Millisecond; d.len() >= d.opts.Capacity && !d.targetFailing(); wait = min(2*wait, 50*time.Millisecond) {
+		for wait := time.Millisecond; d.full(env) && !d.targetFailing(); wait = min(2*wait, 50*time.Millisecond) {
 			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
@@ -215,6 +218,20 @@ func (d *delivery) put(ctx context.Context, env envelope) error {
 	err := d.ring.Put(ctx, env)
 	d.setDepth()
 	return err
+}
+
+// envelopeBytes is what an envelope weighs against the buffer's byte
+// budget: its body and about what the rest of it takes.
+func envelopeBytes(env envelope) int64 { return int64(len(env.Body)) + 256 }
+
+// full tells whether env would not fit in the buffer now: by count, or by
+// bytes (unless nothing waits: then it goes alone).
+func (d *delivery) full(env envelope) bool {
+	if d.len() >= d.opts.Capacity {
+		return true
+	}
+	queued := d.ring.Bytes()
+	return d.opts.MaxBytes > 0 && queued > 0 && queued+envelopeBytes(env) > d.opts.MaxBytes
 }
 
 // targetFailing tells whether the route is held or the sink's last attempt

@@ -77,6 +77,14 @@ type AdminEvent struct {
 type Record struct {
 	Event *Event
 	Admin *AdminEvent
+
+	// more, on the last record of a page, says that the source cut the
+	// page short (its byte budget) although more records follow.
+	more bool
+	// unreadable, when not nil, is why the source could not read the row
+	// (the database's error): only its key fields are set, and it is
+	// dead-lettered with this reason instead of being sent.
+	unreadable error
 }
 
 // Kind returns which of the two kinds r holds.

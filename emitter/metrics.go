@@ -18,6 +18,8 @@ type metrics struct {
 	Dropped      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
+	Unreadable   *prometheus.CounterVec
+	Unreachable  *prometheus.GaugeVec
 	Late         *prometheus.CounterVec
 	Missed       *prometheus.CounterVec
 	LateBy       prometheus.Histogram
@@ -48,6 +50,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Malformed:    counter("events_malformed_total", "Events whose stored details were not valid JSON (forwarded raw)."),
 		Late:         counter("events_late_total", "Events found behind their stream's cursor (a late commit or a skewed clock) and delivered."),
 		Missed:       counter("events_missed_total", "Events that appeared beyond the audit horizon (not delivered; logged at ERROR with their range)."),
+		Unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kc_event_emitter", Name: "rows_unreadable_total",
+			Help: "Stored events not read, dead-lettered with the reason: encoding (the database could not return the text: SQLSTATE 22021 or 22P05) or too_large (above --maxEventBytes).",
+		}, []string{"kind", "reason"}),
+		Unreachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "kc_event_emitter", Name: "rows_unreachable",
+			Help: "Stored events no read reaches, by reason: no_realm (a realm id without a realm row), null_time, null_realm; counted every 5 minutes, logged at ERROR.",
+		}, []string{"kind", "reason"}),
 		LateBy: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kc_event_emitter", Name: "event_lateness_seconds",
 			Help:    "How far behind the newest event read a late event's time was when it was found.",
@@ -106,7 +116,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return time.Since(time.Unix(0, saved)).Seconds()
 	})
-	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Expired,
+	reg.MustRegister(m.Read, m.Filtered, m.Late, m.Missed, m.LateBy, m.Delivered, m.Dropped, m.DeadLettered, m.Malformed, m.Unreadable, m.Unreachable, m.Expired,
 		m.BufferDepth, m.Latency, m.SourceLag, m.SourceReads, m.TargetHeld, m.Leader, age, deadLetterBytes)
 	return m
 }

@@ -35,7 +35,8 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 	kept := make([]Record, 0, len(recs))
 	for i, r := range recs {
 		r.SetUID(uids[i])
-		if keep[i] = p.filters.keep(r) && (p.keep == nil || p.keep(r)); keep[i] {
+		// An unreadable row has only its keys: no filter can judge it.
+		if keep[i] = r.unreadable != nil || (p.filters.keep(r) && (p.keep == nil || p.keep(r))); keep[i] {
 			kept = append(kept, r)
 		}
 	}
@@ -63,6 +64,13 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 // send encodes r and puts it into the delivery buffer.
 func (p *pipeline) send(ctx context.Context, r Record) error {
 	kind := string(r.Kind())
+	if r.unreadable != nil {
+		// Set aside with the database's error, never sent: the target
+		// would get an event without its fields.
+		p.metrics.Unreadable.WithLabelValues(kind, unreadableReason(r.unreadable)).Inc()
+		env := envelope{Kind: r.Kind(), UID: r.UID(), ID: r.ID(), RealmID: r.RealmID(), Type: r.TypeName(), Time: r.Time()}
+		return p.delivery.deadLetter(env, 0, r.unreadable)
+	}
 	if _, ok := detailsOf(r)[malformedDetailsKey]; ok {
 		p.metrics.Malformed.WithLabelValues(kind).Inc()
 	}

@@ -66,6 +66,9 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 		return err
 	}
 	defer closeSource()
+	if d, ok := src.(*dbSource); ok {
+		d.unreachable = e.metrics.Unreachable
+	}
 	if cfg.Cluster != "" {
 		return e.runCluster(ctx, src)
 	}
@@ -130,6 +133,7 @@ func (e *emitter) newPipeline(enc Encoder, s sink) (*pipeline, error) {
 	p.delivery, err = newDelivery(deliveryOptions{
 		Sink:           s,
 		Capacity:       cfg.BufferCapacity,
+		MaxBytes:       cfg.BufferBytes,
 		Overflow:       cfg.Overflow,
 		Concurrency:    cfg.Concurrency,
 		BatchSize:      batchSize,
@@ -248,7 +252,7 @@ func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, func(
 	for _, w := range db.Warnings() {
 		log.Warn("database", "warning", w)
 	}
-	return newDBSource(db, cfg.Filters, log), func() { db.Close() }, nil
+	return newDBSource(db, cfg.Filters, log).withBudgets(cfg.PageBytes, cfg.MaxEventBytes), func() { db.Close() }, nil
 }
 
 // runLoop tails and delivers until ctx is done (or, with Once, the source

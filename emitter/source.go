@@ -32,11 +32,19 @@ type source interface {
 	realms(ctx context.Context) ([]realm, error)
 	// page returns up to limit events of kind in the realm with (time, id)
 	// after the cursor and, when until is not 0, time <= until, ordered by
-	// (time, id). A page shorter than limit means there are no more now.
+	// (time, id). A page shorter than limit means there are no more now,
+	// unless its last record says more (pageFull).
 	page(ctx context.Context, r realm, kind Kind, after cursor, until int64, limit int) ([]Record, error)
 	// oldestTime returns the time of the oldest stored event of kind in
 	// the realm, and false when there is none.
 	oldestTime(ctx context.Context, r realm, kind Kind) (int64, bool, error)
+}
+
+// pageFull tells whether more records may follow page, a page of at most
+// limit records: it is full, or the source cut it short (a byte budget)
+// and said so on its last record.
+func pageFull(page []Record, limit int) bool {
+	return len(page) >= limit || len(page) > 0 && page[len(page)-1].more
 }
 
 // A counter is a source that can count cheaply what page would return

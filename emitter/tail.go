@@ -308,7 +308,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		if t.opts.Ledger.Cursor(s.key) != before {
 			s.movedAt, s.movedXmax = now, res.snapshot.xmax
 		}
-		s.full = len(page) >= t.opts.PageSize
+		s.full = pageFull(page, t.opts.PageSize)
 		busy = busy || s.full
 	}
 	for _, c := range counts {
@@ -437,7 +437,7 @@ func (t *tailer) forward(ctx context.Context, s *tailStream) (bool, error) {
 	if err := t.take(ctx, s, page, true); err != nil {
 		return false, err
 	}
-	s.full = len(page) >= t.opts.PageSize
+	s.full = pageFull(page, t.opts.PageSize)
 	return s.full, nil
 }
 
@@ -509,7 +509,7 @@ func (t *tailer) scan(ctx context.Context, s *tailStream, lo, hi int64) error {
 		if err := t.take(ctx, s, page, false); err != nil {
 			return err
 		}
-		if len(page) < t.opts.PageSize {
+		if !pageFull(page, t.opts.PageSize) {
 			return nil
 		}
 		last := page[len(page)-1]

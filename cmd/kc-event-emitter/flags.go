@@ -42,8 +42,8 @@ var flagGroups = []flagGroup{
 	{"Source: Keycloak's database or its admin REST API", []string{"source", "dbUrlFile", "apiUrl", "apiAuthRealm",
 		"apiClientId", "apiClientSecretFile", "apiUsername", "apiPasswordFile", "apiTimeout"}},
 	{"What to read", []string{"realms", "kinds", "eventTypes", "excludeEventTypes", "adminOperations", "adminResources",
-		"from", "pollInterval", "overlap", "auditHorizon", "pageSize"}},
-	{"Delivery", []string{"overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
+		"from", "pollInterval", "overlap", "auditHorizon", "pageSize", "pageBytes", "maxEventBytes"}},
+	{"Delivery", []string{"bufferBytes", "overflow", "concurrency", "numbering", "retryWaitMin", "retryWaitMax", "deadLetterFile",
 		"deadLetterMaxBytes", "deadLetterStatuses", "holdStatuses"}},
 	{"Target authentication and TLS", []string{"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}},
 	{"Mail sink: --targetUri smtp://host:port (STARTTLS) or smtps://host:port (TLS); --format is not needed", mailFlagNames},
@@ -69,8 +69,11 @@ of cluster mode from KC_EMITTER_STATE_DB_URL or --stateDbUrlFile, the mail
 server's AUTH password from KC_EMITTER_MAIL_PASSWORD or --mailPasswordFile.
 
 Memory: the Go runtime's soft memory limit is 48 MiB unless GOMEMLIMIT sets
-another; the heap needed grows with --bufferCapacity and with the events read
-within --overlap of the cursor.
+another. In bytes the emitter holds about 20 MiB + 2 x --pageBytes +
+--bufferBytes + (--concurrency + 2) x the largest encoded event (a stored event
+above --maxEventBytes is dead-lettered unread): about 126 MiB with the defaults
+(docs/benchmarks.md). Small events are bounded by --bufferCapacity and by the
+events read within --overlap of the cursor.
 `
 
 // options is the parsed command line: the emitter's Config and the logging.
@@ -127,6 +130,9 @@ func parseRunFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&c.Overlap, "overlap", def.Overlap, "how far behind the newest row read rows are looked for again (Keycloak's stamp-to-commit delay, small clock skew); open transactions extend it")
 	fs.DurationVar(&c.AuditHorizon, "auditHorizon", def.AuditHorizon, "how far back rows that appear late (skewed clocks, long transactions) are still delivered; older ones are counted and logged")
 	fs.IntVar(&c.PageSize, "pageSize", def.PageSize, "rows per read")
+	fs.Int64Var(&c.PageBytes, "pageBytes", def.PageBytes, "`bytes` of stored event text one read takes at most (cut in the database; a stream still gets one row per read, however large)")
+	fs.Int64Var(&c.MaxEventBytes, "maxEventBytes", def.MaxEventBytes, "`bytes` a stored event (details, representation) may take at most to be read; a larger one is dead-lettered with its size, unread")
+	fs.Int64Var(&c.BufferBytes, "bufferBytes", def.BufferBytes, "`bytes` of encoded events the buffer holds at most besides --bufferCapacity (an event larger than that waits alone)")
 
 	fs.TextVar(&c.Overflow, "overflow", def.Overflow, "when the buffer is full: drop-oldest (the original's, counted and logged) or block (nothing lost)")
 	fs.IntVar(&c.Concurrency, "concurrency", def.Concurrency, "requests in flight; 1 keeps strict order")

@@ -3,7 +3,9 @@ package pgsource
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,8 +29,34 @@ type Batch struct {
 	EventPages, AdminPages   []Range
 	EventCounts, AdminCounts []Range
 	Limit                    int
-	Types                    Filter // event_entity.type
-	Operations, Resources    Filter // admin_event_entity.operation_type, resource_type
+	// MaxBytes, when not 0, is the byte budget the pages share, round
+	// robin (the first row of each page, then the second of each, ...):
+	// the database cuts the pages once their rows weigh more (their large
+	// columns plus RowBytes each), so the rows are never read whole first.
+	// A page keeps at least its first row whatever it weighs, so every
+	// stream makes progress; BatchResult's EventCut and AdminCut tell which
+	// pages were cut.
+	MaxBytes              int64
+	Types                 Filter // event_entity.type
+	Operations, Resources Filter // admin_event_entity.operation_type, resource_type
+	// MaxRowBytes, when not 0, is the most a row may weigh (as for
+	// MaxBytes) to be read: a heavier row comes without its large columns
+	// (details, representation), its weight in Oversize, never read whole.
+	MaxRowBytes int64
+	// KeysOnly reads only the id, time and realm_id of each page's rows
+	// (the other columns are NULL): to find the rows around one that the
+	// database cannot return (Unreadable).
+	KeysOnly bool
+}
+
+// Unreadable tells whether err is the database failing to return a value
+// in the connection's encoding: SQLSTATE 22021 (character not in
+// repertoire: bytes invalid in UTF-8, stored in a SQL_ASCII database) or
+// 22P05 (untranslatable character). The statement fails at the first such
+// row, whatever the rows around it hold.
+func Unreadable(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05")
 }
 
 // BatchResult holds what a Batch read, index by index.
@@ -36,6 +64,9 @@ type BatchResult struct {
 	EventPages               [][]EventRow
 	AdminPages               [][]AdminEventRow
 	EventCounts, AdminCounts []int
+	// EventCut and AdminCut tell, page by page, that MaxBytes cut the page
+	// before Limit rows although more rows follow.
+	EventCut, AdminCut []bool
 	// Snapshot is the snapshot every part was read in.
 	Snapshot Snapshot
 }
@@ -105,7 +136,7 @@ const (
 // order; a branch fills those of its table and NULLs the others.
 var batchCols = []string{"id", "t", "realm_id", "type", "client_id", "user_id", "session_id", "ip_address",
 	"error", "details", "operation_type", "resource_type", "auth_realm_id", "auth_client_id", "auth_user_id",
-	"resource_path", "representation"}
+	"resource_path", "representation", "more", "big"}
 
 // ReadBatch reads b in one statement: one round trip, one transaction, one
 // snapshot. Each range is read on the (realm_id, time) index (a LATERAL
@@ -146,9 +177,15 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		return strings.Join(out, ", ")
 	}
+	// With a byte budget every branch also has each row's weight and its
+	// place in its page (NULL outside pages).
+	budget, noBudget, snapBudget := "", "", ""
+	if b.MaxBytes > 0 {
+		budget, noBudget, snapBudget = ", p.size_, p.rn_", ", NULL, NULL", ", NULL::bigint AS size_, NULL::bigint AS rn_"
+	}
 	// The snapshot branch names every column's type for the others.
 	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
-		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1)}
+		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1) + snapBudget}
 	ranges := func(rs []Range) string {
 		realms, times, ids, untils := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
 		for i, r := range rs {
@@ -214,8 +251,8 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			return "", nil, err
 		}
 		if part.count {
-			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s FROM %s",
-				part.kind, strings.Replace(null(nil), "NULL::text AS t", fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s) AS t", part.t, w), 1), from))
+			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s",
+				part.kind, strings.Replace(null(nil), "NULL::text AS t", fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s) AS t", part.t, w), 1), noBudget, from))
 			continue
 		}
 		cols := make([]string, len(batchCols))
@@ -226,15 +263,50 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			}
 		}
 		inner := make([]string, 0, len(part.cols))
-		for _, c := range batchCols {
+		size, maxRow := s.rowBytes(part.t, "x."), ""
+		if b.MaxRowBytes > 0 {
+			maxRow = arg(b.MaxRowBytes)
+		}
+		for i, c := range batchCols {
 			if v, ok := part.cols[c]; ok {
+				if b.KeysOnly && c != "id" && c != "t" && c != "realm_id" {
+					cols[i] = "NULL AS " + c
+					continue
+				}
+				if maxRow != "" && (c == "details" || c == "representation") {
+					v = fmt.Sprintf("CASE WHEN %s > %s THEN NULL ELSE %s END", size, maxRow, v)
+				}
 				inner = append(inner, v+" AS "+c)
 			}
 		}
-		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s FROM %s CROSS JOIN LATERAL (SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s) p",
-			part.kind, strings.Join(cols, ", "), from, strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit)))
+		if maxRow != "" {
+			inner = append(inner, fmt.Sprintf("CASE WHEN %s > %s THEN (%s)::text END AS big", size, maxRow, size))
+			cols[slices.Index(batchCols, "big")] = "p.big"
+		}
+		if b.MaxBytes > 0 {
+			inner = append(inner, size+" AS size_")
+		}
+		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s",
+			strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit))
+		if b.MaxBytes > 0 {
+			cols[slices.Index(batchCols, "more")] = "p.more"
+			page = placeSQL(page)
+		}
+		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (%s) p",
+			part.kind, strings.Join(cols, ", "), budget, from, page))
 	}
-	return "SELECT * FROM (" + strings.Join(branches, " UNION ALL ") + ") b ORDER BY k, n, t, id", args, nil
+	union := strings.Join(branches, " UNION ALL ")
+	if b.MaxBytes <= 0 {
+		return "SELECT * FROM (" + union + ") b ORDER BY k, n, t, id", args, nil
+	}
+	// The pages share the budget round robin: the first row of every
+	// page, then the second of every page, and so on. A row is kept when
+	// it is the first of its page or the rows before it in that order stay
+	// within the budget; the sum grows along each page, so what a page
+	// keeps is a prefix of it.
+	out := "k, n, " + strings.Join(batchCols, ", ")
+	return fmt.Sprintf(`SELECT %s FROM (SELECT b.*, sum(b.size_) OVER (ORDER BY rn_, k, n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
+		FROM (%s) b) c WHERE c.rn_ IS NULL OR c.rn_ = 1 OR c.sum_ <= %s ORDER BY k, n, t, id`, out, union, arg(b.MaxBytes)), args, nil
 }
 
 // readBatchRows reads the answer of a batch's statement.
@@ -243,6 +315,7 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 	res := BatchResult{
 		EventPages: make([][]EventRow, len(b.EventPages)), AdminPages: make([][]AdminEventRow, len(b.AdminPages)),
 		EventCounts: make([]int, len(b.EventCounts)), AdminCounts: make([]int, len(b.AdminCounts)),
+		EventCut: make([]bool, len(b.EventPages)), AdminCut: make([]bool, len(b.AdminPages)),
 	}
 	var (
 		k     string
@@ -250,7 +323,7 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		id    sql.NullString
 		t     sql.NullInt64
 		realm sql.NullString
-		c     [14]sql.NullString
+		c     [16]sql.NullString
 	)
 	dest := []any{&k, &n, &id, &t, &realm}
 	for i := range c {
@@ -274,11 +347,15 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 			res.AdminCounts[i] = int(t.Int64)
 		case rowEvent:
 			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
-				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6]})
+				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6],
+				Oversize: oversize(c[15])})
+			res.EventCut[i] = c[14].String == "t" // the last row's says whether rows were left out
 		case rowAdmin:
 			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
 				IPAddress: c[4], Error: c[5], Details: c[6], OperationType: c[7], ResourceType: c[8], AuthRealmID: c[9],
-				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13]})
+				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13],
+				Oversize: oversize(c[15])})
+			res.AdminCut[i] = c[14].String == "t"
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -310,4 +387,37 @@ func (s *Source) adminDetails(prefix string) string {
 		return prefix + "details_json"
 	}
 	return "NULL::text"
+}
+
+// RowBytes is what a row weighs against a byte budget: its large text
+// columns (details, representation) as stored, octet_length (read from
+// the TOAST header, without reading the value), plus this much for the
+// rest of it.
+const RowBytes = 512
+
+// rowBytes is the SQL expression of a row's weight against a byte budget,
+// with prefix before each column.
+func (s *Source) rowBytes(t Table, prefix string) string {
+	e := fmt.Sprintf("%d + COALESCE(octet_length(%s), 0)", RowBytes, s.eventDetails(prefix))
+	if t == AdminEventTable {
+		e = fmt.Sprintf("%d + COALESCE(octet_length(%srepresentation), 0) + COALESCE(octet_length(%s), 0)",
+			RowBytes, prefix, s.adminDetails(prefix))
+	}
+	return e
+}
+
+// placeSQL wraps page, a statement selecting rows with columns t and id in
+// (t, id) order and their weight in a column size_, to add each row's place
+// in the page, rn_ (from 1), and more: the text "t" when a row of page
+// follows it, else "f" (on the last row kept of a page cut by the budget:
+// rows were left out).
+func placeSQL(page string) string {
+	return fmt.Sprintf(`SELECT w.*, row_number() OVER o AS rn_, CASE WHEN lead(w.size_) OVER o IS NULL THEN 'f' ELSE 't' END AS more
+		FROM (%s) w WINDOW o AS (ORDER BY w.t, w.id)`, page)
+}
+
+// oversize returns the weight the big column holds (0 when NULL).
+func oversize(big sql.NullString) int64 {
+	n, _ := strconv.ParseInt(big.String, 10, 64)
+	return n
 }

@@ -2,6 +2,7 @@ package pgsource
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -138,11 +139,19 @@ func TestReadBatchReadsOnlyEachIndexRangeAndStopsAfterEachPage(t *testing.T) {
 		exec(t, db, "ANALYZE "+table)
 	}
 	s := open(t, url)
-	b := Batch{Limit: 100}
-	for r := range 4 {
-		rg := Range{RealmID: fmt.Sprint("realm-", r), AfterTime: 1700000000000, AfterID: "x"}
-		b.EventPages, b.AdminPages = append(b.EventPages, rg), append(b.AdminPages, rg)
+	for _, maxBytes := range []int64{0, 1 << 20} { // without and with a byte budget
+		t.Run(fmt.Sprint("maxBytes=", maxBytes), func(t *testing.T) {
+			b := Batch{Limit: 100, MaxBytes: maxBytes}
+			for r := range 4 {
+				rg := Range{RealmID: fmt.Sprint("realm-", r), AfterTime: 1700000000000, AfterID: "x"}
+				b.EventPages, b.AdminPages = append(b.EventPages, rg), append(b.AdminPages, rg)
+			}
+			checkBatchPlan(t, s, db, b)
+		})
 	}
+}
+
+func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 	stmt, args, err := s.batchSQL(b)
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +185,95 @@ func TestReadBatchReadsOnlyEachIndexRangeAndStopsAfterEachPage(t *testing.T) {
 		// Actual Rows is per loop (one loop per realm).
 		if sc.ActualRows > 5*float64(b.Limit) {
 			t.Errorf("scan of %s read %v rows per page of %d: it does not stop after the page; plan:\n%s", sc.RelationName, sc.ActualRows, b.Limit, plan)
+		}
+	}
+}
+
+// TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach pins the
+// byte budget: the pages share it round robin (the first row of each page,
+// then the second of each, ...), a page keeps its first row whatever its
+// size (progress), and a page cut before its limit says so.
+func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	for i := range 5 {
+		insertAdmin(t, db, fmt.Sprint("big-", i), "r1", int64(1000+i), "UPDATE", "REALM")
+		insertAdmin(t, db, fmt.Sprint("huge-", i), "r2", int64(1000+i), "UPDATE", "REALM")
+		insertEvent(t, db, fmt.Sprint("ev-", i), "r1", int64(1000+i), "LOGIN")
+	}
+	insertEvent(t, db, "lone", "r2", 1000, "LOGIN")
+	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('x', 1000) WHERE realm_id = 'r1'`)
+	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('y', 1000) WHERE realm_id = 'r2'`)
+	s := open(t, url)
+	rows := func(rg ...string) []Range {
+		out := make([]Range, len(rg))
+		for i, r := range rg {
+			out[i] = Range{RealmID: r}
+		}
+		return out
+	}
+	admin := int64(RowBytes + 1000) // a row of r1's admin page
+	for _, c := range []struct {
+		name               string
+		maxBytes           int64
+		adminLen, eventLen []int
+		adminCut, eventCut []bool
+	}{
+		{"no budget", 0, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
+		{"budget above everything", 1 << 30, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
+		// Round robin: the first rows of the four pages weigh 2 * 1512 +
+		// 2 * 512 bytes; then r1's second admin row still fits, r2's not.
+		{"budget of four admin rows", 4 * admin, []int{2, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
+		{"budget of two admin and two event rows", 2*admin + 2*RowBytes, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
+		{"budget of one byte", 1, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, MaxBytes: c.maxBytes,
+				AdminPages: rows("r1", "r2"), EventPages: rows("r1", "r2"), EventCounts: rows("r1")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, page := range res.AdminPages {
+				if len(page) != c.adminLen[i] || res.AdminCut[i] != c.adminCut[i] {
+					t.Errorf("admin page %d: %d rows, cut %v; want %d, cut %v", i, len(page), res.AdminCut[i], c.adminLen[i], c.adminCut[i])
+				}
+				for j, r := range page { // in order, whole
+					if want := fmt.Sprint([]string{"big-", "huge-"}[i], j); r.ID != want || len(r.Representation.String) < 1000 {
+						t.Errorf("admin page %d row %d: %s with %d bytes, want %s whole", i, j, r.ID, len(r.Representation.String), want)
+					}
+				}
+			}
+			for i, page := range res.EventPages {
+				if len(page) != c.eventLen[i] || res.EventCut[i] != c.eventCut[i] {
+					t.Errorf("event page %d: %d rows, cut %v; want %d, cut %v", i, len(page), res.EventCut[i], c.eventLen[i], c.eventCut[i])
+				}
+			}
+			if res.EventCounts[0] != 5 {
+				t.Errorf("count %d, want 5: the budget cuts pages, not counts", res.EventCounts[0])
+			}
+		})
+	}
+}
+
+// A row heavier than MaxRowBytes comes with its weight and without its
+// large columns: the database never sends them.
+func TestReadBatchReturnsARowAboveMaxRowBytesWithoutItsLargeColumns(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	insertAdmin(t, db, "small", "r", 1000, "UPDATE", "REALM")
+	insertAdmin(t, db, "large", "r", 1001, "UPDATE", "REALM")
+	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('x', 5000), details_json = '{"k":"v"}' WHERE id = 'large'`)
+	exec(t, db, `UPDATE admin_event_entity SET representation = 'tiny' WHERE id = 'small'`)
+	s := open(t, url)
+	for _, maxBytes := range []int64{0, 1 << 20} {
+		res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, MaxBytes: maxBytes, MaxRowBytes: 4000, AdminPages: []Range{{RealmID: "r"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := res.AdminPages[0]
+		if len(page) != 2 || page[0].Oversize != 0 || page[0].Representation.String != "tiny" {
+			t.Fatalf("budget %d: page %+v, want small whole first", maxBytes, page)
+		}
+		if l := page[1]; l.ID != "large" || l.Oversize != RowBytes+5000+9 || l.Representation.Valid || l.Details.Valid || l.OperationType.String != "UPDATE" {
+			t.Errorf("budget %d: large row %+v, want its weight %d and no representation or details", maxBytes, l, RowBytes+5000+9)
 		}
 	}
 }

@@ -292,3 +292,62 @@ func (s *Source) OldestTime(ctx context.Context, t Table, realmID string) (int64
 	}
 	return oldest.Int64, oldest.Valid, nil
 }
+
+// Why stored rows are never read.
+const (
+	NoRealm   = "no_realm"   // realm_id names no realm row
+	NullTime  = "null_time"  // the time is NULL (in a realm that exists)
+	NullRealm = "null_realm" // realm_id is NULL
+)
+
+// Unreachable is a count of rows of Table that no keyset page ever selects,
+// and why (Reason: NoRealm, NullTime or NullRealm); RealmID is empty for
+// NullRealm.
+type Unreachable struct {
+	Table   Table
+	Reason  string
+	RealmID string
+	Rows    int
+}
+
+// Unreachable counts, in both tables, the rows no page selects. It walks
+// the distinct realm ids on the (realm_id, time) index (one probe per id)
+// and counts per id on it, so its cost follows the number of realm ids and
+// of the rows it finds, not the size of the tables.
+func (s *Source) Unreachable(ctx context.Context) ([]Unreachable, error) {
+	var out []Unreachable
+	for _, t := range []Table{EventTable, AdminEventTable} {
+		q := fmt.Sprintf(`WITH RECURSIVE ids(id) AS (
+			(SELECT realm_id FROM %[1]s WHERE realm_id IS NOT NULL ORDER BY realm_id LIMIT 1)
+			UNION ALL
+			SELECT (SELECT x.realm_id FROM %[1]s x WHERE x.realm_id > ids.id ORDER BY x.realm_id LIMIT 1) FROM ids WHERE ids.id IS NOT NULL
+		), known AS (
+			SELECT i.id, EXISTS (SELECT 1 FROM realm r WHERE r.id = i.id) AS known FROM ids i WHERE i.id IS NOT NULL
+		)
+		SELECT '%[3]s', k.id, (SELECT count(*) FROM %[1]s x WHERE x.realm_id = k.id) FROM known k WHERE NOT k.known
+		UNION ALL
+		SELECT '%[4]s', k.id, (SELECT count(*) FROM %[1]s x WHERE x.realm_id = k.id AND x.%[2]s IS NULL) FROM known k WHERE k.known
+		UNION ALL
+		SELECT '%[5]s', '', count(*) FROM %[1]s WHERE realm_id IS NULL`, t, t.timeColumn(), NoRealm, NullTime, NullRealm)
+		rows, err := s.db.QueryContext(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("count the rows of %s no read reaches: %w", t, err)
+		}
+		for rows.Next() {
+			u := Unreachable{Table: t}
+			if err := rows.Scan(&u.Reason, &u.RealmID, &u.Rows); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("count the rows of %s no read reaches: %w", t, err)
+			}
+			if u.Rows > 0 {
+				out = append(out, u)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("count the rows of %s no read reaches: %w", t, err)
+		}
+	}
+	return out, nil
+}

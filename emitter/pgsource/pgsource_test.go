@@ -524,3 +524,35 @@ func TestAUserWithOnlyTheDocumentedGrantsCanTail(t *testing.T) {
 		t.Fatal("Usernames succeeded without SELECT on user_entity: the test does not use the reader role")
 	}
 }
+
+func TestUnreachableCountsRowsOfUnknownRealmsNullTimesAndNullRealms(t *testing.T) {
+	url, db := newDB(t, schemaVersion)
+	exec(t, db, `INSERT INTO realm (id, name) VALUES ('r', 'acme'), ('empty', 'empty')`)
+	for i := range 3 {
+		insertEvent(t, db, fmt.Sprint("ok-", i), "r", int64(100+i), "LOGIN")
+		insertEvent(t, db, fmt.Sprint("gone-", i), "deleted-realm", int64(100+i), "LOGIN")
+	}
+	insertEvent(t, db, "gone-3", "deleted-realm", 200, "LOGIN")
+	exec(t, db, `INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ('nt-1', 'r', NULL, 'LOGIN'), ('nt-2', 'r', NULL, 'LOGIN'), ('nr', NULL, 5, 'LOGIN')`)
+	insertAdmin(t, db, "a-ok", "r", 100, "CREATE", "USER")
+	exec(t, db, `INSERT INTO admin_event_entity (id, realm_id, admin_event_time, operation_type, resource_type) VALUES ('a-nt', 'r', NULL, 'CREATE', 'USER')`)
+	s := open(t, url)
+	got, err := s.Unreachable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Unreachable{
+		{EventTable, NoRealm, "deleted-realm", 4},
+		{EventTable, NullTime, "r", 2},
+		{EventTable, NullRealm, "", 1},
+		{AdminEventTable, NullTime, "r", 1},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Unreachable = %+v, want %+v", got, want)
+	}
+	exec(t, db, `DELETE FROM event_entity WHERE id LIKE 'gone-%' OR id LIKE 'nt-%' OR id = 'nr'`)
+	exec(t, db, `DELETE FROM admin_event_entity WHERE id = 'a-nt'`)
+	if got, err := s.Unreachable(context.Background()); err != nil || len(got) != 0 {
+		t.Errorf("Unreachable = %+v, %v once those rows are gone, want none", got, err)
+	}
+}

@@ -61,6 +61,9 @@ type EventRow struct {
 	IPAddress sql.NullString
 	Error     sql.NullString
 	Details   sql.NullString
+	// Oversize, when not 0, is what the row weighs above Batch.MaxRowBytes:
+	// Details is then NULL, not read.
+	Oversize int64
 }
 
 // AdminEventRow is a raw row of admin_event_entity. Details is NULL on
@@ -79,6 +82,9 @@ type AdminEventRow struct {
 	Representation sql.NullString
 	Error          sql.NullString
 	Details        sql.NullString
+	// Oversize, when not 0, is what the row weighs above Batch.MaxRowBytes:
+	// Representation and Details are then NULL, not read.
+	Oversize int64
 }
 
 // Events returns one page of event_entity rows.
