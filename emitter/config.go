@@ -304,8 +304,10 @@ func (c Config) validateTarget() error {
 }
 
 // checkAnswers checks the two sides of the answer table: HTTP statuses
-// 300..599 (a 2xx is a delivery), each on one side only.
-func checkAnswers(deadLetter, hold []int) error {
+// 300..599 (a 2xx is a delivery), each on one side only. key names a side
+// in messages (--holdStatuses, routes[0].sink.http.holdStatuses); the
+// error's Field is the side's bare name.
+func checkAnswers(deadLetter, hold []int, key func(string) string) error {
 	for _, side := range []struct {
 		field, other string
 		statuses     []int
@@ -322,7 +324,7 @@ func checkAnswers(deadLetter, hold []int) error {
 			}
 			if slices.Contains(side.others, st) {
 				return &FieldError{Field: side.field, Value: value,
-					Err: fmt.Errorf("%d is also in --%s (%s): a status goes to one side only", st, side.other, joinInts(side.others))}
+					Err: fmt.Errorf("%d is also in %s (%s): a status goes to one side only", st, key(side.other), joinInts(side.others))}
 			}
 		}
 	}

@@ -328,7 +328,12 @@ func (h *HTTPSink) validate(key func(string) string) error {
 	if h.OAuth2.TokenURL != "" && h.Password != "" {
 		return bad("oauth2.tokenUrl", h.OAuth2.TokenURL, "with Basic auth too: the target gets one Authorization header; choose one")
 	}
-	if err := checkAnswers(h.DeadLetterStatuses, h.HoldStatuses); err != nil {
+	if err := checkAnswers(h.DeadLetterStatuses, h.HoldStatuses, func(k string) string {
+		if f := key(k); f != k {
+			return f
+		}
+		return "--" + k
+	}); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			fe.Field = key(fe.Field)

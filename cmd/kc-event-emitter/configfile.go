@@ -26,20 +26,20 @@ type fileConfig struct {
 	KeycloakID   *int64 `yaml:"keycloakId"`
 	DatacenterID *int64 `yaml:"datacenterId"`
 
-	Source     string  `yaml:"source"`
-	DBURLFile  string  `yaml:"dbUrlFile"`
-	DBURLEnv   string  `yaml:"dbUrlEnv"`
-	DBURL      *string `yaml:"dbUrl"` // refused: a secret
-	APIURL     string  `yaml:"apiUrl"`
-	APIRealm   string  `yaml:"apiAuthRealm"`
-	APIClient  string  `yaml:"apiClientId"`
-	APISecretF string  `yaml:"apiClientSecretFile"`
-	APISecretE string  `yaml:"apiClientSecretEnv"`
-	APISecret  *string `yaml:"apiClientSecret"` // refused
-	APIUser    string  `yaml:"apiUsername"`
-	APIPassF   string  `yaml:"apiPasswordFile"`
-	APIPassE   string  `yaml:"apiPasswordEnv"`
-	APIPass    *string `yaml:"apiPassword"` // refused
+	Source     string         `yaml:"source"`
+	DBURLFile  string         `yaml:"dbUrlFile"`
+	DBURLEnv   string         `yaml:"dbUrlEnv"`
+	DBURL      *string        `yaml:"dbUrl"` // refused: a secret
+	APIURL     string         `yaml:"apiUrl"`
+	APIRealm   string         `yaml:"apiAuthRealm"`
+	APIClient  string         `yaml:"apiClientId"`
+	APISecretF string         `yaml:"apiClientSecretFile"`
+	APISecretE string         `yaml:"apiClientSecretEnv"`
+	APISecret  *string        `yaml:"apiClientSecret"` // refused
+	APIUser    string         `yaml:"apiUsername"`
+	APIPassF   string         `yaml:"apiPasswordFile"`
+	APIPassE   string         `yaml:"apiPasswordEnv"`
+	APIPass    *string        `yaml:"apiPassword"` // refused
 	APITimeout *time.Duration `yaml:"apiTimeout"`
 
 	From         string         `yaml:"from"`
@@ -54,11 +54,11 @@ type fileConfig struct {
 	LogLevel        string         `yaml:"logLevel"`
 	LogFormat       string         `yaml:"logFormat"`
 
-	Cluster         string  `yaml:"cluster"`
-	StateSchema     string  `yaml:"stateSchema"`
-	StateDBURLFile  string  `yaml:"stateDbUrlFile"`
-	StateDBURLEnv   string  `yaml:"stateDbUrlEnv"`
-	StateDBURL      *string `yaml:"stateDbUrl"` // refused
+	Cluster        string  `yaml:"cluster"`
+	StateSchema    string  `yaml:"stateSchema"`
+	StateDBURLFile string  `yaml:"stateDbUrlFile"`
+	StateDBURLEnv  string  `yaml:"stateDbUrlEnv"`
+	StateDBURL     *string `yaml:"stateDbUrl"` // refused
 
 	Routes []fileRoute `yaml:"routes"`
 }
@@ -216,6 +216,14 @@ func (f *configFile) position(key string) *token.Position {
 			}
 			node = seq.Values[i]
 			at = node.GetToken().Position
+			switch n := node.(type) { // a mapping's own token is its first ':'
+			case *ast.MappingNode:
+				if len(n.Values) > 0 {
+					at = n.Values[0].Key.GetToken().Position
+				}
+			case *ast.MappingValueNode:
+				at = n.Key.GetToken().Position
+			}
 			continue
 		}
 		var values []*ast.MappingValueNode
@@ -360,7 +368,7 @@ func (f *configFile) route(i int, fr fileRoute, getenv func(string) string) (emi
 	setStr((*string)(&r.Numbering), fr.Numbering)
 	if fr.Overflow != "" {
 		if err := r.Overflow.UnmarshalText([]byte(fr.Overflow)); err != nil {
-			return r, f.keyError(key("overflow"), fmt.Errorf("overflow %q: want drop-oldest or block", fr.Overflow))
+			return r, f.keyError(key("overflow"), &emitter.FieldError{Field: key("overflow"), Value: fr.Overflow, Err: errors.New("want drop-oldest or block")})
 		}
 	}
 	setPtr(&r.Concurrency, fr.Concurrency)
@@ -413,7 +421,9 @@ func (f *configFile) route(i int, fr fileRoute, getenv func(string) string) (emi
 		if err != nil {
 			return r, err
 		}
-		s.SigningSecrets = strings.Fields(sigs)
+		if sigs != "" {
+			s.SigningSecrets = strings.Fields(sigs)
+		}
 		if o := h.OAuth2; o != nil {
 			if err := f.inline(hk("oauth2.clientSecret"), o.ClientSecret != nil); err != nil {
 				return r, err
@@ -459,4 +469,3 @@ func (f *configFile) fileFieldError(err error, set map[string]bool) error {
 	}
 	return nil
 }
-
