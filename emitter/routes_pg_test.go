@@ -1,0 +1,193 @@
+package emitter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
+)
+
+// TestARouteWhoseTargetIsDownHoldsOnlyItsOwnPositionAndCatchesUp runs two
+// routes on a real PostgreSQL with overflow block while events arrive
+// every 50 ms: the target of route late is cut off for 60 s (5 s with
+// -short). Meanwhile route live delivers each event within a second of
+// its time (measured per event, at the target); /readyz names route late;
+// once its target is back, route late delivers every event, each once.
+func TestARouteWhoseTargetIsDownHoldsOnlyItsOwnPositionAndCatchesUp(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	down := 60 * time.Second
+	if testing.Short() {
+		down = 5 * time.Second
+	}
+	live, liveSrv := newEventTarget(t)
+	late, lateSrv := newEventTarget(t)
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(lateSrv.URL, "http://"))
+	dir := t.TempDir()
+	cfg := validConfig()
+	cfg.DatabaseURL, cfg.From, cfg.PollInterval = k.url, "beginning", 50*time.Millisecond
+	cfg.CheckpointPath, cfg.ListenAddr = filepath.Join(dir, "cp.json"), freeAddr(t)
+	a := httpRoute(dir, "live", liveSrv.URL)
+	a.Overflow = buffer.Block
+	b := httpRoute(dir, "late", "http://"+proxy.Addr+"/")
+	b.Overflow, b.BufferCapacity, b.RetryWaitMax = buffer.Block, 20, 500*time.Millisecond
+	b.Sink.HTTP.SocketTimeout, b.Sink.HTTP.RequestTimeout = 500*time.Millisecond, time.Second
+	cfg.Routes = []Route{a, b}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		ran <- Run(ctx, cfg, RunOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	}()
+	defer func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+
+	// The writer: an event every 50 ms, stamped with the time of its insert.
+	var mu sync.Mutex
+	var ids []string
+	inserted := map[string]time.Time{}
+	stopWriting := make(chan struct{})
+	written := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stopWriting:
+				written <- nil
+				return
+			case <-tick.C:
+			}
+			id, now := fmt.Sprintf("e-%05d", i), time.Now()
+			if _, err := k.db.Exec(`INSERT INTO event_entity (id, realm_id, event_time, type) VALUES ($1, 'r', $2, 'LOGIN')`,
+				id, now.UnixMilli()); err != nil {
+				written <- err
+				return
+			}
+			mu.Lock()
+			ids, inserted[id] = append(ids, id), now
+			mu.Unlock()
+		}
+	}()
+	has := func(tg *eventTarget, n int) func() bool {
+		return func() bool { return len(tg.got()) >= n }
+	}
+	waitLong(t, 30*time.Second, "both routes delivering", func() bool { return has(live, 10)() && has(late, 10)() })
+
+	proxy.Cut()
+	cutAt := time.Now()
+	readyChecked := false
+	for time.Since(cutAt) < down {
+		if !readyChecked && time.Since(cutAt) > readyAfter+5*time.Second {
+			status, body := getReady(t, cfg.ListenAddr)
+			if status != http.StatusServiceUnavailable || !strings.Contains(body, "route late: target took no event") || strings.Contains(body, "route live") {
+				t.Errorf("/readyz with route late's target cut for %s: %d %q, want 503 naming route late only", time.Since(cutAt).Round(time.Second), status, body)
+			}
+			readyChecked = true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	proxy.Heal()
+	healAt := time.Now()
+	close(stopWriting)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	all := slices.Clone(ids)
+	mu.Unlock()
+
+	waitLong(t, 30*time.Second, "route live has every event", has(live, len(all)))
+	// Route live's latency while route late's target was down: the time
+	// from each event's insert to its arrival at the target.
+	var lat []time.Duration
+	live.mu.Lock()
+	for _, id := range all {
+		if at, ins := live.at[id], inserted[id]; ins.After(cutAt) && ins.Before(healAt) {
+			lat = append(lat, at.Sub(ins))
+		}
+	}
+	live.mu.Unlock()
+	slices.Sort(lat)
+	if len(lat) < int(down/(100*time.Millisecond)) {
+		t.Fatalf("only %d events written while the target was cut", len(lat))
+	}
+	p50, p99, worst := lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	t.Logf("route live while route late's target was cut for %s: %d events, latency p50 %s p99 %s max %s",
+		down, len(lat), p50, p99, worst)
+	if p99 > time.Second || worst > 3*time.Second {
+		t.Errorf("route live's latency while route late was down: p99 %s, max %s; want p99 <= 1s, max <= 3s", p99, worst)
+	}
+	lateDuringCut := 0
+	late.mu.Lock()
+	for _, at := range late.at {
+		if at.After(cutAt.Add(2*time.Second)) && at.Before(healAt) {
+			lateDuringCut++
+		}
+	}
+	late.mu.Unlock()
+	if lateDuringCut > 0 {
+		t.Errorf("route late's target got %d events while it was cut off", lateDuringCut)
+	}
+
+	waitLong(t, 90*time.Second, "route late caught up", has(late, len(all)))
+	t.Logf("route late caught up with %d events %s after its target came back", len(all), time.Since(healAt).Round(100*time.Millisecond))
+	for name, tg := range map[string]*eventTarget{"live": live, "late": late} {
+		got := tg.got()
+		for _, id := range all {
+			if got[id] != 1 {
+				t.Errorf("route %s: event %s delivered %d times, want once", name, id, got[id])
+			}
+		}
+	}
+}
+
+// waitLong polls cond every 50 ms for at most limit.
+func waitLong(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %s", what, limit)
+}
+
+// freeAddr returns a loopback address free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func getReady(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
