@@ -29,7 +29,7 @@ type eventTarget struct {
 	at    map[string]time.Time
 }
 
-func newEventTarget(t *testing.T) (*eventTarget, *httptest.Server) {
+func newEventTarget(t testing.TB) (*eventTarget, *httptest.Server) {
 	rt := &eventTarget{count: map[string]int{}, times: map[string]int64{}, at: map[string]time.Time{}}
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
