@@ -241,3 +241,64 @@ func BenchmarkIdleSourceTransactionsPerRoute(b *testing.B) {
 		})
 	}
 }
+
+func TestClusterModeKeepsEachRoutesStateInItsOwnRowAndANewLeaderGoesOnFromIt(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	for i := range 5 {
+		k.event(fmt.Sprintf("e-%d", i), "r", 1700000000000+int64(i), "LOGIN")
+	}
+	audit, auditSrv := newEventTarget(t)
+	signups, signupsSrv := newEventTarget(t)
+	dir := t.TempDir()
+	cfg := validConfig()
+	cfg.DatabaseURL, cfg.From, cfg.PollInterval, cfg.ListenAddr = k.url, "beginning", 20*time.Millisecond, ""
+	cfg.Cluster = "kc"
+	cfg.Routes = []Route{httpRoute(dir, "default", auditSrv.URL), httpRoute(dir, "signups", signupsSrv.URL)}
+	term := func(want int) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		go func() {
+			ran <- Run(ctx, cfg, RunOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+		}()
+		waitLong(t, 30*time.Second, "both routes delivered", func() bool { return len(audit.got()) >= want && len(signups.got()) >= want })
+		cancel()
+		if err := <-ran; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	}
+	term(5)
+	rows, err := k.db.Query(`SELECT cluster, epoch, snapshot IS NOT NULL FROM kc_event_emitter.state ORDER BY cluster`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var name string
+		var epoch int64
+		var saved bool
+		if err := rows.Scan(&name, &epoch, &saved); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s epoch %d saved %v", name, epoch, saved))
+	}
+	rows.Close()
+	if want := []string{"kc epoch 1 saved true", "kc:signups epoch 1 saved true"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("state rows %q, want %q", got, want)
+	}
+	// The next term (another leader) goes on from each route's row.
+	k.event("e-5", "r", 1700000000005, "LOGIN")
+	term(6)
+	for name, tg := range map[string]*eventTarget{"default": audit, "signups": signups} {
+		for id, n := range tg.got() {
+			if n != 1 {
+				t.Errorf("route %s: %s delivered %d times across two terms", name, id, n)
+			}
+		}
+	}
+	var epochs int64
+	if err := k.db.QueryRow(`SELECT sum(epoch) FROM kc_event_emitter.state`).Scan(&epochs); err != nil || epochs != 4 {
+		t.Errorf("epochs after two terms: %d (%v), want 2 per route", epochs, err)
+	}
+}

@@ -237,7 +237,7 @@ func (r *route) run(ctx context.Context, e *emitter, src source, store checkpoin
 		return err
 	}
 	if len(e.routes) > 1 {
-		r.log.Info("route started", "route", r.cfg)
+		r.log.Info("route started", "settings", r.cfg)
 	}
 	if cfg.Once && show && e.opts.Progress != nil {
 		pctx, stop := context.WithCancel(ctx)
