@@ -393,6 +393,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("realms", c.Realms),
 		slog.String("checkpoint", c.CheckpointPath),
 		slog.Bool("basicAuth", c.Password != ""),
+		slog.Bool("oauth2", c.OAuth2.TokenURL != ""),
 		slog.Int("signingSecrets", len(c.SigningSecrets)),
 		slog.Bool("once", c.Once),
 	}

@@ -52,7 +52,11 @@ type metricSet struct {
 
 // newMetrics creates the emitter's series, registers them on reg and
 // returns the view of the default route.
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics { return newMetricSet(reg).forRoute(defaultRoute) }
+
+// newMetricSet creates the emitter's series and registers them on reg; a
+// route's series appear with its view (forRoute).
+func newMetricSet(reg prometheus.Registerer) *metricSet {
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kc_event_emitter", Name: name, Help: help,
@@ -107,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(s.read, s.filtered, s.late, s.missed, s.lateBy, s.delivered, s.dropped, s.deadLettered, s.malformed, s.expired,
 		s.bufferDepth, s.latency, s.sourceLag, s.sourceReads, s.targetHeld, s.leader, s.files)
-	return s.forRoute(defaultRoute)
+	return s
 }
 
 // forRoute returns the view of route name of m's series.

@@ -82,7 +82,7 @@ type emitter struct {
 	cfg     Config
 	opts    RunOptions
 	log     *slog.Logger
-	metrics *metrics // of the default route; the leader gauge
+	metrics *metrics // of the first route (the default route of a flags-only run); the leader gauge
 	uids    *UIDGenerator
 	routes  []*route
 	ready   readiness
@@ -106,13 +106,14 @@ type route struct {
 // encoders, sinks, buffers and dead-letter files, and the metrics on
 // opts.Registry.
 func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
-	e := &emitter{cfg: cfg, opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry)}
+	e := &emitter{cfg: cfg, opts: opts, log: opts.Logger}
+	set := newMetricSet(opts.Registry)
 	var err error
 	if e.uids, err = NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID); err != nil {
 		return nil, err
 	}
 	for _, rc := range cfg.RouteList() {
-		r := &route{cfg: rc, log: e.log.With("route", rc.Name), metrics: e.metrics.forRoute(rc.Name)}
+		r := &route{cfg: rc, log: e.log.With("route", rc.Name), metrics: set.forRoute(rc.Name)}
 		if r.enc, err = NewEncoder(rc.Format, rc.Numbering); err != nil {
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
@@ -121,6 +122,9 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 		}
 		if r.p, err = r.newPipeline(r.sink); err != nil {
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+		}
+		if e.metrics == nil {
+			e.metrics = r.metrics
 		}
 		e.routes = append(e.routes, r)
 		e.ready.routes = append(e.ready.routes, routeReady{name: rc.Name, source: r.src.Load, delivery: r.cur.Load})

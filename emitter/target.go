@@ -30,7 +30,7 @@ func newHTTPSender(r Route, log *slog.Logger) (*httpsender.Sender, error) {
 	if err != nil {
 		field := "targetUri"
 		if r.Name != defaultRoute {
-			field = "route " + r.Name + ": sink.http.url"
+			field = "sink.http.url of route " + r.Name
 		}
 		return nil, &FieldError{Field: field, Value: redact.URL(h.URL), Err: redact.Error(err, h.URL)}
 	}
