@@ -262,3 +262,47 @@ func TestConfigValidateRefusesRoutesThatCannotRun(t *testing.T) {
 		t.Errorf("two good routes: %v", err)
 	}
 }
+
+func TestARouteWithOAuth2SendsTheBearerTokenOfItsGrant(t *testing.T) {
+	var mu sync.Mutex
+	var auth []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, _ := r.BasicAuth(); id != "emitter" || secret != "s3cret" || r.FormValue("scope") != "events.write" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}`)
+	})
+	mux.HandleFunc("POST /events", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	src := newMemSource(acme)
+	src.add(KindEvent, "r", "e-1", 1700000000000)
+	dir := t.TempDir()
+	cfg := validConfig()
+	cfg.From, cfg.Once, cfg.PollInterval, cfg.CheckpointPath = "beginning", true, 5*time.Millisecond, filepath.Join(dir, "cp.json")
+	r := httpRoute(dir, "hooks", srv.URL+"/events")
+	r.Sink.HTTP.OAuth2 = OAuth2Config{TokenURL: srv.URL + "/token", ClientID: "emitter", ClientSecret: "s3cret", Scopes: []string{"events.write"}}
+	cfg.Routes = []Route{r}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEmitter(cfg, RunOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run(context.Background(), oneSource(src), oneStore(checkpoint.NewFile(cfg.CheckpointOf("hooks")))); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auth) != 1 || auth[0] != "Bearer tok-1" {
+		t.Errorf("the target got Authorization %q, want the grant's bearer token once", auth)
+	}
+}
