@@ -179,7 +179,7 @@ func (e *emitter) lead(ctx context.Context, src sourceOf, store *checkpoint.Post
 	}
 	terms := map[*route]*checkpoint.Term{}
 	for _, r := range e.routes {
-		key := e.cfg.stateKey(r.cfg.Name)
+		key := e.cfg.StateKey(r.cfg.Name)
 		t := term
 		if key != e.cfg.Cluster {
 			if t, err = store.WithCluster(key).Lead(termCtx, host); err != nil {

@@ -92,6 +92,14 @@ type OAuth2Config struct {
 // (<checkpoint>.<name>), a cluster row and a metrics label.
 var routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
+// CheckRouteName returns an error when name cannot name a route.
+func CheckRouteName(name string) error {
+	if !routeName.MatchString(name) {
+		return errors.New("want 1..64 letters, digits, '_' or '-', starting with a letter or digit (it names the route's state file and metrics)")
+	}
+	return nil
+}
+
 // DefaultRoute returns the defaults of a route named name: those of the
 // flags, with a dead-letter file of its own
 // (kc-event-emitter.<name>.dead-letter.jsonl) unless it is the default
@@ -149,10 +157,10 @@ func (c Config) CheckpointOf(route string) string {
 	return c.CheckpointPath + "." + route
 }
 
-// stateKey is the key of a route's state in the cluster's store: the
+// StateKey is the key of a route's state in the cluster's store: the
 // cluster's name for the default route, else <cluster>:<route> (a colon is
 // in no cluster name).
-func (c Config) stateKey(route string) string {
+func (c Config) StateKey(route string) string {
 	if route == defaultRoute {
 		return c.Cluster
 	}
@@ -195,9 +203,8 @@ func (c Config) validateRoutes() error {
 	for i, r := range c.Routes {
 		prefix := fmt.Sprintf("routes[%d].", i)
 		key := func(k string) string { return prefix + k }
-		if !routeName.MatchString(r.Name) {
-			return &FieldError{Field: key("name"), Value: r.Name,
-				Err: errors.New("want 1..64 letters, digits, '_' or '-', starting with a letter or digit (it names the route's state file and metrics)")}
+		if err := CheckRouteName(r.Name); err != nil {
+			return &FieldError{Field: key("name"), Value: r.Name, Err: err}
 		}
 		if j, dup := names[r.Name]; dup {
 			return &FieldError{Field: key("name"), Value: r.Name, Err: fmt.Errorf("routes[%d] has that name too: route names are unique", j)}
