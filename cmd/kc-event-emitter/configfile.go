@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -159,6 +160,10 @@ func loadConfigFile(path string) (*configFile, error) {
 // yamlError turns an error of the YAML library into one naming the file,
 // the line and the column.
 func (f *configFile) yamlError(err error) error {
+	if tyErr, ok := errors.AsType[*yaml.TypeError](err); ok && tyErr.Token != nil {
+		p := tyErr.Token.Position
+		return fmt.Errorf("%s:%d:%d: %q: want %s", f.path, p.Line, p.Column, tyErr.Token.Value, kindOf(tyErr.DstType))
+	}
 	var te interface {
 		GetToken() *token.Token
 		GetMessage() string
@@ -168,6 +173,26 @@ func (f *configFile) yamlError(err error) error {
 		return fmt.Errorf("%s:%d:%d: %s", f.path, p.Line, p.Column, te.GetMessage())
 	}
 	return fmt.Errorf("%s: %w", f.path, err)
+}
+
+// kindOf names what a value of type t is written as in the file.
+func kindOf(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Duration]() {
+		return "a duration such as 5s or 250ms"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64:
+		return "a whole number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list ([a, b])"
+	case reflect.Struct, reflect.Map:
+		return "a mapping (key: value)"
+	}
+	return t.String()
 }
 
 // keyError is an error about the value of key (a path such as
