@@ -167,6 +167,26 @@ func (c Config) StateKey(route string) string {
 	return c.Cluster + ":" + route
 }
 
+// WithRoute returns c as a flags-only run of the route r: its per-route
+// fields set from r, its Routes none (what deadletters replay takes to
+// reach the target of a file's route). r must have an HTTP sink.
+func (c Config) WithRoute(r Route) (Config, error) {
+	h := r.Sink.HTTP
+	if h == nil {
+		return c, &FieldError{Field: "route", Value: r.Name, Err: errors.New("not an HTTP route")}
+	}
+	c.Routes = nil
+	c.Realms, c.Kinds, c.Filters = r.Realms, r.Kinds, r.Filters
+	c.Format, c.Numbering, c.Overflow, c.Concurrency, c.BufferCapacity = r.Format, r.Numbering, r.Overflow, r.Concurrency, r.BufferCapacity
+	c.RetryWaitMin, c.RetryWaitMax, c.DeadLetterPath, c.DeadLetterMaxBytes = r.RetryWaitMin, r.RetryWaitMax, r.DeadLetterPath, r.DeadLetterMaxBytes
+	c.TargetURI = h.URL
+	c.ConnectTimeout, c.ConnectionRequestTimeout, c.SocketTimeout, c.RequestTimeout = h.ConnectTimeout, h.ConnectionRequestTimeout, h.SocketTimeout, h.RequestTimeout
+	c.DeadLetterStatuses, c.HoldStatuses = h.DeadLetterStatuses, h.HoldStatuses
+	c.Username, c.Password, c.OAuth2, c.SigningSecrets = h.Username, h.Password, h.OAuth2, h.SigningSecrets
+	c.CAFile, c.ClientCertFile, c.ClientKeyFile = h.CAFile, h.ClientCertFile, h.ClientKeyFile
+	return c, nil
+}
+
 // routeFlags names the fields of a route as the flags of a flags-only run
 // do; a file's routes name them routes[i].<key>.
 var routeFlags = map[string]string{

@@ -132,8 +132,8 @@ func TestARouteWhoseTargetIsDownHoldsOnlyItsOwnPositionAndCatchesUp(t *testing.T
 	p50, p99, worst := lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	t.Logf("route live while route late's target was cut for %s: %d events, latency p50 %s p99 %s max %s",
 		down, len(lat), p50, p99, worst)
-	if p99 > time.Second || worst > 3*time.Second {
-		t.Errorf("route live's latency while route late was down: p99 %s, max %s; want p99 <= 1s, max <= 3s", p99, worst)
+	if p99 > time.Second || worst > 5*time.Second {
+		t.Errorf("route live's latency while route late was down: p99 %s, max %s; want p99 <= 1s, max <= 5s", p99, worst)
 	}
 	lateDuringCut := 0
 	late.mu.Lock()
