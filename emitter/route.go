@@ -137,9 +137,9 @@ func (c Config) flagRoute() Route {
 	}
 }
 
-// RouteList returns the routes of c: c.Routes when set (a configuration
+// routeList returns the routes of c: c.Routes when set (a configuration
 // file), else the one route of the flags, named "default".
-func (c Config) RouteList() []Route {
+func (c Config) routeList() []Route {
 	if len(c.Routes) > 0 {
 		return c.Routes
 	}

@@ -112,7 +112,7 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 	if e.uids, err = NewUIDGenerator(cfg.KeycloakID, cfg.DatacenterID); err != nil {
 		return nil, err
 	}
-	for _, rc := range cfg.RouteList() {
+	for _, rc := range cfg.routeList() {
 		r := &route{cfg: rc, log: e.log.With("route", rc.Name), metrics: set.forRoute(rc.Name)}
 		if r.enc, err = NewEncoder(rc.Format, rc.Numbering); err != nil {
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
@@ -283,7 +283,7 @@ func newSource(ctx context.Context, cfg Config, log *slog.Logger) (sourceOf, fun
 		client, err := apisource.New(apisource.Config{
 			BaseURL: cfg.API.URL, AuthRealm: cfg.API.AuthRealm, ClientID: cfg.API.ClientID,
 			ClientSecret: cfg.API.ClientSecret, Username: cfg.API.Username, Password: cfg.API.Password,
-			Realms: realmsOfAll(cfg.RouteList()), Timeout: cfg.API.Timeout, Logger: log,
+			Realms: realmsOfAll(cfg.routeList()), Timeout: cfg.API.Timeout, Logger: log,
 		})
 		if err != nil {
 			return nil, nil, err
