@@ -452,6 +452,8 @@ func (r Route) validateFilters(key func(string) string) error {
 		f              TypeFilter
 	}{
 		{"filters.eventTypes", "filters.excludeEventTypes", f.EventTypes},
+		{"filters.adminOperations", "filters.excludeAdminOperations", f.Operations},
+		{"filters.adminResources", "filters.excludeAdminResources", f.Resources},
 		{"filters.clients", "filters.excludeClients", f.Clients},
 	} {
 		for _, in := range c.f.Include {

@@ -144,6 +144,8 @@ func TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey(t *testing.T) {
 			`10:7: routes[0].filters.eventTypes "LOGIN_ERROR": LOGIN_ERROR never matches: filters.excludeEventTypes excludes LOGIN*`},
 		{"an include glob its exclude covers", goodRoute + "    filters:\n      clients: [ops-*]\n      excludeClients: [ops*]\n", nil, nil,
 			`10:7: routes[0].filters.clients "ops-*": ops-* never matches`},
+		{"an admin resource its exclude covers", goodRoute + "    filters:\n      adminResources: [USER]\n      excludeAdminResources: [\"*\"]\n", nil, nil,
+			`10:7: routes[0].filters.adminResources "USER": USER never matches: filters.excludeAdminResources excludes *`},
 		{"an operation Keycloak does not record", goodRoute + "    filters:\n      adminOperations: [READ]\n", nil, nil,
 			`10:7: routes[0].filters.adminOperations "READ": READ never matches: Keycloak records CREATE, UPDATE, DELETE, ACTION`},
 		{"an unknown kind", goodRoute + "    filters:\n      kinds: [Login]\n", nil, nil, `10:7: routes[0].filters.kinds "Login"`},
