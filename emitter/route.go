@@ -97,6 +97,10 @@ func CheckRouteName(name string) error {
 	if !routeName.MatchString(name) {
 		return errors.New("want 1..64 letters, digits, '_' or '-', starting with a letter or digit (it names the route's state file and metrics)")
 	}
+	if name == "journal" {
+		// <checkpoint>.journal is the default route's journal.
+		return errors.New("reserved: <checkpoint>.journal is the default route's journal")
+	}
 	return nil
 }
 

@@ -237,6 +237,7 @@ func TestConfigValidateRefusesRoutesThatCannotRun(t *testing.T) {
 	}{
 		{"duplicate names", func(c *Config) { c.Routes[1].Name = "a" }, "routes[1].name"},
 		{"a name with a dot", func(c *Config) { c.Routes[0].Name = "a.b" }, "routes[0].name"},
+		{"the name of the default route's journal", func(c *Config) { c.Routes[1].Name = "journal" }, "routes[1].name"},
 		{"no sink", func(c *Config) { c.Routes[1].Sink = SinkConfig{} }, "routes[1].sink"},
 		{"one dead-letter file", func(c *Config) { c.Routes[1].DeadLetterPath = c.Routes[0].DeadLetterPath }, "routes[1].deadLetterFile"},
 		{"bad buffer", func(c *Config) { c.Routes[0].BufferCapacity = 0 }, "routes[0].bufferCapacity"},
