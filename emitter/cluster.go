@@ -50,7 +50,7 @@ func deposed(ctx context.Context) bool {
 // runCluster is Run in cluster mode: stand by, hot, until this emitter holds
 // the cluster's lock, lead (emit) while it holds it, and stand by again
 // when it loses it, until ctx is done.
-func (e *emitter) runCluster(ctx context.Context, src source) error {
+func (e *emitter) runCluster(ctx context.Context, src sourceOf) error {
 	cfg := e.cfg
 	host, _ := os.Hostname()
 	e.role.Store(&role{problem: "state database not reached yet"})
@@ -82,7 +82,9 @@ func (e *emitter) runCluster(ctx context.Context, src source) error {
 		err = e.lead(ctx, src, store, lease, host, log)
 		lease.Release()
 		e.metrics.Leader.Set(0)
-		e.metrics.BufferDepth.Set(0)
+		for _, r := range e.routes {
+			r.metrics.BufferDepth.Set(0)
+		}
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
@@ -154,11 +156,13 @@ func (e *emitter) standBy(ctx context.Context, locker *pgsource.Locker, store *c
 	}
 }
 
-// lead is one leadership term: raise the epoch, open the ledger on the
-// shared state and emit until ctx is done (nil) or the lead is lost (nil
-// after the deposed leader stopped; an error when it could not stop its
-// reads within depositionStop, to be restarted).
-func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgres, lease *pgsource.Lease, host string, log *slog.Logger) error {
+// lead is one leadership term: raise the epoch of the cluster and of every
+// route's state (the default route's is the cluster's; another route's is
+// keyed <cluster>:<route>), open the ledgers on the shared state and emit
+// until ctx is done (nil) or the lead is lost (nil after the deposed leader
+// stopped; an error when it could not stop its reads within
+// depositionStop, to be restarted).
+func (e *emitter) lead(ctx context.Context, src sourceOf, store *checkpoint.Postgres, lease *pgsource.Lease, host string, log *slog.Logger) error {
 	termCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
@@ -173,11 +177,21 @@ func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgr
 		log.Warn("could not take the lead; standing by again", "error", err)
 		return nil
 	}
-	p, err := e.newPipeline(e.enc, &leaderSink{sink: e.sink, lease: lease, depose: cancel})
-	if err != nil {
-		return err
+	terms := map[*route]*checkpoint.Term{}
+	for _, r := range e.routes {
+		key := e.cfg.StateKey(r.cfg.Name)
+		t := term
+		if key != e.cfg.Cluster {
+			if t, err = store.WithCluster(key).Lead(termCtx, host); err != nil {
+				log.Warn("could not take the lead of a route's state; standing by again", "route", r.cfg.Name, "error", err)
+				return nil
+			}
+		}
+		terms[r] = t
+		if r.p, err = r.newPipeline(&leaderSink{sink: r.sink, lease: lease, depose: cancel}); err != nil {
+			return err
+		}
 	}
-	e.p = p
 	leading := &role{lease: lease}
 	e.role.Store(leading)
 	e.metrics.Leader.Set(1)
@@ -191,7 +205,9 @@ func (e *emitter) lead(ctx context.Context, src source, store *checkpoint.Postgr
 	}()
 	log.Info("leading: this emitter emits now", "epoch", term.Epoch())
 	done := make(chan error, 1)
-	go func() { done <- e.run(termCtx, src, &fencedStore{Term: term, depose: cancel}) }()
+	go func() {
+		done <- e.run(termCtx, src, func(r *route) checkpoint.Store { return &fencedStore{Term: terms[r], depose: cancel} })
+	}()
 	var runErr error
 	select {
 	case runErr = <-done:

@@ -16,7 +16,7 @@ import (
 // mode the body stays "ready".
 func TestReadinessOfAStandbyIsReadyUnlessItCannotReachTheState(t *testing.T) {
 	var current *role
-	r := readiness{source: func() *observedSource { return nil }, role: func() *role { return current }}
+	r := readiness{routes: []routeReady{{name: defaultRoute, source: func() *observedSource { return nil }}}, role: func() *role { return current }}
 	current = &role{}
 	if problem := r.notReady(time.Now()); problem != "" || r.readyText() != "standby" {
 		t.Errorf("standby: notReady %q, text %q; want ready and standby", problem, r.readyText())

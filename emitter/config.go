@@ -16,13 +16,22 @@ import (
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/checkpoint"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/webhook"
 )
 
 // Config is the whole configuration of a running emitter: the original
 // event-emitter's parameters, the source to read, delivery and operations.
 // Zero values of optional fields take the defaults of DefaultConfig.
+//
+// Routes, when set (a configuration file), are where the events go, each
+// with its own sink, filters, encoding, delivery and position; the fields
+// of one route below (from Format to Filters, marked "per route") are then
+// not used. Without Routes those fields make the one route "default" (a
+// flags-only run).
 type Config struct {
+	Routes []Route
+
+	// The original's mandatory parameters (Format, TargetURI and
+	// BufferCapacity per route).
 	// The original's mandatory parameters.
 	Format         Format
 	TargetURI      string
@@ -59,8 +68,9 @@ type Config struct {
 	// Target credentials and TLS. Username and Password make Basic auth as
 	// the original (HOSTNAME and CT_KEYCLOAK_BRIDGE_SECRET_TOKEN).
 	Username       string
-	Password       string   // secret
-	SigningSecrets []string // secret: Standard Webhooks whsec_ secrets
+	Password       string       // secret
+	OAuth2         OAuth2Config // a bearer token of a client credentials grant instead of Basic auth
+	SigningSecrets []string     // secret: Standard Webhooks whsec_ secrets
 	CAFile         string
 	ClientCertFile string
 	ClientKeyFile  string
@@ -74,10 +84,10 @@ type Config struct {
 	Source       Source
 	DatabaseURL  string // secret: may hold a password
 	API          APIConfig
-	Realms       []string // realm names; empty is every realm
-	Kinds        []Kind   // empty is both
-	Filters      Filters
-	From         string // "now" (default), "beginning" or an RFC 3339 time
+	Realms       []string // per route: realm names; empty is every realm
+	Kinds        []Kind   // per route: empty is both
+	Filters      Filters  // per route
+	From         string   // "now" (default), "beginning" or an RFC 3339 time
 	PollInterval time.Duration
 	Overlap      time.Duration // rows stamped this long before the newest read are looked for again
 	AuditHorizon time.Duration // how far back rows that appear late are still delivered (skewed clocks, long transactions)
@@ -220,17 +230,8 @@ func (c Config) Validate() error {
 	bad := func(field string, value any, format string, args ...any) error {
 		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
-	if _, err := ParseFormat(string(c.Format)); err != nil && !(c.Format == "" && isMailTarget(c.TargetURI)) {
-		if c.Format == "" {
-			return bad("format", "", "missing: want JSON or FLATBUFFER")
-		}
-		return bad("format", c.Format, "want JSON or FLATBUFFER")
-	}
-	if err := c.validateTarget(); err != nil {
+	if err := c.validateRoutes(); err != nil {
 		return err
-	}
-	if c.BufferCapacity <= 0 {
-		return bad("bufferCapacity", c.BufferCapacity, "want a count > 0")
 	}
 	for _, b := range []struct {
 		field string
@@ -257,39 +258,14 @@ func (c Config) Validate() error {
 			return bad(d.field, d.v, "want a duration > 0")
 		}
 	}
-	if c.RequestTimeout < 0 {
-		return bad("requestTimeout", c.RequestTimeout, "want a duration >= 0 (0: no bound)")
-	}
 	if c.AuditHorizon < c.Overlap {
 		return bad("auditHorizon", c.AuditHorizon, "want >= overlap (%s)", c.Overlap)
-	}
-	if _, err := ParseNumbering(string(c.Numbering)); err != nil {
-		return bad("numbering", c.Numbering, "want 20.1, bridge or 26")
-	}
-	if c.Overflow != buffer.DropOldest && c.Overflow != buffer.Block {
-		return bad("overflow", c.Overflow, "want drop-oldest or block")
-	}
-	if c.Concurrency < 1 || c.Concurrency > 256 {
-		return bad("concurrency", c.Concurrency, "want 1..256")
 	}
 	if c.PageSize < 1 || c.PageSize > 100000 {
 		return bad("pageSize", c.PageSize, "want 1..100000")
 	}
 	if _, err := parseFrom(c.From, time.Now()); err != nil {
 		return bad("from", c.From, "want now, beginning or an RFC 3339 time")
-	}
-	for _, k := range c.Kinds {
-		if k != KindEvent && k != KindAdminEvent {
-			return bad("kinds", k, "want %s or %s", KindEvent, KindAdminEvent)
-		}
-	}
-	for _, r := range c.Realms {
-		if strings.TrimSpace(r) == "" {
-			return bad("realms", strings.Join(c.Realms, ","), "empty realm name")
-		}
-	}
-	if err := c.Filters.validate(); err != nil {
-		return err
 	}
 	switch c.Source {
 	case SourceDB:
@@ -315,12 +291,6 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointPath == "" {
 		return bad("checkpoint", "", "missing: the file that keeps the position across restarts")
-	}
-	if c.DeadLetterPath == "" {
-		return bad("deadLetterFile", "", "missing: the file of the events the target refused for good")
-	}
-	if c.DeadLetterMaxBytes < 4096 {
-		return bad("deadLetterMaxBytes", c.DeadLetterMaxBytes, "want a size >= 4096 bytes")
 	}
 	if c.ListenAddr != "" {
 		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
@@ -357,58 +327,22 @@ func (c Config) validateCluster() error {
 	return nil
 }
 
-// validateTarget checks what a sender to the target needs: the URL, the
-// timeouts and retry waits, credentials, TLS files and the answer table.
-// Validate checks it first; the deadletters replay command checks only it.
+// validateTarget checks what a sender to the target of the flags needs:
+// the URL, the timeouts and retry waits, credentials, TLS files and the
+// answer table. The deadletters replay command checks only it.
 func (c Config) validateTarget() error {
-	bad := func(field string, value any, format string, args ...any) error {
-		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
+	r := c.flagRoute()
+	if err := checkRetryWaits(r.RetryWaitMin, r.RetryWaitMax, flagKey); err != nil {
+		return err
 	}
-	if isMailTarget(c.TargetURI) {
-		if err := checkMailURI(c.TargetURI); err != nil {
-			return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
-		}
-		if err := c.mail().Validate(); err != nil {
-			return err
-		}
-	} else if st := c.streamTargetOf(); st != nil {
-		if err := st.Validate(); err != nil {
-			return err
-		}
-	} else if err := checkTarget(c.TargetURI); err != nil {
-		return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
-	}
-	for _, d := range []struct {
-		field string
-		v     time.Duration
-	}{
-		{"connectTimeoutMillis", c.ConnectTimeout}, {"connectionRequestTimeoutMillis", c.ConnectionRequestTimeout},
-		{"socketTimeoutMillis", c.SocketTimeout}, {"retryWaitMin", c.RetryWaitMin}, {"retryWaitMax", c.RetryWaitMax},
-	} {
-		if d.v <= 0 {
-			return bad(d.field, d.v, "want a duration > 0")
-		}
-	}
-	if c.RetryWaitMax < c.RetryWaitMin {
-		return bad("retryWaitMax", c.RetryWaitMax, "want >= retryWaitMin (%s)", c.RetryWaitMin)
-	}
-	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
-		return bad("clientCertFile", c.ClientCertFile, "clientCertFile and clientKeyFile go together")
-	}
-	if c.Username != "" && c.Password == "" {
-		return bad("username", c.Username, "set but no password: set CT_KEYCLOAK_BRIDGE_SECRET_TOKEN or --secretFile")
-	}
-	for i, s := range c.SigningSecrets {
-		if _, err := webhook.ParseSecret(s); err != nil {
-			return bad("signingSecretFile", fmt.Sprintf("secret #%d", i+1), "want a Standard Webhooks secret (whsec_ and base64): %v", err)
-		}
-	}
-	return checkAnswers(c.DeadLetterStatuses, c.HoldStatuses)
+	return r.validateSink(flagKey)
 }
 
 // checkAnswers checks the two sides of the answer table: HTTP statuses
-// 300..599 (a 2xx is a delivery), each on one side only.
-func checkAnswers(deadLetter, hold []int) error {
+// 300..599 (a 2xx is a delivery), each on one side only. key names a side
+// in messages (--holdStatuses, routes[0].sink.http.holdStatuses); the
+// error's Field is the side's bare name.
+func checkAnswers(deadLetter, hold []int, key func(string) string) error {
 	for _, side := range []struct {
 		field, other string
 		statuses     []int
@@ -425,7 +359,7 @@ func checkAnswers(deadLetter, hold []int) error {
 			}
 			if slices.Contains(side.others, st) {
 				return &FieldError{Field: side.field, Value: value,
-					Err: fmt.Errorf("%d is also in --%s (%s): a status goes to one side only", st, side.other, joinInts(side.others))}
+					Err: fmt.Errorf("%d is also in %s (%s): a status goes to one side only", st, key(side.other), joinInts(side.others))}
 			}
 		}
 	}
@@ -495,14 +429,23 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("realms", c.Realms),
 		slog.String("checkpoint", c.CheckpointPath),
 		slog.Bool("basicAuth", c.Password != ""),
+		slog.Bool("oauth2", c.OAuth2.TokenURL != ""),
 		slog.Int("signingSecrets", len(c.SigningSecrets)),
 		slog.Bool("once", c.Once),
 	}
-	if isMailTarget(c.TargetURI) {
+	if len(c.Routes) == 0 && isMailTarget(c.TargetURI) {
 		m := c.mail()
 		attrs = append(attrs, slog.String("mailFrom", m.From), slog.Any("mailTo", m.To), slog.Any("mailTypes", m.Types),
 			slog.String("mailTls", string(m.TLS)), slog.Bool("mailAuth", m.Username != ""),
 			slog.Int("mailDigestThreshold", m.DigestThreshold), slog.Duration("mailDigestWindow", m.DigestWindow))
+	}
+	if len(c.Routes) > 0 {
+		attrs = attrs[:0]
+		for _, r := range c.Routes {
+			attrs = append(attrs, slog.Any("route", r))
+		}
+		attrs = append(attrs, slog.Int64("keycloakId", c.KeycloakID), slog.Int64("datacenterId", c.DatacenterID),
+			slog.String("source", string(c.Source)), slog.String("checkpoint", c.CheckpointPath), slog.Bool("once", c.Once))
 	}
 	if c.Cluster != "" {
 		attrs = append(attrs, slog.String("cluster", c.Cluster), slog.String("stateSchema", c.StateSchema),

@@ -75,30 +75,38 @@ func globMatch(pattern, name string) bool {
 }
 
 // Filters select the events sent: event types for Events, operation and
-// resource types for AdminEvents. Sources apply what they can when
-// reading; the pipeline applies all of it.
+// resource types for AdminEvents, and for both the client: the Event's
+// client id, the AdminEvent's acting client (its authDetails.clientId, which
+// Keycloak stores as the client's internal id). Sources apply what they can
+// when reading; the pipeline applies all of it.
 type Filters struct {
 	EventTypes TypeFilter
 	Operations TypeFilter
 	Resources  TypeFilter
+	Clients    TypeFilter
 }
 
 // keep tells whether the filters keep r.
 func (f Filters) keep(r Record) bool {
 	if r.Admin != nil {
-		return f.Operations.Match(r.Admin.OperationType) && f.Resources.Match(r.Admin.ResourceType)
+		return f.Operations.Match(r.Admin.OperationType) && f.Resources.Match(r.Admin.ResourceType) &&
+			f.Clients.Match(r.Admin.AuthDetails.ClientID)
 	}
-	return f.EventTypes.Match(r.Event.Type)
+	return f.EventTypes.Match(r.Event.Type) && f.Clients.Match(r.Event.ClientID)
 }
 
-// validate returns the first bad pattern as a *FieldError naming its flag.
-func (f Filters) validate() error {
+// validate returns the first bad pattern as a *FieldError naming its field
+// through key (filters.eventTypes, filters.clients, ...).
+func (f Filters) validate(key func(string) string) error {
 	for _, c := range []struct {
 		field string
 		f     TypeFilter
-	}{{"eventTypes", f.EventTypes}, {"adminOperations", f.Operations}, {"adminResources", f.Resources}} {
+	}{
+		{"filters.eventTypes", f.EventTypes}, {"filters.adminOperations", f.Operations},
+		{"filters.adminResources", f.Resources}, {"filters.clients", f.Clients},
+	} {
 		if err := c.f.validate(); err != nil {
-			return &FieldError{Field: c.field, Value: strings.Join(append(c.f.Include, c.f.Exclude...), ","), Err: err}
+			return &FieldError{Field: key(c.field), Value: strings.Join(append(c.f.Include, c.f.Exclude...), ","), Err: err}
 		}
 	}
 	return nil

@@ -36,7 +36,7 @@ const (
 func readyOf(t *testing.T, d *delivery) func() string {
 	src := &observedSource{source: newMemSource(), reads: newMetrics(prometheus.NewRegistry()).SourceReads}
 	src.note(nil)
-	r := readiness{source: func() *observedSource { return src }, delivery: func() *delivery { return d }}
+	r := readiness{routes: []routeReady{{name: defaultRoute, source: func() *observedSource { return src }, delivery: func() *delivery { return d }}}}
 	return func() string { return r.notReady(time.Now()) }
 }
 
@@ -352,10 +352,10 @@ func TestRunAgainstTheReferenceReceiverHoldsOnAWrongPasswordLosesNothingAndIsNot
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- e.run(ctx, src, checkpoint.NewFile(cfg.CheckpointPath)) }()
-	waitFor(t, "the route held", func() bool { return e.p.delivery.hold.held.Load() })
+	go func() { done <- e.run(ctx, oneSource(src), oneStore(checkpoint.NewFile(cfg.CheckpointPath))) }()
+	waitFor(t, "the route held", func() bool { return e.routes[0].p.delivery.hold.held.Load() })
 	// Block: the tailer fills the buffer and waits; the event in flight is held.
-	waitFor(t, "the buffer full", func() bool { return e.p.delivery.len() == cfg.BufferCapacity+1 })
+	waitFor(t, "the buffer full", func() bool { return e.routes[0].p.delivery.len() == cfg.BufferCapacity+1 })
 	if got := e.ready.notReady(time.Now()); !strings.Contains(got, "401 Unauthorized") || !strings.Contains(got, "wrong secret") {
 		t.Errorf("/readyz while refused: %q, want the 401 and the hint", got)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,18 +58,27 @@ func serveOps(ln net.Listener, reg *prometheus.Registry, notReady func(time.Time
 	return srv
 }
 
-// readiness says why the emitter is not ready, or "" when it is: the source
-// answered its last read, the target does not refuse every event (the route
-// is not held), and it took an event recently or nothing waits for it.
+// readiness says why the emitter is not ready, or "" when it is: for every
+// route, the source answered the route's last read, the target does not
+// refuse every event (the route is not held), and it took an event
+// recently or nothing waits for it. With several routes each problem is
+// named by its route ("route audit: ..."); one stalled route makes the
+// emitter not ready.
 //
 // In cluster mode a standby is ready ("standby") while it can reach the
 // state database, so that it can take over: a sidecar's readiness is its
 // pod's, and Keycloak's pods must not leave their Service because their
 // emitter stands by.
 type readiness struct {
+	routes []routeReady
+	role   func() *role // nil outside cluster mode
+}
+
+// routeReady is what readiness reads of one route.
+type routeReady struct {
+	name     string
 	source   func() *observedSource // nil until the source is open
 	delivery func() *delivery
-	role     func() *role // nil outside cluster mode
 }
 
 func (r readiness) notReady(now time.Time) string {
@@ -77,6 +87,21 @@ func (r readiness) notReady(now time.Time) string {
 			return ro.problem
 		}
 	}
+	var problems []string
+	for _, rt := range r.routes {
+		problem := rt.notReady(now)
+		if problem == "" {
+			continue
+		}
+		if len(r.routes) == 1 {
+			return problem
+		}
+		problems = append(problems, "route "+rt.name+": "+problem)
+	}
+	return strings.Join(problems, "; ")
+}
+
+func (r routeReady) notReady(now time.Time) string {
 	src := r.source()
 	if src == nil {
 		return "source not opened yet"
@@ -102,15 +127,23 @@ func (r readiness) notReady(now time.Time) string {
 }
 
 // readyText is the body of a ready /readyz: "leader" or "standby" in
-// cluster mode, else "ready".
+// cluster mode, else "ready"; with several routes, followed by their names.
 func (r readiness) readyText() string {
+	text := "ready"
 	if r.role != nil {
 		if ro := r.role(); ro != nil {
+			text = "standby"
 			if ro.isLeader() {
-				return "leader"
+				text = "leader"
 			}
-			return "standby"
 		}
 	}
-	return "ready"
+	if len(r.routes) > 1 {
+		names := make([]string, len(r.routes))
+		for i, rt := range r.routes {
+			names[i] = rt.name
+		}
+		text += " (routes " + strings.Join(names, ", ") + ")"
+	}
+	return text
 }

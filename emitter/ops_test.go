@@ -65,7 +65,7 @@ func TestReadinessSaysWhyNotReady(t *testing.T) {
 		t.Errorf("no source: %q", got)
 	}
 	src := &observedSource{source: newMemSource(), reads: e.metrics.SourceReads}
-	e.src.Store(src)
+	e.routes[0].src.Store(src)
 	if got := e.ready.notReady(now); got != "source not read yet" {
 		t.Errorf("not read: %q", got)
 	}
@@ -137,10 +137,10 @@ func TestReadinessTurnsNotReadyWhenEventsWaitAndTheTargetTakesNoneForAWhile(t *t
 	e, _, _, _ := testEmitter(t, nil)
 	src := &observedSource{source: newMemSource(), reads: e.metrics.SourceReads}
 	src.note(nil)
-	e.src.Store(src)
+	e.routes[0].src.Store(src)
 	// An event waits and nothing takes it: a stalled target (one that
 	// dribbles its answer fails nothing, so only the lack of progress shows).
-	if err := e.p.delivery.put(context.Background(), envelope{Kind: KindEvent, UID: 1, ID: "e", Body: []byte("{}")}); err != nil {
+	if err := e.routes[0].p.delivery.put(context.Background(), envelope{Kind: KindEvent, UID: 1, ID: "e", Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()

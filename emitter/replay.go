@@ -28,7 +28,7 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, log *slog.Logger) (deadl
 	if err := cfg.validateTarget(); err != nil {
 		return deadletter.Stats{}, err
 	}
-	if cfg.streamTargetOf() != nil {
+	if s := cfg.flagSink(); s.Kafka != nil || s.NATS != nil {
 		return deadletter.Stats{}, &FieldError{Field: "targetUri", Value: cfg.TargetURI,
 			Err: errors.New("deadletters replay sends to an http or https target only, not yet to Kafka or NATS")}
 	}

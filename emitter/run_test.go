@@ -69,6 +69,14 @@ func testEmitter(t *testing.T, edit func(*Config)) (*emitter, *countingTarget, *
 	return e, tg, reg, cfg.CheckpointPath
 }
 
+// oneSource gives every route src.
+func oneSource(src source) sourceOf { return func(Filters) source { return src } }
+
+// oneStore gives the (one) route store.
+func oneStore(store checkpoint.Store) func(*route) checkpoint.Store {
+	return func(*route) checkpoint.Store { return store }
+}
+
 func TestRunOnceDeliversEveryEventOnceFiltersTheRestAndSavesTheCheckpoint(t *testing.T) {
 	src := newMemSource(acme)
 	for i := range 120 {
@@ -82,7 +90,7 @@ func TestRunOnceDeliversEveryEventOnceFiltersTheRestAndSavesTheCheckpoint(t *tes
 	if msg := e.ready.notReady(time.Now()); msg != "source not opened yet" {
 		t.Errorf("before the source: notReady = %q", msg)
 	}
-	if err := e.run(context.Background(), src, checkpoint.NewFile(cp)); err != nil {
+	if err := e.run(context.Background(), oneSource(src), oneStore(checkpoint.NewFile(cp))); err != nil {
 		t.Fatal(err)
 	}
 	got := tg.got()
@@ -127,7 +135,7 @@ func TestRunEndsOnCancelAfterDeliveringWhatIsBufferedAndANewRunSendsNothingTwice
 	e, tg, _, cp := testEmitter(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.run(ctx, src, checkpoint.NewFile(cp)) }()
+	go func() { done <- e.run(ctx, oneSource(src), oneStore(checkpoint.NewFile(cp))) }()
 	waitFor(t, "30 deliveries", func() bool { return len(tg.got()) == 30 })
 	if msg := e.ready.notReady(time.Now()); msg != "" {
 		t.Errorf("while running: notReady = %q, want ready", msg)
@@ -137,7 +145,7 @@ func TestRunEndsOnCancelAfterDeliveringWhatIsBufferedAndANewRunSendsNothingTwice
 		t.Fatalf("run after cancel = %v, want nil", err)
 	}
 	again, tg2, _, _ := testEmitter(t, func(c *Config) { c.Once = true; c.CheckpointPath = cp })
-	if err := again.run(context.Background(), src, checkpoint.NewFile(cp)); err != nil {
+	if err := again.run(context.Background(), oneSource(src), oneStore(checkpoint.NewFile(cp))); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(tg2.got()); n != 0 {

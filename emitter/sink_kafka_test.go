@@ -49,7 +49,7 @@ func TestATargetURIOfKafkaOrNATSGivesTheBrokersAndTheTopic(t *testing.T) {
 	if !ok || !slices.Equal(k.Brokers, []string{"127.0.0.1:9092", "127.0.0.1:9093"}) || k.Topic != "kc.{{realm}}" || k.BatchSize != 1000 {
 		t.Errorf("kafkaConfig() = %+v, %v", k, ok)
 	}
-	if size, linger := batchOptions(c); size != 1000 || linger != k.Linger {
+	if size, linger := c.flagSink().batchOptions(); size != 1000 || linger != k.Linger {
 		t.Errorf("batchOptions = %d, %s", size, linger)
 	}
 	c.TargetURI = "nats://127.0.0.1:4222/kc.events"
@@ -58,10 +58,10 @@ func TestATargetURIOfKafkaOrNATSGivesTheBrokersAndTheTopic(t *testing.T) {
 		t.Errorf("natsConfig() = %+v, %v", n, ok)
 	}
 	c.TargetURI = "https://127.0.0.1/x"
-	if _, ok := c.kafkaConfig(); ok || c.streamTargetOf() != nil {
+	if _, ok := c.kafkaConfig(); ok || c.flagSink().HTTP == nil {
 		t.Error("an https target taken for a stream target")
 	}
-	if size, _ := batchOptions(c); size != 0 {
+	if size, _ := c.flagSink().batchOptions(); size != 0 {
 		t.Errorf("batchOptions of an HTTP target = %d, want 0 (one at a time)", size)
 	}
 }

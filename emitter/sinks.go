@@ -1,50 +1,40 @@
 package emitter
 
 import (
-	"log/slog"
 	"time"
 )
 
-// streamTarget is the settings of a target that is not HTTP: a Kafka or
-// NATS target named by the scheme of --targetUri (kafka://, nats://).
-type streamTarget interface {
-	Validate() error
-}
-
-// streamTargetOf returns the stream target c names, or nil for an HTTP
-// target.
-func (c Config) streamTargetOf() streamTarget {
-	if k, ok := c.kafkaConfig(); ok {
-		return k
-	}
-	if n, ok := c.natsConfig(); ok {
-		return n
-	}
-	return nil
-}
-
-// newSink returns the sink of c's target: a Kafka producer, a NATS
-// JetStream publisher or the HTTP sender.
-func newSink(c Config, log *slog.Logger) (sink, error) {
-	if k, ok := c.kafkaConfig(); ok {
-		return newKafkaSink(k, log)
-	}
-	if n, ok := c.natsConfig(); ok {
-		return newNATSSink(n, log)
-	}
-	return newSender(c, log)
-}
-
-// batchOptions returns the batch size and linger of c's target (zero for
-// a target that takes one event at a time).
-func batchOptions(c Config) (size int, linger time.Duration) {
-	if k, ok := c.kafkaConfig(); ok {
-		return k.BatchSize, k.Linger
-	}
-	if n, ok := c.natsConfig(); ok {
-		return n.BatchSize, n.Linger
-	}
+// flagSink returns the sink of a flags-only run: chosen by the scheme of
+// --targetUri (smtp:// and smtps:// mail, kafka://, nats://, else HTTP).
+func (c Config) flagSink() SinkConfig {
 	if isMailTarget(c.TargetURI) {
+		m := c.mail()
+		return SinkConfig{Mail: &m}
+	}
+	if k, ok := c.kafkaConfig(); ok {
+		return SinkConfig{Kafka: &k}
+	}
+	if n, ok := c.natsConfig(); ok {
+		return SinkConfig{NATS: &n}
+	}
+	return SinkConfig{HTTP: &HTTPSink{
+		URL: c.TargetURI, ConnectTimeout: c.ConnectTimeout, ConnectionRequestTimeout: c.ConnectionRequestTimeout,
+		SocketTimeout: c.SocketTimeout, RequestTimeout: c.RequestTimeout,
+		DeadLetterStatuses: c.DeadLetterStatuses, HoldStatuses: c.HoldStatuses,
+		Username: c.Username, Password: c.Password, OAuth2: c.OAuth2, SigningSecrets: c.SigningSecrets,
+		CAFile: c.CAFile, ClientCertFile: c.ClientCertFile, ClientKeyFile: c.ClientKeyFile,
+	}}
+}
+
+// batchOptions returns the batch size and linger of the sink (zero for a
+// sink that takes one event at a time).
+func (s SinkConfig) batchOptions() (size int, linger time.Duration) {
+	switch {
+	case s.Kafka != nil:
+		return s.Kafka.BatchSize, s.Kafka.Linger
+	case s.NATS != nil:
+		return s.NATS.BatchSize, s.NATS.Linger
+	case s.Mail != nil:
 		// A burst of registrations trickles in over seconds: wait that
 		// long for the rest of it, so that it becomes one digest.
 		return mailBatchSize, mailLinger
@@ -52,8 +42,8 @@ func batchOptions(c Config) (size int, linger time.Duration) {
 	return 0, 0
 }
 
-// The batches of a mail target: well under the 30 s after which /readyz
-// calls a target that takes nothing stalled.
+// The batches of a mail sink: the linger well under the 30 s after which
+// /readyz calls a target that takes nothing stalled.
 const (
 	mailBatchSize = 500
 	mailLinger    = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
@@ -17,6 +18,7 @@ import (
 
 const deadlettersUsage = `Usage: kc-event-emitter deadletters list   [--deadLetterFile FILE]
        kc-event-emitter deadletters replay [--deadLetterFile FILE] [--targetUri URL] [flags]
+       kc-event-emitter deadletters replay --config FILE --route NAME
 
 list shows what the dead-letter file and its rotated parts (FILE.1, FILE.2, ...,
 oldest first) hold: the count, the first and last record, the statuses.
@@ -27,7 +29,9 @@ variables as run (KC_EMITTER_TARGET_URI, CT_KEYCLOAK_BRIDGE_SECRET_TOKEN, ...)
 or to another --targetUri, and removes each one once the target took it. A
 record refused again (--deadLetterStatuses) stays and the replay goes on; an
 answer of --holdStatuses or a TLS failure stops it. A kill at any point loses
-nothing and repeats at most the record in flight. The emitter may run
+nothing and repeats at most the record in flight. With --config and --route,
+the dead-letter file, the target and its settings are those of that route of
+the configuration file (the target's flags are then refused). The emitter may run
 meanwhile: it goes on writing to a new FILE. Exit status: 0 when the file is
 empty afterwards, 1 when records are left, 2 on a bad flag.
 `
@@ -79,15 +83,17 @@ func replayMain(ctx context.Context, args []string, getenv func(string) string, 
 	def := emitter.DefaultConfig()
 	c := def
 	var o options
-	var logLevel string
+	var logLevel, configPath, routeName string
 	fs := flag.NewFlagSet("kc-event-emitter deadletters replay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	target := addTargetFlags(fs, &c, def, getenv)
+	fs.StringVar(&configPath, "config", "", "the configuration `file` of run: replay the dead letters of its route --route")
+	fs.StringVar(&routeName, "route", "", "the `route` of --config whose dead letters are replayed")
 	fs.StringVar(&logLevel, "logLevel", "INFO", "DEBUG, INFO, WARN or ERROR")
 	fs.StringVar(&o.logFormat, "logFormat", "text", "text or json")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, deadlettersUsage)
-		printFlagGroups(stderr, fs, []flagGroup{{"Flags of replay (the target's flags of run)", append(targetFlagNames, "logLevel", "logFormat")}})
+		printFlagGroups(stderr, fs, []flagGroup{{"Flags of replay (the target's flags of run)", append(targetFlagNames, "config", "route", "logLevel", "logFormat")}})
 	}
 	if code, ok := parseSubcommandFlags(fs, args, getenv, stderr); !ok {
 		return code
@@ -98,6 +104,15 @@ func replayMain(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err := target.apply(&c, getenv); err != nil {
 		return bad(err)
+	}
+	if configPath != "" || routeName != "" {
+		rc, err := routeOfFile(fs, configPath, routeName, getenv)
+		if err != nil {
+			return bad(err)
+		}
+		if c, err = c.WithRoute(rc); err != nil {
+			return bad(err)
+		}
 	}
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return bad(fmt.Errorf("--logLevel %q: want DEBUG, INFO, WARN or ERROR", logLevel))
@@ -123,6 +138,38 @@ func replayMain(ctx context.Context, args []string, getenv func(string) string, 
 		return 1
 	}
 	return 0
+}
+
+// routeOfFile returns the route name of the configuration file at path,
+// refusing the target's flags (set on the command line or by their
+// variables): the route says them.
+func routeOfFile(fs *flag.FlagSet, path, name string, getenv func(string) string) (emitter.Route, error) {
+	if path == "" || name == "" {
+		return emitter.Route{}, errors.New("--config and --route go together: the file and the route whose dead letters to replay")
+	}
+	for _, f := range targetFlagNames {
+		given := false
+		fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == f })
+		if given || getenv(envName(f)) != "" {
+			return emitter.Route{}, fmt.Errorf("--%s (or %s) with --config: the route's target and settings are in the file", f, envName(f))
+		}
+	}
+	file, err := loadConfigFile(path)
+	if err != nil {
+		return emitter.Route{}, err
+	}
+	c := emitter.DefaultConfig()
+	if err := file.apply(&c, getenv); err != nil {
+		return emitter.Route{}, err
+	}
+	var names []string
+	for _, r := range c.Routes {
+		if r.Name == name {
+			return r, nil
+		}
+		names = append(names, r.Name)
+	}
+	return emitter.Route{}, fmt.Errorf("--route %q: %s has no such route (it has %s)", name, path, strings.Join(names, ", "))
 }
 
 // parseSubcommandFlags parses args, then the environment, and reports

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -135,6 +136,59 @@ func TestDeadlettersRefusesABadCommandOrFlagWithStatus2(t *testing.T) {
 	} {
 		var out, errOut strings.Builder
 		if code := dispatch(tc.args, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.want)
+		}
+	}
+}
+
+func TestDeadlettersReplayOfAFilesRouteTakesItsTargetAndFile(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, pass, _ := r.BasicAuth(); user != "kc-0" || pass != "route-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		got = append(got, r.Header.Get("webhook-id"))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	dead := filepath.Join(dir, "signups.dead.jsonl")
+	writeDeadLetters(t, dead, 2)
+	cfgPath := filepath.Join(dir, "routes.yaml")
+	file := "keycloakId: 1\ndatacenterId: 0\nroutes:\n" +
+		"  - name: audit\n    sink: {http: {url: http://127.0.0.1:9/audit}}\n    format: JSON\n" +
+		"  - name: signups\n    sink:\n      http:\n        url: " + srv.URL + "\n        username: kc-0\n        passwordEnv: ROUTE_PW\n" +
+		"        signingSecretsEnv: ROUTE_SIG\n    format: JSON\n    deadLetterFile: " + dead + "\n"
+	if err := os.WriteFile(cfgPath, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"ROUTE_PW": "route-secret", "ROUTE_SIG": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+	var out, errOut strings.Builder
+	if code := replayMain(context.Background(), []string{"--config", cfgPath, "--route", "signups"}, env(vars), &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "delivered 2") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	if !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("route signups' target got %v, want the uids 1, 2", got)
+	}
+	for _, tc := range []struct {
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{[]string{"--config", cfgPath}, nil, "--config and --route go together"},
+		{[]string{"--config", cfgPath, "--route", "mail"}, nil, `--route "mail": ` + cfgPath + ` has no such route (it has audit, signups)`},
+		{[]string{"--config", cfgPath, "--route", "signups", "--targetUri", "http://127.0.0.1:9/"}, nil, "--targetUri (or KC_EMITTER_TARGET_URI) with --config"},
+		{[]string{"--config", cfgPath, "--route", "signups"}, map[string]string{"ROUTE_SIG": "whsec_x"}, "passwordEnv: the environment variable ROUTE_PW is not set"},
+	} {
+		errOut.Reset()
+		if tc.vars == nil {
+			tc.vars = vars
+		}
+		if code := replayMain(context.Background(), tc.args, env(tc.vars), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.want)
 		}
 	}

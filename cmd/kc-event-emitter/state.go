@@ -17,12 +17,15 @@ import (
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/envflag"
 )
 
-const stateUsage = `Usage: kc-event-emitter state import --checkpoint FILE --cluster NAME [--force] [flags]
+const stateUsage = `Usage: kc-event-emitter state import --checkpoint FILE --cluster NAME [--route ROUTE] [--force] [flags]
 
 Moves a file checkpoint (FILE and its journal FILE.journal) into the state of
 cluster NAME in PostgreSQL, so that a single emitter can switch to --cluster
 without replaying or skipping events: stop it, import, start the cluster's
-emitters. A cluster that already has a state is left alone unless --force;
+emitters. With --route, FILE is the state of that route of a configuration
+file (<checkpoint>.<route>) and becomes the route's state in the cluster; the
+route named default is the cluster's own. A cluster (or route) that already
+has a state is left alone unless --force;
 an import raises the cluster's epoch, so that a leader running meanwhile is
 refused its next write and stops.
 
@@ -67,6 +70,7 @@ func stateMain(args []string, stdout, stderr io.Writer) int {
 
 type importOptions struct {
 	checkpoint, cluster, schema, dbURL string
+	key                                string // the state's key: the cluster, or <cluster>:<route>
 	force                              bool
 }
 
@@ -81,6 +85,8 @@ func parseImportFlags(args []string, getenv func(string) string, stderr io.Write
 	fs.StringVar(&o.schema, "stateSchema", emitter.DefaultConfig().StateSchema, "PostgreSQL `schema` of the cluster's state")
 	fs.StringVar(&stateFile, "stateDbUrlFile", "", "`file` holding the PostgreSQL URL of the state (else "+envStateDBURL+")")
 	fs.StringVar(&dbFile, "dbUrlFile", "", "`file` holding the URL of Keycloak's database, the default state database (else "+envDBURL+")")
+	var routeName string
+	fs.StringVar(&routeName, "route", "", "the `route` (of a configuration file) whose state FILE is; empty or default: the cluster's own")
 	fs.BoolVar(&o.force, "force", false, "replace a state the cluster already has")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -110,6 +116,13 @@ func parseImportFlags(args []string, getenv func(string) string, stderr io.Write
 		return o, fmt.Errorf("--%w", err)
 	}
 	o.dbURL = cfg.StateURL()
+	o.key = o.cluster
+	if routeName != "" {
+		if err := emitter.CheckRouteName(routeName); err != nil {
+			return o, fmt.Errorf("--route %q: %w", routeName, err)
+		}
+		o.key = cfg.StateKey(routeName)
+	}
 	return o, nil
 }
 
@@ -145,7 +158,7 @@ func importState(ctx context.Context, o importOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("checkpoint %q: %w", checkpoint.JournalPath(o.checkpoint), err)
 	}
-	store, err := checkpoint.OpenPostgres(ctx, o.dbURL, o.schema, o.cluster)
+	store, err := checkpoint.OpenPostgres(ctx, o.dbURL, o.schema, o.key)
 	if err != nil {
 		return "", err
 	}

@@ -26,10 +26,17 @@ func TestStateImportFlagsAreCheckedBeforeAnythingIsRead(t *testing.T) {
 		{[]string{"--checkpoint", "cp.json"}, "--cluster is missing"},
 		{[]string{"--checkpoint", "cp.json", "--cluster", "a b"}, `--cluster "a b"`},
 		{[]string{"--checkpoint", "cp.json", "--cluster", "kc", "--stateSchema", "X"}, `--stateSchema "X"`},
+		{[]string{"--checkpoint", "cp.json", "--cluster", "kc", "--route", "a:b"}, `--route "a:b": want 1..64 letters`},
 	} {
 		_, err := parseImportFlags(tt.args, env, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.args, err, tt.want)
+		}
+	}
+	for route, key := range map[string]string{"": "kc", "default": "kc", "signups": "kc:signups"} {
+		o, err := parseImportFlags([]string{"--checkpoint", "cp.json", "--cluster", "kc", "--route", route}, env, &bytes.Buffer{})
+		if err != nil || o.key != key {
+			t.Errorf("--route %q: the state's key %q (%v), want %q", route, o.key, err, key)
 		}
 	}
 	_, err := parseImportFlags([]string{"--checkpoint", "cp.json", "--cluster", "kc"}, func(string) string { return "" }, &bytes.Buffer{})

@@ -20,13 +20,15 @@ type targetFlags struct {
 	connectMs, requestMs, socketMs   int64
 	secretFile, sigFile              string
 	deadLetterStatuses, holdStatuses string
+	oauth2SecretFile, oauth2Scopes   string
 }
 
 // targetFlagNames are the flags addTargetFlags defines, for the usage of
 // deadletters replay.
 var targetFlagNames = []string{"targetUri", "connectTimeoutMillis", "connectionRequestTimeoutMillis", "socketTimeoutMillis", "requestTimeout",
 	"retryWaitMin", "retryWaitMax", "deadLetterFile", "deadLetterStatuses", "holdStatuses",
-	"username", "secretFile", "signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}
+	"username", "secretFile", "oauth2TokenUrl", "oauth2ClientId", "oauth2ClientSecretFile", "oauth2Scopes",
+	"signingSecretFile", "caFile", "clientCertFile", "clientKeyFile"}
 
 // addTargetFlags defines the target's flags on fs, writing into c; def holds
 // the defaults.
@@ -48,6 +50,10 @@ func addTargetFlags(fs *flag.FlagSet, c *emitter.Config, def emitter.Config, get
 
 	fs.StringVar(&c.Username, "username", getenv("HOSTNAME"), "Basic auth user `name` (the original sends $HOSTNAME)")
 	fs.StringVar(&t.secretFile, "secretFile", "", "`file` holding the Basic auth password (else "+envSecretToken+"); no password: no Basic auth")
+	fs.StringVar(&c.OAuth2.TokenURL, "oauth2TokenUrl", "", "token endpoint `URL` of an OAuth2 client credentials grant: its bearer token goes with every request instead of Basic auth")
+	fs.StringVar(&c.OAuth2.ClientID, "oauth2ClientId", "", "OAuth2 client `id`")
+	fs.StringVar(&t.oauth2SecretFile, "oauth2ClientSecretFile", "", "`file` holding the OAuth2 client secret (else "+envOAuth2Secret+")")
+	fs.StringVar(&t.oauth2Scopes, "oauth2Scopes", "", "comma-separated OAuth2 `scopes` to ask for")
 	fs.StringVar(&t.sigFile, "signingSecretFile", "", "`file` of Standard Webhooks secrets (whsec_..., one per line) to sign requests with (else "+envSigningSecret+")")
 	fs.StringVar(&c.CAFile, "caFile", "", "PEM `file` of CA certificates trusted for an https target")
 	fs.StringVar(&c.ClientCertFile, "clientCertFile", "", "PEM `file` of a client certificate for mTLS")
@@ -73,6 +79,16 @@ func (t *targetFlags) apply(c *emitter.Config, getenv func(string) string) error
 	}
 	if c.Password == "" {
 		c.Username = "" // the original's Basic auth needs both; without a password none is sent
+	}
+	if c.OAuth2.ClientSecret, err = envflag.Secret(getenv, t.oauth2SecretFile, "oauth2ClientSecretFile", envOAuth2Secret); err != nil {
+		return err
+	}
+	if c.OAuth2.TokenURL == "" && c.OAuth2.ClientID == "" {
+		c.OAuth2.ClientSecret = "" // a secret in the environment alone asks for no grant
+	}
+	c.OAuth2.Scopes = list(t.oauth2Scopes)
+	if c.OAuth2.TokenURL != "" && c.Password == "" {
+		c.Username = "" // the token replaces Basic auth: the $HOSTNAME default is not a user
 	}
 	sigs, err := envflag.Secret(getenv, t.sigFile, "signingSecretFile", envSigningSecret)
 	if err != nil {

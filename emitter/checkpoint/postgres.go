@@ -76,6 +76,14 @@ func OpenPostgres(ctx context.Context, url, schema, cluster string) (*Postgres, 
 	return p, nil
 }
 
+// WithCluster returns the store of the state named cluster in the same
+// schema, on p's connection pool (closing it closes p's pool).
+func (p *Postgres) WithCluster(cluster string) *Postgres {
+	q := *p
+	q.cluster = cluster
+	return &q
+}
+
 // String names the store in messages.
 func (p *Postgres) String() string {
 	return fmt.Sprintf("PostgreSQL %s.state cluster %q", p.name, p.cluster)

@@ -87,9 +87,9 @@ func TestEmitterServesHealthReadinessAndMetrics(t *testing.T) {
 		return n == 1
 	})
 	_, body := get(listen, "/metrics")
-	for _, series := range []string{`kc_event_emitter_events_read_total{kind="Event"} 1`, "kc_event_emitter_buffer_depth",
+	for _, series := range []string{`kc_event_emitter_events_read_total{kind="Event",route="default"} 1`, "kc_event_emitter_buffer_depth",
 		"kc_event_emitter_delivery_latency_seconds_bucket", "kc_event_emitter_source_lag_seconds",
-		"kc_event_emitter_checkpoint_age_seconds", `kc_event_emitter_source_reads_total{result="ok"}`, "process_resident_memory_bytes"} {
+		"kc_event_emitter_checkpoint_age_seconds", `kc_event_emitter_source_reads_total{result="ok",route="default"}`, "process_resident_memory_bytes"} {
 		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}

@@ -101,7 +101,11 @@ type Options struct {
 	// CAFile names a PEM file of the CAs that verify an https target,
 	// instead of the system's. ClientCertFile and ClientKeyFile name the
 	// PEM client certificate and key for mutual TLS (both or neither).
+	// They apply to the token endpoint of OAuth2 too.
 	CAFile, ClientCertFile, ClientKeyFile string
+	// OAuth2, when set, sends a bearer token of a client credentials grant
+	// with every request instead of Basic auth (Password must be empty).
+	OAuth2 *OAuth2
 	// SigningSecrets, when not empty, make every request carry Standard
 	// Webhooks headers: webhook-id (Message.ID), webhook-timestamp, and a
 	// webhook-signature with one "v1,<base64 HMAC-SHA256>" per secret.
@@ -168,6 +172,7 @@ type Sender struct {
 	retry      func(status int, err error) bool
 	log        *slog.Logger
 	now        func() time.Time
+	tokens     *tokens // nil: no OAuth2
 
 	lastSuccess atomic.Int64 // UnixNano; 0 = never
 	lastError   atomic.Pointer[error]
@@ -211,6 +216,9 @@ func New(o Options) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.OAuth2 != nil && o.Password != "" {
+		return nil, errors.New("httpsender: OAuth2 and a Basic auth password are both set: the target gets one Authorization header")
+	}
 	if u.Scheme == "http" && (o.CAFile != "" || o.ClientCertFile != "") {
 		return nil, fmt.Errorf("httpsender: TLS files are set but the target URL %q is not https", redactURL(u))
 	}
@@ -249,8 +257,16 @@ func New(o Options) (*Sender, error) {
 		MaxIdleConnsPerHost: o.MaxConns,
 		IdleConnTimeout:     90 * time.Second,
 	}
+	var next http.RoundTripper = tr
+	if o.OAuth2 != nil {
+		if o.OAuth2.TokenURL == "" || o.OAuth2.ClientID == "" {
+			return nil, errors.New("httpsender: OAuth2 needs a token URL and a client id")
+		}
+		s.tokens = newTokens(o.OAuth2, tlsCfg, o.ConnectTimeout+o.SocketTimeout, s.now)
+		next = &bearer{next: tr, tokens: s.tokens}
+	}
 	s.client = &http.Client{
-		Transport: &pool{next: tr, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout, attempt: o.AttemptTimeout},
+		Transport: &pool{next: next, slots: make(chan struct{}, o.MaxConns), wait: o.RequestTimeout, attempt: o.AttemptTimeout},
 		// A redirect would turn the POST into a GET or send it elsewhere:
 		// a 3xx is a failed attempt like any other non-2xx status.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -300,6 +316,10 @@ type attempts struct {
 	n     int
 	last  error // the failure of the latest attempt
 	final error // the transport error Retry refused
+	// reauth: the target answered 401 to a bearer token, which was
+	// dropped; the next attempt, with a new token, goes at once. Once per
+	// Send.
+	reauth, reauthed bool
 }
 
 // Send POSTs body, the event whose id (the uid in decimal: the webhook-id of
@@ -330,6 +350,10 @@ func (s *Sender) Send(ctx context.Context, id string, body []byte) error {
 			return s.checkRetry(ctx, &a, resp, err)
 		},
 		Backoff: func(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
+			if a.reauth {
+				a.reauth = false
+				return 0
+			}
 			wait := s.backoff(lo, hi, n, resp)
 			s.logRetry(m, &a, resp, wait)
 			return wait
@@ -395,6 +419,13 @@ func (s *Sender) checkRetry(ctx context.Context, a *attempts, resp *http.Respons
 			a.final = err
 			return false, nil
 		}
+		return true, nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized && s.tokens != nil && !a.reauthed {
+		// The token may have been revoked or rotated before its expiry.
+		a.reauth, a.reauthed = true, true
+		s.tokens.refused(resp.Request.Header.Get("Authorization"))
+		a.last = fmt.Errorf("target answered %s to the bearer token: fetching a new one", resp.Status)
 		return true, nil
 	}
 	if resp.StatusCode/100 == 2 || !s.retry(resp.StatusCode, nil) {

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/buffer"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter"
+)
+
+var routesEnv = map[string]string{
+	"TEST_DB_URL": "postgres://kc:pw@127.0.0.1:5432/keycloak", "TEST_AUDIT_PASSWORD": "audit-pw", "TEST_OAUTH2_SECRET": "oauth-secret",
+}
+
+func TestConfigFileDeclaresRoutesWithTheirSinksFiltersAndDefaults(t *testing.T) {
+	o, err := parseRunFlags([]string{"--config", "testdata/routes.yaml"}, env(routesEnv), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.KeycloakID != 7 || c.DatacenterID != 2 || c.PollInterval != 50*time.Millisecond || c.ListenAddr != "" ||
+		c.DatabaseURL != routesEnv["TEST_DB_URL"] || c.CheckpointPath != "/tmp/kcee-test/cp.json" || o.logLevel.String() != "DEBUG" {
+		t.Errorf("global settings: %+v (log level %v)", c, o.logLevel)
+	}
+	if len(c.Routes) != 2 {
+		t.Fatalf("routes: %+v, want 2", c.Routes)
+	}
+	def := emitter.DefaultConfig()
+	audit, signups := c.Routes[0], c.Routes[1]
+	wantAudit := emitter.Route{
+		Name: "default",
+		Sink: emitter.SinkConfig{HTTP: &emitter.HTTPSink{
+			URL: "http://127.0.0.1:9/audit", ConnectTimeout: def.ConnectTimeout, ConnectionRequestTimeout: def.ConnectionRequestTimeout,
+			SocketTimeout: 3 * time.Second, DeadLetterStatuses: def.DeadLetterStatuses, HoldStatuses: []int{401, 403},
+			Username: "kc-0", Password: "audit-pw",
+		}},
+		Format: emitter.FormatFlatBuffer, Numbering: emitter.Numbering26, Overflow: buffer.Block, Concurrency: 1, BufferCapacity: 500,
+		RetryWaitMin: def.RetryWaitMin, RetryWaitMax: def.RetryWaitMax,
+		DeadLetterPath: def.DeadLetterPath, DeadLetterMaxBytes: def.DeadLetterMaxBytes,
+	}
+	if !reflect.DeepEqual(audit, wantAudit) {
+		t.Errorf("route default:\n got %+v %+v\nwant %+v %+v", audit, audit.Sink.HTTP, wantAudit, wantAudit.Sink.HTTP)
+	}
+	if h := signups.Sink.HTTP; h == nil || h.OAuth2.TokenURL != "http://127.0.0.1:9/token" || h.OAuth2.ClientID != "emitter" ||
+		h.OAuth2.ClientSecret != "oauth-secret" || !reflect.DeepEqual(h.OAuth2.Scopes, []string{"events.write", "audit"}) || h.Password != "" {
+		t.Errorf("route signups sink: %+v", signups.Sink.HTTP)
+	}
+	wantFilters := emitter.Filters{
+		EventTypes: emitter.TypeFilter{Include: []string{"REGISTER"}},
+		Resources:  emitter.TypeFilter{Include: []string{"USER"}},
+		Clients:    emitter.TypeFilter{Include: []string{"*"}, Exclude: []string{"ops-automation"}},
+	}
+	if !reflect.DeepEqual(signups.Filters, wantFilters) || !reflect.DeepEqual(signups.Realms, []string{"acme"}) ||
+		len(signups.Kinds) != 2 || signups.Format != emitter.FormatJSON || signups.Concurrency != 4 ||
+		signups.BufferCapacity != def.BufferCapacity || signups.Overflow != buffer.DropOldest ||
+		signups.DeadLetterPath != "/tmp/kcee-test/signups.dead.jsonl" {
+		t.Errorf("route signups: %+v", signups)
+	}
+	if got := c.CheckpointOf("signups"); got != "/tmp/kcee-test/cp.json.signups" {
+		t.Errorf("state file of signups: %s", got)
+	}
+	if got := c.CheckpointOf("default"); got != c.CheckpointPath {
+		t.Errorf("state file of the default route: %s, want the checkpoint path itself", got)
+	}
+}
+
+func TestConfigFileGlobalFlagsWinOverTheFile(t *testing.T) {
+	e := map[string]string{"KC_EMITTER_POLL_INTERVAL": "2s"}
+	for k, v := range routesEnv {
+		e[k] = v
+	}
+	o, err := parseRunFlags([]string{"--config", "testdata/routes.yaml", "--keycloakId", "9"}, env(e), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.KeycloakID != 9 || o.cfg.PollInterval != 2*time.Second || o.cfg.DatacenterID != 2 {
+		t.Errorf("keycloakId %d (flag 9), pollInterval %s (env 2s), datacenterId %d (file 2)", o.cfg.KeycloakID, o.cfg.PollInterval, o.cfg.DatacenterID)
+	}
+	e["KC_EMITTER_CONFIG"] = "testdata/routes.yaml"
+	if o, err = parseRunFlags(nil, env(e), io.Discard); err != nil || len(o.cfg.Routes) != 2 {
+		t.Errorf("KC_EMITTER_CONFIG: %v, routes %d", err, len(o.cfg.Routes))
+	}
+}
+
+func TestTheExampleConfigurationOfDeployDecodes(t *testing.T) {
+	f, err := loadConfigFile("../../deploy/config/two-routes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fc.Routes) != 2 || f.fc.Routes[1].Sink.HTTP.OAuth2 == nil {
+		t.Errorf("routes: %+v", f.fc.Routes)
+	}
+}
+
+const goodRoute = `keycloakId: 1
+datacenterId: 0
+routes:
+  - name: a
+    sink:
+      http:
+        url: http://127.0.0.1:9/a
+    format: JSON
+`
+
+// TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey pins the
+// message of every refusal of a file: each names the file, the line and
+// column, and the key.
+func TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey(t *testing.T) {
+	tests := []struct {
+		name, file string
+		args       []string
+		env        map[string]string
+		want       string // after "<file>:"
+	}{
+		{"unknown top-level key", "bogus: 1\n" + goodRoute, nil, nil, `1:1: unknown field "bogus"`},
+		{"unknown key of a sink", strings.Replace(goodRoute, "        url:", "        uri: x\n        url:", 1), nil, nil, `7:9: unknown field "uri"`},
+		{"no routes", "keycloakId: 1\ndatacenterId: 0\n", nil, nil, ` routes: missing: the file declares no route`},
+		{"a route without a sink", "keycloakId: 1\ndatacenterId: 0\nroutes:\n  - name: a\n    format: JSON\n", nil, nil,
+			`4:5: routes[0].sink: missing: the route has no sink`},
+		{"an empty sink", strings.Replace(goodRoute, "      http:\n        url: http://127.0.0.1:9/a\n", "      {}\n", 1), nil, nil,
+			`5:5: routes[0].sink: missing`},
+		{"duplicate route names", goodRoute + "  - name: a\n    sink: {http: {url: http://127.0.0.1:9/b}}\n    format: JSON\n    deadLetterFile: b.jsonl\n",
+			nil, nil, `9:5: routes[1].name "a": routes[0] has that name too`},
+		{"a route name that cannot name a file", strings.Replace(goodRoute, "name: a", "name: a/b", 1), nil, nil, `4:5: routes[0].name "a/b": want 1..64 letters`},
+		{"two routes, one dead-letter file", goodRoute + "  - name: b\n    sink: {http: {url: http://127.0.0.1:9/b}}\n    format: JSON\n    deadLetterFile: kc-event-emitter.a.dead-letter.jsonl\n",
+			nil, nil, `12:5: routes[1].deadLetterFile "kc-event-emitter.a.dead-letter.jsonl": routes[0] writes that file too`},
+		{"a bad url", strings.Replace(goodRoute, "http://127.0.0.1:9/a", "ftp://127.0.0.1/a", 1), nil, nil,
+			`7:9: routes[0].sink.http.url "ftp://127.0.0.1/a": scheme "ftp": want http or https`},
+		{"missing format", strings.Replace(goodRoute, "    format: JSON\n", "", 1), nil, nil, `4:5: routes[0].format: missing: want JSON or FLATBUFFER`},
+		{"bad overflow", goodRoute + "    overflow: drop-newest\n", nil, nil, `9:5: routes[0].overflow "drop-newest"`},
+		{"not a number", goodRoute + "    bufferCapacity: many\n", nil, nil, `9:21: "many": want a whole number`},
+		{"a duration without its unit", goodRoute + "    retryWaitMin: 5\n", nil, nil, `9:19: "5": want a duration such as 5s`},
+		{"a scalar for a list", goodRoute + "    filters:\n      kinds: Event\n", nil, nil, `10:14: string was used where sequence is expected`},
+		{"an admin-only route filtering event types", goodRoute + "    filters:\n      kinds: [AdminEvent]\n      eventTypes: [LOGIN]\n", nil, nil,
+			`11:7: routes[0].filters.eventTypes "LOGIN": never applies: the route takes only AdminEvent`},
+		{"an event-only route filtering admin resources", goodRoute + "    filters:\n      kinds: [Event]\n      adminResources: [USER]\n", nil, nil,
+			`11:7: routes[0].filters.adminResources "USER": never applies`},
+		{"an include pattern its exclude covers", goodRoute + "    filters:\n      eventTypes: [LOGIN_ERROR]\n      excludeEventTypes: [LOGIN*]\n", nil, nil,
+			`10:7: routes[0].filters.eventTypes "LOGIN_ERROR": LOGIN_ERROR never matches: filters.excludeEventTypes excludes LOGIN*`},
+		{"an include glob its exclude covers", goodRoute + "    filters:\n      clients: [ops-*]\n      excludeClients: [ops*]\n", nil, nil,
+			`10:7: routes[0].filters.clients "ops-*": ops-* never matches`},
+		{"an admin resource its exclude covers", goodRoute + "    filters:\n      adminResources: [USER]\n      excludeAdminResources: [\"*\"]\n", nil, nil,
+			`10:7: routes[0].filters.adminResources "USER": USER never matches: filters.excludeAdminResources excludes *`},
+		{"an operation Keycloak does not record", goodRoute + "    filters:\n      adminOperations: [READ]\n", nil, nil,
+			`10:7: routes[0].filters.adminOperations "READ": READ never matches: Keycloak records CREATE, UPDATE, DELETE, ACTION`},
+		{"an unknown kind", goodRoute + "    filters:\n      kinds: [Login]\n", nil, nil, `10:7: routes[0].filters.kinds "Login"`},
+		{"an inline password", strings.Replace(goodRoute, "        url:", "        password: hunter2\n        url:", 1), nil, nil,
+			`7:9: password: a secret is never written in the file: use passwordFile`},
+		{"an inline database url", "dbUrl: postgres://u:pw@h/k\n" + goodRoute, nil, nil, `1:1: dbUrl: a secret is never written in the file`},
+		{"a password variable that is not set", strings.Replace(goodRoute, "        url:", "        username: u\n        passwordEnv: NOT_SET\n        url:", 1), nil, nil,
+			`8:9: passwordEnv: the environment variable NOT_SET is not set`},
+		{"a password file and a variable", strings.Replace(goodRoute, "        url:", "        passwordFile: /x\n        passwordEnv: X\n        url:", 1), nil, nil,
+			`7:9: passwordFile and passwordEnv: set one`},
+		{"a password file that is not there", strings.Replace(goodRoute, "        url:", "        passwordFile: /nonexistent/pw\n        url:", 1), nil, nil,
+			`7:9: open /nonexistent/pw`},
+		{"username without password", strings.Replace(goodRoute, "        url:", "        username: kc-0\n        url:", 1), nil, nil,
+			`7:9: routes[0].sink.http.username "kc-0": set but no password`},
+		{"an oauth2 grant without its secret", strings.Replace(goodRoute, "        url:", "        oauth2: {tokenUrl: http://127.0.0.1:9/t, clientId: c}\n        url:", 1), nil, nil,
+			`7:9: routes[0].sink.http.oauth2.clientSecret: missing`},
+		{"Basic auth and oauth2", strings.Replace(goodRoute, "        url:", "        username: u\n        passwordEnv: PW\n        oauth2: {tokenUrl: http://127.0.0.1:9/t, clientId: c, clientSecretEnv: PW}\n        url:", 1),
+			nil, map[string]string{"PW": "x"}, `9:18: routes[0].sink.http.oauth2.tokenUrl "http://127.0.0.1:9/t": with Basic auth too`},
+		{"a status on both sides", strings.Replace(goodRoute, "        url:", "        holdStatuses: [400]\n        url:", 1), nil, nil,
+			`6:7: routes[0].sink.http.deadLetterStatuses "400,413,422": 400 is also in routes[0].sink.http.holdStatuses (400)`},
+		{"a bad global value", "pollInterval: -1s\n" + goodRoute, nil, nil, `1:1: pollInterval "-1s": want a duration > 0`},
+		{"a duplicate key", "keycloakId: 2\n" + goodRoute, nil, nil, `2:1: mapping key "keycloakId" already defined`},
+		{"bad yaml", goodRoute + "  - name: [b\n", nil, nil, `9:11: sequence end token ']' not found`},
+		{"a route flag with --config", goodRoute, []string{"--targetUri", "http://127.0.0.1:9/x"}, nil,
+			`--targetUri (or KC_EMITTER_TARGET_URI) with --config`},
+		{"a route flag's variable with --config", goodRoute, nil, map[string]string{"KC_EMITTER_FORMAT": "JSON"},
+			`--format (or KC_EMITTER_FORMAT) with --config`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kcee.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e := map[string]string{"KC_EMITTER_DB_URL": "postgres://kc@127.0.0.1/keycloak"}
+			for k, v := range tt.env {
+				e[k] = v
+			}
+			_, err := parseRunFlags(append([]string{"--config", path}, tt.args...), env(e), io.Discard)
+			want := tt.want
+			if !strings.HasPrefix(want, "--") {
+				want = path + ":" + want
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("error = %v\nwant it to contain %q", err, want)
+			}
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), ":pw@") {
+				t.Errorf("the error shows a secret: %v", err)
+			}
+		})
+	}
+}
