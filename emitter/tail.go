@@ -65,9 +65,21 @@ const (
 	pastInterval  = time.Minute
 )
 
-// busyPause is the pause after a poll that found new rows but no full page:
-// while events flow, the next ones are read soon.
-const busyPause = 20 * time.Millisecond
+// The pause between polls adapts to the traffic: busyPause after a poll
+// that found new rows (but no full page: then the next page is read at
+// once), doubling after each poll that found none, up to PollInterval. So
+// while events flow they are read within a few milliseconds of their
+// commit, and an idle emitter polls every PollInterval.
+const busyPause = 5 * time.Millisecond
+
+// nextPause returns the pause after a poll that found found records, when
+// the pause before it was last.
+func nextPause(last time.Duration, found int, poll time.Duration) time.Duration {
+	if found > 0 {
+		return min(busyPause, poll)
+	}
+	return min(max(2*last, busyPause), poll)
+}
 
 // tailStats are counters of a tailer since it was created.
 type tailStats struct {
@@ -142,6 +154,7 @@ func newTailer(o tailOptions) (*tailer, error) {
 // early.
 func (t *tailer) run(ctx context.Context, drain bool) error {
 	backoff := time.Duration(0)
+	pause := t.opts.PollInterval
 	for {
 		if ctx.Err() != nil {
 			if drain {
@@ -171,10 +184,7 @@ func (t *tailer) run(ctx context.Context, drain bool) error {
 		if drain {
 			return nil
 		}
-		pause := t.opts.PollInterval
-		if t.found > 0 {
-			pause = min(pause, busyPause)
-		}
+		pause = nextPause(pause, t.found, t.opts.PollInterval)
 		t.opts.Sleep(ctx, pause)
 	}
 }
@@ -298,18 +308,44 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		hold = max(hold, now.Add(-t.opts.MaxHold).UnixMilli())
 	}
 	t.opts.Ledger.SetHold(hold)
+	// Every stream's forward page is taken at once: one journal append
+	// for the whole poll, then the records are handed on stream by stream.
 	busy := false
+	var pages []checkpoint.Page
+	var pageStreams []*tailStream
+	var pageRecs [][]Record
 	for i, s := range streams {
 		page := res.pages[pageOf[i]]
-		before := t.opts.Ledger.Cursor(s.key)
-		if err := t.take(ctx, s, page, true); err != nil {
-			return false, err
-		}
-		if t.opts.Ledger.Cursor(s.key) != before {
-			s.movedAt, s.movedXmax = now, res.snapshot.xmax
-		}
 		s.full = len(page) >= t.opts.PageSize
 		busy = busy || s.full
+		if len(page) == 0 {
+			continue
+		}
+		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true})
+		pageStreams, pageRecs = append(pageStreams, s), append(pageRecs, page)
+		s.movedAt, s.movedXmax = now, res.snapshot.xmax // a forward page moves the cursor
+	}
+	if len(pages) > 0 {
+		taken, err := t.opts.Ledger.TakePages(ctx, pages)
+		if err != nil {
+			return false, err
+		}
+		for i, s := range pageStreams {
+			if err := t.handOn(ctx, s, pageRecs[i], taken[i], true); err != nil {
+				// The pages after it were taken but not handed on: their
+				// records are read and emitted again, with their uids.
+				for j := i + 1; j < len(pages); j++ {
+					var rest []checkpoint.Item
+					for k, it := range pages[j].Items {
+						if taken[j].UIDs[k] != 0 {
+							rest = append(rest, it)
+						}
+					}
+					t.opts.Ledger.Unemit(pages[j].Key, rest)
+				}
+				return false, err
+			}
+		}
 	}
 	for _, c := range counts {
 		n := res.counts[c.req]
@@ -523,14 +559,26 @@ func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, forward
 	if len(page) == 0 {
 		return nil
 	}
+	uids, replay, err := t.opts.Ledger.Take(ctx, s.key, itemsOf(page), forward)
+	if err != nil {
+		return err
+	}
+	return t.handOn(ctx, s, page, checkpoint.Taken{UIDs: uids, Replay: replay}, forward)
+}
+
+// itemsOf returns the ledger's items of a page.
+func itemsOf(page []Record) []checkpoint.Item {
 	items := make([]checkpoint.Item, len(page))
 	for i, r := range page {
 		items[i] = checkpoint.Item{ID: r.ID(), Time: r.Time()}
 	}
-	uids, replay, err := t.opts.Ledger.Take(ctx, s.key, items, forward)
-	if err != nil {
-		return err
-	}
+	return items
+}
+
+// handOn emits the records of a page that the ledger gave a uid; on an
+// error those not taken by Emit are let go (Unemit) to be read again.
+func (t *tailer) handOn(ctx context.Context, s *tailStream, page []Record, taken checkpoint.Taken, forward bool) error {
+	uids, replay := taken.UIDs, taken.Replay
 	cur := t.opts.Ledger.Cursor(s.key)
 	out, outUIDs := page[:0:0], uids[:0:0]
 	for i, r := range page {
@@ -554,11 +602,7 @@ func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, forward
 	n, err := t.opts.Emit(ctx, out, outUIDs)
 	t.stats.emitted.Add(uint64(n))
 	if err != nil {
-		rest := make([]checkpoint.Item, 0, len(out)-n)
-		for _, r := range out[n:] {
-			rest = append(rest, checkpoint.Item{ID: r.ID(), Time: r.Time()})
-		}
-		t.opts.Ledger.Unemit(s.key, rest)
+		t.opts.Ledger.Unemit(s.key, itemsOf(out[n:]))
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

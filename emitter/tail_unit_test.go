@@ -597,3 +597,38 @@ func TestTailerUnitDeliversARowStampedInThePastWithinTheHorizonAndCountsOneBeyon
 		t.Fatalf("no ERROR about the missed row:\n%s", logs)
 	}
 }
+
+func TestTailerUnitPollsSoonWhileRowsFlowAndBacksOffToThePollIntervalWhenIdle(t *testing.T) {
+	for name, mk := range sources(acme) {
+		t.Run(name, func(t *testing.T) {
+			src, s := mk()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var waits []time.Duration
+			u := newUnitTailer(t, s, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+				o.PollInterval = 100 * time.Millisecond
+			})
+			u.opts.Sleep = func(_ context.Context, d time.Duration) bool {
+				waits = append(waits, d)
+				u.clock.now = u.clock.now.Add(d)
+				if n := len(waits); n <= 2 { // rows arrive during the first two pauses
+					src.add(KindEvent, "r", fmt.Sprintf("e%d", n), u.clock.now.UnixMilli())
+				}
+				if len(waits) == 10 {
+					cancel()
+				}
+				return true
+			}
+			src.add(KindEvent, "r", "e0", u.clock.now.UnixMilli())
+			if err := u.run(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			ms := time.Millisecond
+			want := []time.Duration{5 * ms, 5 * ms, 5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms, 100 * ms, 100 * ms, 100 * ms}
+			if !reflect.DeepEqual(waits, want) {
+				t.Fatalf("pauses %v, want %v", waits, want)
+			}
+			emittedOnce(t, u.sink, []string{"e0", "e1", "e2"})
+		})
+	}
+}

@@ -382,3 +382,49 @@ func TestLedgerTrailMakesARowThatAppearsBelowTheFloorWithinTheHorizonNewAndKnown
 		t.Fatalf("the same missed row was reported again: %d", n)
 	}
 }
+
+func TestLedgerTakePagesJournalsEveryPageInOneAppendAndRecordsNothingWhenItFails(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, time.Hour)
+	l.Begin("Event/r", 0)
+	l.Begin("AdminEvent/r", 0)
+	appends := 0
+	fail := true
+	store.Fail = func(op string) error {
+		if op != "append" {
+			return nil
+		}
+		appends++
+		if fail {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	pages := []Page{
+		{Key: "Event/r", Items: items("a", "b"), Forward: true},
+		{Key: "AdminEvent/r", Items: items("x"), Forward: true},
+	}
+	if _, err := l.TakePages(ctx, pages); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("TakePages = %v, want the journal's error", err)
+	}
+	for _, key := range []string{"Event/r", "AdminEvent/r"} {
+		if c := l.Cursor(key); c != (Cursor{}) {
+			t.Fatalf("cursor of %s moved to %+v after a failed TakePages", key, c)
+		}
+	}
+	fail, appends = false, 0
+	taken, err := l.TakePages(ctx, pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if appends != 1 {
+		t.Fatalf("two pages journaled in %d appends, want 1", appends)
+	}
+	if len(taken) != 2 || len(taken[0].UIDs) != 2 || len(taken[1].UIDs) != 1 || taken[0].UIDs[0] == 0 || taken[1].UIDs[0] == 0 {
+		t.Fatalf("taken %+v, want a uid for each of a, b and x", taken)
+	}
+	again := open(t, store, time.Hour)
+	if got := take(t, again, "AdminEvent/r", items("x"), false); got[0] != taken[1].UIDs[0] {
+		t.Fatalf("after a restart the journal gives x uid %d, want %d", got[0], taken[1].UIDs[0])
+	}
+}

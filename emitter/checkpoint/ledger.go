@@ -296,78 +296,126 @@ func (l *Ledger) Count(key string, lo, hi int64) int {
 	return n
 }
 
-// Take records rows read from the stream, in (time, id) order, and decides
-// which to hand on: uids[i] is the uid of items[i] when it is to be emitted
-// (a new uid for a row read the first time; the one it had for an
-// unacknowledged row not yet emitted by this process, and then replay[i]
-// is true), 0 when not (already emitted, acknowledged, or older than the
-// floor and so done). Reading forward, the cursor moves to the last item.
-// The new uids are journaled before Take returns; when that fails nothing
-// is recorded and the error is returned.
+// Page is a page of rows read from one stream, in (time, id) order, for
+// TakePages; Forward when it was read forward from the cursor.
+type Page struct {
+	Key     string
+	Items   []Item
+	Forward bool
+}
+
+// Taken is what TakePages decided for the items of one page: UIDs[i] is
+// the uid of Items[i] when it is to be emitted, 0 when not; Replay[i] tells
+// that it is an unacknowledged event of the saved state emitted again.
+type Taken struct {
+	UIDs   []int64
+	Replay []bool
+}
+
+// Take is TakePages for one page.
 func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward bool) (uids []int64, replay []bool, err error) {
 	if len(items) == 0 {
 		return nil, nil, nil
 	}
+	taken, err := l.TakePages(ctx, []Page{{Key: key, Items: items, Forward: forward}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return taken[0].UIDs, taken[0].Replay, nil
+}
+
+// TakePages records rows read from streams and decides which to hand on:
+// a new uid for a row read the first time; the one it had for an
+// unacknowledged row not yet emitted by this process (a replay); none when
+// already emitted, acknowledged, or older than the floor and so done.
+// Reading forward, a page's stream's cursor moves to its last item. The
+// new uids of every page are journaled in one append before TakePages
+// returns; when that fails nothing is recorded and the error is returned.
+func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
 	l.mu.Lock()
-	s, ok := l.streams[key]
-	if !ok {
-		l.mu.Unlock()
-		return nil, nil, fmt.Errorf("checkpoint: stream %q was never begun", key)
-	}
-	before, wasDirty := s.cursor, l.dirty
-	uids, replay = make([]int64, len(items)), make([]bool, len(items))
-	var fresh, replayed []string // to undo when the journal fails
+	undos := make([]takeUndo, 0, len(pages))
+	wasDirty := l.dirty
+	taken := make([]Taken, len(pages))
 	l.journal = l.journal[:0]
-	for i, it := range items {
-		if forward {
-			s.cursor = Cursor{Time: it.Time, ID: it.ID}
+	for p, pg := range pages {
+		s, ok := l.streams[pg.Key]
+		if !ok {
+			l.undo(undos, wasDirty)
+			l.mu.Unlock()
+			return nil, fmt.Errorf("checkpoint: stream %q was never begun", pg.Key)
+		}
+		u := takeUndo{s: s, before: s.cursor}
+		uids, replay := make([]int64, len(pg.Items)), make([]bool, len(pg.Items))
+		for i, it := range pg.Items {
+			if pg.Forward {
+				s.cursor = Cursor{Time: it.Time, ID: it.ID}
+				l.dirty = true
+			}
+			if e, ok := s.window[it.ID]; ok {
+				if !e.acked && !e.emitted {
+					e.emitted = true
+					uids[i], replay[i] = e.uid, true
+					u.replayed = append(u.replayed, it.ID)
+				}
+				continue
+			}
+			if it.Time < max(s.floor, s.trailTo) {
+				if it.Time < s.trailFrom || s.inTrail(it.Time, idHash(it.ID)) {
+					continue // older than the floor, not in the window: done
+				}
+				s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
+			}
+			e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
+			s.window[it.ID] = e
+			uids[i] = e.uid
+			l.maxUID = max(l.maxUID, e.uid)
 			l.dirty = true
-		}
-		if e, ok := s.window[it.ID]; ok {
-			if !e.acked && !e.emitted {
-				e.emitted = true
-				uids[i], replay[i] = e.uid, true
-				replayed = append(replayed, it.ID)
+			if l.opts.Store != nil {
+				u.fresh = append(u.fresh, it.ID)
+				l.journal = appendJournalLine(l.journal, pg.Key, it.ID, it.Time, e.uid)
 			}
-			continue
 		}
-		if it.Time < max(s.floor, s.trailTo) {
-			if it.Time < s.trailFrom || s.inTrail(it.Time, idHash(it.ID)) {
-				continue // older than the floor, not in the window: done
-			}
-			s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
-		}
-		e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
-		s.window[it.ID] = e
-		uids[i] = e.uid
-		l.maxUID = max(l.maxUID, e.uid)
-		l.dirty = true
-		if l.opts.Store != nil {
-			fresh = append(fresh, it.ID)
-			l.journal = appendJournalLine(l.journal, key, it.ID, it.Time, e.uid)
-		}
+		undos = append(undos, u)
+		taken[p] = Taken{UIDs: uids, Replay: replay}
 	}
 	l.mu.Unlock()
 	// A uid is durable before its event leaves: after a crash the event is
 	// sent again with the same uid.
-	if len(fresh) == 0 {
-		return uids, replay, nil
+	if len(l.journal) == 0 {
+		return taken, nil
 	}
 	if err := l.opts.Store.Append(ctx, l.journal); err != nil {
 		l.mu.Lock()
-		defer l.mu.Unlock()
-		s.cursor, l.dirty = before, wasDirty
-		for _, id := range fresh {
-			delete(s.window, id)
-		}
-		for _, id := range replayed {
-			s.window[id].emitted = false
-		}
-		return nil, nil, fmt.Errorf("checkpoint %v: journal the uids of a page: %w", l.opts.Store, err)
+		l.undo(undos, wasDirty)
+		l.mu.Unlock()
+		return nil, fmt.Errorf("checkpoint %v: journal the uids of %d pages: %w", l.opts.Store, len(pages), err)
 	}
-	return uids, replay, nil
+	return taken, nil
+}
+
+// undo reverts what TakePages recorded, latest page first. The caller
+// holds l.mu.
+func (l *Ledger) undo(undos []takeUndo, wasDirty bool) {
+	for _, u := range slices.Backward(undos) {
+		u.s.cursor = u.before
+		for _, id := range u.fresh {
+			delete(u.s.window, id)
+		}
+		for _, id := range u.replayed {
+			u.s.window[id].emitted = false
+		}
+	}
+	l.dirty = wasDirty
+}
+
+// takeUndo is what TakePages changed in one page's stream.
+type takeUndo struct {
+	s        *stream
+	before   Cursor
+	fresh    []string
+	replayed []string
 }
 
 // Unemit lets events that were taken but not handed on, in (time, id)
