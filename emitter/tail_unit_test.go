@@ -320,13 +320,13 @@ func testCrashBetweenSaves(t *testing.T, newSource func() (*memSource, source)) 
 	key := func(r Record) string { return string(r.Kind()) + "/" + r.RealmID() + "/" + r.ID() }
 	recs := first.sink.records()
 	for _, r := range recs[:70] {
-		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
+		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time())
 	}
 	if err := first.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range recs[70:100] {
-		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID()) // never saved
+		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time()) // never saved
 	}
 	add("b", 20, 1700000000100) // only journaled
 	for range 3 {

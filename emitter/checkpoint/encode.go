@@ -37,12 +37,18 @@ func (l *Ledger) appendSnapshot(b []byte) []byte {
 		b = strconv.AppendInt(b, s.floor, 10)
 		b = append(b, `,"window":{`...)
 		firstEntry := true
-		for id, e := range s.window {
+		s.window.all(func(name string, e *entry) {
 			if !firstEntry {
 				b = append(b, ',')
 			}
 			firstEntry = false
-			b = appendString(b, id)
+			if name == "" {
+				b = append(b, '"')
+				b = appendUUID(b, e.id)
+				b = append(b, '"')
+			} else {
+				b = appendString(b, name)
+			}
 			b = append(b, `:{"t":`...)
 			b = strconv.AppendInt(b, e.time, 10)
 			b = append(b, `,"uid":`...)
@@ -51,7 +57,7 @@ func (l *Ledger) appendSnapshot(b []byte) []byte {
 				b = append(b, `,"acked":true`...)
 			}
 			b = append(b, '}')
-		}
+		})
 		b = append(b, "}}"...)
 	}
 	return append(b, "}}"...)

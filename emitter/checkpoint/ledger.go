@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -82,7 +81,7 @@ type Ledger struct {
 type stream struct {
 	cursor    Cursor
 	floor     int64
-	window    map[string]*entry
+	window    window
 	recovered bool // begun here, or the recovery read after loading has run
 
 	// trail holds the events read in [trailFrom, trailTo) that were pruned
@@ -100,20 +99,6 @@ type stream struct {
 type trailKey struct {
 	time int64
 	hash uint64
-}
-
-// idHash is the trail's hash of an event id.
-func idHash(id string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(id))
-	return h.Sum64()
-}
-
-type entry struct {
-	time    int64
-	uid     int64
-	acked   bool
-	emitted bool // handed on by this process
 }
 
 // Open loads the state of o.Store: its snapshot and the uids journaled
@@ -139,30 +124,36 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	l.loadedUID = st.MaxUID
 	for key, cs := range st.Streams {
-		s := &stream{cursor: cs.Cursor, floor: cs.Floor, window: make(map[string]*entry, len(cs.Window)), trailFrom: cs.Floor, trailTo: cs.Floor}
+		s := &stream{cursor: cs.Cursor, floor: cs.Floor, trailFrom: cs.Floor, trailTo: cs.Floor}
 		for id, e := range cs.Window {
-			s.window[id] = &entry{time: e.Time, uid: e.UID, acked: e.Acked}
+			s.window.load(id, entry{time: e.Time, uid: e.UID, acked: e.Acked})
 			l.loadedUID = max(l.loadedUID, e.UID)
 		}
+		s.window.sort()
 		l.streams[key] = s
 	}
 	entries, err := DecodeJournal(journal)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %v: %w", o.Store, err)
 	}
+	journaled := map[*stream]bool{}
 	for _, e := range entries {
 		s, ok := l.streams[e.Stream]
 		if !ok { // a stream that began after the last save: recover it from its first uid
-			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, window: map[string]*entry{}, trailFrom: e.Time, trailTo: e.Time}
+			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, trailFrom: e.Time, trailTo: e.Time}
 			l.streams[e.Stream] = s
 		}
-		if _, ok := s.window[e.ID]; !ok {
-			s.window[e.ID] = &entry{time: e.Time, uid: e.UID}
+		if _, ok := s.window.find(e.ID, e.Time); !ok {
+			s.window.load(e.ID, entry{time: e.Time, uid: e.UID}) // sorted below
+			journaled[s] = true
 			s.floor = min(s.floor, e.Time)
 			s.trailFrom, s.trailTo = s.floor, s.floor
 			l.dirty = true
 		}
 		l.loadedUID = max(l.loadedUID, e.UID)
+	}
+	for s := range journaled {
+		s.window.sort()
 	}
 	l.maxUID = l.loadedUID
 	return l, nil
@@ -187,7 +178,7 @@ func (l *Ledger) Begin(key string, start int64) bool {
 	if _, ok := l.streams[key]; ok {
 		return false
 	}
-	l.streams[key] = &stream{cursor: Cursor{Time: start}, floor: start, window: map[string]*entry{}, recovered: true, trailFrom: start, trailTo: start}
+	l.streams[key] = &stream{cursor: Cursor{Time: start}, floor: start, recovered: true, trailFrom: start, trailTo: start}
 	l.dirty = true
 	return true
 }
@@ -247,11 +238,7 @@ func (l *Ledger) Recovering(key string) (lo, hi int64, ok bool) {
 	if !found || s.recovered {
 		return 0, 0, false
 	}
-	hi = s.cursor.Time
-	for _, e := range s.window {
-		hi = max(hi, e.time)
-	}
-	return s.floor, hi, true
+	return s.floor, s.window.newest(s.cursor.Time), true
 }
 
 // Recovered ends the recovery of the stream: every unacknowledged event of
@@ -265,13 +252,16 @@ func (l *Ledger) Recovered(key string) []Lost {
 		return nil
 	}
 	var lost []Lost
-	for id, e := range s.window {
+	s.window.all(func(name string, e *entry) {
 		if !e.acked && !e.emitted {
 			e.acked = true
 			l.dirty = true
-			lost = append(lost, Lost{Stream: key, ID: id, Time: e.time, UID: e.uid})
+			if name == "" {
+				name = e.id.String()
+			}
+			lost = append(lost, Lost{Stream: key, ID: name, Time: e.time, UID: e.uid})
 		}
-	}
+	})
 	s.recovered = true
 	slices.SortFunc(lost, func(a, b Lost) int { return cmp.Or(cmp.Compare(a.Time, b.Time), strings.Compare(a.ID, b.ID)) })
 	return lost
@@ -287,13 +277,7 @@ func (l *Ledger) Count(key string, lo, hi int64) int {
 	if !ok {
 		return 0
 	}
-	n := 0
-	for _, e := range s.window {
-		if e.time >= lo && e.time <= hi {
-			n++
-		}
-	}
-	return n
+	return s.window.count(lo, hi)
 }
 
 // Page is a page of rows read from one stream, in (time, id) order, for
@@ -353,11 +337,11 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 				s.cursor = Cursor{Time: it.Time, ID: it.ID}
 				l.dirty = true
 			}
-			if e, ok := s.window[it.ID]; ok {
+			if e, ok := s.window.find(it.ID, it.Time); ok {
 				if !e.acked && !e.emitted {
-					e.emitted = true
+					s.window.update(it.ID, it.Time, func(e *entry) { e.emitted = true })
 					uids[i], replay[i] = e.uid, true
-					u.replayed = append(u.replayed, it.ID)
+					u.replayed = append(u.replayed, it)
 				}
 				continue
 			}
@@ -367,13 +351,13 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 				}
 				s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
 			}
-			e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
-			s.window[it.ID] = e
+			e := entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
+			s.window.set(it.ID, e)
 			uids[i] = e.uid
 			l.maxUID = max(l.maxUID, e.uid)
 			l.dirty = true
 			if l.opts.Store != nil {
-				u.fresh = append(u.fresh, it.ID)
+				u.fresh = append(u.fresh, it)
 				l.journal = appendJournalLine(l.journal, pg.Key, it.ID, it.Time, e.uid)
 			}
 		}
@@ -400,11 +384,11 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 func (l *Ledger) undo(undos []takeUndo, wasDirty bool) {
 	for _, u := range slices.Backward(undos) {
 		u.s.cursor = u.before
-		for _, id := range u.fresh {
-			delete(u.s.window, id)
+		for _, it := range u.fresh {
+			u.s.window.remove(it.ID, it.Time)
 		}
-		for _, id := range u.replayed {
-			u.s.window[id].emitted = false
+		for _, it := range u.replayed {
+			u.s.window.update(it.ID, it.Time, func(e *entry) { e.emitted = false })
 		}
 	}
 	l.dirty = wasDirty
@@ -414,8 +398,8 @@ func (l *Ledger) undo(undos []takeUndo, wasDirty bool) {
 type takeUndo struct {
 	s        *stream
 	before   Cursor
-	fresh    []string
-	replayed []string
+	fresh    []Item
+	replayed []Item
 }
 
 // Unemit lets events that were taken but not handed on, in (time, id)
@@ -429,9 +413,11 @@ func (l *Ledger) Unemit(key string, items []Item) {
 		return
 	}
 	for _, it := range items {
-		if e, ok := s.window[it.ID]; ok && !e.acked {
-			e.emitted = false
-		}
+		s.window.update(it.ID, it.Time, func(e *entry) {
+			if !e.acked {
+				e.emitted = false
+			}
+		})
 	}
 	if first := items[0]; first.Time < s.cursor.Time || first.Time == s.cursor.Time && first.ID <= s.cursor.ID {
 		s.cursor = Cursor{Time: first.Time}
@@ -439,20 +425,22 @@ func (l *Ledger) Unemit(key string, items []Item) {
 	}
 }
 
-// Ack records that the event id of the stream is done (delivered,
-// dead-lettered, dropped and counted, or filtered out): it will not be
-// emitted again. Unknown events are ignored.
-func (l *Ledger) Ack(key, id string) {
+// Ack records that the event id with time t (ms) of the stream is done
+// (delivered, dead-lettered, dropped and counted, or filtered out): it
+// will not be emitted again. Unknown events are ignored.
+func (l *Ledger) Ack(key, id string, t int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s, ok := l.streams[key]
 	if !ok {
 		return
 	}
-	if e, ok := s.window[id]; ok && !e.acked {
-		e.acked = true
-		l.dirty = true
-	}
+	s.window.update(id, t, func(e *entry) {
+		if !e.acked {
+			e.acked = true
+			l.dirty = true
+		}
+	})
 }
 
 // Saves returns how many saves reached the store.
@@ -512,14 +500,7 @@ func (l *Ledger) prune() {
 		if !s.recovered {
 			continue
 		}
-		floor := l.behind(s)
-		oldest := int64(math.MaxInt64)
-		for _, e := range s.window {
-			if !e.acked && e.time < oldest {
-				oldest = e.time
-			}
-		}
-		floor = min(floor, oldest)
+		floor := min(l.behind(s), s.window.oldestPending(math.MaxInt64))
 		if floor <= s.floor {
 			continue
 		}
@@ -527,14 +508,11 @@ func (l *Ledger) prune() {
 		s.trailTo = max(s.trailTo, floor)
 		l.dirty = true
 		var gone []trailKey
-		for id, e := range s.window {
-			if e.acked && e.time < floor {
-				delete(s.window, id)
-				if l.opts.Horizon > 0 {
-					gone = append(gone, trailKey{time: e.time, hash: idHash(id)})
-				}
+		s.window.prune(floor, func(k trailKey) {
+			if l.opts.Horizon > 0 {
+				gone = append(gone, k)
 			}
-		}
+		})
 		l.extendTrail(s, gone)
 	}
 }
@@ -598,12 +576,7 @@ func (l *Ledger) Audit(key string) (lo, hi int64, known int, ok bool) {
 	if !found || s.trailFrom >= s.trailTo {
 		return 0, 0, 0, false
 	}
-	known = len(s.trail)
-	for _, e := range s.window {
-		if e.time >= s.trailFrom && e.time < s.trailTo {
-			known++ // late rows found there, still in the window
-		}
-	}
+	known = len(s.trail) + s.window.count(s.trailFrom, s.trailTo-1) // + late rows found there, still in the window
 	return s.trailFrom, s.trailTo - 1, known, true
 }
 
