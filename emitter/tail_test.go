@@ -167,7 +167,9 @@ func (r *tailRun) waitPolls(t *testing.T, n uint64) {
 }
 
 // ack acknowledges rec as delivered.
-func (r *tailRun) ack(rec Record) { r.ledger.Ack(streamKey(rec.Kind(), rec.RealmID()), rec.ID(), rec.Time()) }
+func (r *tailRun) ack(rec Record) {
+	r.ledger.Ack(streamKey(rec.Kind(), rec.RealmID()), rec.ID(), rec.Time())
+}
 
 // waitFor polls cond until it holds or 15 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -12,9 +12,19 @@ import (
 // reflection, sorting map keys or an intermediate State; DecodeState and
 // DecodeJournal read them back with encoding/json.
 
-// appendSnapshot appends the ledger's streams as a snapshot. The caller
-// holds l.mu.
-func (l *Ledger) appendSnapshot(b []byte) []byte {
+// appendSnapshot appends the ledger's streams as a snapshot. With flush
+// set, whenever b holds snapshotChunk bytes or more it is handed to flush,
+// which returns the buffer to go on with (and flush gets the rest at the
+// end). The caller holds l.mu.
+func (l *Ledger) appendSnapshot(b []byte, flush func([]byte) []byte) []byte {
+	b = l.encodeSnapshot(b, flush)
+	if flush != nil && len(b) > 0 {
+		b = flush(b)
+	}
+	return b
+}
+
+func (l *Ledger) encodeSnapshot(b []byte, flush func([]byte) []byte) []byte {
 	b = append(b, `{"version":`...)
 	b = strconv.AppendInt(b, Version, 10)
 	if l.maxUID > 0 {
@@ -57,6 +67,9 @@ func (l *Ledger) appendSnapshot(b []byte) []byte {
 				b = append(b, `,"acked":true`...)
 			}
 			b = append(b, '}')
+			if flush != nil && len(b) >= snapshotChunk {
+				b = flush(b)
+			}
 		})
 		b = append(b, "}}"...)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -468,11 +469,36 @@ func (l *Ledger) Save(ctx context.Context) error {
 		l.mu.Unlock()
 		return nil
 	}
-	l.snap = l.appendSnapshot(l.snap[:0])
-	l.dirty = false
-	l.lastSaved = l.opts.Now()
-	l.mu.Unlock()
-	if err := l.opts.Store.Save(ctx, l.snap); err != nil {
+	var err error
+	if ss, ok := l.opts.Store.(streamSaver); ok {
+		// Written as it is encoded, through a buffer of snapshotChunk
+		// bytes: a busy window is not copied whole into memory.
+		locked := true
+		err = ss.SaveStream(ctx, func(w io.Writer) error {
+			var werr error
+			l.snap = l.appendSnapshot(l.snap[:0], func(b []byte) []byte {
+				if werr == nil {
+					_, werr = w.Write(b)
+				}
+				return b[:0]
+			})
+			l.dirty = false
+			l.lastSaved = l.opts.Now()
+			l.mu.Unlock()
+			locked = false
+			return werr
+		})
+		if locked {
+			l.mu.Unlock()
+		}
+	} else {
+		l.snap = l.appendSnapshot(l.snap[:0], nil)
+		l.dirty = false
+		l.lastSaved = l.opts.Now()
+		l.mu.Unlock()
+		err = l.opts.Store.Save(ctx, l.snap)
+	}
+	if err != nil {
 		l.mu.Lock()
 		l.dirty = true
 		l.mu.Unlock()
@@ -481,6 +507,16 @@ func (l *Ledger) Save(ctx context.Context) error {
 	l.saves.Add(1)
 	return nil
 }
+
+// streamSaver is a Store that can save a snapshot while it is written:
+// SaveStream is Save of what write writes to w.
+type streamSaver interface {
+	SaveStream(ctx context.Context, write func(w io.Writer) error) error
+}
+
+// snapshotChunk is how many bytes of a snapshot are encoded before they
+// are written to a streamSaver.
+const snapshotChunk = 64 << 10
 
 // Close saves the state and closes the store.
 func (l *Ledger) Close(ctx context.Context) error {

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
@@ -153,4 +154,40 @@ func BenchmarkWindowBytesPerEvent(b *testing.B) {
 		runtime.KeepAlive(w)
 	}
 	b.ReportMetric(per, "bytes/event")
+}
+
+func TestLedgerOnAFileStreamsASnapshotLargerThanItsBufferAndLoadsItBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	store := NewFile(path)
+	l := open(t, store, time.Hour)
+	l.Begin("Event/r", 0)
+	var its []Item
+	for i := range 5000 { // about 75 bytes each: several chunks
+		its = append(its, Item{ID: uuidOf(i), Time: int64(1000 + i/3)})
+	}
+	its = append(its, Item{ID: "not-a-uuid", Time: 3000})
+	uids := take(t, l, "Event/r", its, true)
+	for _, it := range its[:100] {
+		l.Ack("Event/r", it.ID, it.Time)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := st.Streams["Event/r"].Window
+	if len(w) != len(its) {
+		t.Fatalf("the file holds %d entries, want %d", len(w), len(its))
+	}
+	for i, it := range its {
+		if e := w[it.ID]; e.UID != uids[i] || e.Time != it.Time || e.Acked != (i < 100) {
+			t.Fatalf("entry of %s = %+v, want uid %d, time %d, acked %v", it.ID, e, uids[i], it.Time, i < 100)
+		}
+	}
+	again := open(t, NewFile(path), time.Hour)
+	if got := take(t, again, "Event/r", its, false); !reflect.DeepEqual(got[100:], uids[100:]) || !slices.Equal(got[:100], make([]int64, 100)) {
+		t.Fatal("after loading the streamed file the replay differs from the uids issued")
+	}
 }
