@@ -130,6 +130,10 @@ type tailStream struct {
 	movedXmax  uint64    // the snapshot's xmax at that read
 	lastAudit  time.Time
 	lastPast   time.Time
+	// Of a source read stream by stream: the wait after reads that found
+	// nothing, and when the stream is read next (see quietMax).
+	quiet    time.Duration
+	nextRead time.Time
 }
 
 func newTailer(o tailOptions) (*tailer, error) {
@@ -223,15 +227,29 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 				return false, err
 			}
 		}
+		if err := t.audit(ctx, s, now); err != nil {
+			return false, err
+		}
+		if !drain && now.Before(s.nextRead) {
+			continue // quiet: read less often
+		}
 		if err := t.checkExpiry(ctx, s, now, due); err != nil {
 			return false, err
 		}
+		before := t.opts.Ledger.Cursor(s.key)
 		full, err := t.forward(ctx, s)
 		if err != nil {
 			return false, err
 		}
+		if t.opts.Ledger.Cursor(s.key) != before {
+			s.movedAt, s.quiet, s.nextRead = now, 0, time.Time{}
+		} else {
+			s.quiet = min(max(2*s.quiet, t.opts.PollInterval), max(quietMax, t.opts.PollInterval))
+			s.nextRead = now.Add(s.quiet)
+		}
 		busy = busy || full
-		if !full && (drain || now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
+		open := now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
+		if !full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			if err := t.rescan(ctx, s, now); err != nil {
 				return false, err
 			}
@@ -239,6 +257,104 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 	}
 	t.stats.polls.Add(1)
 	return busy, nil
+}
+
+// quietMax caps how long a stream of a source read stream by stream (the
+// admin API: a request per realm and kind) waits between reads once its
+// reads found nothing: the wait doubles from PollInterval after each
+// empty read, and a read that finds rows resets it. Idle realms then cost
+// about one request per kind every quietMax instead of every poll; the
+// first event of a realm long idle is read within quietMax.
+const quietMax = 5 * time.Second
+
+// For a source that cannot count (the admin API), the trail is audited
+// by reading it whole, and the minutes beyond it by reading each: less
+// often than counts.
+const (
+	readAuditInterval = time.Minute
+	readPastInterval  = 10 * time.Minute
+)
+
+// audit is the trail's audit for a source read stream by stream: when the
+// source holds more rows in the trail than the ledger knows (or cannot
+// count), the trail is read again, which emits the rows it lacks (late,
+// counted as such); the minutes beyond the horizon are counted and rows
+// that appeared there reported missed.
+func (t *tailer) audit(ctx context.Context, s *tailStream, now time.Time) error {
+	c, counts := t.opts.Source.(counter)
+	every, pastEvery := auditInterval, pastInterval
+	if !counts {
+		every, pastEvery = readAuditInterval, readPastInterval
+	}
+	if now.Sub(s.lastAudit) >= every {
+		s.lastAudit = now
+		if lo, hi, known, ok := t.opts.Ledger.Audit(s.key); ok {
+			n := -1
+			if counts {
+				var err error
+				if n, err = c.count(ctx, s.realm, s.kind, cursor{Time: lo}, hi); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+					return err
+				}
+			}
+			if n < 0 || n > known {
+				if err := t.scan(ctx, s, lo, hi); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if now.Sub(s.lastPast) >= pastEvery {
+		s.lastPast = now
+		for _, m := range t.opts.Ledger.Past(s.key) {
+			n, err := t.countRows(ctx, s, m.From, m.To)
+			if err != nil {
+				return err
+			}
+			t.reportMissed(s, m.From, m.To, n)
+		}
+	}
+	return nil
+}
+
+// countRows counts the source's rows with time in [lo, hi], by reading
+// them when it cannot count.
+func (t *tailer) countRows(ctx context.Context, s *tailStream, lo, hi int64) (int, error) {
+	if c, ok := t.opts.Source.(counter); ok {
+		n, err := c.count(ctx, s.realm, s.kind, cursor{Time: lo}, hi)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return n, err
+		}
+	}
+	n := 0
+	after := cursor{Time: lo}
+	for {
+		page, err := t.opts.Source.page(ctx, s.realm, s.kind, after, hi, t.opts.PageSize)
+		if err != nil {
+			return 0, err
+		}
+		n += len(page)
+		if len(page) < t.opts.PageSize {
+			return n, nil
+		}
+		last := page[len(page)-1]
+		after = cursor{Time: last.Time(), ID: last.ID()}
+	}
+}
+
+// reportMissed tells the ledger that the source holds n rows in the minute
+// [lo, hi] beyond the horizon, and reports those it never read.
+func (t *tailer) reportMissed(s *tailStream, lo, hi int64, n int) {
+	missed := t.opts.Ledger.Missed(s.key, lo, n)
+	if missed <= 0 {
+		return
+	}
+	t.stats.missed.Add(uint64(missed))
+	if t.opts.Missed != nil {
+		t.opts.Missed(s.kind, missed)
+	}
+	t.log.Error("events appeared beyond the audit horizon and were not delivered (a Keycloak node's clock far behind, or a transaction open longer than the horizon)",
+		"kind", s.kind, "realm", s.realm.Name, "events", missed,
+		"from", time.UnixMilli(lo).UTC().Format(time.RFC3339), "to", time.UnixMilli(hi).UTC().Format(time.RFC3339Nano))
 }
 
 // pollBatch is poll for a batcher: the forward page of every stream and
@@ -351,15 +467,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		n := res.counts[c.req]
 		switch {
 		case c.past:
-			if missed := t.opts.Ledger.Missed(c.s.key, c.lo, n); missed > 0 {
-				t.stats.missed.Add(uint64(missed))
-				if t.opts.Missed != nil {
-					t.opts.Missed(c.s.kind, missed)
-				}
-				t.log.Error("events appeared beyond the audit horizon and were not delivered (a Keycloak node's clock far behind, or a transaction open longer than the horizon)",
-					"kind", c.s.kind, "realm", c.s.realm.Name, "events", missed,
-					"from", time.UnixMilli(c.lo).UTC().Format(time.RFC3339), "to", time.UnixMilli(c.hi).UTC().Format(time.RFC3339Nano))
-			}
+			t.reportMissed(c.s, c.lo, c.hi, n)
 		case c.known >= 0: // audit of the trail
 			if n > c.known {
 				if err := t.scan(ctx, c.s, c.lo, c.hi); err != nil {

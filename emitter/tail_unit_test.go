@@ -23,6 +23,7 @@ type memSource struct {
 	rows      map[string][]Record
 	failures  int // reads still to fail
 	realmCall int
+	pages     int // reads through a readSource
 }
 
 func newMemSource(realms ...realm) *memSource {
@@ -566,36 +567,96 @@ func TestTailerUnitDeliversARowOfATransactionOpenForAMinuteOnce(t *testing.T) {
 // no snapshot shows it) and one stamped 15 minutes in the past: the first
 // is delivered once by the audit of the trail, the second is counted as
 // missed and logged at ERROR with its range.
+// readSource is a memSource that, like the admin API, can only be read:
+// no count, no batch.
+type readSource struct{ m *memSource }
+
+func (r readSource) realms(ctx context.Context) ([]realm, error) { return r.m.realms(ctx) }
+func (r readSource) page(ctx context.Context, rl realm, kind Kind, after cursor, until int64, limit int) ([]Record, error) {
+	r.m.mu.Lock()
+	r.m.pages++
+	r.m.mu.Unlock()
+	return r.m.page(ctx, rl, kind, after, until, limit)
+}
+func (r readSource) oldestTime(ctx context.Context, rl realm, kind Kind) (int64, bool, error) {
+	return r.m.oldestTime(ctx, rl, kind)
+}
+
 func TestTailerUnitDeliversARowStampedInThePastWithinTheHorizonAndCountsOneBeyond(t *testing.T) {
-	mem := newMemSource(acme)
-	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 100, xmax: 100}}
-	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
-	var want []string
-	step := func(n int) {
-		for i := range n {
-			u.clock.now = u.clock.now.Add(time.Second)
-			id := fmt.Sprintf("steady-%04d", len(want))
-			if i%2 == 0 {
-				mem.add(KindEvent, "r", id, u.clock.now.UnixMilli())
-				want = append(want, id)
+	for name, tc := range map[string]struct {
+		src   func(*memSource) source
+		after int // seconds of traffic after the skewed rows
+	}{
+		"batched":                 {func(m *memSource) source { return &batchSource{memSource: m, snap: txSnapshot{xmin: 100, xmax: 100}} }, 90},
+		"read only, like the API": {func(m *memSource) source { return readSource{m} }, 11 * 60},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mem := newMemSource(acme)
+			u := newUnitTailer(t, tc.src(mem), nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
+			var want []string
+			step := func(n int) {
+				for i := range n {
+					u.clock.now = u.clock.now.Add(time.Second)
+					id := fmt.Sprintf("steady-%04d", len(want))
+					if i%2 == 0 {
+						mem.add(KindEvent, "r", id, u.clock.now.UnixMilli())
+						want = append(want, id)
+					}
+					u.poll(t)
+					u.ledger.SaveIfDue(context.Background())
+				}
 			}
-			u.poll(t)
-			u.ledger.SaveIfDue(context.Background())
+			step(20 * 60) // 20 minutes of steady traffic
+			now := u.clock.now
+			mem.add(KindEvent, "r", "skewed-30s", now.Add(-30*time.Second).UnixMilli()+7)
+			mem.add(KindEvent, "r", "skewed-15m", now.Add(-15*time.Minute).UnixMilli()+7)
+			step(tc.after)
+			emittedOnce(t, u.sink, append(want, "skewed-30s"))
+			st := u.Stats()
+			if st.Late != 1 || st.Missed != 1 {
+				t.Fatalf("Late %d, Missed %d; want 1 and 1", st.Late, st.Missed)
+			}
+			if logs := u.logs.String(); !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "beyond the audit horizon") {
+				t.Fatalf("no ERROR about the missed row:\n%s", logs)
+			}
+		})
+	}
+}
+
+func TestTailerUnitReadsAQuietStreamOfAReadOnlySourceLessOftenAndItsNextEventWithinTheCap(t *testing.T) {
+	mem := newMemSource(acme)
+	u := newUnitTailer(t, readSource{mem}, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Kinds = []Kind{KindEvent}
+		o.PollInterval = 200 * time.Millisecond
+	})
+	mem.add(KindEvent, "r", "first", u.clock.now.UnixMilli())
+	u.poll(t)
+	start := mem.pages
+	const polls = 300 // a minute of polls every 200 ms
+	for range polls {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+	}
+	// Forward reads back off to one per quietMax (5 s), plus the rescans of
+	// the overlap while it is open and the audits of the trail.
+	if reads := mem.pages - start; reads > 40 {
+		t.Fatalf("%d reads in %d polls of an idle stream, want at most 40", reads, polls)
+	}
+	mem.add(KindEvent, "r", "after-the-quiet", u.clock.now.UnixMilli())
+	for i := 0; ; i++ {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		if len(u.sink.records()) == 2 {
+			if waited := time.Duration(i+1) * 200 * time.Millisecond; waited > quietMax {
+				t.Fatalf("the event after a quiet minute was read after %s, want within %s", waited, quietMax)
+			}
+			break
+		}
+		if i > 100 {
+			t.Fatal("the event after a quiet minute was never read")
 		}
 	}
-	step(20 * 60) // 20 minutes of steady traffic
-	now := u.clock.now
-	mem.add(KindEvent, "r", "skewed-30s", now.Add(-30*time.Second).UnixMilli()+7)
-	mem.add(KindEvent, "r", "skewed-15m", now.Add(-15*time.Minute).UnixMilli()+7)
-	step(90)
-	emittedOnce(t, u.sink, append(want, "skewed-30s"))
-	st := u.Stats()
-	if st.Late != 1 || st.Missed != 1 {
-		t.Fatalf("Late %d, Missed %d; want 1 and 1", st.Late, st.Missed)
-	}
-	if logs := u.logs.String(); !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "beyond the audit horizon") {
-		t.Fatalf("no ERROR about the missed row:\n%s", logs)
-	}
+	emittedOnce(t, u.sink, []string{"first", "after-the-quiet"})
 }
 
 func TestTailerUnitPollsSoonWhileRowsFlowAndBacksOffToThePollIntervalWhenIdle(t *testing.T) {
