@@ -102,16 +102,19 @@ type tailStats struct {
 // position; the tailer keeps only what the loop needs to pace itself. Its
 // methods are called from one goroutine.
 type tailer struct {
-	opts     tailOptions
-	log      *slog.Logger
-	streams  map[string]*tailStream
-	listed   bool // realms were listed at least once
-	listedAt time.Time
-	missing  map[string]bool // --realms names not found, already logged
-	snap     txSnapshot      // of the last batch read
-	holds    holdTracker
-	found    int // records emitted by the last poll
-	stats    struct {
+	opts    tailOptions
+	log     *slog.Logger
+	streams map[string]*tailStream
+	// activeList is the streams to poll in key order (see active); nil
+	// until built after a listing.
+	activeList []*tailStream
+	listed     bool // realms were listed at least once
+	listedAt   time.Time
+	missing    map[string]bool // --realms names not found, already logged
+	snap       txSnapshot      // of the last batch read
+	holds      holdTracker
+	found      int // records emitted by the last poll
+	stats      struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
 	}
 }
@@ -515,15 +518,20 @@ func (h *holdTracker) observe(now time.Time, s txSnapshot) int64 {
 	return h.reads[0].at // open since before the first read known
 }
 
-// active returns the streams to poll, in key order.
+// active returns the streams to poll, in key order; the list changes only
+// when realms are listed.
 func (t *tailer) active() []*tailStream {
-	var out []*tailStream
+	if t.activeList != nil {
+		return t.activeList
+	}
+	out := []*tailStream{}
 	for _, s := range t.streams {
 		if s.active {
 			out = append(out, s)
 		}
 	}
 	slices.SortFunc(out, func(a, b *tailStream) int { return strings.Compare(a.key, b.key) })
+	t.activeList = out
 	return out
 }
 
@@ -538,6 +546,7 @@ func (t *tailer) listRealms(ctx context.Context, now time.Time) error {
 	for _, s := range t.streams {
 		s.active = false // until listed again: a deleted realm is no longer polled
 	}
+	t.activeList = nil
 	found := map[string]bool{}
 	for _, r := range realms {
 		found[r.Name] = true
