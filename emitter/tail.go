@@ -306,38 +306,60 @@ func (t *tailer) audit(ctx context.Context, s *tailStream, now time.Time) error 
 			}
 		}
 	}
-	if now.Sub(s.lastPast) >= pastEvery {
-		s.lastPast = now
-		for _, m := range t.opts.Ledger.Past(s.key) {
-			n, err := t.countRows(ctx, s, m.From, m.To)
+	if now.Sub(s.lastPast) < pastEvery {
+		return nil
+	}
+	s.lastPast = now
+	minutes := t.opts.Ledger.Past(s.key)
+	if len(minutes) == 0 {
+		return nil
+	}
+	var perMinute []int
+	if counts {
+		for _, m := range minutes {
+			n, err := c.count(ctx, s.realm, s.kind, cursor{Time: m.From}, m.To)
 			if err != nil {
 				return err
 			}
-			t.reportMissed(s, m.From, m.To, n)
+			perMinute = append(perMinute, n)
 		}
+	} else {
+		var err error
+		if perMinute, err = t.readPerMinute(ctx, s, minutes); err != nil {
+			return err
+		}
+	}
+	for i, m := range minutes {
+		t.reportMissed(s, m.From, m.To, perMinute[i])
 	}
 	return nil
 }
 
-// countRows counts the source's rows with time in [lo, hi], by reading
-// them when it cannot count.
-func (t *tailer) countRows(ctx context.Context, s *tailStream, lo, hi int64) (int, error) {
-	if c, ok := t.opts.Source.(counter); ok {
-		n, err := c.count(ctx, s.realm, s.kind, cursor{Time: lo}, hi)
-		if !errors.Is(err, errors.ErrUnsupported) {
-			return n, err
-		}
-	}
-	n := 0
-	after := cursor{Time: lo}
+// readPerMinute counts the source's rows in each of minutes (oldest
+// first) by reading their whole range once, page by page.
+func (t *tailer) readPerMinute(ctx context.Context, s *tailStream, minutes []checkpoint.Minute) ([]int, error) {
+	out := make([]int, len(minutes))
+	after, hi := cursor{Time: minutes[0].From}, minutes[len(minutes)-1].To
 	for {
 		page, err := t.opts.Source.page(ctx, s.realm, s.kind, after, hi, t.opts.PageSize)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		n += len(page)
+		for _, r := range page {
+			if i, found := slices.BinarySearchFunc(minutes, r.Time(), func(m checkpoint.Minute, t int64) int {
+				switch {
+				case m.To < t:
+					return -1
+				case m.From > t:
+					return 1
+				}
+				return 0
+			}); found {
+				out[i]++
+			}
+		}
 		if len(page) < t.opts.PageSize {
-			return n, nil
+			return out, nil
 		}
 		last := page[len(page)-1]
 		after = cursor{Time: last.Time(), ID: last.ID()}
