@@ -113,8 +113,12 @@ type tailer struct {
 	missing    map[string]bool // --realms names not found, already logged
 	snap       txSnapshot      // of the last batch read
 	holds      holdTracker
-	found      int // records emitted by the last poll
-	stats      struct {
+	// lastHold is the last hold of open transactions; after they ended it
+	// is kept until heldUntil (zero while they are open).
+	lastHold  int64
+	heldUntil time.Time
+	found     int // records emitted by the last poll
+	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
 	}
 }
@@ -418,7 +422,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	for i, s := range streams {
 		pageOf[i] = len(reqs)
 		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: t.opts.Ledger.Cursor(s.key)})
-		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
+		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero()
 		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
 			if lo <= hi && hi > 0 {
@@ -447,6 +451,19 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	hold := t.holds.observe(now, res.snapshot)
 	if hold != 0 {
 		hold = max(hold, now.Add(-t.opts.MaxHold).UnixMilli())
+		t.lastHold, t.heldUntil = hold, time.Time{}
+	} else if t.lastHold != 0 {
+		// The transactions ended: their rows may be visible to this read
+		// only, and its counts may not cover them. The hold stays, and
+		// every window open, until each was counted once more.
+		if t.heldUntil.IsZero() {
+			t.heldUntil = now.Add(2 * t.opts.RescanInterval)
+		}
+		if now.Before(t.heldUntil) {
+			hold = t.lastHold
+		} else {
+			t.lastHold, t.heldUntil = 0, time.Time{}
+		}
 	}
 	t.opts.Ledger.SetHold(hold)
 	// Every stream's forward page is taken at once: one journal append
