@@ -293,7 +293,10 @@ func (t *tailer) audit(ctx context.Context, s *tailStream, now time.Time) error 
 	if !counts {
 		every, pastEvery = readAuditInterval, readPastInterval
 	}
-	if now.Sub(s.lastAudit) >= every {
+	// A stream read last longer ago than the horizon has nothing the trail
+	// could catch: a row stamped there now would be beyond the horizon.
+	stale := now.UnixMilli()-t.opts.Ledger.Cursor(s.key).Time > t.opts.MaxHold.Milliseconds()
+	if now.Sub(s.lastAudit) >= every && !(stale && !counts) {
 		s.lastAudit = now
 		if lo, hi, known, ok := t.opts.Ledger.Audit(s.key); ok {
 			n := -1

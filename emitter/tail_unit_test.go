@@ -672,16 +672,35 @@ func TestTailerUnitReadsAQuietStreamOfAReadOnlySourceLessOftenAndItsNextEventWit
 	for range polls {
 		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
 		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
 	}
 	// Forward reads back off to one per quietMax (5 s), plus the rescans of
 	// the overlap while it is open and the audits of the trail.
 	if reads := mem.pages - start; reads > 40 {
 		t.Fatalf("%d reads in %d polls of an idle stream, want at most 40", reads, polls)
 	}
+	// Once the stream was last read longer ago than the horizon, its trail
+	// is no longer read again either: one forward read per 5 s is left (the
+	// audit would add one a minute).
+	for range 10 * polls {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+	}
+	start = mem.pages
+	for range polls {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+	}
+	if reads := mem.pages - start; reads > 12 {
+		t.Fatalf("%d reads in a minute of a stream idle for 11 minutes, want at most 12 (one per 5 s)", reads)
+	}
 	mem.add(KindEvent, "r", "after-the-quiet", u.clock.now.UnixMilli())
 	for i := 0; ; i++ {
 		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
 		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
 		if len(u.sink.records()) == 2 {
 			if waited := time.Duration(i+1) * 200 * time.Millisecond; waited > quietMax {
 				t.Fatalf("the event after a quiet minute was read after %s, want within %s", waited, quietMax)
