@@ -275,8 +275,8 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 const quietMax = 5 * time.Second
 
 // For a source that cannot count (the admin API), the trail is audited
-// by reading it whole, and the minutes beyond it by reading each: less
-// often than counts.
+// by reading it whole, and the minutes beyond it by one read of their
+// range: less often than counts.
 const (
 	readAuditInterval = time.Minute
 	readPastInterval  = 10 * time.Minute
