@@ -51,7 +51,7 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 		if !keep[i] {
 			p.metrics.Filtered.WithLabelValues(kind).Inc()
 			p.progress.done.Add(1)
-			p.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
+			p.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time())
 			continue
 		}
 		if err := p.send(ctx, r); err != nil {
@@ -91,7 +91,7 @@ func (p *pipeline) send(ctx context.Context, r Record) error {
 // ack moves the ledger past an envelope that is done.
 func (p *pipeline) ack(env envelope, _ outcome) {
 	p.progress.done.Add(1)
-	p.ledger.Ack(streamKey(env.Kind, env.RealmID), env.ID)
+	p.ledger.Ack(streamKey(env.Kind, env.RealmID), env.ID, env.Time)
 }
 
 func detailsOf(r Record) map[string]string {

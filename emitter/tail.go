@@ -65,9 +65,21 @@ const (
 	pastInterval  = time.Minute
 )
 
-// busyPause is the pause after a poll that found new rows but no full page:
-// while events flow, the next ones are read soon.
-const busyPause = 20 * time.Millisecond
+// The pause between polls adapts to the traffic: busyPause after a poll
+// that found new rows (but no full page: then the next page is read at
+// once), doubling after each poll that found none, up to PollInterval. So
+// while events flow they are read within a few milliseconds of their
+// commit, and an idle emitter polls every PollInterval.
+const busyPause = 5 * time.Millisecond
+
+// nextPause returns the pause after a poll that found found records, when
+// the pause before it was last.
+func nextPause(last time.Duration, found int, poll time.Duration) time.Duration {
+	if found > 0 {
+		return min(busyPause, poll)
+	}
+	return min(max(2*last, busyPause), poll)
+}
 
 // tailStats are counters of a tailer since it was created.
 type tailStats struct {
@@ -90,16 +102,23 @@ type tailStats struct {
 // position; the tailer keeps only what the loop needs to pace itself. Its
 // methods are called from one goroutine.
 type tailer struct {
-	opts     tailOptions
-	log      *slog.Logger
-	streams  map[string]*tailStream
-	listed   bool // realms were listed at least once
-	listedAt time.Time
-	missing  map[string]bool // --realms names not found, already logged
-	snap     txSnapshot      // of the last batch read
-	holds    holdTracker
-	found    int // records emitted by the last poll
-	stats    struct {
+	opts    tailOptions
+	log     *slog.Logger
+	streams map[string]*tailStream
+	// activeList is the streams to poll in key order (see active); nil
+	// until built after a listing.
+	activeList []*tailStream
+	listed     bool // realms were listed at least once
+	listedAt   time.Time
+	missing    map[string]bool // --realms names not found, already logged
+	snap       txSnapshot      // of the last batch read
+	holds      holdTracker
+	// lastHold is the last hold of open transactions; after they ended it
+	// is kept until heldUntil (zero while they are open).
+	lastHold  int64
+	heldUntil time.Time
+	found     int // records emitted by the last poll
+	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
 	}
 }
@@ -118,6 +137,10 @@ type tailStream struct {
 	movedXmax  uint64    // the snapshot's xmax at that read
 	lastAudit  time.Time
 	lastPast   time.Time
+	// Of a source read stream by stream: the wait after reads that found
+	// nothing, and when the stream is read next (see quietMax).
+	quiet    time.Duration
+	nextRead time.Time
 }
 
 func newTailer(o tailOptions) (*tailer, error) {
@@ -142,6 +165,7 @@ func newTailer(o tailOptions) (*tailer, error) {
 // early.
 func (t *tailer) run(ctx context.Context, drain bool) error {
 	backoff := time.Duration(0)
+	pause := t.opts.PollInterval
 	for {
 		if ctx.Err() != nil {
 			if drain {
@@ -171,10 +195,7 @@ func (t *tailer) run(ctx context.Context, drain bool) error {
 		if drain {
 			return nil
 		}
-		pause := t.opts.PollInterval
-		if t.found > 0 {
-			pause = min(pause, busyPause)
-		}
+		pause = nextPause(pause, t.found, t.opts.PollInterval)
 		t.opts.Sleep(ctx, pause)
 	}
 }
@@ -213,15 +234,29 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 				return false, err
 			}
 		}
+		if err := t.audit(ctx, s, now); err != nil {
+			return false, err
+		}
+		if !drain && now.Before(s.nextRead) {
+			continue // quiet: read less often
+		}
 		if err := t.checkExpiry(ctx, s, now, due); err != nil {
 			return false, err
 		}
+		before := t.opts.Ledger.Cursor(s.key)
 		full, err := t.forward(ctx, s)
 		if err != nil {
 			return false, err
 		}
+		if t.opts.Ledger.Cursor(s.key) != before {
+			s.movedAt, s.quiet, s.nextRead = now, 0, time.Time{}
+		} else {
+			s.quiet = min(max(2*s.quiet, t.opts.PollInterval), max(quietMax, t.opts.PollInterval))
+			s.nextRead = now.Add(s.quiet)
+		}
 		busy = busy || full
-		if !full && (drain || now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
+		open := now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
+		if !full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			if err := t.rescan(ctx, s, now); err != nil {
 				return false, err
 			}
@@ -229,6 +264,129 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 	}
 	t.stats.polls.Add(1)
 	return busy, nil
+}
+
+// quietMax caps how long a stream of a source read stream by stream (the
+// admin API: a request per realm and kind) waits between reads once its
+// reads found nothing: the wait doubles from PollInterval after each
+// empty read, and a read that finds rows resets it. Idle realms then cost
+// about one request per kind every quietMax instead of every poll; the
+// first event of a realm long idle is read within quietMax.
+const quietMax = 5 * time.Second
+
+// For a source that cannot count (the admin API), the trail is audited
+// by reading it whole, and the minutes beyond it by one read of their
+// range: less often than counts.
+const (
+	readAuditInterval = time.Minute
+	readPastInterval  = 10 * time.Minute
+)
+
+// audit is the trail's audit for a source read stream by stream: when the
+// source holds more rows in the trail than the ledger knows (or cannot
+// count), the trail is read again, which emits the rows it lacks (late,
+// counted as such); the minutes beyond the horizon are counted and rows
+// that appeared there reported missed.
+func (t *tailer) audit(ctx context.Context, s *tailStream, now time.Time) error {
+	c, counts := t.opts.Source.(counter)
+	every, pastEvery := auditInterval, pastInterval
+	if !counts {
+		every, pastEvery = readAuditInterval, readPastInterval
+	}
+	// A stream read last longer ago than the horizon has nothing the trail
+	// could catch: a row stamped there now would be beyond the horizon.
+	stale := now.UnixMilli()-t.opts.Ledger.Cursor(s.key).Time > t.opts.MaxHold.Milliseconds()
+	if now.Sub(s.lastAudit) >= every && !(stale && !counts) {
+		s.lastAudit = now
+		if lo, hi, known, ok := t.opts.Ledger.Audit(s.key); ok {
+			n := -1
+			if counts {
+				var err error
+				if n, err = c.count(ctx, s.realm, s.kind, cursor{Time: lo}, hi); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+					return err
+				}
+			}
+			if n < 0 || n > known {
+				if err := t.scan(ctx, s, lo, hi); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if now.Sub(s.lastPast) < pastEvery {
+		return nil
+	}
+	s.lastPast = now
+	minutes := t.opts.Ledger.Past(s.key)
+	if len(minutes) == 0 {
+		return nil
+	}
+	var perMinute []int
+	if counts {
+		for _, m := range minutes {
+			n, err := c.count(ctx, s.realm, s.kind, cursor{Time: m.From}, m.To)
+			if err != nil {
+				return err
+			}
+			perMinute = append(perMinute, n)
+		}
+	} else {
+		var err error
+		if perMinute, err = t.readPerMinute(ctx, s, minutes); err != nil {
+			return err
+		}
+	}
+	for i, m := range minutes {
+		t.reportMissed(s, m.From, m.To, perMinute[i])
+	}
+	return nil
+}
+
+// readPerMinute counts the source's rows in each of minutes (oldest
+// first) by reading their whole range once, page by page.
+func (t *tailer) readPerMinute(ctx context.Context, s *tailStream, minutes []checkpoint.Minute) ([]int, error) {
+	out := make([]int, len(minutes))
+	after, hi := cursor{Time: minutes[0].From}, minutes[len(minutes)-1].To
+	for {
+		page, err := t.opts.Source.page(ctx, s.realm, s.kind, after, hi, t.opts.PageSize)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page {
+			if i, found := slices.BinarySearchFunc(minutes, r.Time(), func(m checkpoint.Minute, t int64) int {
+				switch {
+				case m.To < t:
+					return -1
+				case m.From > t:
+					return 1
+				}
+				return 0
+			}); found {
+				out[i]++
+			}
+		}
+		if len(page) < t.opts.PageSize {
+			return out, nil
+		}
+		last := page[len(page)-1]
+		after = cursor{Time: last.Time(), ID: last.ID()}
+	}
+}
+
+// reportMissed tells the ledger that the source holds n rows in the minute
+// [lo, hi] beyond the horizon, and reports those it never read.
+func (t *tailer) reportMissed(s *tailStream, lo, hi int64, n int) {
+	missed := t.opts.Ledger.Missed(s.key, lo, n)
+	if missed <= 0 {
+		return
+	}
+	t.stats.missed.Add(uint64(missed))
+	if t.opts.Missed != nil {
+		t.opts.Missed(s.kind, missed)
+	}
+	t.log.Error("events appeared beyond the audit horizon and were not delivered (a Keycloak node's clock far behind, or a transaction open longer than the horizon)",
+		"kind", s.kind, "realm", s.realm.Name, "events", missed,
+		"from", time.UnixMilli(lo).UTC().Format(time.RFC3339), "to", time.UnixMilli(hi).UTC().Format(time.RFC3339Nano))
 }
 
 // pollBatch is poll for a batcher: the forward page of every stream and
@@ -267,7 +425,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	for i, s := range streams {
 		pageOf[i] = len(reqs)
 		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: t.opts.Ledger.Cursor(s.key)})
-		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval
+		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero()
 		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
 			if lo <= hi && hi > 0 {
@@ -296,34 +454,65 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	hold := t.holds.observe(now, res.snapshot)
 	if hold != 0 {
 		hold = max(hold, now.Add(-t.opts.MaxHold).UnixMilli())
+		t.lastHold, t.heldUntil = hold, time.Time{}
+	} else if t.lastHold != 0 {
+		// The transactions ended: their rows may be visible to this read
+		// only, and its counts may not cover them. The hold stays, and
+		// every window open, until each was counted once more.
+		if t.heldUntil.IsZero() {
+			t.heldUntil = now.Add(2 * t.opts.RescanInterval)
+		}
+		if now.Before(t.heldUntil) {
+			hold = t.lastHold
+		} else {
+			t.lastHold, t.heldUntil = 0, time.Time{}
+		}
 	}
 	t.opts.Ledger.SetHold(hold)
+	// Every stream's forward page is taken at once: one journal append
+	// for the whole poll, then the records are handed on stream by stream.
 	busy := false
+	var pages []checkpoint.Page
+	var pageStreams []*tailStream
+	var pageRecs [][]Record
 	for i, s := range streams {
 		page := res.pages[pageOf[i]]
-		before := t.opts.Ledger.Cursor(s.key)
-		if err := t.take(ctx, s, page, true); err != nil {
-			return false, err
-		}
-		if t.opts.Ledger.Cursor(s.key) != before {
-			s.movedAt, s.movedXmax = now, res.snapshot.xmax
-		}
 		s.full = pageFull(page, t.opts.PageSize)
 		busy = busy || s.full
+		if len(page) == 0 {
+			continue
+		}
+		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true})
+		pageStreams, pageRecs = append(pageStreams, s), append(pageRecs, page)
+		s.movedAt, s.movedXmax = now, res.snapshot.xmax // a forward page moves the cursor
+	}
+	if len(pages) > 0 {
+		taken, err := t.opts.Ledger.TakePages(ctx, pages)
+		if err != nil {
+			return false, err
+		}
+		for i, s := range pageStreams {
+			if err := t.handOn(ctx, s, pageRecs[i], taken[i], true); err != nil {
+				// The pages after it were taken but not handed on: their
+				// records are read and emitted again, with their uids.
+				for j := i + 1; j < len(pages); j++ {
+					var rest []checkpoint.Item
+					for k, it := range pages[j].Items {
+						if taken[j].UIDs[k] != 0 {
+							rest = append(rest, it)
+						}
+					}
+					t.opts.Ledger.Unemit(pages[j].Key, rest)
+				}
+				return false, err
+			}
+		}
 	}
 	for _, c := range counts {
 		n := res.counts[c.req]
 		switch {
 		case c.past:
-			if missed := t.opts.Ledger.Missed(c.s.key, c.lo, n); missed > 0 {
-				t.stats.missed.Add(uint64(missed))
-				if t.opts.Missed != nil {
-					t.opts.Missed(c.s.kind, missed)
-				}
-				t.log.Error("events appeared beyond the audit horizon and were not delivered (a Keycloak node's clock far behind, or a transaction open longer than the horizon)",
-					"kind", c.s.kind, "realm", c.s.realm.Name, "events", missed,
-					"from", time.UnixMilli(c.lo).UTC().Format(time.RFC3339), "to", time.UnixMilli(c.hi).UTC().Format(time.RFC3339Nano))
-			}
+			t.reportMissed(c.s, c.lo, c.hi, n)
 		case c.known >= 0: // audit of the trail
 			if n > c.known {
 				if err := t.scan(ctx, c.s, c.lo, c.hi); err != nil {
@@ -371,15 +560,20 @@ func (h *holdTracker) observe(now time.Time, s txSnapshot) int64 {
 	return h.reads[0].at // open since before the first read known
 }
 
-// active returns the streams to poll, in key order.
+// active returns the streams to poll, in key order; the list changes only
+// when realms are listed.
 func (t *tailer) active() []*tailStream {
-	var out []*tailStream
+	if t.activeList != nil {
+		return t.activeList
+	}
+	out := []*tailStream{}
 	for _, s := range t.streams {
 		if s.active {
 			out = append(out, s)
 		}
 	}
 	slices.SortFunc(out, func(a, b *tailStream) int { return strings.Compare(a.key, b.key) })
+	t.activeList = out
 	return out
 }
 
@@ -394,6 +588,7 @@ func (t *tailer) listRealms(ctx context.Context, now time.Time) error {
 	for _, s := range t.streams {
 		s.active = false // until listed again: a deleted realm is no longer polled
 	}
+	t.activeList = nil
 	found := map[string]bool{}
 	for _, r := range realms {
 		found[r.Name] = true
@@ -523,14 +718,26 @@ func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, forward
 	if len(page) == 0 {
 		return nil
 	}
+	uids, replay, err := t.opts.Ledger.Take(ctx, s.key, itemsOf(page), forward)
+	if err != nil {
+		return err
+	}
+	return t.handOn(ctx, s, page, checkpoint.Taken{UIDs: uids, Replay: replay}, forward)
+}
+
+// itemsOf returns the ledger's items of a page.
+func itemsOf(page []Record) []checkpoint.Item {
 	items := make([]checkpoint.Item, len(page))
 	for i, r := range page {
 		items[i] = checkpoint.Item{ID: r.ID(), Time: r.Time()}
 	}
-	uids, replay, err := t.opts.Ledger.Take(ctx, s.key, items, forward)
-	if err != nil {
-		return err
-	}
+	return items
+}
+
+// handOn emits the records of a page that the ledger gave a uid; on an
+// error those not taken by Emit are let go (Unemit) to be read again.
+func (t *tailer) handOn(ctx context.Context, s *tailStream, page []Record, taken checkpoint.Taken, forward bool) error {
+	uids, replay := taken.UIDs, taken.Replay
 	cur := t.opts.Ledger.Cursor(s.key)
 	out, outUIDs := page[:0:0], uids[:0:0]
 	for i, r := range page {
@@ -554,11 +761,7 @@ func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, forward
 	n, err := t.opts.Emit(ctx, out, outUIDs)
 	t.stats.emitted.Add(uint64(n))
 	if err != nil {
-		rest := make([]checkpoint.Item, 0, len(out)-n)
-		for _, r := range out[n:] {
-			rest = append(rest, checkpoint.Item{ID: r.ID(), Time: r.Time()})
-		}
-		t.opts.Ledger.Unemit(s.key, rest)
+		t.opts.Ledger.Unemit(s.key, itemsOf(out[n:]))
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -34,7 +34,7 @@ func (c *collector) emit(_ context.Context, recs []Record, uids []int64) (int, e
 		r.SetUID(uids[i])
 		c.recs = append(c.recs, r)
 		if c.autoAck {
-			c.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
+			c.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time())
 		}
 	}
 	return len(recs), nil
@@ -167,7 +167,9 @@ func (r *tailRun) waitPolls(t *testing.T, n uint64) {
 }
 
 // ack acknowledges rec as delivered.
-func (r *tailRun) ack(rec Record) { r.ledger.Ack(streamKey(rec.Kind(), rec.RealmID()), rec.ID()) }
+func (r *tailRun) ack(rec Record) {
+	r.ledger.Ack(streamKey(rec.Kind(), rec.RealmID()), rec.ID(), rec.Time())
+}
 
 // waitFor polls cond until it holds or 15 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -447,7 +449,7 @@ func TestTailerPrunesAcknowledgedEntriesOlderThanTheOverlap(t *testing.T) {
 	if s.Floor != 1700000003000 || len(s.Window) != 70 || s.Window["e030"].Acked {
 		t.Fatalf("floor %d, %d entries, e030 %+v; want floor at e030's time and 70 entries", s.Floor, len(s.Window), s.Window["e030"])
 	}
-	r.ledger.Ack("Event/r", "e030")
+	r.ledger.Ack("Event/r", "e030", 1700000003000)
 	if err := r.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}

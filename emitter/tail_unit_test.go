@@ -23,6 +23,7 @@ type memSource struct {
 	rows      map[string][]Record
 	failures  int // reads still to fail
 	realmCall int
+	pages     int // reads through a readSource
 }
 
 func newMemSource(realms ...realm) *memSource {
@@ -320,13 +321,13 @@ func testCrashBetweenSaves(t *testing.T, newSource func() (*memSource, source)) 
 	key := func(r Record) string { return string(r.Kind()) + "/" + r.RealmID() + "/" + r.ID() }
 	recs := first.sink.records()
 	for _, r := range recs[:70] {
-		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID())
+		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time())
 	}
 	if err := first.ledger.Save(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range recs[70:100] {
-		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID()) // never saved
+		first.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time()) // never saved
 	}
 	add("b", 20, 1700000000100) // only journaled
 	for range 3 {
@@ -560,40 +561,190 @@ func TestTailerUnitDeliversARowOfATransactionOpenForAMinuteOnce(t *testing.T) {
 	}
 }
 
+// TestTailerUnitDeliversTheRowOfALongTransactionWithinASecondOfItsCommit
+// polls every 100 ms and saves after each poll, as the loop does: the
+// windows stay open a little after the last transaction ended, so the
+// poll that first sees its row need not be one that counts, and the save
+// after it does not prune the row's range before it is counted.
+func TestTailerUnitDeliversTheRowOfALongTransactionWithinASecondOfItsCommit(t *testing.T) {
+	mem := newMemSource(acme)
+	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 100, xmax: 101}}
+	u := newUnitTailer(t, src, checkpoint.Store(&checkpoint.Memory{}), true, func(o *tailOptions, l *checkpoint.Options) {
+		o.Kinds = []Kind{KindEvent}
+		o.RescanInterval, l.SaveInterval = 500*time.Millisecond, 100*time.Millisecond // counts less often than polls
+	})
+	start := u.clock.now
+	u.poll(t)
+	src.setSnapshot(txSnapshot{xmin: 100, xmax: 102, xip: []uint64{100}})
+	step := func(n int) {
+		for i := range n {
+			u.clock.now = u.clock.now.Add(100 * time.Millisecond)
+			if i%5 == 0 {
+				mem.add(KindEvent, "r", fmt.Sprintf("steady-%d", u.clock.now.UnixMilli()), u.clock.now.UnixMilli())
+			}
+			u.poll(t)
+			u.ledger.SaveIfDue(context.Background())
+		}
+	}
+	step(600) // a minute
+	mem.add(KindEvent, "r", "late", start.Add(100*time.Millisecond).UnixMilli())
+	src.setSnapshot(txSnapshot{xmin: 103, xmax: 103})
+	step(10) // a second
+	if u.sink.uids()["late"] == nil {
+		t.Fatal("the row of the transaction was not delivered within a second of its commit")
+	}
+}
+
+// readSource is a memSource that, like the admin API, can only be read:
+// no count, no batch.
+type readSource struct{ m *memSource }
+
+func (r readSource) realms(ctx context.Context) ([]realm, error) { return r.m.realms(ctx) }
+func (r readSource) page(ctx context.Context, rl realm, kind Kind, after cursor, until int64, limit int) ([]Record, error) {
+	r.m.mu.Lock()
+	r.m.pages++
+	r.m.mu.Unlock()
+	return r.m.page(ctx, rl, kind, after, until, limit)
+}
+func (r readSource) oldestTime(ctx context.Context, rl realm, kind Kind) (int64, bool, error) {
+	return r.m.oldestTime(ctx, rl, kind)
+}
+
 // TestTailerUnitDeliversARowStampedInThePastWithinTheHorizonAndCountsOneBeyond
 // streams events, then a node whose clock is behind writes a row stamped
 // 30 s in the past (its transaction begins and commits between two reads:
 // no snapshot shows it) and one stamped 15 minutes in the past: the first
 // is delivered once by the audit of the trail, the second is counted as
 // missed and logged at ERROR with its range.
+// Both on the database's batched path and on a source that can only be
+// read (the admin API).
 func TestTailerUnitDeliversARowStampedInThePastWithinTheHorizonAndCountsOneBeyond(t *testing.T) {
-	mem := newMemSource(acme)
-	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 100, xmax: 100}}
-	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
-	var want []string
-	step := func(n int) {
-		for i := range n {
-			u.clock.now = u.clock.now.Add(time.Second)
-			id := fmt.Sprintf("steady-%04d", len(want))
-			if i%2 == 0 {
-				mem.add(KindEvent, "r", id, u.clock.now.UnixMilli())
-				want = append(want, id)
+	for name, tc := range map[string]struct {
+		src   func(*memSource) source
+		after int // seconds of traffic after the skewed rows
+	}{
+		"batched":                 {func(m *memSource) source { return &batchSource{memSource: m, snap: txSnapshot{xmin: 100, xmax: 100}} }, 90},
+		"read only, like the API": {func(m *memSource) source { return readSource{m} }, 11 * 60},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mem := newMemSource(acme)
+			u := newUnitTailer(t, tc.src(mem), nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
+			var want []string
+			step := func(n int) {
+				for i := range n {
+					u.clock.now = u.clock.now.Add(time.Second)
+					id := fmt.Sprintf("steady-%04d", len(want))
+					if i%2 == 0 {
+						mem.add(KindEvent, "r", id, u.clock.now.UnixMilli())
+						want = append(want, id)
+					}
+					u.poll(t)
+					u.ledger.SaveIfDue(context.Background())
+				}
 			}
-			u.poll(t)
-			u.ledger.SaveIfDue(context.Background())
+			step(20 * 60) // 20 minutes of steady traffic
+			now := u.clock.now
+			mem.add(KindEvent, "r", "skewed-30s", now.Add(-30*time.Second).UnixMilli()+7)
+			mem.add(KindEvent, "r", "skewed-15m", now.Add(-15*time.Minute).UnixMilli()+7)
+			step(tc.after)
+			emittedOnce(t, u.sink, append(want, "skewed-30s"))
+			st := u.Stats()
+			if st.Late != 1 || st.Missed != 1 {
+				t.Fatalf("Late %d, Missed %d; want 1 and 1", st.Late, st.Missed)
+			}
+			if logs := u.logs.String(); !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "beyond the audit horizon") {
+				t.Fatalf("no ERROR about the missed row:\n%s", logs)
+			}
+		})
+	}
+}
+
+func TestTailerUnitReadsAQuietStreamOfAReadOnlySourceLessOftenAndItsNextEventWithinTheCap(t *testing.T) {
+	mem := newMemSource(acme)
+	u := newUnitTailer(t, readSource{mem}, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+		o.Kinds = []Kind{KindEvent}
+		o.PollInterval = 200 * time.Millisecond
+	})
+	mem.add(KindEvent, "r", "first", u.clock.now.UnixMilli())
+	u.poll(t)
+	start := mem.pages
+	const polls = 300 // a minute of polls every 200 ms
+	for range polls {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+	}
+	// Forward reads back off to one per quietMax (5 s), plus the rescans of
+	// the overlap while it is open and the audits of the trail.
+	if reads := mem.pages - start; reads > 40 {
+		t.Fatalf("%d reads in %d polls of an idle stream, want at most 40", reads, polls)
+	}
+	// Once the stream was last read longer ago than the horizon, its trail
+	// is no longer read again either: one forward read per 5 s is left (the
+	// audit would add one a minute).
+	for range 10 * polls {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+	}
+	start = mem.pages
+	for range polls {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+	}
+	if reads := mem.pages - start; reads > 12 {
+		t.Fatalf("%d reads in a minute of a stream idle for 11 minutes, want at most 12 (one per 5 s)", reads)
+	}
+	mem.add(KindEvent, "r", "after-the-quiet", u.clock.now.UnixMilli())
+	for i := 0; ; i++ {
+		u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+		u.poll(t)
+		u.ledger.SaveIfDue(context.Background())
+		if len(u.sink.records()) == 2 {
+			if waited := time.Duration(i+1) * 200 * time.Millisecond; waited > quietMax {
+				t.Fatalf("the event after a quiet minute was read after %s, want within %s", waited, quietMax)
+			}
+			break
+		}
+		if i > 100 {
+			t.Fatal("the event after a quiet minute was never read")
 		}
 	}
-	step(20 * 60) // 20 minutes of steady traffic
-	now := u.clock.now
-	mem.add(KindEvent, "r", "skewed-30s", now.Add(-30*time.Second).UnixMilli()+7)
-	mem.add(KindEvent, "r", "skewed-15m", now.Add(-15*time.Minute).UnixMilli()+7)
-	step(90)
-	emittedOnce(t, u.sink, append(want, "skewed-30s"))
-	st := u.Stats()
-	if st.Late != 1 || st.Missed != 1 {
-		t.Fatalf("Late %d, Missed %d; want 1 and 1", st.Late, st.Missed)
-	}
-	if logs := u.logs.String(); !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "beyond the audit horizon") {
-		t.Fatalf("no ERROR about the missed row:\n%s", logs)
+	emittedOnce(t, u.sink, []string{"first", "after-the-quiet"})
+}
+
+func TestTailerUnitPollsSoonWhileRowsFlowAndBacksOffToThePollIntervalWhenIdle(t *testing.T) {
+	for name, mk := range sources(acme) {
+		t.Run(name, func(t *testing.T) {
+			src, s := mk()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var waits []time.Duration
+			u := newUnitTailer(t, s, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+				o.PollInterval = 100 * time.Millisecond
+			})
+			u.opts.Sleep = func(_ context.Context, d time.Duration) bool {
+				waits = append(waits, d)
+				u.clock.now = u.clock.now.Add(d)
+				if n := len(waits); n <= 2 { // rows arrive during the first two pauses
+					src.add(KindEvent, "r", fmt.Sprintf("e%d", n), u.clock.now.UnixMilli())
+				}
+				if len(waits) == 10 {
+					cancel()
+				}
+				return true
+			}
+			src.add(KindEvent, "r", "e0", u.clock.now.UnixMilli())
+			if err := u.run(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			ms := time.Millisecond
+			want := []time.Duration{5 * ms, 5 * ms, 5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms, 100 * ms, 100 * ms, 100 * ms}
+			if !reflect.DeepEqual(waits, want) {
+				t.Fatalf("pauses %v, want %v", waits, want)
+			}
+			emittedOnce(t, u.sink, []string{"e0", "e1", "e2"})
+		})
 	}
 }

@@ -104,7 +104,7 @@ func (b *bench) done(format string, args ...any) {
 func (b *bench) runAll(ctx context.Context) (*report, error) {
 	steps := map[string]func(context.Context) error{
 		"e2e": b.e2e, "limit": b.limit, "backlog": b.backlogCase, "growth": b.growth, "idle": b.idleCase,
-		"peer": b.peer, "kafka": b.kafkaCase,
+		"late": b.lateCase, "skew": b.skewCase, "realms": b.realmsCase, "peer": b.peer, "kafka": b.kafkaCase,
 	}
 	var errs []error
 	for _, name := range allCases {

@@ -173,27 +173,32 @@ func (d *benchDB) insert(ctx context.Context, rows []row) (time.Time, error) {
 		return time.Time{}, err
 	}
 	defer tx.Rollback()
-	// One COPY at a time: a connection runs no other statement during one.
-	if err := copyRows(ctx, tx, rows, false, pq.CopyIn("event_entity", "id", "client_id", "details_json", "error",
-		"ip_address", "realm_id", "session_id", "event_time", "type", "user_id"),
-		func(r *row) []any {
-			return []any{r.id, r.client, null(r.details), null(r.err), r.ip, r.realmID, null(r.session), r.time, r.typ, null(r.userID)}
-		}); err != nil {
-		return time.Time{}, err
-	}
-	if err := copyRows(ctx, tx, rows, true, pq.CopyIn("admin_event_entity", "id", "admin_event_time", "realm_id",
-		"operation_type", "auth_realm_id", "auth_client_id", "auth_user_id", "ip_address", "resource_path",
-		"representation", "error", "resource_type", "details_json"),
-		func(r *row) []any {
-			return []any{r.id, r.time, r.realmID, r.op, r.authRealm, r.authClient, r.authUser, r.ip,
-				r.resourcePath, null(r.representation), null(r.err), r.resourceType, null(r.details)}
-		}); err != nil {
+	if err := insertInto(ctx, tx, rows...); err != nil {
 		return time.Time{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return time.Time{}, fmt.Errorf("commit %d events: %w", len(rows), err)
 	}
 	return time.Now(), nil
+}
+
+// insertInto writes rows in tx (COPY into each table).
+func insertInto(ctx context.Context, tx *sql.Tx, rows ...row) error {
+	// One COPY at a time: a connection runs no other statement during one.
+	if err := copyRows(ctx, tx, rows, false, pq.CopyIn("event_entity", "id", "client_id", "details_json", "error",
+		"ip_address", "realm_id", "session_id", "event_time", "type", "user_id"),
+		func(r *row) []any {
+			return []any{r.id, r.client, null(r.details), null(r.err), r.ip, r.realmID, null(r.session), r.time, r.typ, null(r.userID)}
+		}); err != nil {
+		return err
+	}
+	return copyRows(ctx, tx, rows, true, pq.CopyIn("admin_event_entity", "id", "admin_event_time", "realm_id",
+		"operation_type", "auth_realm_id", "auth_client_id", "auth_user_id", "ip_address", "resource_path",
+		"representation", "error", "resource_type", "details_json"),
+		func(r *row) []any {
+			return []any{r.id, r.time, r.realmID, r.op, r.authRealm, r.authClient, r.authUser, r.ip,
+				r.resourcePath, null(r.representation), null(r.err), r.resourceType, null(r.details)}
+		})
 }
 
 // copyRows copies the rows whose admin field is admin with the COPY

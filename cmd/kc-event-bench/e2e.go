@@ -12,6 +12,7 @@ import (
 // liveResult is one e2e run.
 type liveResult struct {
 	setting
+	realms     int // of the realms case; 0 otherwise
 	rate       int // 0: as fast as possible
 	insertRate float64
 	fig        liveFigures
@@ -57,8 +58,12 @@ func (b *bench) rates() []int {
 // live runs the emitter tailing an empty event table while n events are
 // inserted at rate events/s (0: as fast as possible), and measures.
 func (b *bench) live(ctx context.Context, s setting, n, rate int) (liveResult, error) {
+	return b.liveIn(ctx, newWorld(b.cfg.realms, b.cfg.users), s, n, rate)
+}
+
+// liveIn is live over the realms of w.
+func (b *bench) liveIn(ctx context.Context, w world, s setting, n, rate int) (liveResult, error) {
 	res := liveResult{setting: s, rate: rate}
-	w := newWorld(b.cfg.realms, b.cfg.users)
 	t, err := b.startTailing(ctx, w, s, "beginning")
 	if err != nil {
 		return res, err

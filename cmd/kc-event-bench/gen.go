@@ -115,17 +115,26 @@ const (
 
 // generator makes the rows of a benchmark, deterministically from its seed.
 type generator struct {
-	w   world
-	rng *rand.Rand
+	w    world
+	rng  *rand.Rand
+	base int // added to every sequence number
 }
 
 func newGenerator(w world, seed uint64) *generator {
 	return &generator{w: w, rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 }
 
+// newGeneratorFrom is a generator whose event i is numbered base + i.
+func newGeneratorFrom(w world, seed uint64, base int) *generator {
+	g := newGenerator(w, seed)
+	g.base = base
+	return g
+}
+
 // next returns event number seq, stamped with time ms. Events go to the
 // realms other than master; admin events are made by master's admin.
 func (g *generator) next(seq int, ms int64) row {
+	seq += g.base
 	s := uint64(seq)
 	realms := g.w.realms
 	if len(realms) > 1 {

@@ -50,12 +50,15 @@ type config struct {
 	peerDuration time.Duration
 	peerClients  int
 	kafka        string
+	lateHold     time.Duration
+	exactRate    int
+	busyRealms   []int
 	args         []string
 }
 
 // allCases are the parts of a run, in the order they run; the default is
 // every case but peer, which needs the Keycloak of scripts/peer.sh.
-var allCases = []string{"e2e", "limit", "backlog", "growth", "idle", "peer", "kafka"}
+var allCases = []string{"e2e", "limit", "backlog", "growth", "idle", "late", "skew", "realms", "peer", "kafka"}
 
 // defaultCases leave out peer and kafka, which need servers of their own.
 var defaultCases = allCases[:len(allCases)-2]
@@ -76,6 +79,13 @@ markdown report. Cases (--cases):
   backlog  --backlog events already in the table; time for --once to drain.
   growth   JSON, block: e2e at full speed and the drain for each of --sizes.
   idle     no events: reads/s, transactions/s and CPU with --idleRealms.
+  late     steady traffic (--exactRate events/s) while a transaction holding
+           one row stays open --lateHold: the row arrives once.
+  skew     20 min of history, then steady traffic and rows stamped 30 s and
+           15 min in the past: the first arrives once, the second (beyond
+           the 10 min audit horizon) is counted missed.
+  realms   the full-speed live tail (--n events) over each of --busyRealms
+           realms: events/s with many realms against few.
   peer     (not by default; run it as scripts/peer.sh measure) the Keycloak of
            scripts/peer.sh: direct-grant logins/s with events only stored,
            with Phase Two's webhook listener, with our emitter tailing the
@@ -95,7 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
 	}
-	var cases, formats, overflows, sizes, idleRealms string
+	var cases, formats, overflows, sizes, idleRealms, busyRealms string
 	fs.StringVar(&c.pgURL, "pg", "", "`URL` of the PostgreSQL cluster (a database is created on it and dropped)")
 	fs.StringVar(&cases, "cases", strings.Join(defaultCases, ","), "comma-separated `cases` to run")
 	fs.IntVar(&c.n, "n", 20000, "events of the full-speed e2e runs")
@@ -120,6 +130,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.peerDuration, "peerDuration", 30*time.Second, "how long each set-up of the peer case logs in")
 	fs.IntVar(&c.peerClients, "peerClients", 4, "concurrent direct-grant clients of the peer case")
 	fs.StringVar(&c.kafka, "kafka", os.Getenv("KCEE_TEST_KAFKA_BROKERS"), "Kafka `brokers` (host:port,...) of the kafka case (default KCEE_TEST_KAFKA_BROKERS)")
+	fs.DurationVar(&c.lateHold, "lateHold", time.Minute, "how long the late case holds its transaction open")
+	fs.IntVar(&c.exactRate, "exactRate", 200, "events/s of the steady traffic of the late and skew cases")
+	fs.StringVar(&busyRealms, "busyRealms", "1,1000", "comma-separated realm `counts` of the realms case")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -153,17 +166,24 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.idleRealms, err = ints("idleRealms", idleRealms); err != nil {
 		return c, err
 	}
+	if c.busyRealms, err = ints("busyRealms", busyRealms); err != nil {
+		return c, err
+	}
+	slices.Sort(c.busyRealms)
 	if c.concurrency, err = ints("concurrency", concurrency); err != nil {
 		return c, err
 	}
 	for name, v := range map[string]int{"n": c.n, "backlog": c.backlog, "realms": c.realms, "users": c.users,
-		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds, "peerClients": c.peerClients} {
+		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds, "peerClients": c.peerClients, "exactRate": c.exactRate} {
 		if v < 1 {
 			return c, fmt.Errorf("--%s %d: want 1 or more", name, v)
 		}
 	}
 	if c.backlogSpan < time.Millisecond {
 		return c, fmt.Errorf("--backlogSpan %s: want 1ms or more", c.backlogSpan)
+	}
+	if c.lateHold < time.Second {
+		return c, fmt.Errorf("--lateHold %s: want 1s or more", c.lateHold)
 	}
 	if c.rate < 0 {
 		return c, fmt.Errorf("--rate %d: want 0 or more", c.rate)

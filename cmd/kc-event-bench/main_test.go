@@ -40,7 +40,7 @@ func TestParseFlagsSortsAndDedupsSizes(t *testing.T) {
 	if !slices.Equal(c.sizes, []int{10000, 100000}) || !slices.Equal(c.concurrency, []int{1, 4}) {
 		t.Errorf("sizes %v, concurrency %v", c.sizes, c.concurrency)
 	}
-	if !slices.Equal(c.cases, []string{"e2e", "limit", "backlog", "growth", "idle"}) {
+	if !slices.Equal(c.cases, []string{"e2e", "limit", "backlog", "growth", "idle", "late", "skew", "realms"}) {
 		t.Errorf("default cases %v, want every case but peer", c.cases)
 	}
 }

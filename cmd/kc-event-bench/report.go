@@ -22,6 +22,8 @@ type report struct {
 	cfg            config
 
 	live        []liveResult
+	exact       []exactResult // late and skew
+	busy        []liveResult  // realms
 	limit       []limitResult
 	backlog     []drainResult
 	growthLive  []liveResult
@@ -176,6 +178,7 @@ func (r *report) markdown() string {
 		}
 	}
 	r.kafkaTable(&b)
+	r.exactMarkdown(&b)
 	r.goals(&b)
 	return b.String()
 }
@@ -278,6 +281,7 @@ func (r *report) goals(b *strings.Builder) {
 				yes(side >= 0.95*base)})
 		}
 	}
+	r.exactGoals(func(goal, measured string, met bool) { rows = append(rows, row{goal, measured, yes(met)}) })
 	if len(rows) == 0 {
 		return
 	}

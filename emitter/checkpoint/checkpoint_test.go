@@ -123,7 +123,7 @@ func TestDecodeJournalIgnoresOnlyATornLastLine(t *testing.T) {
 // of the snapshot and the journal: ids with quotes, control characters,
 // non-ASCII and invalid UTF-8 come back as encoding/json reads them.
 func TestLedgerWritesStateThatReadsBackForAnyID(t *testing.T) {
-	ids := []string{"plain-uuid", `q"uote`, `back\slash`, "tab\tnew\nline\x00", "é ü 日本", "bad\xffutf8", ""}
+	ids := []string{uuidOf(7), "plain-uuid", `q"uote`, `back\slash`, "tab\tnew\nline\x00", "é ü 日本", "bad\xffutf8", ""}
 	for _, viaJournal := range []bool{false, true} {
 		store := &Memory{}
 		l := open(t, store, time.Hour)
@@ -164,11 +164,11 @@ func TestLedgerCrashReplaysEveryUnacknowledgedEventWithItsUID(t *testing.T) {
 	l := open(t, store, time.Hour)
 	l.Begin("Event/r", 0)
 	first := take(t, l, "Event/r", items("a", "b", "c"), true)
-	l.Ack("Event/r", "a")
+	l.Ack("Event/r", "a", 100)
 	if err := l.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
-	l.Ack("Event/r", "b") // acknowledged, never saved
+	l.Ack("Event/r", "b", 101) // acknowledged, never saved
 	more := take(t, l, "Event/r", []Item{{ID: "d", Time: 200}}, true)
 	// crash: no Close; a new process opens the same store
 	again, err := Open(ctx, Options{Store: store, NextUID: func() int64 { return 1000 }, Overlap: time.Hour})
@@ -214,34 +214,38 @@ func TestLedgerRecoveredReportsUnacknowledgedEventsNotFoundAgain(t *testing.T) {
 }
 
 func TestLedgerPrunesAcknowledgedEntriesBelowTheOverlapAndTheOldestPending(t *testing.T) {
-	store := &Memory{}
-	l := open(t, store, 2*time.Second)
-	l.Begin("Event/r", 0)
-	var its []Item
-	for i := range 100 {
-		its = append(its, Item{ID: string(rune('A' + i)), Time: 1700000000000 + int64(i)*100})
-	}
-	take(t, l, "Event/r", its, true)
-	for _, it := range its {
-		if it.ID != its[30].ID {
-			l.Ack("Event/r", it.ID)
-		}
-	}
-	l.Save(ctx)
-	st, _ := store.State()
-	s := st.Streams["Event/r"]
-	if s.Floor != its[30].Time || len(s.Window) != 70 {
-		t.Fatalf("floor %d with %d entries; want the pending entry's time and 70 entries", s.Floor, len(s.Window))
-	}
-	l.Ack("Event/r", its[30].ID)
-	l.Save(ctx)
-	st, _ = store.State()
-	s = st.Streams["Event/r"]
-	if s.Floor != its[99].Time-2000 || len(s.Window) != 21 {
-		t.Fatalf("floor %d with %d entries; want cursor time - overlap and the 21 entries from there", s.Floor, len(s.Window))
-	}
-	if uids := take(t, l, "Event/r", its[:10], false); !reflect.DeepEqual(uids, make([]int64, 10)) {
-		t.Fatalf("rows below the floor emitted again: %v", uids)
+	for name, idOf := range idStyles {
+		t.Run(name, func(t *testing.T) {
+			store := &Memory{}
+			l := open(t, store, 2*time.Second)
+			l.Begin("Event/r", 0)
+			var its []Item
+			for i := range 100 {
+				its = append(its, Item{ID: idOf(i), Time: 1700000000000 + int64(i)*100})
+			}
+			take(t, l, "Event/r", its, true)
+			for _, it := range its {
+				if it.ID != its[30].ID {
+					l.Ack("Event/r", it.ID, it.Time)
+				}
+			}
+			l.Save(ctx)
+			st, _ := store.State()
+			s := st.Streams["Event/r"]
+			if s.Floor != its[30].Time || len(s.Window) != 70 {
+				t.Fatalf("floor %d with %d entries; want the pending entry's time and 70 entries", s.Floor, len(s.Window))
+			}
+			l.Ack("Event/r", its[30].ID, its[30].Time)
+			l.Save(ctx)
+			st, _ = store.State()
+			s = st.Streams["Event/r"]
+			if s.Floor != its[99].Time-2000 || len(s.Window) != 21 {
+				t.Fatalf("floor %d with %d entries; want cursor time - overlap and the 21 entries from there", s.Floor, len(s.Window))
+			}
+			if uids := take(t, l, "Event/r", its[:10], false); !reflect.DeepEqual(uids, make([]int64, 10)) {
+				t.Fatalf("rows below the floor emitted again: %v", uids)
+			}
+		})
 	}
 }
 
@@ -313,72 +317,133 @@ func TestLedgerUnemitMovesTheCursorBackSoTheNextForwardReadReplays(t *testing.T)
 }
 
 func TestLedgerHoldKeepsTheWindowAndTheRescanRangeOpenBehindIt(t *testing.T) {
-	store := &Memory{}
-	l := open(t, store, time.Second)
-	l.Begin("Event/r", 0)
-	var its []Item
-	for i := range 60 {
-		its = append(its, Item{ID: fmt.Sprintf("e%02d", i), Time: 100000 + int64(i)*1000}) // one a second
-	}
-	take(t, l, "Event/r", its, true)
-	for _, it := range its {
-		l.Ack("Event/r", it.ID)
-	}
-	l.SetHold(120000) // a transaction open since t=120 s may still commit
-	if lo, hi := l.RescanRange("Event/r"); lo != 119000 || hi != 159000 {
-		t.Fatalf("RescanRange with a hold = %d..%d, want 119000..159000", lo, hi)
-	}
-	l.Save(ctx)
-	st, _ := store.State()
-	if s := st.Streams["Event/r"]; s.Floor != 119000 || len(s.Window) != 41 {
-		t.Fatalf("floor %d with %d entries, want the hold minus the overlap and the 41 entries from there", s.Floor, len(s.Window))
-	}
-	l.SetHold(0)
-	l.Save(ctx)
-	st, _ = store.State()
-	if s := st.Streams["Event/r"]; s.Floor != 158000 || len(s.Window) != 2 {
-		t.Fatalf("without the hold: floor %d with %d entries, want 158000 and 2", s.Floor, len(s.Window))
+	for name, idOf := range idStyles {
+		t.Run(name, func(t *testing.T) {
+			store := &Memory{}
+			l := open(t, store, time.Second)
+			l.Begin("Event/r", 0)
+			var its []Item
+			for i := range 60 {
+				its = append(its, Item{ID: idOf(i), Time: 100000 + int64(i)*1000}) // one a second
+			}
+			take(t, l, "Event/r", its, true)
+			for _, it := range its {
+				l.Ack("Event/r", it.ID, it.Time)
+			}
+			l.SetHold(120000) // a transaction open since t=120 s may still commit
+			if lo, hi := l.RescanRange("Event/r"); lo != 119000 || hi != 159000 {
+				t.Fatalf("RescanRange with a hold = %d..%d, want 119000..159000", lo, hi)
+			}
+			l.Save(ctx)
+			st, _ := store.State()
+			if s := st.Streams["Event/r"]; s.Floor != 119000 || len(s.Window) != 41 {
+				t.Fatalf("floor %d with %d entries, want the hold minus the overlap and the 41 entries from there", s.Floor, len(s.Window))
+			}
+			l.SetHold(0)
+			l.Save(ctx)
+			st, _ = store.State()
+			if s := st.Streams["Event/r"]; s.Floor != 158000 || len(s.Window) != 2 {
+				t.Fatalf("without the hold: floor %d with %d entries, want 158000 and 2", s.Floor, len(s.Window))
+			}
+		})
 	}
 }
 
 func TestLedgerTrailMakesARowThatAppearsBelowTheFloorWithinTheHorizonNewAndKnownRowsDone(t *testing.T) {
-	l, err := Open(ctx, Options{NextUID: counter(), Overlap: time.Second, Horizon: time.Minute, PastHorizon: time.Hour})
+	for name, idOf := range idStyles {
+		t.Run(name, func(t *testing.T) {
+			l, err := Open(ctx, Options{NextUID: counter(), Overlap: time.Second, Horizon: time.Minute, PastHorizon: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Begin("Event/r", 0)
+			var its []Item
+			for i := range 100 { // one a second, from 100 s on
+				its = append(its, Item{ID: idOf(i), Time: 100000 + int64(i)*1000})
+			}
+			take(t, l, "Event/r", its, true)
+			for _, it := range its {
+				l.Ack("Event/r", it.ID, it.Time)
+			}
+			l.Save(ctx) // prunes: the floor is at 198 s, the trail covers the minute before
+			lo, hi, known, ok := l.Audit("Event/r")
+			if !ok || lo != 139000 || hi != 197999 || known != 59 {
+				t.Fatalf("Audit = %d..%d with %d known, %v; want 139000..197999 with 59", lo, hi, known, ok)
+			}
+			skewed := Item{ID: idOf(1000), Time: 150500} // stamped 48 s behind the cursor by a slow clock
+			uids := take(t, l, "Event/r", append([]Item{its[50]}, skewed), false)
+			if uids[0] != 0 || uids[1] == 0 {
+				t.Fatalf("re-read of the trail = %v; want the known row done and the skewed one new", uids)
+			}
+			if again := take(t, l, "Event/r", []Item{skewed}, false); again[0] != 0 {
+				t.Fatal("the skewed row was emitted twice")
+			}
+			if uids := take(t, l, "Event/r", []Item{{ID: idOf(1001), Time: 120000}}, false); uids[0] != 0 {
+				t.Fatal("a row beyond the horizon was emitted: the trail does not reach there")
+			}
+			past := l.Past("Event/r")
+			if want := []Minute{{From: 60000, To: 119999, Known: 20}, {From: 120000, To: 138999, Known: 19}}; !reflect.DeepEqual(past, want) {
+				t.Fatalf("Past = %+v, want %+v: the rows that left the trail, per minute", past, want)
+			}
+			if n := l.Missed("Event/r", 120000, 20); n != 1 {
+				t.Fatalf("Missed with one row more than read = %d, want 1", n)
+			}
+			if n := l.Missed("Event/r", 120000, 20); n != 0 {
+				t.Fatalf("the same missed row was reported again: %d", n)
+			}
+		})
+	}
+}
+
+func TestLedgerTakePagesJournalsEveryPageInOneAppendAndRecordsNothingWhenItFails(t *testing.T) {
+	store := &Memory{}
+	l := open(t, store, time.Hour)
+	l.Begin("Event/r", 0)
+	l.Begin("AdminEvent/r", 0)
+	appends := 0
+	fail := true
+	store.Fail = func(op string) error {
+		if op != "append" {
+			return nil
+		}
+		appends++
+		if fail {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	pages := []Page{
+		{Key: "Event/r", Items: items("a", "b"), Forward: true},
+		{Key: "AdminEvent/r", Items: items("x"), Forward: true},
+	}
+	if _, err := l.TakePages(ctx, pages); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("TakePages = %v, want the journal's error", err)
+	}
+	for _, key := range []string{"Event/r", "AdminEvent/r"} {
+		if c := l.Cursor(key); c != (Cursor{}) {
+			t.Fatalf("cursor of %s moved to %+v after a failed TakePages", key, c)
+		}
+	}
+	fail, appends = false, 0
+	taken, err := l.TakePages(ctx, pages)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Begin("Event/r", 0)
-	var its []Item
-	for i := range 100 { // one a second, from 100 s on
-		its = append(its, Item{ID: fmt.Sprintf("e%03d", i), Time: 100000 + int64(i)*1000})
+	if appends != 1 {
+		t.Fatalf("two pages journaled in %d appends, want 1", appends)
 	}
-	take(t, l, "Event/r", its, true)
-	for _, it := range its {
-		l.Ack("Event/r", it.ID)
+	if len(taken) != 2 || len(taken[0].UIDs) != 2 || len(taken[1].UIDs) != 1 || taken[0].UIDs[0] == 0 || taken[1].UIDs[0] == 0 {
+		t.Fatalf("taken %+v, want a uid for each of a, b and x", taken)
 	}
-	l.Save(ctx) // prunes: the floor is at 198 s, the trail covers the minute before
-	lo, hi, known, ok := l.Audit("Event/r")
-	if !ok || lo != 139000 || hi != 197999 || known != 59 {
-		t.Fatalf("Audit = %d..%d with %d known, %v; want 139000..197999 with 59", lo, hi, known, ok)
+	again := open(t, store, time.Hour)
+	if got := take(t, again, "AdminEvent/r", items("x"), false); got[0] != taken[1].UIDs[0] {
+		t.Fatalf("after a restart the journal gives x uid %d, want %d", got[0], taken[1].UIDs[0])
 	}
-	skewed := Item{ID: "skewed", Time: 150500} // stamped 48 s behind the cursor by a slow clock
-	uids := take(t, l, "Event/r", append([]Item{its[50]}, skewed), false)
-	if uids[0] != 0 || uids[1] == 0 {
-		t.Fatalf("re-read of the trail = %v; want the known row done and the skewed one new", uids)
-	}
-	if again := take(t, l, "Event/r", []Item{skewed}, false); again[0] != 0 {
-		t.Fatal("the skewed row was emitted twice")
-	}
-	if uids := take(t, l, "Event/r", []Item{{ID: "ancient", Time: 120000}}, false); uids[0] != 0 {
-		t.Fatal("a row beyond the horizon was emitted: the trail does not reach there")
-	}
-	past := l.Past("Event/r")
-	if want := []Minute{{From: 60000, To: 119999, Known: 20}, {From: 120000, To: 138999, Known: 19}}; !reflect.DeepEqual(past, want) {
-		t.Fatalf("Past = %+v, want %+v: the rows that left the trail, per minute", past, want)
-	}
-	if n := l.Missed("Event/r", 120000, 20); n != 1 {
-		t.Fatalf("Missed with one row more than read = %d, want 1", n)
-	}
-	if n := l.Missed("Event/r", 120000, 20); n != 0 {
-		t.Fatalf("the same missed row was reported again: %d", n)
-	}
+}
+
+// idStyles are the two kinds of event id the window keeps apart: Keycloak's
+// UUIDs, and any other string.
+var idStyles = map[string]func(int) string{
+	"uuid":  uuidOf,
+	"other": func(n int) string { return fmt.Sprintf("e%03d", n) },
 }

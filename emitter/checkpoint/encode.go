@@ -12,9 +12,19 @@ import (
 // reflection, sorting map keys or an intermediate State; DecodeState and
 // DecodeJournal read them back with encoding/json.
 
-// appendSnapshot appends the ledger's streams as a snapshot. The caller
-// holds l.mu.
-func (l *Ledger) appendSnapshot(b []byte) []byte {
+// appendSnapshot appends the ledger's streams as a snapshot. With flush
+// set, whenever b holds snapshotChunk bytes or more it is handed to flush,
+// which returns the buffer to go on with (and flush gets the rest at the
+// end). The caller holds l.mu.
+func (l *Ledger) appendSnapshot(b []byte, flush func([]byte) []byte) []byte {
+	b = l.encodeSnapshot(b, flush)
+	if flush != nil && len(b) > 0 {
+		b = flush(b)
+	}
+	return b
+}
+
+func (l *Ledger) encodeSnapshot(b []byte, flush func([]byte) []byte) []byte {
 	b = append(b, `{"version":`...)
 	b = strconv.AppendInt(b, Version, 10)
 	if l.maxUID > 0 {
@@ -37,12 +47,18 @@ func (l *Ledger) appendSnapshot(b []byte) []byte {
 		b = strconv.AppendInt(b, s.floor, 10)
 		b = append(b, `,"window":{`...)
 		firstEntry := true
-		for id, e := range s.window {
+		s.window.all(func(name string, e *entry) {
 			if !firstEntry {
 				b = append(b, ',')
 			}
 			firstEntry = false
-			b = appendString(b, id)
+			if name == "" {
+				b = append(b, '"')
+				b = appendUUID(b, e.id)
+				b = append(b, '"')
+			} else {
+				b = appendString(b, name)
+			}
 			b = append(b, `:{"t":`...)
 			b = strconv.AppendInt(b, e.time, 10)
 			b = append(b, `,"uid":`...)
@@ -51,7 +67,10 @@ func (l *Ledger) appendSnapshot(b []byte) []byte {
 				b = append(b, `,"acked":true`...)
 			}
 			b = append(b, '}')
-		}
+			if flush != nil && len(b) >= snapshotChunk {
+				b = flush(b)
+			}
+		})
 		b = append(b, "}}"...)
 	}
 	return append(b, "}}"...)

@@ -12,7 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -82,7 +82,7 @@ type Ledger struct {
 type stream struct {
 	cursor    Cursor
 	floor     int64
-	window    map[string]*entry
+	window    window
 	recovered bool // begun here, or the recovery read after loading has run
 
 	// trail holds the events read in [trailFrom, trailTo) that were pruned
@@ -100,20 +100,6 @@ type stream struct {
 type trailKey struct {
 	time int64
 	hash uint64
-}
-
-// idHash is the trail's hash of an event id.
-func idHash(id string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(id))
-	return h.Sum64()
-}
-
-type entry struct {
-	time    int64
-	uid     int64
-	acked   bool
-	emitted bool // handed on by this process
 }
 
 // Open loads the state of o.Store: its snapshot and the uids journaled
@@ -139,30 +125,36 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	l.loadedUID = st.MaxUID
 	for key, cs := range st.Streams {
-		s := &stream{cursor: cs.Cursor, floor: cs.Floor, window: make(map[string]*entry, len(cs.Window)), trailFrom: cs.Floor, trailTo: cs.Floor}
+		s := &stream{cursor: cs.Cursor, floor: cs.Floor, trailFrom: cs.Floor, trailTo: cs.Floor}
 		for id, e := range cs.Window {
-			s.window[id] = &entry{time: e.Time, uid: e.UID, acked: e.Acked}
+			s.window.load(id, entry{time: e.Time, uid: e.UID, acked: e.Acked})
 			l.loadedUID = max(l.loadedUID, e.UID)
 		}
+		s.window.sort()
 		l.streams[key] = s
 	}
 	entries, err := DecodeJournal(journal)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %v: %w", o.Store, err)
 	}
+	journaled := map[*stream]bool{}
 	for _, e := range entries {
 		s, ok := l.streams[e.Stream]
 		if !ok { // a stream that began after the last save: recover it from its first uid
-			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, window: map[string]*entry{}, trailFrom: e.Time, trailTo: e.Time}
+			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, trailFrom: e.Time, trailTo: e.Time}
 			l.streams[e.Stream] = s
 		}
-		if _, ok := s.window[e.ID]; !ok {
-			s.window[e.ID] = &entry{time: e.Time, uid: e.UID}
+		if _, ok := s.window.find(e.ID, e.Time); !ok {
+			s.window.load(e.ID, entry{time: e.Time, uid: e.UID}) // sorted below
+			journaled[s] = true
 			s.floor = min(s.floor, e.Time)
 			s.trailFrom, s.trailTo = s.floor, s.floor
 			l.dirty = true
 		}
 		l.loadedUID = max(l.loadedUID, e.UID)
+	}
+	for s := range journaled {
+		s.window.sort()
 	}
 	l.maxUID = l.loadedUID
 	return l, nil
@@ -187,7 +179,7 @@ func (l *Ledger) Begin(key string, start int64) bool {
 	if _, ok := l.streams[key]; ok {
 		return false
 	}
-	l.streams[key] = &stream{cursor: Cursor{Time: start}, floor: start, window: map[string]*entry{}, recovered: true, trailFrom: start, trailTo: start}
+	l.streams[key] = &stream{cursor: Cursor{Time: start}, floor: start, recovered: true, trailFrom: start, trailTo: start}
 	l.dirty = true
 	return true
 }
@@ -247,11 +239,7 @@ func (l *Ledger) Recovering(key string) (lo, hi int64, ok bool) {
 	if !found || s.recovered {
 		return 0, 0, false
 	}
-	hi = s.cursor.Time
-	for _, e := range s.window {
-		hi = max(hi, e.time)
-	}
-	return s.floor, hi, true
+	return s.floor, s.window.newest(s.cursor.Time), true
 }
 
 // Recovered ends the recovery of the stream: every unacknowledged event of
@@ -265,13 +253,16 @@ func (l *Ledger) Recovered(key string) []Lost {
 		return nil
 	}
 	var lost []Lost
-	for id, e := range s.window {
+	s.window.all(func(name string, e *entry) {
 		if !e.acked && !e.emitted {
 			e.acked = true
 			l.dirty = true
-			lost = append(lost, Lost{Stream: key, ID: id, Time: e.time, UID: e.uid})
+			if name == "" {
+				name = e.id.String()
+			}
+			lost = append(lost, Lost{Stream: key, ID: name, Time: e.time, UID: e.uid})
 		}
-	}
+	})
 	s.recovered = true
 	slices.SortFunc(lost, func(a, b Lost) int { return cmp.Or(cmp.Compare(a.Time, b.Time), strings.Compare(a.ID, b.ID)) })
 	return lost
@@ -287,87 +278,129 @@ func (l *Ledger) Count(key string, lo, hi int64) int {
 	if !ok {
 		return 0
 	}
-	n := 0
-	for _, e := range s.window {
-		if e.time >= lo && e.time <= hi {
-			n++
-		}
-	}
-	return n
+	return s.window.count(lo, hi)
 }
 
-// Take records rows read from the stream, in (time, id) order, and decides
-// which to hand on: uids[i] is the uid of items[i] when it is to be emitted
-// (a new uid for a row read the first time; the one it had for an
-// unacknowledged row not yet emitted by this process, and then replay[i]
-// is true), 0 when not (already emitted, acknowledged, or older than the
-// floor and so done). Reading forward, the cursor moves to the last item.
-// The new uids are journaled before Take returns; when that fails nothing
-// is recorded and the error is returned.
+// Page is a page of rows read from one stream, in (time, id) order, for
+// TakePages; Forward when it was read forward from the cursor.
+type Page struct {
+	Key     string
+	Items   []Item
+	Forward bool
+}
+
+// Taken is what TakePages decided for the items of one page: UIDs[i] is
+// the uid of Items[i] when it is to be emitted, 0 when not; Replay[i] tells
+// that it is an unacknowledged event of the saved state emitted again.
+type Taken struct {
+	UIDs   []int64
+	Replay []bool
+}
+
+// Take is TakePages for one page.
 func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward bool) (uids []int64, replay []bool, err error) {
 	if len(items) == 0 {
 		return nil, nil, nil
 	}
+	taken, err := l.TakePages(ctx, []Page{{Key: key, Items: items, Forward: forward}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return taken[0].UIDs, taken[0].Replay, nil
+}
+
+// TakePages records rows read from streams and decides which to hand on:
+// a new uid for a row read the first time; the one it had for an
+// unacknowledged row not yet emitted by this process (a replay); none when
+// already emitted, acknowledged, or older than the floor and so done.
+// Reading forward, a page's stream's cursor moves to its last item. The
+// new uids of every page are journaled in one append before TakePages
+// returns; when that fails nothing is recorded and the error is returned.
+func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
 	l.mu.Lock()
-	s, ok := l.streams[key]
-	if !ok {
-		l.mu.Unlock()
-		return nil, nil, fmt.Errorf("checkpoint: stream %q was never begun", key)
-	}
-	before, wasDirty := s.cursor, l.dirty
-	uids, replay = make([]int64, len(items)), make([]bool, len(items))
-	var fresh, replayed []string // to undo when the journal fails
+	undos := make([]takeUndo, 0, len(pages))
+	wasDirty := l.dirty
+	taken := make([]Taken, len(pages))
 	l.journal = l.journal[:0]
-	for i, it := range items {
-		if forward {
-			s.cursor = Cursor{Time: it.Time, ID: it.ID}
+	for p, pg := range pages {
+		s, ok := l.streams[pg.Key]
+		if !ok {
+			l.undo(undos, wasDirty)
+			l.mu.Unlock()
+			return nil, fmt.Errorf("checkpoint: stream %q was never begun", pg.Key)
+		}
+		u := takeUndo{s: s, before: s.cursor}
+		uids, replay := make([]int64, len(pg.Items)), make([]bool, len(pg.Items))
+		for i, it := range pg.Items {
+			if pg.Forward {
+				s.cursor = Cursor{Time: it.Time, ID: it.ID}
+				l.dirty = true
+			}
+			if e, ok := s.window.find(it.ID, it.Time); ok {
+				if !e.acked && !e.emitted {
+					s.window.update(it.ID, it.Time, func(e *entry) { e.emitted = true })
+					uids[i], replay[i] = e.uid, true
+					u.replayed = append(u.replayed, it)
+				}
+				continue
+			}
+			if it.Time < max(s.floor, s.trailTo) {
+				if it.Time < s.trailFrom || s.inTrail(it.Time, idHash(it.ID)) {
+					continue // older than the floor, not in the window: done
+				}
+				s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
+			}
+			e := entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
+			s.window.set(it.ID, e)
+			uids[i] = e.uid
+			l.maxUID = max(l.maxUID, e.uid)
 			l.dirty = true
-		}
-		if e, ok := s.window[it.ID]; ok {
-			if !e.acked && !e.emitted {
-				e.emitted = true
-				uids[i], replay[i] = e.uid, true
-				replayed = append(replayed, it.ID)
+			if l.opts.Store != nil {
+				u.fresh = append(u.fresh, it)
+				l.journal = appendJournalLine(l.journal, pg.Key, it.ID, it.Time, e.uid)
 			}
-			continue
 		}
-		if it.Time < max(s.floor, s.trailTo) {
-			if it.Time < s.trailFrom || s.inTrail(it.Time, idHash(it.ID)) {
-				continue // older than the floor, not in the window: done
-			}
-			s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
-		}
-		e := &entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
-		s.window[it.ID] = e
-		uids[i] = e.uid
-		l.maxUID = max(l.maxUID, e.uid)
-		l.dirty = true
-		if l.opts.Store != nil {
-			fresh = append(fresh, it.ID)
-			l.journal = appendJournalLine(l.journal, key, it.ID, it.Time, e.uid)
-		}
+		undos = append(undos, u)
+		taken[p] = Taken{UIDs: uids, Replay: replay}
 	}
 	l.mu.Unlock()
 	// A uid is durable before its event leaves: after a crash the event is
 	// sent again with the same uid.
-	if len(fresh) == 0 {
-		return uids, replay, nil
+	if len(l.journal) == 0 {
+		return taken, nil
 	}
 	if err := l.opts.Store.Append(ctx, l.journal); err != nil {
 		l.mu.Lock()
-		defer l.mu.Unlock()
-		s.cursor, l.dirty = before, wasDirty
-		for _, id := range fresh {
-			delete(s.window, id)
-		}
-		for _, id := range replayed {
-			s.window[id].emitted = false
-		}
-		return nil, nil, fmt.Errorf("checkpoint %v: journal the uids of a page: %w", l.opts.Store, err)
+		l.undo(undos, wasDirty)
+		l.mu.Unlock()
+		return nil, fmt.Errorf("checkpoint %v: journal the uids of %d pages: %w", l.opts.Store, len(pages), err)
 	}
-	return uids, replay, nil
+	return taken, nil
+}
+
+// undo reverts what TakePages recorded, latest page first. The caller
+// holds l.mu.
+func (l *Ledger) undo(undos []takeUndo, wasDirty bool) {
+	for _, u := range slices.Backward(undos) {
+		u.s.cursor = u.before
+		for _, it := range u.fresh {
+			u.s.window.remove(it.ID, it.Time)
+		}
+		for _, it := range u.replayed {
+			u.s.window.update(it.ID, it.Time, func(e *entry) { e.emitted = false })
+		}
+	}
+	l.dirty = wasDirty
+}
+
+// takeUndo is what TakePages changed in one page's stream.
+type takeUndo struct {
+	s        *stream
+	before   Cursor
+	fresh    []Item
+	replayed []Item
 }
 
 // Unemit lets events that were taken but not handed on, in (time, id)
@@ -381,9 +414,11 @@ func (l *Ledger) Unemit(key string, items []Item) {
 		return
 	}
 	for _, it := range items {
-		if e, ok := s.window[it.ID]; ok && !e.acked {
-			e.emitted = false
-		}
+		s.window.update(it.ID, it.Time, func(e *entry) {
+			if !e.acked {
+				e.emitted = false
+			}
+		})
 	}
 	if first := items[0]; first.Time < s.cursor.Time || first.Time == s.cursor.Time && first.ID <= s.cursor.ID {
 		s.cursor = Cursor{Time: first.Time}
@@ -391,20 +426,22 @@ func (l *Ledger) Unemit(key string, items []Item) {
 	}
 }
 
-// Ack records that the event id of the stream is done (delivered,
-// dead-lettered, dropped and counted, or filtered out): it will not be
-// emitted again. Unknown events are ignored.
-func (l *Ledger) Ack(key, id string) {
+// Ack records that the event id with time t (ms) of the stream is done
+// (delivered, dead-lettered, dropped and counted, or filtered out): it
+// will not be emitted again. Unknown events are ignored.
+func (l *Ledger) Ack(key, id string, t int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s, ok := l.streams[key]
 	if !ok {
 		return
 	}
-	if e, ok := s.window[id]; ok && !e.acked {
-		e.acked = true
-		l.dirty = true
-	}
+	s.window.update(id, t, func(e *entry) {
+		if !e.acked {
+			e.acked = true
+			l.dirty = true
+		}
+	})
 }
 
 // Saves returns how many saves reached the store.
@@ -432,11 +469,36 @@ func (l *Ledger) Save(ctx context.Context) error {
 		l.mu.Unlock()
 		return nil
 	}
-	l.snap = l.appendSnapshot(l.snap[:0])
-	l.dirty = false
-	l.lastSaved = l.opts.Now()
-	l.mu.Unlock()
-	if err := l.opts.Store.Save(ctx, l.snap); err != nil {
+	var err error
+	if ss, ok := l.opts.Store.(streamSaver); ok {
+		// Written as it is encoded, through a buffer of snapshotChunk
+		// bytes: a busy window is not copied whole into memory.
+		locked := true
+		err = ss.SaveStream(ctx, func(w io.Writer) error {
+			var werr error
+			l.snap = l.appendSnapshot(l.snap[:0], func(b []byte) []byte {
+				if werr == nil {
+					_, werr = w.Write(b)
+				}
+				return b[:0]
+			})
+			l.dirty = false
+			l.lastSaved = l.opts.Now()
+			l.mu.Unlock()
+			locked = false
+			return werr
+		})
+		if locked {
+			l.mu.Unlock()
+		}
+	} else {
+		l.snap = l.appendSnapshot(l.snap[:0], nil)
+		l.dirty = false
+		l.lastSaved = l.opts.Now()
+		l.mu.Unlock()
+		err = l.opts.Store.Save(ctx, l.snap)
+	}
+	if err != nil {
 		l.mu.Lock()
 		l.dirty = true
 		l.mu.Unlock()
@@ -445,6 +507,16 @@ func (l *Ledger) Save(ctx context.Context) error {
 	l.saves.Add(1)
 	return nil
 }
+
+// streamSaver is a Store that can save a snapshot while it is written:
+// SaveStream is Save of what write writes to w.
+type streamSaver interface {
+	SaveStream(ctx context.Context, write func(w io.Writer) error) error
+}
+
+// snapshotChunk is how many bytes of a snapshot are encoded before they
+// are written to a streamSaver.
+const snapshotChunk = 64 << 10
 
 // Close saves the state and closes the store.
 func (l *Ledger) Close(ctx context.Context) error {
@@ -464,14 +536,7 @@ func (l *Ledger) prune() {
 		if !s.recovered {
 			continue
 		}
-		floor := l.behind(s)
-		oldest := int64(math.MaxInt64)
-		for _, e := range s.window {
-			if !e.acked && e.time < oldest {
-				oldest = e.time
-			}
-		}
-		floor = min(floor, oldest)
+		floor := min(l.behind(s), s.window.oldestPending(math.MaxInt64))
 		if floor <= s.floor {
 			continue
 		}
@@ -479,14 +544,11 @@ func (l *Ledger) prune() {
 		s.trailTo = max(s.trailTo, floor)
 		l.dirty = true
 		var gone []trailKey
-		for id, e := range s.window {
-			if e.acked && e.time < floor {
-				delete(s.window, id)
-				if l.opts.Horizon > 0 {
-					gone = append(gone, trailKey{time: e.time, hash: idHash(id)})
-				}
+		s.window.prune(floor, func(k trailKey) {
+			if l.opts.Horizon > 0 {
+				gone = append(gone, k)
 			}
-		}
+		})
 		l.extendTrail(s, gone)
 	}
 }
@@ -550,12 +612,7 @@ func (l *Ledger) Audit(key string) (lo, hi int64, known int, ok bool) {
 	if !found || s.trailFrom >= s.trailTo {
 		return 0, 0, 0, false
 	}
-	known = len(s.trail)
-	for _, e := range s.window {
-		if e.time >= s.trailFrom && e.time < s.trailTo {
-			known++ // late rows found there, still in the window
-		}
-	}
+	known = len(s.trail) + s.window.count(s.trailFrom, s.trailTo-1) // + late rows found there, still in the window
 	return s.trailFrom, s.trailTo - 1, known, true
 }
 

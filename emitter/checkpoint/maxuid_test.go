@@ -16,12 +16,12 @@ func TestLedgerKeepsTheUIDHighWaterMarkAfterItsEntriesArePruned(t *testing.T) {
 	its := items("a", "b", "c")
 	uids := take(t, l, "Event/r", its, true)
 	for _, it := range its {
-		l.Ack("Event/r", it.ID)
+		l.Ack("Event/r", it.ID, it.Time)
 	}
 	take(t, l, "Event/r", []Item{{ID: "d", Time: 10_000}}, true) // moves the cursor: a, b, c fall below the floor
-	l.Ack("Event/r", "d")
+	l.Ack("Event/r", "d", 10_000)
 	take(t, l, "Event/r", []Item{{ID: "e", Time: 20_000}}, true)
-	l.Ack("Event/r", "e")
+	l.Ack("Event/r", "e", 20_000)
 	if err := l.Save(ctx); err != nil {
 		t.Fatal(err)
 	}

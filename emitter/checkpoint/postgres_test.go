@@ -209,7 +209,7 @@ func TestLedgerOnPostgresReplaysWithTheSameUIDsAfterTheLeaderDies(t *testing.T) 
 	}
 	l.Begin("Event/r", 0)
 	uids := take(t, l, "Event/r", items("a", "b", "c"), true)
-	l.Ack("Event/r", "a")
+	l.Ack("Event/r", "a", 100)
 	if err := l.Save(ctx); err != nil {
 		t.Fatal(err)
 	}

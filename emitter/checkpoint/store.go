@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -90,8 +91,17 @@ func (f *File) Append(_ context.Context, lines []byte) error {
 }
 
 // Save writes snap atomically, then empties the journal.
-func (f *File) Save(_ context.Context, snap []byte) error {
-	if err := writeAtomic(f.path, snap); err != nil {
+func (f *File) Save(ctx context.Context, snap []byte) error {
+	return f.SaveStream(ctx, func(w io.Writer) error {
+		_, err := w.Write(snap)
+		return err
+	})
+}
+
+// SaveStream is Save of what write writes, written to the temporary file
+// as it comes.
+func (f *File) SaveStream(_ context.Context, write func(w io.Writer) error) error {
+	if err := writeAtomic(f.path, write); err != nil {
 		return err
 	}
 	if f.journal == nil {
@@ -119,16 +129,16 @@ func (f *File) Close() error {
 	return err
 }
 
-// writeAtomic replaces path with data: after a crash path holds either the
-// previous or the new content.
-func writeAtomic(path string, data []byte) error {
+// writeAtomic replaces path with what write writes: after a crash path
+// holds either the previous or the new content.
+func writeAtomic(path string, write func(w io.Writer) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("create temporary file for %q: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(data); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %q: %w", tmp.Name(), err)
 	}

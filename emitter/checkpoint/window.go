@@ -1,0 +1,297 @@
+package checkpoint
+
+import (
+	"cmp"
+	"hash/fnv"
+	"slices"
+)
+
+// window is a stream's events read at or after its floor, kept compact: no
+// pointer and no string per event. An id in the canonical form of a UUID
+// (lowercase 8-4-4-4-12 hex, what Keycloak gives every event) is kept as
+// its 16 bytes, in an entry of 40 bytes in a slice sorted by (time, id);
+// rows are read in time order, so entries are appended, and the pruned
+// ones are cut from the front. Any other id (the API source's paired
+// events before Keycloak 26.2, tests) is kept by its string in a map.
+type window struct {
+	es    []entry
+	named map[string]entry // ids that are not canonical UUIDs; nil while empty
+}
+
+// entry is one event of a window.
+type entry struct {
+	time    int64
+	uid     int64
+	id      uuid // zero for a named entry
+	acked   bool
+	emitted bool // handed on by this process
+}
+
+// uuid is an id in the canonical UUID form, as its 16 bytes.
+type uuid [16]byte
+
+// parseUUID returns the bytes of id when id is a UUID in canonical form,
+// the one form that formats back to the same string.
+func parseUUID(id string) (uuid, bool) {
+	var u uuid
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+		}
+		hi, ok1 := unhex(id[i])
+		lo, ok2 := unhex(id[i+1])
+		if !ok1 || !ok2 {
+			return uuid{}, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return u, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// appendUUID appends u in canonical form.
+func appendUUID(b []byte, u uuid) []byte {
+	const digits = "0123456789abcdef"
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, digits[c>>4], digits[c&0xf])
+	}
+	return b
+}
+
+func (u uuid) String() string { return string(appendUUID(make([]byte, 0, 36), u)) }
+
+// idHash is the trail's 64-bit hash of an event id: of its 16 bytes for a
+// UUID, of its string otherwise.
+func idHash(id string) uint64 {
+	h := fnv.New64a()
+	if u, ok := parseUUID(id); ok {
+		h.Write(u[:])
+	} else {
+		h.Write([]byte(id))
+	}
+	return h.Sum64()
+}
+
+// hash is idHash of the entry's id, which is name for a named entry.
+func (e *entry) hash(name string) uint64 {
+	h := fnv.New64a()
+	if name == "" {
+		h.Write(e.id[:])
+	} else {
+		h.Write([]byte(name))
+	}
+	return h.Sum64()
+}
+
+func cmpEntry(e entry, t int64, u uuid) int {
+	return cmp.Or(cmp.Compare(e.time, t), slices.Compare(e.id[:], u[:]))
+}
+
+// find returns the entry of the event id with time t, if the window holds it.
+func (w *window) find(id string, t int64) (*entry, bool) {
+	u, ok := parseUUID(id)
+	if !ok {
+		e, found := w.named[id]
+		if !found {
+			return nil, false
+		}
+		return &e, true // a copy: changes go through set
+	}
+	i, found := w.search(t, u)
+	if !found {
+		return nil, false
+	}
+	return &w.es[i], true
+}
+
+func (w *window) search(t int64, u uuid) (int, bool) {
+	n := len(w.es)
+	if n > 0 && cmpEntry(w.es[n-1], t, u) < 0 {
+		return n, false // the common case: newer than every entry
+	}
+	return slices.BinarySearchFunc(w.es, struct {
+		t int64
+		u uuid
+	}{t, u}, func(e entry, k struct {
+		t int64
+		u uuid
+	}) int {
+		return cmpEntry(e, k.t, k.u)
+	})
+}
+
+// set adds or replaces the entry of the event id; e.time is its time.
+func (w *window) set(id string, e entry) {
+	u, ok := parseUUID(id)
+	if !ok {
+		if w.named == nil {
+			w.named = map[string]entry{}
+		}
+		e.id = uuid{}
+		w.named[id] = e
+		return
+	}
+	e.id = u
+	i, found := w.search(e.time, u)
+	if found {
+		w.es[i] = e
+		return
+	}
+	w.es = slices.Insert(w.es, i, e)
+}
+
+// update changes the entry of the event id with time t through f, if the
+// window holds it, and tells whether it does.
+func (w *window) update(id string, t int64, f func(*entry)) bool {
+	u, ok := parseUUID(id)
+	if !ok {
+		e, found := w.named[id]
+		if found {
+			f(&e)
+			w.named[id] = e
+		}
+		return found
+	}
+	i, found := w.search(t, u)
+	if found {
+		f(&w.es[i])
+	}
+	return found
+}
+
+// remove deletes the entry of the event id with time t.
+func (w *window) remove(id string, t int64) {
+	u, ok := parseUUID(id)
+	if !ok {
+		delete(w.named, id)
+		return
+	}
+	if i, found := w.search(t, u); found {
+		w.es = slices.Delete(w.es, i, i+1)
+	}
+}
+
+// len returns how many events the window holds.
+func (w *window) len() int { return len(w.es) + len(w.named) }
+
+// all calls f for every entry with its id (name is "" for a UUID entry,
+// whose id is e.id); f may change the entry.
+func (w *window) all(f func(name string, e *entry)) {
+	for i := range w.es {
+		f("", &w.es[i])
+	}
+	for id, e := range w.named {
+		f(id, &e)
+		w.named[id] = e
+	}
+}
+
+// count returns how many entries have a time in [lo, hi].
+func (w *window) count(lo, hi int64) int {
+	if lo > hi {
+		return 0
+	}
+	from, _ := slices.BinarySearchFunc(w.es, lo, func(e entry, t int64) int { return cmp.Compare(e.time, t) })
+	to, _ := slices.BinarySearchFunc(w.es, hi+1, func(e entry, t int64) int { return cmp.Compare(e.time, t) })
+	n := to - from
+	for _, e := range w.named {
+		if e.time >= lo && e.time <= hi {
+			n++
+		}
+	}
+	return n
+}
+
+// newest returns the time of the newest entry, or def when there is none
+// newer.
+func (w *window) newest(def int64) int64 {
+	if len(w.es) > 0 {
+		def = max(def, w.es[len(w.es)-1].time)
+	}
+	for _, e := range w.named {
+		def = max(def, e.time)
+	}
+	return def
+}
+
+// oldestPending returns the time of the oldest unacknowledged entry, or
+// def when every entry is acknowledged.
+func (w *window) oldestPending(def int64) int64 {
+	for i := range w.es {
+		if !w.es[i].acked {
+			def = min(def, w.es[i].time)
+			break // sorted by time
+		}
+	}
+	for _, e := range w.named {
+		if !e.acked {
+			def = min(def, e.time)
+		}
+	}
+	return def
+}
+
+// prune removes the acknowledged entries older than floor and calls gone
+// with the trail key of each.
+func (w *window) prune(floor int64, gone func(trailKey)) {
+	n := 0
+	for n < len(w.es) && w.es[n].time < floor && w.es[n].acked {
+		n++
+	}
+	// Below the floor every entry is acknowledged (the floor is at most the
+	// oldest pending); stop at the first that is not, to be safe.
+	for _, e := range w.es[:n] {
+		gone(trailKey{time: e.time, hash: e.hash("")})
+	}
+	if n > 0 {
+		w.es = slices.Delete(w.es, 0, n)
+		if cap(w.es) > 1024 && len(w.es) < cap(w.es)/4 {
+			w.es = slices.Clip(slices.Clone(w.es)) // give back what a burst grew
+		}
+	}
+	for id, e := range w.named {
+		if e.acked && e.time < floor {
+			gone(trailKey{time: e.time, hash: e.hash(id)})
+			delete(w.named, id)
+		}
+	}
+}
+
+// load adds an entry without keeping the order; sort restores it.
+func (w *window) load(id string, e entry) {
+	if u, ok := parseUUID(id); ok {
+		e.id = u
+		w.es = append(w.es, e)
+		return
+	}
+	if w.named == nil {
+		w.named = map[string]entry{}
+	}
+	if _, ok := w.named[id]; !ok {
+		w.named[id] = e
+	}
+}
+
+// sort orders the entries added by load; of two with the same time and id
+// the first added stays.
+func (w *window) sort() {
+	slices.SortStableFunc(w.es, func(a, b entry) int { return cmpEntry(a, b.time, b.id) })
+	w.es = slices.CompactFunc(w.es, func(a, b entry) bool { return a.time == b.time && a.id == b.id })
+}
