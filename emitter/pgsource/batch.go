@@ -177,11 +177,11 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		return strings.Join(out, ", ")
 	}
-	// With a byte budget every branch also has each row's weight and its
-	// place in its page (NULL outside pages).
+	// With a byte budget every branch also has each row's weight (NULL
+	// outside pages).
 	budget, noBudget, snapBudget := "", "", ""
 	if b.MaxBytes > 0 {
-		budget, noBudget, snapBudget = ", p.size_, p.rn_", ", NULL, NULL", ", NULL::bigint AS size_, NULL::bigint AS rn_"
+		budget, noBudget, snapBudget = ", p.size_", ", NULL", ", NULL::bigint AS size_"
 	}
 	// The snapshot branch names every column's type for the others.
 	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
@@ -288,10 +288,6 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit))
-		if b.MaxBytes > 0 {
-			cols[slices.Index(batchCols, "more")] = "p.more"
-			page = placeSQL(page)
-		}
 		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (%s) p",
 			part.kind, strings.Join(cols, ", "), budget, from, page))
 	}
@@ -301,12 +297,22 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 	}
 	// The pages share the budget round robin: the first row of every
 	// page, then the second of every page, and so on. A row is kept when
-	// it is the first of its page or the rows before it in that order stay
-	// within the budget; the sum grows along each page, so what a page
-	// keeps is a prefix of it.
-	out := "k, n, " + strings.Join(batchCols, ", ")
-	return fmt.Sprintf(`SELECT %s FROM (SELECT b.*, sum(b.size_) OVER (ORDER BY rn_, k, n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
-		FROM (%s) b) c WHERE c.rn_ IS NULL OR c.rn_ = 1 OR c.sum_ <= %s ORDER BY k, n, t, id`, out, union, arg(b.MaxBytes)), args, nil
+	// it is the first of its page (rn_) or the rows before it in that order
+	// stay within the budget; the sum grows along each page, so what a page
+	// keeps is a prefix of it. more_ tells that a row of its page follows.
+	// The windows run over the rows read, once per statement, not per page.
+	out := make([]string, len(batchCols))
+	for i, c := range batchCols {
+		out[i] = "d." + c
+		if c == "more" {
+			out[i] = "d.more_"
+		}
+	}
+	return fmt.Sprintf(`SELECT d.k, d.n, %s FROM (
+		SELECT c.*, sum(c.size_) OVER (ORDER BY c.rn_, c.k, c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_ FROM (
+			SELECT b.*, row_number() OVER w AS rn_, CASE WHEN lead(b.size_) OVER w IS NULL THEN 'f' ELSE 't' END AS more_
+			FROM (%s) b WINDOW w AS (PARTITION BY b.k, b.n ORDER BY b.t, b.id)) c) d
+		WHERE d.size_ IS NULL OR d.rn_ = 1 OR d.sum_ <= %s ORDER BY d.k, d.n, d.t, d.id`, strings.Join(out, ", "), union, arg(b.MaxBytes)), args, nil
 }
 
 // readBatchRows reads the answer of a batch's statement.
@@ -404,16 +410,6 @@ func (s *Source) rowBytes(t Table, prefix string) string {
 			RowBytes, prefix, s.adminDetails(prefix))
 	}
 	return e
-}
-
-// placeSQL wraps page, a statement selecting rows with columns t and id in
-// (t, id) order and their weight in a column size_, to add each row's place
-// in the page, rn_ (from 1), and more: the text "t" when a row of page
-// follows it, else "f" (on the last row kept of a page cut by the budget:
-// rows were left out).
-func placeSQL(page string) string {
-	return fmt.Sprintf(`SELECT w.*, row_number() OVER o AS rn_, CASE WHEN lead(w.size_) OVER o IS NULL THEN 'f' ELSE 't' END AS more
-		FROM (%s) w WINDOW o AS (ORDER BY w.t, w.id)`, page)
 }
 
 // oversize returns the weight the big column holds (0 when NULL).
