@@ -285,15 +285,15 @@ func (r *report) exactGoals(row func(goal, measured string, met bool)) {
 		row(fmt.Sprintf("%s: every row once; beyond the horizon counted missed", x.name), x.oddSummary(), x.met())
 	}
 	if len(r.live) > 0 {
-		var p99 time.Duration
+		var p99, settled time.Duration
 		seen := false
 		for _, l := range r.live {
 			if l.rate == goalP99Rate {
-				p99, seen = max(p99, l.fig.p99), true
+				p99, settled, seen = max(p99, l.fig.p99), max(settled, l.fig.p99Settled), true
 			}
 		}
 		if seen {
-			row("p99 < 150 ms at 1,000 events/s (issue 15)", ms(p99)+" (worst setting)", p99 < goalP99Flat)
+			row("p99 < 150 ms at 1,000 events/s (issue 15)", ms(p99)+" (worst setting; after the first second: "+ms(settled)+")", p99 < goalP99Flat)
 		}
 	}
 	for _, i := range r.idle {

@@ -47,7 +47,7 @@ func TestGoalsSayWhatIsMetAndWhatIsNot(t *testing.T) {
 		"| ≥ 50% of wrk's requests/s (JSON, 4 conn.) | 62% | yes |",
 		"| p99 < 500 ms at 1,000 events/s | 620 ms (worst setting) | no |",
 		"| peak RSS < 64 MB at any backlog | 70.0 MiB (largest of every run) | no |",
-		"| p99 < 150 ms at 1,000 events/s (issue 15) | 620 ms (worst setting) | no |",
+		"| p99 < 150 ms at 1,000 events/s (issue 15) | 620 ms (worst setting; after the first second: 0 ms) | no |",
 	}
 	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
 		t.Errorf("goals:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))

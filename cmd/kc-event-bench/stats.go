@@ -23,13 +23,17 @@ func (l latencies) percentile(p float64) time.Duration {
 
 // liveFigures are the measures of a run that the receiver observed.
 type liveFigures struct {
-	n           int
-	delivered   int64
-	duplicates  int64
-	unknown     int64
-	span        time.Duration // first commit to last arrival
-	p50, p95    time.Duration
-	p99, pMax   time.Duration
+	n          int
+	delivered  int64
+	duplicates int64
+	unknown    int64
+	span       time.Duration // first commit to last arrival
+	p50, p95   time.Duration
+	p99, pMax  time.Duration
+	// p99Settled is p99 of the events committed a second or more after
+	// the first: without the wait of the first events for the poll of an
+	// emitter that was idle (--pollInterval).
+	p99Settled  time.Duration
 	firstCommit int64
 	lastArrival int64
 }
@@ -62,5 +66,14 @@ func figures(commits []int64, a *arrivals) liveFigures {
 		f.span = time.Duration(f.lastArrival - f.firstCommit)
 	}
 	f.p50, f.p95, f.p99, f.pMax = lat.percentile(50), lat.percentile(95), lat.percentile(99), lat.percentile(100)
+	settled := make(latencies, 0, len(commits))
+	for i, c := range commits {
+		if at := a.at[i].Load(); c != 0 && at != 0 && c-f.firstCommit >= int64(time.Second) {
+			settled = append(settled, time.Duration(max(0, at-c)))
+		}
+	}
+	if len(settled) > 0 {
+		f.p99Settled = settled.percentile(99)
+	}
 	return f
 }

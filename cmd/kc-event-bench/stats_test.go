@@ -79,3 +79,16 @@ func TestArrivalsSignalDoneWhenTheLastDistinctEventArrives(t *testing.T) {
 		t.Fatal("not done after both events")
 	}
 }
+
+func TestFiguresSettledP99LeavesOutTheEventsOfTheFirstSecond(t *testing.T) {
+	const s = int64(time.Second)
+	commits := []int64{10 * s, 10*s + s/2, 11 * s, 12 * s}
+	a := newArrivals(len(commits))
+	for i, lat := range []time.Duration{300 * time.Millisecond, 250 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond} {
+		a.arrive(i, commits[i]+int64(lat))
+	}
+	f := figures(commits, a)
+	if f.p99 != 300*time.Millisecond || f.p99Settled != 30*time.Millisecond {
+		t.Fatalf("p99 %s, settled %s; want 300ms and 30ms", f.p99, f.p99Settled)
+	}
+}
