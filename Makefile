@@ -34,8 +34,8 @@ image:
 test:
 	bash scripts/test.sh
 
-## test-kafka: the Kafka tests against a real broker (scripts/kafka.sh: a KRaft node from Maven
-## Central, started here with PostgreSQL), and the NATS tests; `make test` skips the Kafka ones
+## test-kafka: only the Kafka and NATS tests, against a real broker (scripts/kafka.sh: a KRaft
+## node from Maven Central, started here with PostgreSQL); `make test` runs them too
 test-kafka:
 	bash scripts/deps.sh test
 	bash scripts/postgres.sh start >/dev/null

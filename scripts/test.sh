@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/test.sh: `make test`. Installs what is missing, starts PostgreSQL and
-# Keycloak, checks generated code, builds, vets, and runs every test against
+# scripts/test.sh: `make test`. Installs what is missing, starts PostgreSQL,
+# Keycloak and a Kafka broker (scripts/kafka.sh; NATS runs inside its
+# tests), checks generated code, builds, vets, and runs every test against
 # the real servers (KCEE_REQUIRE_SERVERS=1: a test that needs a server fails
 # instead of skipping). Prints the time of each phase at the end.
 #
@@ -35,9 +36,11 @@ trap report EXIT
 phase "install tools" bash scripts/deps.sh test
 phase "start postgresql" bash scripts/postgres.sh start
 phase "start keycloak" bash scripts/keycloak.sh start
+phase "start kafka" bash scripts/kafka.sh start
 eval "$(bash scripts/postgres.sh env)"
 eval "$(bash scripts/keycloak.sh env)"
-export KCEE_REQUIRE_SERVERS=1
+eval "$(bash scripts/kafka.sh env)"
+export KCEE_REQUIRE_SERVERS=1 KCEE_REQUIRE_KAFKA=1
 phase "generated code" bash scripts/check-generate.sh
 phase "build" make --no-print-directory build
 phase "go vet" go vet ./...
