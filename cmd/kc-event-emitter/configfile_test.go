@@ -138,13 +138,29 @@ func TestConfigFileDeclaresMailKafkaAndNATSSinksOverTheirDefaults(t *testing.T) 
 	}
 }
 
-func TestTheExampleConfigurationOfDeployDecodes(t *testing.T) {
-	f, err := loadConfigFile("../../deploy/config/two-routes.yaml")
+// TestTheExampleConfigurationOfDeployDeclaresTheAuditAndTheMailRoute
+// parses deploy/config/two-routes.yaml (the README's worked example) as a
+// run would: every event to the audit store in FLATBUFFER; REGISTER and
+// admin USER events of the realm acme by mail.
+func TestTheExampleConfigurationOfDeployDeclaresTheAuditAndTheMailRoute(t *testing.T) {
+	e := map[string]string{"KC_EMITTER_DB_URL": "postgres://kc@127.0.0.1/keycloak", "CT_KEYCLOAK_BRIDGE_SECRET_TOKEN": "audit-pw",
+		"KC_EMITTER_MAIL_PASSWORD": "smtp-pw"}
+	o, err := parseRunFlags([]string{"--config", "../../deploy/config/two-routes.yaml"}, env(e), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.fc.Routes) != 2 || f.fc.Routes[1].Sink.HTTP.OAuth2 == nil {
-		t.Errorf("routes: %+v", f.fc.Routes)
+	if len(o.cfg.Routes) != 2 {
+		t.Fatalf("routes: %+v", o.cfg.Routes)
+	}
+	audit, signups := o.cfg.Routes[0], o.cfg.Routes[1]
+	if h := audit.Sink.HTTP; h == nil || h.Password != "audit-pw" || audit.Format != emitter.FormatFlatBuffer ||
+		len(audit.Realms)+len(audit.Kinds) != 0 || !reflect.DeepEqual(audit.Filters, emitter.Filters{}) {
+		t.Errorf("route %s: %+v", audit.Name, audit)
+	}
+	m := signups.Sink.Mail
+	if m == nil || signups.Sink.HTTP != nil || m.Password != "smtp-pw" || m.TLS != "starttls" ||
+		!reflect.DeepEqual(m.Types, []string{"REGISTER", "USER:*"}) || !reflect.DeepEqual(signups.Realms, []string{"acme"}) {
+		t.Errorf("route %s: %+v, mail %+v", signups.Name, signups, m)
 	}
 }
 
