@@ -558,5 +558,16 @@ func (r Route) LogValue() slog.Value {
 		attrs = append(attrs, slog.String("url", redact.URL(h.URL)), slog.Bool("basicAuth", h.Password != ""),
 			slog.Bool("oauth2", h.OAuth2.TokenURL != ""), slog.Int("signingSecrets", len(h.SigningSecrets)))
 	}
+	if m := r.Sink.Mail; m != nil {
+		attrs = append(attrs, slog.String("mailServer", m.Server), slog.String("mailTls", string(m.TLS)),
+			slog.Any("mailTypes", m.Types), slog.Int("mailTo", len(m.To)))
+	}
+	if k := r.Sink.Kafka; k != nil {
+		attrs = append(attrs, slog.Any("kafkaBrokers", k.Brokers), slog.String("kafkaTopic", k.Topic),
+			slog.String("kafkaSasl", k.SASLMechanism), slog.Bool("kafkaTls", k.TLS))
+	}
+	if n := r.Sink.NATS; n != nil {
+		attrs = append(attrs, slog.Any("natsServers", n.Servers), slog.String("natsSubject", n.Subject))
+	}
 	return slog.GroupValue(attrs...)
 }
