@@ -197,6 +197,27 @@ var routeFlags = map[string]string{
 	"filters.excludeEventTypes": "excludeEventTypes", "filters.adminOperations": "adminOperations",
 	"filters.adminResources": "adminResources", "filters.clients": "clients", "filters.excludeClients": "excludeClients",
 	"deadLetterFile": "deadLetterFile",
+
+	"sink.mail.server": "targetUri", "sink.mail.tls": "mailTls", "sink.mail.caFile": "mailCaFile",
+	"sink.mail.username": "mailUsername", "sink.mail.password": "mailPasswordFile", "sink.mail.auth": "mailAuth",
+	"sink.mail.from": "mailFrom", "sink.mail.to": "mailTo", "sink.mail.zone": "mailZone", "sink.mail.types": "mailTypes",
+	"sink.mail.digestThreshold": "mailDigestThreshold", "sink.mail.digestWindow": "mailDigestWindow",
+	"sink.mail.timeout": "mailTimeout",
+
+	"sink.kafka.brokers": "targetUri", "sink.kafka.topic": "targetUri", "sink.kafka.batchSize": "kafkaBatchSize",
+	"sink.kafka.linger": "kafkaLinger", "sink.kafka.maxBytes": "kafkaMaxBytes",
+	"sink.kafka.deliveryTimeout": "kafkaDeliveryTimeout", "sink.kafka.saslMechanism": "kafkaSaslMechanism",
+	"sink.kafka.username": "kafkaUsername", "sink.kafka.password": "kafkaPasswordFile",
+	"sink.kafka.oauthTokenUrl": "kafkaOAuthTokenUrl", "sink.kafka.oauthClientId": "kafkaOAuthClientId",
+	"sink.kafka.oauthClientSecret": "kafkaOAuthClientSecretFile", "sink.kafka.tls": "kafkaTls",
+	"sink.kafka.caFile": "kafkaCaFile", "sink.kafka.clientCertFile": "kafkaClientCertFile",
+	"sink.kafka.clientKeyFile": "kafkaClientKeyFile",
+
+	"sink.nats.servers": "targetUri", "sink.nats.subject": "targetUri", "sink.nats.batchSize": "natsBatchSize",
+	"sink.nats.linger": "natsLinger", "sink.nats.ackTimeout": "natsAckTimeout", "sink.nats.username": "natsUsername",
+	"sink.nats.password": "natsPasswordFile", "sink.nats.token": "natsTokenFile", "sink.nats.credsFile": "natsCredsFile",
+	"sink.nats.caFile": "natsCaFile", "sink.nats.clientCertFile": "natsClientCertFile",
+	"sink.nats.clientKeyFile": "natsClientKeyFile",
 }
 
 // flagKey names a route field by its flag.
@@ -299,11 +320,11 @@ func (r Route) validateSink(key func(string) string) error {
 	}
 	switch s := r.Sink; {
 	case s.Mail != nil:
-		return s.Mail.Validate()
+		return s.Mail.validate(func(k string) string { return key("sink.mail." + k) })
 	case s.Kafka != nil:
-		return s.Kafka.Validate()
+		return s.Kafka.validate(func(k string) string { return key("sink.kafka." + k) })
 	case s.NATS != nil:
-		return s.NATS.Validate()
+		return s.NATS.validate(func(k string) string { return key("sink.nats." + k) })
 	}
 	return r.Sink.HTTP.validate(func(k string) string { return key("sink.http." + k) })
 }
@@ -536,6 +557,17 @@ func (r Route) LogValue() slog.Value {
 	if h := r.Sink.HTTP; h != nil {
 		attrs = append(attrs, slog.String("url", redact.URL(h.URL)), slog.Bool("basicAuth", h.Password != ""),
 			slog.Bool("oauth2", h.OAuth2.TokenURL != ""), slog.Int("signingSecrets", len(h.SigningSecrets)))
+	}
+	if m := r.Sink.Mail; m != nil {
+		attrs = append(attrs, slog.String("mailServer", m.Server), slog.String("mailTls", string(m.TLS)),
+			slog.Any("mailTypes", m.Types), slog.Int("mailTo", len(m.To)))
+	}
+	if k := r.Sink.Kafka; k != nil {
+		attrs = append(attrs, slog.Any("kafkaBrokers", k.Brokers), slog.String("kafkaTopic", k.Topic),
+			slog.String("kafkaSasl", k.SASLMechanism), slog.Bool("kafkaTls", k.TLS))
+	}
+	if n := r.Sink.NATS; n != nil {
+		attrs = append(attrs, slog.Any("natsServers", n.Servers), slog.String("natsSubject", n.Subject))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -53,60 +53,66 @@ func defaultKafkaConfig() KafkaConfig {
 
 // Validate returns the first problem of k as a *FieldError naming the flag.
 func (k KafkaConfig) Validate() error {
+	return k.validate(func(f string) string { return flagKey("sink.kafka." + f) })
+}
+
+// validate returns the first problem of k as a *FieldError; key names a
+// field of k by its key in a configuration file (brokers, topic, ...).
+func (k KafkaConfig) validate(key func(string) string) error {
 	bad := func(field string, value any, format string, args ...any) error {
-		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
+		return &FieldError{Field: key(field), Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
 	if len(k.Brokers) == 0 {
-		return bad("targetUri", "kafka://", "no broker: want kafka://host:port[,host:port]/topic")
+		return bad("brokers", "", "missing: no broker (want host:port; a flag: kafka://host:port[,host:port]/topic)")
 	}
 	for _, b := range k.Brokers {
 		host, port, err := net.SplitHostPort(b)
 		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
-			return bad("targetUri", b, "a Kafka broker: want host:port")
+			return bad("brokers", b, "a Kafka broker: want host:port")
 		}
 	}
 	if err := kafkasink.CheckTopic(k.Topic); err != nil {
-		return bad("targetUri", k.Topic, "the topic: %v", err)
+		return bad("topic", k.Topic, "the topic: %v", err)
 	}
 	if k.BatchSize < 1 {
-		return bad("kafkaBatchSize", k.BatchSize, "want a count > 0")
+		return bad("batchSize", k.BatchSize, "want a count > 0")
 	}
 	if k.Linger < 0 {
-		return bad("kafkaLinger", k.Linger, "want a duration >= 0")
+		return bad("linger", k.Linger, "want a duration >= 0")
 	}
 	if k.MaxBytes < 1024 {
-		return bad("kafkaMaxBytes", k.MaxBytes, "want at least 1024 bytes")
+		return bad("maxBytes", k.MaxBytes, "want at least 1024 bytes")
 	}
 	if k.DeliveryTimeout <= 0 {
-		return bad("kafkaDeliveryTimeout", k.DeliveryTimeout, "want a duration > 0")
+		return bad("deliveryTimeout", k.DeliveryTimeout, "want a duration > 0")
 	}
 	switch strings.ToUpper(k.SASLMechanism) {
 	case "":
 	case kafkasink.MechanismPlain, kafkasink.MechanismSCRAMSHA256, kafkasink.MechanismSCRAMSHA512:
 		if k.Username == "" {
-			return bad("kafkaUsername", "", "missing: SASL %s needs a user", k.SASLMechanism)
+			return bad("username", "", "missing: SASL %s needs a user", k.SASLMechanism)
 		}
 		if k.Password == "" {
-			return bad("kafkaPasswordFile", "", "missing: SASL %s needs a password (KC_EMITTER_KAFKA_PASSWORD or --kafkaPasswordFile)", k.SASLMechanism)
+			return bad("password", "", "missing: SASL %s needs a password (KC_EMITTER_KAFKA_PASSWORD or --kafkaPasswordFile; in a file: passwordFile or passwordEnv)", k.SASLMechanism)
 		}
 	case kafkasink.MechanismOAuthBearer:
 		if err := checkHTTPURL(k.OAuthTokenURL); err != nil {
-			return bad("kafkaOAuthTokenUrl", k.OAuthTokenURL, "%v", err)
+			return bad("oauthTokenUrl", k.OAuthTokenURL, "%v", err)
 		}
 		if k.OAuthClientID == "" {
-			return bad("kafkaOAuthClientId", "", "missing: OAUTHBEARER needs a client id")
+			return bad("oauthClientId", "", "missing: OAUTHBEARER needs a client id")
 		}
 		if k.OAuthClientSecret == "" {
-			return bad("kafkaOAuthClientSecretFile", "", "missing: OAUTHBEARER needs a client secret (KC_EMITTER_KAFKA_OAUTH_CLIENT_SECRET or --kafkaOAuthClientSecretFile)")
+			return bad("oauthClientSecret", "", "missing: OAUTHBEARER needs a client secret (KC_EMITTER_KAFKA_OAUTH_CLIENT_SECRET or --kafkaOAuthClientSecretFile; in a file: oauthClientSecretFile or oauthClientSecretEnv)")
 		}
 	default:
-		return bad("kafkaSaslMechanism", k.SASLMechanism, "want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+		return bad("saslMechanism", k.SASLMechanism, "want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
 	}
 	if (k.ClientCertFile == "") != (k.ClientKeyFile == "") {
-		return bad("kafkaClientCertFile", k.ClientCertFile, "kafkaClientCertFile and kafkaClientKeyFile go together")
+		return bad("clientCertFile", k.ClientCertFile, "the client certificate and its key (clientKeyFile) go together")
 	}
 	if !k.TLS && (k.CAFile != "" || k.ClientCertFile != "") {
-		return bad("kafkaTls", false, "a CA or client certificate is set: set --kafkaTls too")
+		return bad("tls", false, "a CA or client certificate is set: set TLS on too (--kafkaTls; in a file: tls: true)")
 	}
 	return nil
 }

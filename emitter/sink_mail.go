@@ -54,53 +54,59 @@ func defaultMailConfig() MailConfig {
 
 // Validate returns the first problem of m as a *FieldError naming the flag.
 func (m MailConfig) Validate() error {
+	return m.validate(func(k string) string { return flagKey("sink.mail." + k) })
+}
+
+// validate returns the first problem of m as a *FieldError; key names a
+// field of m by its key in a configuration file (server, from, ...).
+func (m MailConfig) validate(key func(string) string) error {
 	bad := func(field, value string, format string, args ...any) error {
-		return &FieldError{Field: field, Value: value, Err: fmt.Errorf(format, args...)}
+		return &FieldError{Field: key(field), Value: value, Err: fmt.Errorf(format, args...)}
 	}
 	if host, _, err := net.SplitHostPort(m.Server); err != nil || host == "" {
-		return bad("targetUri", m.Server, "want smtp://host:port or smtps://host:port")
+		return bad("server", m.Server, "want host:port (a flag: smtp://host:port or smtps://host:port)")
 	}
 	if _, err := mailsink.ParseTLSMode(string(m.TLS)); err != nil {
-		return bad("mailTls", string(m.TLS), "want starttls, tls or none")
+		return bad("tls", string(m.TLS), "want starttls, tls or none")
 	}
 	if m.From == "" {
-		return bad("mailFrom", "", "missing: the sender's address")
+		return bad("from", "", "missing: the sender's address")
 	}
 	if len(m.To) == 0 {
-		return bad("mailTo", "", "missing: the administrator's address (comma-separated for several)")
+		return bad("to", "", "missing: the administrator's address (several: a list, or comma-separated in a flag)")
 	}
 	if len(m.Types) == 0 {
-		return bad("mailTypes", "", "missing: the types to mail (default REGISTER; * mails every event)")
+		return bad("types", "", "missing: the types to mail (default REGISTER; * mails every event)")
 	}
 	for _, p := range m.Types {
 		if strings.TrimSpace(p) == "" {
-			return bad("mailTypes", strings.Join(m.Types, ","), "empty type")
+			return bad("types", strings.Join(m.Types, ","), "empty type")
 		}
 	}
 	if m.DigestThreshold == 0 || m.DigestThreshold < -1 {
-		return bad("mailDigestThreshold", strconv.Itoa(m.DigestThreshold), "want a count >= 1, or -1: never digest")
+		return bad("digestThreshold", strconv.Itoa(m.DigestThreshold), "want a count >= 1, or -1: never digest")
 	}
 	if m.DigestWindow <= 0 {
-		return bad("mailDigestWindow", m.DigestWindow.String(), "want a duration > 0")
+		return bad("digestWindow", m.DigestWindow.String(), "want a duration > 0")
 	}
 	if m.Timeout <= 0 {
-		return bad("mailTimeout", m.Timeout.String(), "want a duration > 0")
+		return bad("timeout", m.Timeout.String(), "want a duration > 0")
 	}
 	// The rest (addresses, zone, TLS off loopback, CA file, AUTH
 	// mechanism) is checked by mailsink itself, once.
 	if _, err := mailsink.New(m.options()); err != nil {
 		if oe, ok := errors.AsType[*mailsink.OptionError](err); ok {
-			return &FieldError{Field: mailFlags[oe.Option], Value: oe.Value, Err: oe.Err}
+			return &FieldError{Field: key(mailKeys[oe.Option]), Value: oe.Value, Err: oe.Err}
 		}
-		return &FieldError{Field: "targetUri", Value: m.Server, Err: err}
+		return &FieldError{Field: key("server"), Value: m.Server, Err: err}
 	}
 	return nil
 }
 
-// mailFlags names the flag of each mailsink option.
-var mailFlags = map[string]string{
-	"Addr": "targetUri", "TLS": "mailTls", "From": "mailFrom", "To": "mailTo", "Auth": "mailAuth",
-	"Username": "mailUsername", "Zone": "mailZone", "DigestWindow": "mailDigestWindow", "CAFile": "mailCaFile",
+// mailKeys names the key (of sink.mail in a file) of each mailsink option.
+var mailKeys = map[string]string{
+	"Addr": "server", "TLS": "tls", "From": "from", "To": "to", "Auth": "auth",
+	"Username": "username", "Zone": "zone", "DigestWindow": "digestWindow", "CAFile": "caFile",
 }
 
 // options are m's mailsink options.

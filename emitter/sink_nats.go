@@ -44,11 +44,17 @@ func defaultNATSConfig() NATSConfig {
 
 // Validate returns the first problem of n as a *FieldError naming the flag.
 func (n NATSConfig) Validate() error {
+	return n.validate(func(f string) string { return flagKey("sink.nats." + f) })
+}
+
+// validate returns the first problem of n as a *FieldError; key names a
+// field of n by its key in a configuration file (servers, subject, ...).
+func (n NATSConfig) validate(key func(string) string) error {
 	bad := func(field string, value any, format string, args ...any) error {
-		return &FieldError{Field: field, Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
+		return &FieldError{Field: key(field), Value: fmt.Sprint(value), Err: fmt.Errorf(format, args...)}
 	}
 	if len(n.Servers) == 0 {
-		return bad("targetUri", "nats://", "no server: want nats://host:port[,host:port]/subject")
+		return bad("servers", "", "missing: no server (want nats://host:port; a flag: nats://host:port[,host:port]/subject)")
 	}
 	for _, s := range n.Servers {
 		hp := s
@@ -57,26 +63,26 @@ func (n NATSConfig) Validate() error {
 		}
 		host, port, err := net.SplitHostPort(hp)
 		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
-			return bad("targetUri", s, "a NATS server: want nats://host:port")
+			return bad("servers", s, "a NATS server: want nats://host:port")
 		}
 	}
 	if err := natssink.CheckSubject(n.Subject); err != nil {
-		return bad("targetUri", n.Subject, "the subject: %v", err)
+		return bad("subject", n.Subject, "the subject: %v", err)
 	}
 	if n.BatchSize < 1 {
-		return bad("natsBatchSize", n.BatchSize, "want a count > 0")
+		return bad("batchSize", n.BatchSize, "want a count > 0")
 	}
 	if n.Linger < 0 {
-		return bad("natsLinger", n.Linger, "want a duration >= 0")
+		return bad("linger", n.Linger, "want a duration >= 0")
 	}
 	if n.AckTimeout <= 0 {
-		return bad("natsAckTimeout", n.AckTimeout, "want a duration > 0")
+		return bad("ackTimeout", n.AckTimeout, "want a duration > 0")
 	}
 	if n.Username != "" && n.Password == "" {
-		return bad("natsPasswordFile", "", "missing: --natsUsername needs a password (KC_EMITTER_NATS_PASSWORD or --natsPasswordFile)")
+		return bad("password", "", "missing: the user name needs a password (KC_EMITTER_NATS_PASSWORD or --natsPasswordFile; in a file: passwordFile or passwordEnv)")
 	}
 	if (n.ClientCertFile == "") != (n.ClientKeyFile == "") {
-		return bad("natsClientCertFile", n.ClientCertFile, "natsClientCertFile and natsClientKeyFile go together")
+		return bad("clientCertFile", n.ClientCertFile, "the client certificate and its key (clientKeyFile) go together")
 	}
 	return nil
 }

@@ -82,9 +82,77 @@ type fileRoute struct {
 
 // fileSink is the sink of a route: one of its keys.
 type fileSink struct {
-	HTTP *fileHTTP `yaml:"http"`
-	// Other sinks: a key each (kafka, nats: helper B; mail: helper M),
-	// turned into their emitter settings struct by route().
+	HTTP  *fileHTTP  `yaml:"http"`
+	Mail  *fileMail  `yaml:"mail"`
+	Kafka *fileKafka `yaml:"kafka"`
+	NATS  *fileNATS  `yaml:"nats"`
+}
+
+// fileMail is sink.mail: the keys of emitter.MailConfig, named as its
+// flags without their mail prefix (--mailFrom: from); the server is
+// host:port, its TLS mode the key tls.
+type fileMail struct {
+	Server          string         `yaml:"server"`
+	TLS             string         `yaml:"tls"`
+	CAFile          string         `yaml:"caFile"`
+	Username        string         `yaml:"username"`
+	PasswordFile    string         `yaml:"passwordFile"`
+	PasswordEnv     string         `yaml:"passwordEnv"`
+	Password        *string        `yaml:"password"` // refused
+	Auth            string         `yaml:"auth"`
+	From            string         `yaml:"from"`
+	To              []string       `yaml:"to"`
+	Zone            string         `yaml:"zone"`
+	Types           []string       `yaml:"types"`
+	DigestThreshold *int           `yaml:"digestThreshold"`
+	DigestWindow    *time.Duration `yaml:"digestWindow"`
+	Timeout         *time.Duration `yaml:"timeout"`
+}
+
+// fileKafka is sink.kafka: the keys of emitter.KafkaConfig, named as its
+// flags without their kafka prefix (--kafkaSaslMechanism: saslMechanism).
+type fileKafka struct {
+	Brokers               []string       `yaml:"brokers"`
+	Topic                 string         `yaml:"topic"`
+	BatchSize             *int           `yaml:"batchSize"`
+	Linger                *time.Duration `yaml:"linger"`
+	MaxBytes              *int32         `yaml:"maxBytes"`
+	DeliveryTimeout       *time.Duration `yaml:"deliveryTimeout"`
+	SASLMechanism         string         `yaml:"saslMechanism"`
+	Username              string         `yaml:"username"`
+	PasswordFile          string         `yaml:"passwordFile"`
+	PasswordEnv           string         `yaml:"passwordEnv"`
+	Password              *string        `yaml:"password"` // refused
+	OAuthTokenURL         string         `yaml:"oauthTokenUrl"`
+	OAuthClientID         string         `yaml:"oauthClientId"`
+	OAuthClientSecretFile string         `yaml:"oauthClientSecretFile"`
+	OAuthClientSecretEnv  string         `yaml:"oauthClientSecretEnv"`
+	OAuthClientSecret     *string        `yaml:"oauthClientSecret"` // refused
+	TLS                   bool           `yaml:"tls"`
+	CAFile                string         `yaml:"caFile"`
+	ClientCertFile        string         `yaml:"clientCertFile"`
+	ClientKeyFile         string         `yaml:"clientKeyFile"`
+}
+
+// fileNATS is sink.nats: the keys of emitter.NATSConfig, named as its
+// flags without their nats prefix (--natsAckTimeout: ackTimeout).
+type fileNATS struct {
+	Servers        []string       `yaml:"servers"`
+	Subject        string         `yaml:"subject"`
+	BatchSize      *int           `yaml:"batchSize"`
+	Linger         *time.Duration `yaml:"linger"`
+	AckTimeout     *time.Duration `yaml:"ackTimeout"`
+	Username       string         `yaml:"username"`
+	PasswordFile   string         `yaml:"passwordFile"`
+	PasswordEnv    string         `yaml:"passwordEnv"`
+	Password       *string        `yaml:"password"` // refused
+	TokenFile      string         `yaml:"tokenFile"`
+	TokenEnv       string         `yaml:"tokenEnv"`
+	Token          *string        `yaml:"token"` // refused
+	CredsFile      string         `yaml:"credsFile"`
+	CAFile         string         `yaml:"caFile"`
+	ClientCertFile string         `yaml:"clientCertFile"`
+	ClientKeyFile  string         `yaml:"clientKeyFile"`
 }
 
 type fileHTTP struct {
@@ -417,6 +485,20 @@ func (f *configFile) route(i int, fr fileRoute, getenv func(string) string) (emi
 	if fr.Sink == nil {
 		return r, nil // Validate names the missing sink
 	}
+	var err error
+	if r.Sink.Mail, err = f.mailSink(key("sink.mail."), fr.Sink.Mail, getenv); err != nil {
+		return r, err
+	}
+	if r.Sink.Mail != nil && fr.Format != "" {
+		return r, f.keyError(key("format"), &emitter.FieldError{Field: key("format"), Value: fr.Format,
+			Err: errors.New("a mail route sends plain-text mails: drop format")})
+	}
+	if r.Sink.Kafka, err = f.kafkaSink(key("sink.kafka."), fr.Sink.Kafka, getenv); err != nil {
+		return r, err
+	}
+	if r.Sink.NATS, err = f.natsSink(key("sink.nats."), fr.Sink.NATS, getenv); err != nil {
+		return r, err
+	}
 	if h := fr.Sink.HTTP; h != nil {
 		hk := func(k string) string { return key("sink.http." + k) }
 		def := emitter.DefaultConfig()
@@ -438,7 +520,6 @@ func (f *configFile) route(i int, fr fileRoute, getenv func(string) string) (emi
 		if err := f.inline(hk("signingSecrets"), h.SigningSecrets != nil); err != nil {
 			return r, err
 		}
-		var err error
 		if s.Password, err = f.secretRef(getenv, hk("password"), h.PasswordFile, h.PasswordEnv); err != nil {
 			return r, err
 		}
@@ -461,6 +542,87 @@ func (f *configFile) route(i int, fr fileRoute, getenv func(string) string) (emi
 		r.Sink.HTTP = s
 	}
 	return r, nil
+}
+
+// secret is a secret of a sink: its key (prefix+name), whether it is
+// written in the file (refused), the file and the variable naming it, and
+// where it goes.
+type secret struct {
+	name      string
+	inline    bool
+	file, env string
+	dst       *string
+}
+
+// secrets refuses the secrets written in the file and reads those it
+// refers to; prefix is the key of their sink (routes[0].sink.mail.).
+func (f *configFile) secrets(prefix string, getenv func(string) string, ss ...secret) error {
+	for _, s := range ss {
+		if err := f.inline(prefix+s.name, s.inline); err != nil {
+			return err
+		}
+		v, err := f.secretRef(getenv, prefix+s.name, s.file, s.env)
+		if err != nil {
+			return err
+		}
+		*s.dst = v
+	}
+	return nil
+}
+
+// mailSink turns sink.mail (prefix is its key) into the settings of the
+// mail sink over their defaults; nil when m is.
+func (f *configFile) mailSink(prefix string, m *fileMail, getenv func(string) string) (*emitter.MailConfig, error) {
+	if m == nil {
+		return nil, nil
+	}
+	s := emitter.DefaultConfig().Mail
+	s.Server, s.CAFile, s.Username, s.From, s.To, s.Zone = m.Server, m.CAFile, m.Username, m.From, m.To, m.Zone
+	setStr((*string)(&s.TLS), m.TLS)
+	setStr(&s.Auth, m.Auth)
+	if m.Types != nil {
+		s.Types = m.Types
+	}
+	setPtr(&s.DigestThreshold, m.DigestThreshold)
+	setPtr(&s.DigestWindow, m.DigestWindow)
+	setPtr(&s.Timeout, m.Timeout)
+	return &s, f.secrets(prefix, getenv, secret{"password", m.Password != nil, m.PasswordFile, m.PasswordEnv, &s.Password})
+}
+
+// kafkaSink turns sink.kafka into the settings of the Kafka sink over
+// their defaults; nil when k is.
+func (f *configFile) kafkaSink(prefix string, k *fileKafka, getenv func(string) string) (*emitter.KafkaConfig, error) {
+	if k == nil {
+		return nil, nil
+	}
+	s := emitter.DefaultConfig().Kafka
+	s.Brokers, s.Topic, s.SASLMechanism, s.Username = k.Brokers, k.Topic, k.SASLMechanism, k.Username
+	s.OAuthTokenURL, s.OAuthClientID = k.OAuthTokenURL, k.OAuthClientID
+	s.TLS, s.CAFile, s.ClientCertFile, s.ClientKeyFile = k.TLS, k.CAFile, k.ClientCertFile, k.ClientKeyFile
+	setPtr(&s.BatchSize, k.BatchSize)
+	setPtr(&s.Linger, k.Linger)
+	setPtr(&s.MaxBytes, k.MaxBytes)
+	setPtr(&s.DeliveryTimeout, k.DeliveryTimeout)
+	return &s, f.secrets(prefix, getenv,
+		secret{"password", k.Password != nil, k.PasswordFile, k.PasswordEnv, &s.Password},
+		secret{"oauthClientSecret", k.OAuthClientSecret != nil, k.OAuthClientSecretFile, k.OAuthClientSecretEnv, &s.OAuthClientSecret})
+}
+
+// natsSink turns sink.nats into the settings of the NATS sink over their
+// defaults; nil when n is.
+func (f *configFile) natsSink(prefix string, n *fileNATS, getenv func(string) string) (*emitter.NATSConfig, error) {
+	if n == nil {
+		return nil, nil
+	}
+	s := emitter.DefaultConfig().NATS
+	s.Servers, s.Subject, s.Username, s.CredsFile = n.Servers, n.Subject, n.Username, n.CredsFile
+	s.CAFile, s.ClientCertFile, s.ClientKeyFile = n.CAFile, n.ClientCertFile, n.ClientKeyFile
+	setPtr(&s.BatchSize, n.BatchSize)
+	setPtr(&s.Linger, n.Linger)
+	setPtr(&s.AckTimeout, n.AckTimeout)
+	return &s, f.secrets(prefix, getenv,
+		secret{"password", n.Password != nil, n.PasswordFile, n.PasswordEnv, &s.Password},
+		secret{"token", n.Token != nil, n.TokenFile, n.TokenEnv, &s.Token})
 }
 
 func setStr(dst *string, v string) {

@@ -87,13 +87,80 @@ func TestConfigFileGlobalFlagsWinOverTheFile(t *testing.T) {
 	}
 }
 
-func TestTheExampleConfigurationOfDeployDecodes(t *testing.T) {
-	f, err := loadConfigFile("../../deploy/config/two-routes.yaml")
+// TestConfigFileDeclaresMailKafkaAndNATSSinksOverTheirDefaults pins the
+// keys of sink.mail, sink.kafka and sink.nats: each route of
+// testdata/sinks.yaml has the sink it says, the keys it leaves out at
+// their defaults, its secrets read from where it points.
+func TestConfigFileDeclaresMailKafkaAndNATSSinksOverTheirDefaults(t *testing.T) {
+	e := map[string]string{"TEST_DB_URL": "postgres://kc@127.0.0.1/keycloak", "TEST_MAIL_PASSWORD": "mail-pw", "TEST_NATS_TOKEN": "nats-token"}
+	o, err := parseRunFlags([]string{"--config", "testdata/sinks.yaml"}, env(e), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.fc.Routes) != 2 || f.fc.Routes[1].Sink.HTTP.OAuth2 == nil {
-		t.Errorf("routes: %+v", f.fc.Routes)
+	def := emitter.DefaultConfig()
+	wantMail := def.Mail
+	wantMail.Server, wantMail.TLS, wantMail.Username, wantMail.Password, wantMail.Auth = "127.0.0.1:2525", "none", "kc-mailer", "mail-pw", "LOGIN"
+	wantMail.From, wantMail.To, wantMail.Zone = "Keycloak <keycloak@example.com>", []string{"admin@example.com", "ops@example.com"}, "Europe/Berlin"
+	wantMail.Types, wantMail.DigestThreshold, wantMail.DigestWindow = []string{"REGISTER", "USER:*"}, 5, 2*time.Minute
+	wantKafka := def.Kafka
+	wantKafka.Brokers, wantKafka.Topic = []string{"127.0.0.1:9092", "127.0.0.1:9093"}, "keycloak.{{realm}}"
+	wantKafka.BatchSize, wantKafka.Linger = 200, 20*time.Millisecond
+	wantKafka.SASLMechanism, wantKafka.Username, wantKafka.Password = "SCRAM-SHA-512", "emitter", "kafka-pw"
+	wantNATS := def.NATS
+	wantNATS.Servers, wantNATS.Subject, wantNATS.AckTimeout, wantNATS.Token = []string{"nats://127.0.0.1:4222"}, "kc.{{kind}}", 3*time.Second, "nats-token"
+
+	tests := []struct {
+		route  string
+		format emitter.Format
+		sink   emitter.SinkConfig
+	}{
+		{"signups", "", emitter.SinkConfig{Mail: &wantMail}},
+		{"stream", emitter.FormatJSON, emitter.SinkConfig{Kafka: &wantKafka}},
+		{"jetstream", emitter.FormatJSON, emitter.SinkConfig{NATS: &wantNATS}},
+	}
+	if len(o.cfg.Routes) != 1+len(tests) {
+		t.Fatalf("routes: %d, want %d", len(o.cfg.Routes), 1+len(tests))
+	}
+	if h := o.cfg.Routes[0].Sink.HTTP; h == nil || h.URL != "http://127.0.0.1:9/audit" || o.cfg.Routes[0].Format != emitter.FormatFlatBuffer {
+		t.Errorf("route audit: %+v", o.cfg.Routes[0])
+	}
+	for i, tt := range tests {
+		r := o.cfg.Routes[i+1]
+		want := emitter.DefaultRoute(tt.route)
+		want.Sink, want.Format = tt.sink, tt.format
+		if tt.route == "signups" {
+			want.Realms = []string{"acme"}
+		}
+		if !reflect.DeepEqual(r, want) {
+			t.Errorf("route %s:\n got %+v\n     %+v %+v %+v\nwant %+v\n     %+v %+v %+v", tt.route,
+				r, r.Sink.Mail, r.Sink.Kafka, r.Sink.NATS, want, want.Sink.Mail, want.Sink.Kafka, want.Sink.NATS)
+		}
+	}
+}
+
+// TestTheExampleConfigurationOfDeployDeclaresTheAuditAndTheMailRoute
+// parses deploy/config/two-routes.yaml (the README's worked example) as a
+// run would: every event to the audit store in FLATBUFFER; REGISTER and
+// admin USER events of the realm acme by mail.
+func TestTheExampleConfigurationOfDeployDeclaresTheAuditAndTheMailRoute(t *testing.T) {
+	e := map[string]string{"KC_EMITTER_DB_URL": "postgres://kc@127.0.0.1/keycloak", "CT_KEYCLOAK_BRIDGE_SECRET_TOKEN": "audit-pw",
+		"KC_EMITTER_MAIL_PASSWORD": "smtp-pw"}
+	o, err := parseRunFlags([]string{"--config", "../../deploy/config/two-routes.yaml"}, env(e), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.cfg.Routes) != 2 {
+		t.Fatalf("routes: %+v", o.cfg.Routes)
+	}
+	audit, signups := o.cfg.Routes[0], o.cfg.Routes[1]
+	if h := audit.Sink.HTTP; h == nil || h.Password != "audit-pw" || audit.Format != emitter.FormatFlatBuffer ||
+		len(audit.Realms)+len(audit.Kinds) != 0 || !reflect.DeepEqual(audit.Filters, emitter.Filters{}) {
+		t.Errorf("route %s: %+v", audit.Name, audit)
+	}
+	m := signups.Sink.Mail
+	if m == nil || signups.Sink.HTTP != nil || m.Password != "smtp-pw" || m.TLS != "starttls" ||
+		!reflect.DeepEqual(m.Types, []string{"REGISTER", "USER:*"}) || !reflect.DeepEqual(signups.Realms, []string{"acme"}) {
+		t.Errorf("route %s: %+v, mail %+v", signups.Name, signups, m)
 	}
 }
 
@@ -106,6 +173,19 @@ routes:
         url: http://127.0.0.1:9/a
     format: JSON
 `
+
+// mailRoute is goodRoute and a second route, of a mail sink, with the
+// keys extra added under sink.mail (from line 14).
+func mailRoute(extra string) string {
+	return goodRoute + `  - name: m
+    sink:
+      mail:
+        server: 127.0.0.1:2525
+        tls: none
+` + extra + `        from: keycloak@example.com
+        to: [admin@example.com]
+`
+}
 
 // TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey pins the
 // message of every refusal of a file: each names the file, the line and
@@ -173,6 +253,33 @@ func TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey(t *testing.T) {
 			`--targetUri (or KC_EMITTER_TARGET_URI) with --config`},
 		{"a route flag's variable with --config", goodRoute, nil, map[string]string{"KC_EMITTER_FORMAT": "JSON"},
 			`--format (or KC_EMITTER_FORMAT) with --config`},
+		// sink.mail, sink.kafka, sink.nats
+		{"an inline mail password", mailRoute("        password: hunter2\n"), nil, nil,
+			`14:9: password: a secret is never written in the file: use passwordFile`},
+		{"an unknown key of sink.mail", mailRoute("        subject: hi\n"), nil, nil, `14:9: unknown field "subject"`},
+		{"a mail route without from", strings.Replace(mailRoute(""), "        from: keycloak@example.com\n", "", 1), nil, nil,
+			`11:7: routes[1].sink.mail.from: missing: the sender's address`},
+		{"a mail route without to", strings.Replace(mailRoute(""), "        to: [admin@example.com]\n", "", 1), nil, nil,
+			`11:7: routes[1].sink.mail.to: missing: the administrator's address`},
+		{"a mail digest threshold that is not a number", mailRoute("        digestThreshold: many\n"), nil, nil, `14:26: "many": want a whole number`},
+		{"a mail address the mail sink refuses", strings.Replace(mailRoute(""), "to: [admin@example.com]", "to: [not-an-address]", 1), nil, nil,
+			`15:9: routes[1].sink.mail.to "not-an-address": mail: missing '@'`},
+		{"a mail route with a format", mailRoute("") + "    format: JSON\n", nil, nil,
+			`16:5: routes[1].format "JSON": a mail route sends plain-text mails: drop format`},
+		{"a kafka route without brokers", goodRoute + "  - name: k\n    sink:\n      kafka:\n        topic: keycloak\n    format: JSON\n", nil, nil,
+			`11:7: routes[1].sink.kafka.brokers: missing: no broker`},
+		{"a kafka broker without its port", goodRoute + "  - name: k\n    sink:\n      kafka: {brokers: [kafka.internal], topic: keycloak}\n    format: JSON\n", nil, nil,
+			`11:15: routes[1].sink.kafka.brokers "kafka.internal": a Kafka broker: want host:port`},
+		{"an inline kafka oauth secret", goodRoute + "  - name: k\n    sink:\n      kafka: {brokers: [\"127.0.0.1:9092\"], topic: t, oauthClientSecret: hunter2}\n    format: JSON\n", nil, nil,
+			`11:54: oauthClientSecret: a secret is never written in the file: use oauthClientSecretFile`},
+		{"kafka SASL without its password", goodRoute + "  - name: k\n    sink:\n      kafka: {brokers: [\"127.0.0.1:9092\"], topic: t, saslMechanism: PLAIN, username: u}\n    format: JSON\n", nil, nil,
+			`11:7: routes[1].sink.kafka.password: missing: SASL PLAIN needs a password`},
+		{"a nats route without a subject", goodRoute + "  - name: n\n    sink:\n      nats: {servers: [\"nats://127.0.0.1:4222\"]}\n    format: JSON\n", nil, nil,
+			`11:7: routes[1].sink.nats.subject: the subject`},
+		{"an inline nats token", goodRoute + "  - name: n\n    sink:\n      nats: {servers: [\"nats://127.0.0.1:4222\"], subject: kc, token: hunter2}\n    format: JSON\n", nil, nil,
+			`11:63: token: a secret is never written in the file: use tokenFile`},
+		{"two sinks in one route", strings.Replace(goodRoute, "      http:\n", "      nats: {servers: [\"nats://127.0.0.1:4222\"], subject: kc}\n      http:\n", 1), nil, nil,
+			`5:5: routes[0].sink: more than one sink: a route has one`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
