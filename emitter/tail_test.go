@@ -557,6 +557,11 @@ func TestTailerSurvivesADatabaseRestartMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start cluster pgsrc-restart: %v", err)
 	}
+	t.Cleanup(func() { // after the test's own connections are closed
+		if out, err := exec.Command(script, "stop", "pgsrc-restart").CombinedOutput(); err != nil {
+			t.Errorf("stop cluster pgsrc-restart: %v\n%s", err, out)
+		}
+	})
 	fields := strings.Fields(string(out))
 	if len(fields) == 0 {
 		t.Fatal("scripts/postgres.sh start printed no URL")
