@@ -25,6 +25,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
 )
 
 // The SASL mechanisms Config.SASL.Mechanism accepts.
@@ -127,7 +129,7 @@ func (e *Error) Permanent() bool { return e.permanent }
 // Producer produces Messages.
 type Producer struct {
 	cl       *kgo.Client
-	topic    template
+	topic    nametmpl.Template
 	maxBytes int32
 }
 
@@ -195,7 +197,7 @@ func New(cfg Config) (*Producer, error) {
 func (p *Producer) Close() { p.cl.Close() }
 
 // Topic returns the topic of m.
-func (p *Producer) Topic(m Message) string { return p.topic.expand(m.Realm, m.Kind) }
+func (p *Producer) Topic(m Message) string { return p.topic.Expand(m.Realm, m.Kind, topicRune) }
 
 // recordOverhead bounds what a record batch adds to a record's key, value
 // and headers (the batch header and the record's own varints).
@@ -263,70 +265,32 @@ func classify(topic string, err error) error {
 	return e
 }
 
-// template is a parsed topic template: literal parts and placeholders.
-type template struct{ parts []string } // odd indexes are placeholder names
-
-func parseTemplate(s string) (template, error) {
+func parseTemplate(s string) (nametmpl.Template, error) {
 	if s == "" {
-		return template{}, errors.New("kafka: no topic")
+		return nametmpl.Template{}, errors.New("kafka: no topic")
 	}
-	var t template
-	rest := s
-	for {
-		i := strings.Index(rest, "{{")
-		if i < 0 {
-			t.parts = append(t.parts, rest)
-			break
-		}
-		j := strings.Index(rest[i:], "}}")
-		if j < 0 {
-			return template{}, fmt.Errorf("kafka topic %q: an unclosed {{", s)
-		}
-		name := strings.TrimSpace(rest[i+2 : i+j])
-		if name != "realm" && name != "kind" {
-			return template{}, fmt.Errorf("kafka topic %q: unknown placeholder {{%s}}; want {{realm}} or {{kind}}", s, name)
-		}
-		t.parts = append(t.parts, rest[:i], name)
-		rest = rest[i+j+2:]
+	t, err := nametmpl.Parse(s, "kafka topic")
+	if err != nil {
+		return nametmpl.Template{}, err
 	}
-	for i := 0; i < len(t.parts); i += 2 {
-		if p := t.parts[i]; strings.IndexFunc(p, notTopicRune) >= 0 {
-			return template{}, fmt.Errorf("kafka topic %q: %q holds a character a topic name cannot (letters, digits, '.', '_', '-')", s, p)
+	for _, p := range t.Literals() {
+		if strings.IndexFunc(p, notTopicRune) >= 0 {
+			return nametmpl.Template{}, fmt.Errorf("kafka topic %q: %q holds a character a topic name cannot (letters, digits, '.', '_', '-')", s, p)
 		}
 	}
-	if len(t.parts) == 1 && (len(s) > 249 || s == "." || s == "..") {
-		return template{}, fmt.Errorf("kafka topic %q: not a valid topic name", s)
+	if t.Fixed() && (len(s) > 249 || s == "." || s == "..") {
+		return nametmpl.Template{}, fmt.Errorf("kafka topic %q: not a valid topic name", s)
 	}
 	return t, nil
 }
 
-// expand fills the template; a character a topic name cannot hold becomes
-// '_', and an empty value "unknown".
-func (t template) expand(realm, kind string) string {
-	if len(t.parts) == 1 {
-		return t.parts[0]
+// topicRune maps a character of a realm's name that a topic name cannot
+// hold to '_'.
+func topicRune(r rune) rune {
+	if notTopicRune(r) {
+		return '_'
 	}
-	var b strings.Builder
-	for i, p := range t.parts {
-		if i%2 == 0 {
-			b.WriteString(p)
-			continue
-		}
-		v := kind
-		if p == "realm" {
-			v = realm
-		}
-		if v == "" {
-			v = "unknown"
-		}
-		b.WriteString(strings.Map(func(r rune) rune {
-			if notTopicRune(r) {
-				return '_'
-			}
-			return r
-		}, v))
-	}
-	return b.String()
+	return r
 }
 
 func notTopicRune(r rune) bool {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
 )
 
 // DefaultAckTimeout is Config.AckTimeout's default.
@@ -74,7 +76,7 @@ func (e *Error) Permanent() bool { return e.permanent }
 type Publisher struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	subject template
+	subject nametmpl.Template
 	timeout time.Duration
 }
 
@@ -144,7 +146,7 @@ func New(cfg Config) (*Publisher, error) {
 func (p *Publisher) Close() { p.nc.Close() }
 
 // Subject returns the subject of m.
-func (p *Publisher) Subject(m Message) string { return p.subject.expand(m.Realm, m.Kind) }
+func (p *Publisher) Subject(m Message) string { return p.subject.Expand(m.Realm, m.Kind, subjectRune) }
 
 // Publish publishes msgs in order, each with its Nats-Msg-Id, and returns
 // one error per message, nil for those JetStream acknowledged, once every
@@ -205,35 +207,17 @@ func (p *Publisher) classify(ctx context.Context, subject string, err error) err
 	return e
 }
 
-// template is a parsed subject template: literal parts and placeholders.
-type template struct{ parts []string } // odd indexes are placeholder names
-
-func parseTemplate(s string) (template, error) {
+func parseTemplate(s string) (nametmpl.Template, error) {
 	if s == "" {
-		return template{}, errors.New("nats: no subject")
+		return nametmpl.Template{}, errors.New("nats: no subject")
 	}
-	var t template
-	rest := s
-	for {
-		i := strings.Index(rest, "{{")
-		if i < 0 {
-			t.parts = append(t.parts, rest)
-			break
-		}
-		j := strings.Index(rest[i:], "}}")
-		if j < 0 {
-			return template{}, fmt.Errorf("nats subject %q: an unclosed {{", s)
-		}
-		name := strings.TrimSpace(rest[i+2 : i+j])
-		if name != "realm" && name != "kind" {
-			return template{}, fmt.Errorf("nats subject %q: unknown placeholder {{%s}}; want {{realm}} or {{kind}}", s, name)
-		}
-		t.parts = append(t.parts, rest[:i], name)
-		rest = rest[i+j+2:]
+	t, err := nametmpl.Parse(s, "nats subject")
+	if err != nil {
+		return nametmpl.Template{}, err
 	}
-	sample := t.expand("realm", "kind")
+	sample := t.Expand("realm", "kind", subjectRune)
 	if strings.ContainsAny(sample, " \t\r\n*>") || strings.HasPrefix(sample, ".") || strings.HasSuffix(sample, ".") || strings.Contains(sample, "..") {
-		return template{}, fmt.Errorf("nats subject %q: want dot-separated tokens without spaces or wildcards (* >)", s)
+		return nametmpl.Template{}, fmt.Errorf("nats subject %q: want dot-separated tokens without spaces or wildcards (* >)", s)
 	}
 	return t, nil
 }
@@ -244,33 +228,12 @@ func CheckSubject(subject string) error {
 	return err
 }
 
-// expand fills the template; in a value, a character a subject token
-// cannot hold ('.', '*', '>', white space) becomes '_', and an empty value
-// "unknown".
-func (t template) expand(realm, kind string) string {
-	if len(t.parts) == 1 {
-		return t.parts[0]
+// subjectRune maps a character of a realm's name that a subject token
+// cannot hold ('.', '*', '>', white space) to '_'.
+func subjectRune(r rune) rune {
+	switch r {
+	case '.', '*', '>', ' ', '\t', '\r', '\n':
+		return '_'
 	}
-	var b strings.Builder
-	for i, p := range t.parts {
-		if i%2 == 0 {
-			b.WriteString(p)
-			continue
-		}
-		v := kind
-		if p == "realm" {
-			v = realm
-		}
-		if v == "" {
-			v = "unknown"
-		}
-		b.WriteString(strings.Map(func(r rune) rune {
-			switch r {
-			case '.', '*', '>', ' ', '\t', '\r', '\n':
-				return '_'
-			}
-			return r
-		}, v))
-	}
-	return b.String()
+	return r
 }
