@@ -31,7 +31,7 @@ func TestExpandFillsPlaceholdersCleansValuesAndNamesEmptyOnesUnknown(t *testing.
 
 func TestParseRefusesUnclosedAndUnknownPlaceholdersNamingThem(t *testing.T) {
 	for tmpl, want := range map[string]string{
-		"kc.{{realm":   `topic "kc.{{realm": an unclosed {{`,
+		"kc.{{realm":    `topic "kc.{{realm": an unclosed {{`,
 		"kc.{{tenant}}": "unknown placeholder {{tenant}}",
 	} {
 		if _, err := Parse(tmpl, "topic"); err == nil || !strings.Contains(err.Error(), want) {
