@@ -188,7 +188,7 @@ func (e *emitter) lead(ctx context.Context, src sourceOf, store *checkpoint.Post
 			}
 		}
 		terms[r] = t
-		if r.p, err = r.newPipeline(&leaderSink{sink: r.sink, lease: lease, depose: cancel}); err != nil {
+		if r.p, err = r.newPipeline(newLeaderSink(r.sink, lease, cancel)); err != nil {
 			return err
 		}
 	}
@@ -240,17 +240,53 @@ type leaderSink struct {
 	depose context.CancelCauseFunc
 }
 
-func (s *leaderSink) Send(ctx context.Context, id string, body []byte) error {
-	if !s.lease.Valid() {
-		err := s.lease.Err()
-		if err == nil {
-			err = errors.New("the lock was not confirmed within its lease")
-		}
-		s.depose(errDeposed{err})
-		<-ctx.Done() // the deposed term stops the delivery at once
-		return ctx.Err()
+// newLeaderSink returns s guarded by lease: a batchSink when s is one, so
+// that a leader hands a batch sink whole batches as a single emitter does.
+func newLeaderSink(s sink, lease *pgsource.Lease, depose context.CancelCauseFunc) sink {
+	l := &leaderSink{sink: s, lease: lease, depose: depose}
+	if b, ok := s.(batchSink); ok {
+		return &leaderBatchSink{leaderSink: l, batch: b}
 	}
-	return s.sink.Send(ctx, id, body)
+	return l
+}
+
+func (s *leaderSink) Send(ctx context.Context, env envelope) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.sink.Send(ctx, env)
+}
+
+// check ends the term and waits for the delivery to stop when the lease
+// is not valid; it returns ctx's error then, nil while the lease holds.
+func (s *leaderSink) check(ctx context.Context) error {
+	if s.lease.Valid() {
+		return nil
+	}
+	err := s.lease.Err()
+	if err == nil {
+		err = errors.New("the lock was not confirmed within its lease")
+	}
+	s.depose(errDeposed{err})
+	<-ctx.Done() // the deposed term stops the delivery at once
+	return ctx.Err()
+}
+
+// leaderBatchSink is a leaderSink over a batchSink.
+type leaderBatchSink struct {
+	*leaderSink
+	batch batchSink
+}
+
+func (s *leaderBatchSink) SendBatch(ctx context.Context, envs []envelope) []error {
+	if err := s.check(ctx); err != nil {
+		errs := make([]error, len(envs))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	return s.batch.SendBatch(ctx, envs)
 }
 
 // Failing passes on whether the target is failing.

@@ -16,13 +16,13 @@ import (
 
 // sink delivers one encoded event to the target.
 type sink interface {
-	// Send returns nil once the target acknowledged body; an error that
+	// Send returns nil once the target acknowledged env's body; an error that
 	// carries the target's answer (statusAnswer) or a TLS failure when the
 	// target refused it in a way the answer table hands back to the route;
 	// any other error only when ctx ended (it retries everything else
 	// itself). The delivery pauses and tries again after any other error
 	// while ctx lasts.
-	Send(ctx context.Context, id string, body []byte) error
+	Send(ctx context.Context, env envelope) error
 }
 
 // batchSink is a sink that takes several envelopes at once, in order.
@@ -446,10 +446,9 @@ func (d *delivery) deliver(ctx context.Context, env envelope) {
 		d.inFlight.Add(-1)
 		d.setDepth()
 	}()
-	id := strconv.FormatInt(env.UID, 10)
 	for held := 0; ; {
 		sentAt := d.now()
-		err := d.opts.Sink.Send(ctx, id, env.Body)
+		err := d.opts.Sink.Send(ctx, env)
 		if err == nil {
 			d.delivered(env)
 			return

@@ -26,7 +26,7 @@ type memBatchSink struct {
 	answer   func(uid int64, attempt int) error
 }
 
-func (s *memBatchSink) Send(ctx context.Context, id string, body []byte) error {
+func (s *memBatchSink) Send(ctx context.Context, env envelope) error {
 	return errors.New("memBatchSink: Send called; the delivery must use SendBatch")
 }
 
@@ -236,5 +236,18 @@ func TestBatchDeliveryLeavesUnacknowledgedWhatIsPendingWhenItsContextEnds(t *tes
 	}
 	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0}) || f.acks.len() != 1 {
 		t.Errorf("acks %v, want only uid 0 (uid 1 is read again at the next start)", got)
+	}
+}
+
+// TestALeaderHandsABatchSinkWholeBatches pins that cluster mode's guard
+// around a sink keeps a batch sink (Kafka, NATS, mail) a batch sink, so a
+// leader sends whole envelopes in batches as a single emitter does, and
+// keeps an HTTP sink one envelope at a time.
+func TestALeaderHandsABatchSinkWholeBatches(t *testing.T) {
+	if _, ok := newLeaderSink(&memBatchSink{}, nil, nil).(batchSink); !ok {
+		t.Error("the leader's guard around a batch sink is not a batch sink: the delivery would send one envelope at a time")
+	}
+	if _, ok := newLeaderSink(httpSink{}, nil, nil).(batchSink); ok {
+		t.Error("the leader's guard around an HTTP sink is a batch sink")
 	}
 }

@@ -173,7 +173,7 @@ func newDeliveryFixture(t *testing.T, url string, edit func(*deliveryOptions, *h
 		t.Fatal(err)
 	}
 	t.Cleanup(s.CloseIdleConnections)
-	do.Sink = s
+	do.Sink = httpSink{s}
 	if f.d, err = newDelivery(do); err != nil {
 		t.Fatal(err)
 	}
@@ -491,10 +491,11 @@ func TestDeliveryHoldsARejectedEventUntilItsDeadLetterIsWritten(t *testing.T) {
 }
 
 func TestNewDeliveryRejectsBadOptions(t *testing.T) {
-	s, err := httpsender.New(httpsender.Options{URL: "http://127.0.0.1:1/"})
+	sender, err := httpsender.New(httpsender.Options{URL: "http://127.0.0.1:1/"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := httpSink{sender}
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
@@ -576,11 +577,11 @@ type flakySender struct {
 	next sink
 }
 
-func (s *flakySender) Send(ctx context.Context, id string, body []byte) error {
+func (s *flakySender) Send(ctx context.Context, env envelope) error {
 	if s.n.Add(-1) >= 0 {
 		return errors.New("connection reset")
 	}
-	return s.next.Send(ctx, id, body)
+	return s.next.Send(ctx, env)
 }
 
 func TestDeliveryTriesAgainAfterAnErrorThatIsNotTheEnd(t *testing.T) {
@@ -683,7 +684,7 @@ func BenchmarkDelivery(b *testing.B) {
 			}
 			defer s.CloseIdleConnections()
 			var acked atomic.Int64
-			d, err := newDelivery(deliveryOptions{Sink: s, Capacity: 1024, Overflow: buffer.Block, Concurrency: conc,
+			d, err := newDelivery(deliveryOptions{Sink: httpSink{s}, Capacity: 1024, Overflow: buffer.Block, Concurrency: conc,
 				DeadLetterPath: filepath.Join(b.TempDir(), "dead.jsonl"),
 				Ack: func(_ envelope, o outcome) {
 					if o == delivered {

@@ -145,7 +145,11 @@ func newEmitter(cfg Config, opts RunOptions) (*emitter, error) {
 func newRouteSink(r Route, log *slog.Logger) (sink, error) {
 	switch s := r.Sink; {
 	case s.HTTP != nil:
-		return newHTTPSender(r, log)
+		sender, err := newHTTPSender(r, log)
+		if err != nil {
+			return nil, err
+		}
+		return httpSink{sender}, nil
 	case s.Mail != nil:
 		return newMailSink(*s.Mail, r.RetryWaitMin, r.RetryWaitMax, log)
 	case s.Kafka != nil:

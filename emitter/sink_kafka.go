@@ -214,14 +214,9 @@ func (s *kafkaSink) SendBatch(ctx context.Context, envs []envelope) []error {
 	return s.p.Produce(ctx, msgs)
 }
 
-// Send produces one record that carries only the uid header: the delivery
-// uses SendBatch, which has the whole envelope.
-func (s *kafkaSink) Send(ctx context.Context, id string, body []byte) error {
-	uid, err := strconv.ParseInt(id, 10, 64)
-	if err != nil {
-		return fmt.Errorf("kafka: uid %q: %w", id, err)
-	}
-	return s.SendBatch(ctx, []envelope{{UID: uid, Body: body}})[0]
+// Send sends one envelope as a batch of one.
+func (s *kafkaSink) Send(ctx context.Context, env envelope) error {
+	return s.SendBatch(ctx, []envelope{env})[0]
 }
 
 func (s *kafkaSink) Close() { s.p.Close() }

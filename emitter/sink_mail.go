@@ -291,18 +291,17 @@ func (m *mailSink) SendBatch(ctx context.Context, envs []envelope) []error {
 // Send mails one envelope, trying again with backoff after a transient
 // failure until the server accepts it, refuses it for good (the error is
 // returned) or ctx ends (ctx's error).
-func (m *mailSink) Send(ctx context.Context, id string, body []byte) error {
-	uid, _ := strconv.ParseInt(id, 10, 64) // the delivery's id is the uid
+func (m *mailSink) Send(ctx context.Context, env envelope) error {
 	wait := m.min
 	for {
-		err := m.SendBatch(ctx, []envelope{{UID: uid, Body: body}})[0]
+		err := m.SendBatch(ctx, []envelope{env})[0]
 		if err == nil || permanent(err) {
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		m.log.Warn("mail not sent, trying again", "uid", id, "error", err, "retry_in", wait)
+		m.log.Warn("mail not sent, trying again", "uid", env.UID, "error", err, "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}

@@ -186,7 +186,7 @@ func TestMailSinkMailsEachEnvelopeOfABatchOrOneDigestOverTheThreshold(t *testing
 			t.Fatalf("envelope %d: %v", i, err)
 		}
 	}
-	if err := s.Send(context.Background(), "3", mailEnvelopes(t, reg(3, "c"))[0].Body); err != nil {
+	if err := s.Send(context.Background(), mailEnvelopes(t, reg(3, "c"))[0]); err != nil {
 		t.Fatal(err)
 	}
 	burst := mailEnvelopes(t, reg(4, "d"), reg(5, "e"), reg(6, "f"))
@@ -225,9 +225,9 @@ func TestMailSinkSendRetriesUntilTheServerIsUpAndReportsFailingMeanwhile(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := mailEnvelopes(t, Record{Event: &Event{UID: 1, Type: "REGISTER", Details: map[string]string{}}})[0].Body
+	env := mailEnvelopes(t, Record{Event: &Event{UID: 1, Type: "REGISTER", Details: map[string]string{}}})[0]
 	done := make(chan error, 1)
-	go func() { done <- s.Send(context.Background(), "1", body) }()
+	go func() { done <- s.Send(context.Background(), env) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for !s.Failing() {
 		if time.Now().After(deadline) {

@@ -150,14 +150,9 @@ func (s *natsSink) SendBatch(ctx context.Context, envs []envelope) []error {
 	return s.p.Publish(ctx, msgs)
 }
 
-// Send publishes one message that carries only its uid: the delivery uses
-// SendBatch, which has the whole envelope.
-func (s *natsSink) Send(ctx context.Context, id string, body []byte) error {
-	uid, err := strconv.ParseInt(id, 10, 64)
-	if err != nil {
-		return fmt.Errorf("nats: uid %q: %w", id, err)
-	}
-	return s.SendBatch(ctx, []envelope{{UID: uid, Body: body}})[0]
+// Send sends one envelope as a batch of one.
+func (s *natsSink) Send(ctx context.Context, env envelope) error {
+	return s.SendBatch(ctx, []envelope{env})[0]
 }
 
 func (s *natsSink) Close() { s.p.Close() }

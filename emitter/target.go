@@ -1,7 +1,9 @@
 package emitter
 
 import (
+	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/httpsender"
@@ -12,6 +14,14 @@ import (
 // newHTTPSender).
 func newSender(cfg Config, log *slog.Logger) (*httpsender.Sender, error) {
 	return newHTTPSender(cfg.flagRoute(), log)
+}
+
+// httpSink is the sink of an HTTP route: one POST per envelope, its uid as
+// the request's id.
+type httpSink struct{ *httpsender.Sender }
+
+func (h httpSink) Send(ctx context.Context, env envelope) error {
+	return h.Sender.Send(ctx, strconv.FormatInt(env.UID, 10), env.Body)
 }
 
 // newHTTPSender returns the HTTP sender to r's target, retrying what the
