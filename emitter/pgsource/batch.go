@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,10 +195,18 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		return fmt.Sprintf("unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY AS q(realm_id, after_t, after_id, until_t, n)",
 			arg(pq.Array(realms)), arg(pq.Array(times)), arg(pq.Array(ids)), arg(pq.Array(untils)))
 	}
-	where := func(t Table, filters map[string]Filter) (string, error) {
+	// where is the condition on the rows of table t (alias x) in the range
+	// q; with bound, on those after q.after_t (alias y), whatever their id.
+	where := func(t Table, filters map[string]Filter, bound bool) (string, error) {
 		tc := t.timeColumn()
+		x := "x"
 		var w strings.Builder
-		fmt.Fprintf(&w, "x.realm_id = q.realm_id AND x.%s >= q.after_t AND (x.%s, x.id) > (q.after_t, q.after_id) AND (q.until_t = 0 OR x.%s <= q.until_t)", tc, tc, tc)
+		if bound {
+			x = "y"
+			fmt.Fprintf(&w, "y.realm_id = q.realm_id AND y.%s > q.after_t AND (q.until_t = 0 OR y.%s <= q.until_t)", tc, tc)
+		} else {
+			fmt.Fprintf(&w, "x.realm_id = q.realm_id AND x.%s >= q.after_t AND (x.%s, x.id) > (q.after_t, q.after_id) AND (q.until_t = 0 OR x.%s <= q.until_t)", tc, tc, tc)
+		}
 		for _, col := range []string{"type", "operation_type", "resource_type"} {
 			f, ok := filters[col]
 			if !ok {
@@ -207,14 +216,14 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 				return "", fmt.Errorf("filter of %s.%s: %w", t, col, err)
 			}
 			if len(f.Include) > 0 {
-				cond, more := matchSQL("x."+col, f.Include, len(args))
+				cond, more := matchSQL(x+"."+col, f.Include, len(args))
 				args = append(args, more...)
 				fmt.Fprintf(&w, " AND %s", cond)
 			}
 			if len(f.Exclude) > 0 {
-				cond, more := matchSQL("x."+col, f.Exclude, len(args))
+				cond, more := matchSQL(x+"."+col, f.Exclude, len(args))
 				args = append(args, more...)
-				fmt.Fprintf(&w, " AND (x.%s IS NULL OR NOT %s)", col, cond)
+				fmt.Fprintf(&w, " AND (%s.%s IS NULL OR NOT %s)", x, col, cond)
 			}
 		}
 		return w.String(), nil
@@ -246,7 +255,7 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			continue
 		}
 		from := ranges(part.rs)
-		w, err := where(part.t, part.filters)
+		w, err := where(part.t, part.filters, false)
 		if err != nil {
 			return "", nil, err
 		}
@@ -286,10 +295,24 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		if b.MaxBytes > 0 {
 			inner = append(inner, size+" AS size_")
 		}
-		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s ORDER BY x.%s, x.id LIMIT %s",
-			strings.Join(inner, ", "), part.t, w, part.t.timeColumn(), arg(b.Limit))
-		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (%s) p",
-			part.kind, strings.Join(cols, ", "), budget, from, page))
+		// The page ends at the time of the Limit-th row after the cursor's
+		// time (hi), found on the (realm_id, time) index in its order: the
+		// page then sorts only what it returns. Sorted by (time, id) over
+		// every row after the cursor, a page would cost the whole backlog
+		// of its realm (the planner cannot tell how many rows follow a
+		// cursor it gets from an array, and picks a bitmap scan and a sort
+		// of all of them). The first Limit rows after the cursor all lie at
+		// or before hi, so the page is what it would be without it.
+		wb, err := where(part.t, part.filters, true)
+		if err != nil {
+			return "", nil, err
+		}
+		tc := part.t.timeColumn()
+		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
+		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) ORDER BY x.%s, x.id LIMIT %s",
+			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, arg(b.Limit))
+		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p",
+			part.kind, strings.Join(cols, ", "), budget, from, hi, page))
 	}
 	union := strings.Join(branches, " UNION ALL ")
 	if b.MaxBytes <= 0 {
