@@ -3,7 +3,6 @@ package emitter
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -353,31 +352,15 @@ func (p *dbSource) usernames(ctx context.Context, users []userRef) (map[string]s
 // JSON null as "", other values as their JSON text. Text that is not a JSON
 // object is kept whole under malformedDetailsKey and counted.
 func (p *dbSource) details(kind Kind, id string, raw sql.NullString) map[string]string {
-	out := map[string]string{}
 	if !raw.Valid || strings.TrimSpace(raw.String) == "" {
-		return out
+		return map[string]string{}
 	}
-	var fields map[string]json.RawMessage
-	err := json.Unmarshal([]byte(raw.String), &fields)
-	if err == nil && fields == nil {
-		err = errors.New("not a JSON object")
-	}
+	out, err := parseDetails(raw.String)
 	if err != nil {
 		p.malformed.Add(1)
 		p.log.Info("stored event details are not a JSON object; forwarding them raw",
 			"kind", kind, "id", id, "key", malformedDetailsKey, "error", err)
-		out[malformedDetailsKey] = raw.String
-		return out
-	}
-	for k, v := range fields {
-		var s string
-		switch {
-		case string(v) == "null":
-		case json.Unmarshal(v, &s) == nil:
-		default:
-			s = string(v)
-		}
-		out[k] = s
+		return map[string]string{malformedDetailsKey: raw.String}
 	}
 	return out
 }
