@@ -1,6 +1,7 @@
 package pgsource
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -178,11 +179,11 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		return strings.Join(out, ", ")
 	}
-	// With a byte budget every branch also has each row's weight (NULL
-	// outside pages).
-	budget, noBudget, snapBudget := "", "", ""
+	// Every branch also has each row's place in its page (rn_) and, with a
+	// byte budget, its weight (size_); NULL outside pages.
+	budget, noBudget, snapBudget := ", p.rn_", ", NULL", ", NULL::bigint AS rn_"
 	if b.MaxBytes > 0 {
-		budget, noBudget, snapBudget = ", p.size_", ", NULL", ", NULL::bigint AS size_"
+		budget, noBudget, snapBudget = ", p.rn_, p.size_", ", NULL, NULL", ", NULL::bigint AS rn_, NULL::bigint AS size_"
 	}
 	// The snapshot branch names every column's type for the others.
 	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
@@ -309,33 +310,40 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		tc := part.t.timeColumn()
 		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
+		inner = append(inner, fmt.Sprintf("row_number() OVER (ORDER BY x.%s, x.id) AS rn_", tc))
 		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, arg(b.Limit))
 		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p",
 			part.kind, strings.Join(cols, ", "), budget, from, hi, page))
 	}
 	union := strings.Join(branches, " UNION ALL ")
+	// No ORDER BY: sorting every row read by its text id cost more than
+	// the scans. The rows of a page carry their place in it (rn_), and
+	// readBatchRows puts them in that order.
 	if b.MaxBytes <= 0 {
-		return "SELECT * FROM (" + union + ") b ORDER BY k, n, t, id", args, nil
+		return union, args, nil
 	}
 	// The pages share the budget round robin: the first row of every
 	// page, then the second of every page, and so on. A row is kept when
-	// it is the first of its page (rn_) or the rows before it in that order
-	// stay within the budget; the sum grows along each page, so what a page
-	// keeps is a prefix of it. more_ tells that a row of its page follows.
-	// The windows run over the rows read, once per statement, not per page.
+	// it is the first of its page or the rows before it in that order stay
+	// within the budget; the sum grows along each page, so what a page
+	// keeps is a prefix of it (its first keep_ rows). That is decided on
+	// the rows' places and weights alone (cut), and the rows read once
+	// (b) are then kept or not: the wide rows are never sorted. more_
+	// tells that a row of its page follows.
 	out := make([]string, len(batchCols))
 	for i, c := range batchCols {
-		out[i] = "d." + c
+		out[i] = "b." + c
 		if c == "more" {
-			out[i] = "d.more_"
+			out[i] = "CASE WHEN b.rn_ < c.total_ THEN 't' ELSE 'f' END"
 		}
 	}
-	return fmt.Sprintf(`SELECT d.k, d.n, %s FROM (
-		SELECT c.*, sum(c.size_) OVER (ORDER BY c.rn_, c.k, c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_ FROM (
-			SELECT b.*, row_number() OVER w AS rn_, CASE WHEN lead(b.size_) OVER w IS NULL THEN 'f' ELSE 't' END AS more_
-			FROM (%s) b WINDOW w AS (PARTITION BY b.k, b.n ORDER BY b.t, b.id)) c) d
-		WHERE d.size_ IS NULL OR d.rn_ = 1 OR d.sum_ <= %s ORDER BY d.k, d.n, d.t, d.id`, strings.Join(out, ", "), union, arg(b.MaxBytes)), args, nil
+	return fmt.Sprintf(`WITH b AS MATERIALIZED (%s),
+		c AS (SELECT s.k, s.n, max(s.rn_) AS total_, max(s.rn_) FILTER (WHERE s.rn_ = 1 OR s.sum_ <= %s) AS keep_
+			FROM (SELECT b.k, b.n, b.rn_, sum(b.size_) OVER (ORDER BY b.rn_, b.k, b.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
+				FROM b WHERE b.size_ IS NOT NULL) s GROUP BY s.k, s.n)
+		SELECT b.k, b.n, %s, b.rn_ FROM b LEFT JOIN c ON c.k = b.k AND c.n = b.n
+		WHERE b.size_ IS NULL OR b.rn_ <= c.keep_`, union, arg(b.MaxBytes), strings.Join(out, ", ")), args, nil
 }
 
 // readBatchRows reads the answer of a batch's statement.
@@ -353,11 +361,16 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		t     sql.NullInt64
 		realm sql.NullString
 		c     [16]sql.NullString
+		rn    sql.NullInt64
 	)
 	dest := []any{&k, &n, &id, &t, &realm}
 	for i := range c {
 		dest = append(dest, &c[i])
 	}
+	dest = append(dest, &rn)
+	// The statement does not sort: each page's rows are put in the order of
+	// their places, should they come in another.
+	evPlace, adPlace := make([][]place, len(b.EventPages)), make([][]place, len(b.AdminPages))
 	seenSnapshot := false
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
@@ -378,13 +391,13 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
 				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6],
 				Oversize: oversize(c[15])})
-			res.EventCut[i] = c[14].String == "t" // the last row's says whether rows were left out
+			evPlace[i] = append(evPlace[i], place{rn.Int64, c[14].String == "t"})
 		case rowAdmin:
 			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
 				IPAddress: c[4], Error: c[5], Details: c[6], OperationType: c[7], ResourceType: c[8], AuthRealmID: c[9],
 				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13],
 				Oversize: oversize(c[15])})
-			res.AdminCut[i] = c[14].String == "t"
+			adPlace[i] = append(adPlace[i], place{rn.Int64, c[14].String == "t"})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -393,7 +406,44 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 	if !seenSnapshot {
 		return BatchResult{}, fmt.Errorf("read a batch: no snapshot row")
 	}
+	for i := range res.EventPages {
+		res.EventCut[i] = inPlaceOrder(res.EventPages[i], evPlace[i])
+	}
+	for i := range res.AdminPages {
+		res.AdminCut[i] = inPlaceOrder(res.AdminPages[i], adPlace[i])
+	}
 	return res, nil
+}
+
+// place is where a row read stands in its page (rn, from 1), and whether
+// rows of its page were left out after it (more).
+type place struct {
+	rn   int64
+	more bool
+}
+
+// inPlaceOrder sorts page by places (its rows' places, as the statement
+// numbered them) when it is not in that order, and tells whether rows
+// were left out after its last row.
+func inPlaceOrder[R any](page []R, places []place) bool {
+	if len(page) == 0 {
+		return false
+	}
+	byRN := func(a, b place) int { return cmp.Compare(a.rn, b.rn) }
+	if !slices.IsSortedFunc(places, byRN) {
+		idx := make([]int, len(page))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int { return byRN(places[a], places[b]) })
+		sorted, sortedPlaces := make([]R, len(page)), make([]place, len(page))
+		for i, j := range idx {
+			sorted[i], sortedPlaces[i] = page[j], places[j]
+		}
+		copy(page, sorted)
+		copy(places, sortedPlaces)
+	}
+	return places[len(places)-1].more
 }
 
 // eventDetails is the expression of event_entity's details text for the

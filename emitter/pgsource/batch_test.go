@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -285,5 +286,31 @@ func TestReadBatchReturnsARowAboveMaxRowBytesWithoutItsLargeColumns(t *testing.T
 		if l := page[1]; l.ID != "large" || l.Oversize != RowBytes+5000+9 || l.Representation.Valid || l.Details.Valid || l.OperationType.String != "UPDATE" {
 			t.Errorf("budget %d: large row %+v, want its weight %d and no representation or details", maxBytes, l, RowBytes+5000+9)
 		}
+	}
+}
+
+// TestInPlaceOrderPutsRowsInTheirPlacesAndTellsACut pins readBatchRows'
+// ordering of a page, whose statement does not sort: rows that come out
+// of their places are put back in them, and the cut is the last row's.
+func TestInPlaceOrderPutsRowsInTheirPlacesAndTellsACut(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		page   []string
+		places []place
+		want   []string
+		cut    bool
+	}{
+		{"empty", nil, nil, nil, false},
+		{"in order", []string{"a", "b", "c"}, []place{{1, true}, {2, true}, {3, false}}, []string{"a", "b", "c"}, false},
+		{"in order, cut", []string{"a", "b"}, []place{{1, true}, {2, true}}, []string{"a", "b"}, true},
+		{"out of order", []string{"c", "a", "b"}, []place{{3, true}, {1, true}, {2, true}}, []string{"a", "b", "c"}, true},
+		{"out of order, last not cut", []string{"b", "c", "a"}, []place{{2, true}, {3, false}, {1, true}}, []string{"a", "b", "c"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			page := slices.Clone(c.page)
+			if cut := inPlaceOrder(page, slices.Clone(c.places)); cut != c.cut || !slices.Equal(page, c.want) {
+				t.Errorf("inPlaceOrder(%v, %v) = %v, cut %v; want %v, cut %v", c.page, c.places, page, cut, c.want, c.cut)
+			}
+		})
 	}
 }
