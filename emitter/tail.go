@@ -100,7 +100,8 @@ type tailStats struct {
 // change behind the cursor, asks the ledger which rows are new and hands
 // those on, and backs off on source errors. The ledger keeps every
 // position; the tailer keeps only what the loop needs to pace itself. Its
-// methods are called from one goroutine.
+// methods are called from one goroutine; its stage (tail_stage.go) calls
+// Emit from another.
 type tailer struct {
 	opts    tailOptions
 	log     *slog.Logger
@@ -117,7 +118,8 @@ type tailer struct {
 	// is kept until heldUntil (zero while they are open).
 	lastHold  int64
 	heldUntil time.Time
-	found     int // records emitted by the last poll
+	found     int        // records handed on by the last poll
+	stage     *emitStage // while run runs (see submit)
 	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
 	}
@@ -164,6 +166,7 @@ func newTailer(o tailOptions) (*tailer, error) {
 // capped backoff; only an error of Emit that is not the context's ends it
 // early.
 func (t *tailer) run(ctx context.Context, drain bool) error {
+	defer t.startStage(ctx)()
 	backoff := time.Duration(0)
 	pause := t.opts.PollInterval
 	for {
@@ -174,6 +177,12 @@ func (t *tailer) run(ctx context.Context, drain bool) error {
 			return nil
 		}
 		busy, err := t.poll(ctx, drain)
+		if !busy || err != nil {
+			// Before a pause, and before a retry, every page read is handed on.
+			if ferr := t.flush(ctx); err == nil {
+				err = ferr
+			}
+		}
 		t.save(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -216,6 +225,9 @@ func (e emitError) Error() string { return e.err.Error() }
 // poll reads one page of every active stream and tells whether any page was
 // full (more is waiting). In drain mode every stream is rescanned.
 func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
+	if t.stageFailed() {
+		return false, t.flush(ctx)
+	}
 	now := t.opts.Now()
 	due := !t.listed || now.Sub(t.listedAt) >= t.opts.RealmInterval
 	if due {
@@ -422,9 +434,11 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		reqs = append(reqs, readRequest{realm: c.s.realm, kind: c.s.kind, after: cursor{Time: c.lo}, until: c.hi, count: true})
 	}
 	pageOf := make([]int, len(streams)) // the request of each stream's page
+	after := make([]cursor, len(streams))
 	for i, s := range streams {
 		pageOf[i] = len(reqs)
-		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: t.opts.Ledger.Cursor(s.key)})
+		after[i] = t.opts.Ledger.Cursor(s.key)
+		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: after[i]})
 		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero()
 		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
@@ -482,7 +496,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		if len(page) == 0 {
 			continue
 		}
-		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true})
+		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true, After: &after[i]})
 		pageStreams, pageRecs = append(pageStreams, s), append(pageRecs, page)
 		s.movedAt, s.movedXmax = now, res.snapshot.xmax // a forward page moves the cursor
 	}
@@ -491,21 +505,12 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		if err != nil {
 			return false, err
 		}
+		out := make([]stagePage, len(pageStreams))
 		for i, s := range pageStreams {
-			if err := t.handOn(ctx, s, pageRecs[i], taken[i], true); err != nil {
-				// The pages after it were taken but not handed on: their
-				// records are read and emitted again, with their uids.
-				for j := i + 1; j < len(pages); j++ {
-					var rest []checkpoint.Item
-					for k, it := range pages[j].Items {
-						if taken[j].UIDs[k] != 0 {
-							rest = append(rest, it)
-						}
-					}
-					t.opts.Ledger.Unemit(pages[j].Key, rest)
-				}
-				return false, err
-			}
+			out[i] = t.handOn(s, pageRecs[i], taken[i], true)
+		}
+		if err := t.handOnAll(ctx, out); err != nil {
+			return false, err
 		}
 	}
 	for _, c := range counts {
@@ -625,11 +630,12 @@ func (t *tailer) listRealms(ctx context.Context, now time.Time) error {
 
 // forward reads the page after the cursor and tells whether it was full.
 func (t *tailer) forward(ctx context.Context, s *tailStream) (bool, error) {
-	page, err := t.opts.Source.page(ctx, s.realm, s.kind, t.opts.Ledger.Cursor(s.key), 0, t.opts.PageSize)
+	after := t.opts.Ledger.Cursor(s.key)
+	page, err := t.opts.Source.page(ctx, s.realm, s.kind, after, 0, t.opts.PageSize)
 	if err != nil {
 		return false, err
 	}
-	if err := t.take(ctx, s, page, true); err != nil {
+	if err := t.take(ctx, s, page, &after); err != nil {
 		return false, err
 	}
 	s.full = pageFull(page, t.opts.PageSize)
@@ -701,7 +707,7 @@ func (t *tailer) scan(ctx context.Context, s *tailStream, lo, hi int64) error {
 		if err != nil {
 			return err
 		}
-		if err := t.take(ctx, s, page, false); err != nil {
+		if err := t.take(ctx, s, page, nil); err != nil {
 			return err
 		}
 		if !pageFull(page, t.opts.PageSize) {
@@ -712,17 +718,26 @@ func (t *tailer) scan(ctx context.Context, s *tailStream, lo, hi int64) error {
 	}
 }
 
-// take asks the ledger which records of a page are to be emitted (reading
-// forward, the cursor moves too) and hands those on.
-func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, forward bool) error {
+// take asks the ledger which records of a page are to be emitted and
+// hands those on. A forward page (read after the cursor after) moves the
+// cursor too.
+func (t *tailer) take(ctx context.Context, s *tailStream, page []Record, after *cursor) error {
 	if len(page) == 0 {
 		return nil
 	}
-	uids, replay, err := t.opts.Ledger.Take(ctx, s.key, itemsOf(page), forward)
+	forward := after != nil
+	var uids []int64
+	var replay []bool
+	var err error
+	if forward {
+		uids, replay, err = t.opts.Ledger.TakeAfter(ctx, s.key, itemsOf(page), *after)
+	} else {
+		uids, replay, err = t.opts.Ledger.Take(ctx, s.key, itemsOf(page), false)
+	}
 	if err != nil {
 		return err
 	}
-	return t.handOn(ctx, s, page, checkpoint.Taken{UIDs: uids, Replay: replay}, forward)
+	return t.handOnAll(ctx, []stagePage{t.handOn(s, page, checkpoint.Taken{UIDs: uids, Replay: replay}, forward)})
 }
 
 // itemsOf returns the ledger's items of a page.
@@ -734,9 +749,9 @@ func itemsOf(page []Record) []checkpoint.Item {
 	return items
 }
 
-// handOn emits the records of a page that the ledger gave a uid; on an
-// error those not taken by Emit are let go (Unemit) to be read again.
-func (t *tailer) handOn(ctx context.Context, s *tailStream, page []Record, taken checkpoint.Taken, forward bool) error {
+// handOn returns the records of a page that the ledger gave a uid, to be
+// submitted, and counts the replayed and the late ones.
+func (t *tailer) handOn(s *tailStream, page []Record, taken checkpoint.Taken, forward bool) stagePage {
 	uids, replay := taken.UIDs, taken.Replay
 	cur := t.opts.Ledger.Cursor(s.key)
 	out, outUIDs := page[:0:0], uids[:0:0]
@@ -755,22 +770,18 @@ func (t *tailer) handOn(ctx context.Context, s *tailStream, page []Record, taken
 		}
 	}
 	t.found += len(out)
-	if len(out) == 0 {
-		return nil
-	}
-	n, err := t.opts.Emit(ctx, out, outUIDs)
-	t.stats.emitted.Add(uint64(n))
-	if err != nil {
-		t.opts.Ledger.Unemit(s.key, itemsOf(out[n:]))
-		if ctx.Err() != nil {
-			return ctx.Err()
+	return stagePage{s: s, recs: out, uids: outUIDs}
+}
+
+// handOnAll submits the pages' records that the ledger gave a uid.
+func (t *tailer) handOnAll(ctx context.Context, pages []stagePage) error {
+	out := pages[:0]
+	for _, p := range pages {
+		if len(p.recs) > 0 {
+			out = append(out, p)
 		}
-		if isReadError(err) {
-			return err
-		}
-		return emitError{fmt.Errorf("emit %s %s of realm %q: %w", s.kind, out[n].ID(), s.realm.Name, err)}
 	}
-	return nil
+	return t.submit(ctx, out)
 }
 
 // checkExpiry reports a stream whose cursor is older than the oldest stored

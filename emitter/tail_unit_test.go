@@ -748,3 +748,49 @@ func TestTailerUnitPollsSoonWhileRowsFlowAndBacksOffToThePollIntervalWhenIdle(t 
 		})
 	}
 }
+
+// TestTailerUnitLetsGoOfThePagesAfterAFailedOneAndHandsThemOnAgainInOrder
+// pins the stage (tail_stage.go): while a backlog of several streams is
+// read, the pipeline fails once in the middle; the pages after it, of that
+// poll and of the next one already read, are let go and read again, so
+// every event is handed on once, in (time, id) order in its stream.
+func TestTailerUnitLetsGoOfThePagesAfterAFailedOneAndHandsThemOnAgainInOrder(t *testing.T) {
+	realms := []realm{{ID: "r1", Name: "one"}, {ID: "r2", Name: "two"}, {ID: "r3", Name: "three"}}
+	for name, newSource := range sources(realms...) {
+		t.Run(name, func(t *testing.T) {
+			mem, src := newSource()
+			var want []string
+			for _, r := range realms {
+				for i := range 1200 {
+					id := fmt.Sprintf("%s-%04d", r.ID, i)
+					mem.add(KindEvent, r.ID, id, 1700000000000+int64(i/3))
+					want = append(want, id)
+				}
+			}
+			u := newUnitTailer(t, src, nil, true)
+			next, calls := u.opts.Emit, 0
+			u.opts.Emit = func(ctx context.Context, recs []Record, uids []int64) (int, error) {
+				if calls++; calls == 4 { // the first record taken, then a failure
+					n, _ := next(ctx, recs[:1], uids[:1])
+					return n, readError{errors.New("username lookup failed")}
+				}
+				return next(ctx, recs, uids)
+			}
+			u.opts.Sleep = func(context.Context, time.Duration) bool { return true }
+			if err := u.run(context.Background(), true); err != nil {
+				t.Fatal(err)
+			}
+			if u.Stats().SourceErrors != 1 {
+				t.Fatalf("SourceErrors = %d, want the one failure", u.Stats().SourceErrors)
+			}
+			emittedOnce(t, u.sink, want)
+			last := map[string]string{}
+			for _, r := range u.sink.records() {
+				if r.ID() <= last[r.RealmID()] {
+					t.Fatalf("%s handed on after %s", r.ID(), last[r.RealmID()])
+				}
+				last[r.RealmID()] = r.ID()
+			}
+		})
+	}
+}

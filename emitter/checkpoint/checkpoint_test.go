@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -313,6 +314,32 @@ func TestLedgerUnemitMovesTheCursorBackSoTheNextForwardReadReplays(t *testing.T)
 	}
 	if got := take(t, l, "Event/r", its[1:], true); !reflect.DeepEqual(got, uids[1:]) {
 		t.Fatalf("forward read after Unemit = %v, want b and c again with %v", got, uids[1:])
+	}
+}
+
+// TestLedgerDoesNotTakeAForwardPageReadAfterACursorMovedBackSince pins
+// Page.After: a page read while Unemit moved the cursor back would move it
+// past the rows let go, which would never be read again.
+func TestLedgerDoesNotTakeAForwardPageReadAfterACursorMovedBackSince(t *testing.T) {
+	l := open(t, nil, time.Hour)
+	l.Begin("Event/r", 0)
+	its := items("a", "b", "c", "d", "e")
+	uids := take(t, l, "Event/r", its[:3], true)
+	read := l.Cursor("Event/r") // the next page, d and e, is read after c
+	l.Unemit("Event/r", its[1:3])
+	got, _, err := l.TakeAfter(ctx, "Event/r", its[3:], read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []int64{0, 0}) || l.Cursor("Event/r") != (Cursor{Time: its[1].Time}) {
+		t.Fatalf("stale page: uids %v, cursor %+v; want none taken and the cursor just before b", got, l.Cursor("Event/r"))
+	}
+	again, _, err := l.TakeAfter(ctx, "Event/r", its[1:], l.Cursor("Event/r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again[:2], uids[1:3]) || again[2] == 0 || again[3] == 0 || l.Cursor("Event/r") != (Cursor{Time: its[4].Time, ID: "e"}) {
+		t.Fatalf("read again from the cursor: uids %v (b and c had %v), cursor %+v; want b and c with their uids, then d and e", again, uids[1:3], l.Cursor("Event/r"))
 	}
 }
 

@@ -287,6 +287,11 @@ type Page struct {
 	Key     string
 	Items   []Item
 	Forward bool
+	// After, when not nil, is the cursor a forward page was read after.
+	// When the stream's cursor is no longer there (Unemit moved it back
+	// while the page was read), the page is not taken: its rows come
+	// again, in order, from the cursor.
+	After *Cursor
 }
 
 // Taken is what TakePages decided for the items of one page: UIDs[i] is
@@ -299,10 +304,20 @@ type Taken struct {
 
 // Take is TakePages for one page.
 func (l *Ledger) Take(ctx context.Context, key string, items []Item, forward bool) (uids []int64, replay []bool, err error) {
-	if len(items) == 0 {
+	return l.take(ctx, Page{Key: key, Items: items, Forward: forward})
+}
+
+// TakeAfter is Take for a forward page read after the cursor after (see
+// Page.After).
+func (l *Ledger) TakeAfter(ctx context.Context, key string, items []Item, after Cursor) (uids []int64, replay []bool, err error) {
+	return l.take(ctx, Page{Key: key, Items: items, Forward: true, After: &after})
+}
+
+func (l *Ledger) take(ctx context.Context, pg Page) (uids []int64, replay []bool, err error) {
+	if len(pg.Items) == 0 {
 		return nil, nil, nil
 	}
-	taken, err := l.TakePages(ctx, []Page{{Key: key, Items: items, Forward: forward}})
+	taken, err := l.TakePages(ctx, []Page{pg})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -333,6 +348,10 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 		}
 		u := takeUndo{s: s, before: s.cursor}
 		uids, replay := make([]int64, len(pg.Items)), make([]bool, len(pg.Items))
+		if pg.Forward && pg.After != nil && s.cursor != *pg.After {
+			taken[p] = Taken{UIDs: uids, Replay: replay}
+			continue
+		}
 		for i, it := range pg.Items {
 			if pg.Forward {
 				s.cursor = Cursor{Time: it.Time, ID: it.ID}
