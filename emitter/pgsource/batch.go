@@ -310,9 +310,12 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		tc := part.t.timeColumn()
 		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
-		inner = append(inner, fmt.Sprintf("row_number() OVER (ORDER BY x.%s, x.id) AS rn_", tc))
-		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) ORDER BY x.%s, x.id LIMIT %s",
-			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, arg(b.Limit))
+		// Its place in the page, and whether a row of the stream follows it
+		// (computed in the page's own sort: free).
+		inner = append(inner, fmt.Sprintf("row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 'f' ELSE 't' END AS more"))
+		cols[slices.Index(batchCols, "more")] = "p.more"
+		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id) ORDER BY x.%s, x.id LIMIT %s",
+			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc, arg(b.Limit))
 		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p",
 			part.kind, strings.Join(cols, ", "), budget, from, hi, page))
 	}
@@ -327,23 +330,20 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 	// page, then the second of every page, and so on. A row is kept when
 	// it is the first of its page or the rows before it in that order stay
 	// within the budget; the sum grows along each page, so what a page
-	// keeps is a prefix of it (its first keep_ rows). That is decided on
-	// the rows' places and weights alone (cut), and the rows read once
-	// (b) are then kept or not: the wide rows are never sorted. more_
-	// tells that a row of its page follows.
-	out := make([]string, len(batchCols))
-	for i, c := range batchCols {
-		out[i] = "b." + c
-		if c == "more" {
-			out[i] = "CASE WHEN b.rn_ < c.total_ THEN 't' ELSE 'f' END"
-		}
-	}
-	return fmt.Sprintf(`WITH b AS MATERIALIZED (%s),
-		c AS (SELECT s.k, s.n, max(s.rn_) AS total_, max(s.rn_) FILTER (WHERE s.rn_ = 1 OR s.sum_ <= %s) AS keep_
-			FROM (SELECT b.k, b.n, b.rn_, sum(b.size_) OVER (ORDER BY b.rn_, b.k, b.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
-				FROM b WHERE b.size_ IS NOT NULL) s GROUP BY s.k, s.n)
-		SELECT b.k, b.n, %s, b.rn_ FROM b LEFT JOIN c ON c.k = b.k AND c.n = b.n
-		WHERE b.size_ IS NULL OR b.rn_ <= c.keep_`, union, arg(b.MaxBytes), strings.Join(out, ", ")), args, nil
+	// keeps is a prefix of it. The rows are read once (b); when they all
+	// fit, which is the rule, they are all kept and the round robin is
+	// never computed (an OR stops at its first true term, and a subquery
+	// is run when first needed); else it is decided on the rows' places
+	// and weights alone (the IN list, hashed), never sorting the wide rows.
+	budgetArg := arg(b.MaxBytes)
+	return fmt.Sprintf(`WITH b AS MATERIALIZED (%s)
+		SELECT b.k, b.n, %s, b.rn_ FROM b
+		WHERE b.size_ IS NULL OR (SELECT sum(a.size_) FROM b a) <= %s OR (b.k, b.n, b.rn_) IN (
+			SELECT s.k, s.n, s.rn_ FROM (
+				SELECT c.k, c.n, c.rn_, sum(c.size_) OVER (ORDER BY c.rn_, c.k, c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
+				FROM b c WHERE c.size_ IS NOT NULL) s
+			WHERE s.rn_ = 1 OR s.sum_ <= %s)`,
+		union, "b."+strings.Join(batchCols, ", b."), budgetArg, budgetArg), args, nil
 }
 
 // readBatchRows reads the answer of a batch's statement.
