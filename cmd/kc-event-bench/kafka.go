@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -96,10 +97,56 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 	res.delivered, res.load = delivered, b.host.loadAverage()
 	b.rep.kafka = append(b.rep.kafka, res)
 	b.done("kafka backlog %d: %s, %.0f events/s, load %.1f", res.n, res.elapsed.Round(time.Millisecond), res.perSecond(), res.load)
-	if b.cfg.rate <= 0 {
-		return nil
+	if b.cfg.rate > 0 {
+		if err := b.kafkaLive(ctx, cl, extra); err != nil {
+			return err
+		}
 	}
-	return b.kafkaLive(ctx, cl, extra)
+	// Last, as the harness then holds every record: the limit of this
+	// broker on this machine, the wrk of the HTTP cases.
+	return b.kafkaPlain(ctx, cl, topic, maxBytes)
+}
+
+// kafkaPlain produces the records the emitter produced in the backlog run
+// (keys, values, headers) again, with a plain franz-go producer of the
+// emitter's settings (idempotent, acks=all, linger 5 ms), into a new topic
+// of as many partitions: what the broker takes when nothing else is done.
+func (b *bench) kafkaPlain(ctx context.Context, cl *kgo.Client, from string, maxBytes int) error {
+	_, recs, err := consumeTopic(ctx, strings.Split(b.cfg.kafka, ","), from, b.cfg.backlog, true)
+	if err != nil {
+		return err
+	}
+	topic, err := createTopic(ctx, cl, "kcee-bench-plain", 3)
+	if err != nil {
+		return err
+	}
+	pr, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.cfg.kafka, ",")...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(int32(maxBytes)), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	res := kafkaResult{what: "plain", n: len(recs)}
+	var failed atomic.Int64
+	start := time.Now()
+	for _, r := range recs {
+		pr.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: r.Headers}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	if err := pr.Flush(ctx); err != nil {
+		return err
+	}
+	res.elapsed = time.Since(start)
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("plain producer: %d of %d records failed", n, len(recs))
+	}
+	res.delivered, res.load = len(recs), b.host.loadAverage()
+	b.rep.kafka = append(b.rep.kafka, res)
+	b.done("kafka plain producer %d: %s, %.0f records/s, load %.1f", res.n, res.elapsed.Round(time.Millisecond), res.perSecond(), res.load)
+	return nil
 }
 
 // kafkaLive tails events inserted at cfg.rate and measures commit -> broker.
@@ -267,6 +314,10 @@ func (r *report) kafkaTable(b *strings.Builder) {
 	fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, k := range r.kafka {
 		run, inserted, p50, p99, pMax := "backlog (--once)", "before", "", "", ""
+		if k.what == "plain" {
+			fmt.Fprintf(b, "| plain franz-go producer, the same records (the limit) | %s | | %s | | | | | | %.1f |\n", num(float64(k.n)), num(k.perSecond()), k.load)
+			continue
+		}
 		if k.rate > 0 {
 			run, inserted = "live", num(float64(k.rate))
 			p50, p99, pMax = ms(k.p50), ms(k.p99), ms(k.pMax)
