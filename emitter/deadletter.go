@@ -26,14 +26,15 @@ func deadLetterRecord(env envelope, status int, reason error, now time.Time) dea
 }
 
 // replayEnvelope is the envelope of a dead letter, to send it again: the
-// realm's name and the key of the record, else (a record of an older
-// version) of its payload.
+// realm's name and the key of the record; a record of an older version
+// has neither, and the key is taken from its payload (which does not hold
+// the realm's name).
 func replayEnvelope(rec deadletter.Record, n Numbering) envelope {
 	env := envelope{Kind: Kind(rec.Kind), UID: rec.UID, ID: rec.ID, RealmID: rec.RealmID, Type: rec.Type, Time: rec.Time,
 		Body: rec.Payload(), Key: rec.Key, RealmName: rec.Realm}
 	if env.Key == "" && env.RealmName == "" {
 		if r, _, err := DecodePayload(env.Body, n); err == nil {
-			env.Key, env.RealmName = r.Key(), r.RealmName()
+			env.Key = r.Key()
 		}
 	}
 	return env

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/deadletter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
 )
 
@@ -85,9 +86,25 @@ func replayToStream(ctx context.Context, cfg Config, s SinkConfig, log *slog.Log
 		return deadletter.Stats{}, err
 	}
 	defer closeSink(bs)
+	var name string // the topic or subject
+	if s.Kafka != nil {
+		name = s.Kafka.Topic
+	} else {
+		name = s.NATS.Subject
+	}
+	tmpl, err := nametmpl.Parse(name, "topic")
+	if err != nil {
+		return deadletter.Stats{}, err // validated: not reached
+	}
+	byRealm := tmpl.Has("realm")
 	answers := newAnswers(nil, nil)
 	return deadletter.Replay(ctx, cfg.DeadLetterPath, func(ctx context.Context, rec deadletter.Record) error {
 		env := replayEnvelope(rec, cfg.Numbering)
+		if byRealm && env.RealmName == "" {
+			// A dead letter of an older version: its topic is not known.
+			log.Warn("a dead letter without its realm's name cannot go to a topic of {{realm}}: it stays in the file", "uid", rec.UID, "realm_id", rec.RealmID)
+			return fmt.Errorf("uid %d: %w: the dead letter does not name its realm (written by an older version): replay it to a fixed topic or subject", rec.UID, deadletter.ErrRefused)
+		}
 		for wait := cfg.RetryWaitMin; ; wait = min(2*wait, cfg.RetryWaitMax) {
 			err := bs.Send(ctx, env)
 			if err == nil {
