@@ -231,7 +231,11 @@ EOF
 cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
 
 start() {
-	if pid_alive && answers; then return 0; fi
+	if pid_alive && answers; then
+		[ -f "$RUN/oauth-port" ] && return 0
+		log "the running broker has no TLS and OAUTH listeners (an older layout of this script): restarting it with them"
+		stop
+	fi
 	fetch
 	pick_java
 	configure
@@ -277,6 +281,7 @@ restart) stop; start ;;
 status) pid_alive && answers ;;
 env)
 	[ -f "$RUN/port" ] || die "Kafka was never started: run $0 start"
+	[ -f "$RUN/oauth-port" ] || die "the broker has no TLS and OAUTH listeners (an older layout of this script): run $0 start"
 	echo "export KCEE_TEST_KAFKA_BROKERS='127.0.0.1:$(cat "$RUN/port")'"
 	echo "export KCEE_TEST_KAFKA_MAX_BYTES='$(cat "$RUN/max-bytes")'"
 	echo "export KCEE_TEST_KAFKA_SASL_BROKERS='127.0.0.1:$(cat "$RUN/sasl-port")'"
