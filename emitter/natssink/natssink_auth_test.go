@@ -133,3 +133,17 @@ func TestTLSWithTheServersCAAndMutualTLSPublishAndAnotherCAOrNoClientCertificate
 		})
 	}
 }
+
+func TestACredsFileOfTheOperatorsAccountAuthenticatesAndOneOfAnUnknownAccountFails(t *testing.T) {
+	op := testenv.NewNATSOperator(t)
+	srv := testenv.StartNATSWith(t, op.Configure)
+	addStream(t, srv.URL(), nats.UserCredentials(op.CredsFile))
+	if err := publishOne(t, natssink.Config{Servers: []string{srv.URL()}, CredsFile: op.CredsFile}); err != nil {
+		t.Fatalf("publish with the account's user: %v", err)
+	}
+	err := publishOne(t, natssink.Config{Servers: []string{srv.URL()}, CredsFile: op.OtherCredsFile})
+	t.Logf("%v", err)
+	if err == nil || !strings.Contains(err.Error(), "the server refused the credentials") {
+		t.Errorf("a user of an unknown account: %v, want the server refusing the credentials", err)
+	}
+}
