@@ -182,7 +182,11 @@ func (c Config) WithRoute(r Route) (Config, error) {
 		return c, nil
 	case r.Sink.NATS != nil:
 		c.NATS = *r.Sink.NATS
-		c.TargetURI = "nats://" + strings.Join(c.NATS.Servers, ",") + "/" + c.NATS.Subject
+		hosts := make([]string, len(c.NATS.Servers))
+		for i, s := range c.NATS.Servers {
+			hosts[i] = strings.TrimPrefix(strings.TrimPrefix(s, "nats://"), "tls://")
+		}
+		c.TargetURI = "nats://" + strings.Join(hosts, ",") + "/" + c.NATS.Subject
 		return c, nil
 	}
 	c.TargetURI = h.URL

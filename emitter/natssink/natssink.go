@@ -230,6 +230,7 @@ func (p *Publisher) downBecause() error {
 	var (
 		unknownCA x509.UnknownAuthorityError
 		host      x509.HostnameError
+		invalid   x509.CertificateInvalidError
 		op        *net.OpError
 	)
 	trusted := "the system's CAs"
@@ -243,6 +244,8 @@ func (p *Publisher) downBecause() error {
 		return fmt.Errorf("TLS: the server's certificate is not signed by a CA of %s: %w", trusted, err)
 	case errors.As(err, &host):
 		return fmt.Errorf("TLS: the server's certificate is not for the address dialed: %w", err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("TLS: the server's certificate is not valid: %w", err)
 	case errors.As(err, &op) && op.Op == "remote error", errors.Is(err, nats.ErrTLS):
 		// An alert ending the handshake, or (the same refusal, as the
 		// timing goes) the connection closed right after it: the server
