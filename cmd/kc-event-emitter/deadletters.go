@@ -36,8 +36,9 @@ anything else is retried with backoff (--retryWaitMin, --retryWaitMax). A
 kill at any point loses nothing and repeats at most the record in flight. With
 --config and --route, the dead-letter file, the target and its settings are
 those of that route of the configuration file (the target's flags are then
-refused). The emitter may run meanwhile: it goes on writing to a new FILE. Exit status: 0 when the file is
-empty afterwards, 1 when records are left, 2 on a bad flag.
+refused). The emitter may run meanwhile: it goes on writing to a new FILE.
+Exit status: 0 when the file is empty afterwards, 1 when records are left, 2 on
+a bad flag.
 `
 
 // deadlettersMain is the deadletters subcommand.
