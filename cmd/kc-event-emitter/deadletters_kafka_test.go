@@ -43,12 +43,19 @@ func TestDeadlettersReplayOfAFilesKafkaRouteProducesWithItsSASLSettings(t *testi
 	cfgPath := filepath.Join(dir, "routes.yaml")
 	file := fmt.Sprintf("keycloakId: 1\ndatacenterId: 0\nroutes:\n"+
 		"  - name: stream\n    sink:\n      kafka:\n        brokers: [%s]\n        topic: %s-{{realm}}\n"+
-		"        saslMechanism: SCRAM-SHA-512\n        username: %s\n        passwordEnv: ROUTE_KAFKA_PW\n        deliveryTimeout: 10s\n"+
+		"        saslMechanism: SCRAM-SHA-512\n        username: %s\n        passwordEnv: ROUTE_KAFKA_PW\n        deliveryTimeout: 3s\n"+
 		"    format: JSON\n    deadLetterFile: %s\n", k.SASLBrokers, prefix, k.SASLUser, dead)
 	if err := os.WriteFile(cfgPath, []byte(file), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out, errOut strings.Builder
+	// A wrong password stops the replay (no retry mends it), the file intact.
+	if code := replayMain(context.Background(), []string{"--config", cfgPath, "--route", "stream"}, env(map[string]string{"ROUTE_KAFKA_PW": "wrong"}), &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "the target refuses the credentials") || !strings.Contains(out.String(), "delivered 0, refused again 0, unsendable 0, left 3") {
+		t.Fatalf("a wrong password: exit %d, stdout %q, stderr %q; want 1, the credentials refused, 3 left", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
 	vars := map[string]string{"ROUTE_KAFKA_PW": k.SASLPassword}
 	if code := replayMain(context.Background(), []string{"--config", cfgPath, "--route", "stream"}, env(vars), &out, &errOut); code != 0 ||
 		!strings.Contains(out.String(), "delivered 3, refused again 0") {
