@@ -189,3 +189,29 @@ func (k Kafka) SetTopicConfig(t testing.TB, topic, key, value string) {
 		t.Fatalf("topic %s: set %s=%s: %v", topic, key, value, err)
 	}
 }
+
+// EndOffset returns the offset the next record of partition 0 of topic
+// will get: how many records it holds.
+func (k Kafka) EndOffset(t testing.TB, topic string) int64 {
+	t.Helper()
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = 0, -1 // -1: the latest offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("list offsets of %s: %v", topic, err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		t.Fatalf("list offsets of %s: %v", topic, err)
+	}
+	return p.Offset
+}
