@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/kafkasink"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/natssink"
 )
 
 // answerAction is what a route does with a failed delivery.
@@ -212,6 +215,10 @@ func (r refusal) answer() string {
 func (r refusal) hint() string {
 	if r.status == 0 {
 		switch {
+		case tlsRefusal(r.err) && isType[*kafkasink.Error](r.err):
+			return "the broker and the emitter do not agree on TLS (the error says which certificate): check --kafkaCaFile, --kafkaClientCertFile, --kafkaClientKeyFile"
+		case tlsRefusal(r.err) && isType[*natssink.Error](r.err):
+			return "the server and the emitter do not agree on TLS: check --natsCaFile, --natsClientCertFile, --natsClientKeyFile"
 		case isType[tls.RecordHeaderError](r.err):
 			return "the target does not speak TLS: http:// rather than https://, or the wrong port in --targetUri?"
 		case isRemoteAlert(r.err):

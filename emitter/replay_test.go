@@ -179,3 +179,43 @@ func TestDeadLetterBytesMetricFollowsTheFileAndItsReplay(t *testing.T) {
 		t.Errorf("dead_letter_bytes after a replay = %v, want 0", got)
 	}
 }
+
+func TestAReplayedDeadLetterKeepsItsRealmAndKeyOrTakesTheKeyFromItsPayload(t *testing.T) {
+	rec := Record{Event: &Event{ID: "e1", UID: 42, Time: 1763900000123, Type: "LOGIN", RealmID: "r-acme", RealmName: "acme", UserID: "u-7"}}
+	for _, f := range []Format{FormatJSON, FormatFlatBuffer} {
+		enc, err := NewEncoder(f, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := enc.Encode(nil, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := envelope{Kind: KindEvent, UID: 42, ID: "e1", RealmID: "r-acme", Type: "LOGIN", Body: body, Key: "u-7", RealmName: "acme"}
+		written := deadLetterRecord(env, 0, errors.New("no such topic"), time.Now())
+		older := written
+		older.Realm, older.Key = "", "" // a dead letter of a version that did not keep them
+		// The payload has no realm name (the wire format is the
+		// original's): an older dead letter comes without it.
+		for name, tc := range map[string]struct {
+			dl    deadletter.Record
+			realm string
+		}{"as written": {written, "acme"}, "of an older version": {older, ""}} {
+			got := replayEnvelope(tc.dl, "")
+			if got.RealmName != tc.realm || got.Key != "u-7" || got.UID != 42 || got.Kind != KindEvent || string(got.Body) != string(body) {
+				t.Errorf("%s, %s: replayed as %+v, want realm %q, key u-7, uid 42 and the body as it was", f, name, got, tc.realm)
+			}
+		}
+	}
+}
+
+func TestAReplayToATopicOfTheRealmKeepsADeadLetterThatDoesNotNameItsRealm(t *testing.T) {
+	for _, uri := range []string{"kafka://127.0.0.1:9/kc.{{realm}}", "nats://127.0.0.1:9/kc.{{ realm }}.{{kind}}"} {
+		cfg := replayConfig(t, uri)
+		deadLetterFile(t, cfg.DeadLetterPath, 2, 1<<20) // testEnvelope: no realm name
+		st, err := ReplayDeadLetters(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil || st.Refused != 2 || st.Left != 2 || st.Delivered != 0 {
+			t.Errorf("%s: %+v, %v; want both refused again and left in the file", uri, st, err)
+		}
+	}
+}

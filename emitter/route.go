@@ -164,16 +164,31 @@ func (c Config) StateKey(route string) string {
 
 // WithRoute returns c as a flags-only run of the route r: its per-route
 // fields set from r, its Routes none (what deadletters replay takes to
-// reach the target of a file's route). r must have an HTTP sink.
+// reach the target of a file's route). r must have an HTTP, Kafka or NATS
+// sink.
 func (c Config) WithRoute(r Route) (Config, error) {
 	h := r.Sink.HTTP
-	if h == nil {
-		return c, &FieldError{Field: "route", Value: r.Name, Err: errors.New("not an HTTP route")}
+	if h == nil && r.Sink.Kafka == nil && r.Sink.NATS == nil {
+		return c, &FieldError{Field: "route", Value: r.Name, Err: errors.New("not an HTTP, Kafka or NATS route")}
 	}
 	c.Routes = nil
 	c.Realms, c.Kinds, c.Filters = r.Realms, r.Kinds, r.Filters
 	c.Format, c.Numbering, c.Overflow, c.Concurrency, c.BufferCapacity = r.Format, r.Numbering, r.Overflow, r.Concurrency, r.BufferCapacity
 	c.RetryWaitMin, c.RetryWaitMax, c.DeadLetterPath, c.DeadLetterMaxBytes = r.RetryWaitMin, r.RetryWaitMax, r.DeadLetterPath, r.DeadLetterMaxBytes
+	switch {
+	case r.Sink.Kafka != nil:
+		c.Kafka = *r.Sink.Kafka
+		c.TargetURI = "kafka://" + strings.Join(c.Kafka.Brokers, ",") + "/" + c.Kafka.Topic
+		return c, nil
+	case r.Sink.NATS != nil:
+		c.NATS = *r.Sink.NATS
+		hosts := make([]string, len(c.NATS.Servers))
+		for i, s := range c.NATS.Servers {
+			hosts[i] = strings.TrimPrefix(strings.TrimPrefix(s, "nats://"), "tls://")
+		}
+		c.TargetURI = "nats://" + strings.Join(hosts, ",") + "/" + c.NATS.Subject
+		return c, nil
+	}
 	c.TargetURI = h.URL
 	c.ConnectTimeout, c.ConnectionRequestTimeout, c.SocketTimeout, c.RequestTimeout = h.ConnectTimeout, h.ConnectionRequestTimeout, h.SocketTimeout, h.RequestTimeout
 	c.DeadLetterStatuses, c.HoldStatuses = h.DeadLetterStatuses, h.HoldStatuses

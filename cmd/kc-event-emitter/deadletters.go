@@ -24,16 +24,21 @@ list shows what the dead-letter file and its rotated parts (FILE.1, FILE.2, ...,
 oldest first) hold: the count, the first and last record, the statuses.
 
 replay sends the dead letters again, oldest first, one at a time, each with its
-uid (the webhook-id of a signed request), to the target of the same flags and
-variables as run (KC_EMITTER_TARGET_URI, CT_KEYCLOAK_BRIDGE_SECRET_TOKEN, ...)
-or to another --targetUri, and removes each one once the target took it. A
-record refused again (--deadLetterStatuses) stays and the replay goes on; an
-answer of --holdStatuses or a TLS failure stops it. A kill at any point loses
-nothing and repeats at most the record in flight. With --config and --route,
-the dead-letter file, the target and its settings are those of that route of
-the configuration file (the target's flags are then refused). The emitter may run
-meanwhile: it goes on writing to a new FILE. Exit status: 0 when the file is
-empty afterwards, 1 when records are left, 2 on a bad flag.
+uid (the webhook-id of a signed request; the uid header of a Kafka record, the
+Nats-Msg-Id of a NATS message), to the target of the same flags and variables
+as run (KC_EMITTER_TARGET_URI, CT_KEYCLOAK_BRIDGE_SECRET_TOKEN, the --kafka...
+and --nats... flags, ...) or to another --targetUri (http(s), kafka:// or
+nats://; not a mail target), and removes each one once the target took it. A
+record refused again (--deadLetterStatuses; Kafka or NATS refusing it for good:
+a topic that does not exist, too large, no stream) stays and the replay goes
+on; an answer of --holdStatuses, a TLS failure or refused credentials stop it;
+anything else is retried with backoff (--retryWaitMin, --retryWaitMax). A
+kill at any point loses nothing and repeats at most the record in flight. With
+--config and --route, the dead-letter file, the target and its settings are
+those of that route of the configuration file (the target's flags are then
+refused). The emitter may run meanwhile: it goes on writing to a new FILE.
+Exit status: 0 when the file is empty afterwards, 1 when records are left, 2 on
+a bad flag.
 `
 
 // deadlettersMain is the deadletters subcommand.
@@ -87,13 +92,15 @@ func replayMain(ctx context.Context, args []string, getenv func(string) string, 
 	fs := flag.NewFlagSet("kc-event-emitter deadletters replay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	target := addTargetFlags(fs, &c, def, getenv)
+	stream := addStreamFlags(fs, &c, def)
 	fs.StringVar(&configPath, "config", "", "the configuration `file` of run: replay the dead letters of its route --route")
 	fs.StringVar(&routeName, "route", "", "the `route` of --config whose dead letters are replayed")
 	fs.StringVar(&logLevel, "logLevel", "INFO", "DEBUG, INFO, WARN or ERROR")
 	fs.StringVar(&o.logFormat, "logFormat", "text", "text or json")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, deadlettersUsage)
-		printFlagGroups(stderr, fs, []flagGroup{{"Flags of replay (the target's flags of run)", append(targetFlagNames, "config", "route", "logLevel", "logFormat")}})
+		printFlagGroups(stderr, fs, append([]flagGroup{{"Flags of replay (the target's flags of run)", append(targetFlagNames, "config", "route", "logLevel", "logFormat")}},
+			streamFlagGroups...))
 	}
 	if code, ok := parseSubcommandFlags(fs, args, getenv, stderr); !ok {
 		return code
@@ -103,6 +110,9 @@ func replayMain(ctx context.Context, args []string, getenv func(string) string, 
 		return 2
 	}
 	if err := target.apply(&c, getenv); err != nil {
+		return bad(err)
+	}
+	if err := stream.apply(&c, getenv); err != nil {
 		return bad(err)
 	}
 	if configPath != "" || routeName != "" {
@@ -147,7 +157,7 @@ func routeOfFile(fs *flag.FlagSet, path, name string, getenv func(string) string
 	if path == "" || name == "" {
 		return emitter.Route{}, errors.New("--config and --route go together: the file and the route whose dead letters to replay")
 	}
-	for _, f := range targetFlagNames {
+	for _, f := range append(targetFlagNames[:len(targetFlagNames):len(targetFlagNames)], streamFlagNamesAll()...) {
 		given := false
 		fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == f })
 		if given || getenv(envName(f)) != "" {

@@ -131,6 +131,11 @@ func TestDeadlettersRefusesABadCommandOrFlagWithStatus2(t *testing.T) {
 		{[]string{"deadletters", "purge"}, "want list or replay"},
 		{[]string{"deadletters", "replay", "--deadLetterFile", "x"}, "--targetUri: missing"},
 		{[]string{"deadletters", "replay", "--targetUri", "http://127.0.0.1:1/", "--holdStatuses", "401,400"}, "400 is also in --holdStatuses (401,400)"},
+		{[]string{"deadletters", "replay", "--targetUri", "kafka://127.0.0.1:1/kc", "--kafkaSaslMechanism", "PLAIN", "--kafkaUsername", "u"},
+			"SASL PLAIN needs a password"},
+		{[]string{"deadletters", "replay", "--targetUri", "kafka://127.0.0.1:1/kc", "--kafkaCaFile", "ca.pem"}, "--kafkaTls"},
+		{[]string{"deadletters", "replay", "--targetUri", "nats://127.0.0.1:1/kc", "--natsUsername", "u"}, "the user name needs a password"},
+		{[]string{"deadletters", "replay", "--targetUri", "smtp://127.0.0.1:1", "--mailTo", "a@example.com"}, "flag provided but not defined"},
 		{[]string{"deadletters", "list", "extra"}, `unexpected argument "extra"`},
 		{[]string{"deadletters", "list", "--targetUri", "http://127.0.0.1:1/"}, "flag provided but not defined"},
 	} {
@@ -182,6 +187,7 @@ func TestDeadlettersReplayOfAFilesRouteTakesItsTargetAndFile(t *testing.T) {
 		{[]string{"--config", cfgPath}, nil, "--config and --route go together"},
 		{[]string{"--config", cfgPath, "--route", "mail"}, nil, `--route "mail": ` + cfgPath + ` has no such route (it has audit, signups)`},
 		{[]string{"--config", cfgPath, "--route", "signups", "--targetUri", "http://127.0.0.1:9/"}, nil, "--targetUri (or KC_EMITTER_TARGET_URI) with --config"},
+		{[]string{"--config", cfgPath, "--route", "signups", "--kafkaTls"}, nil, "--kafkaTls (or KC_EMITTER_KAFKA_TLS) with --config"},
 		{[]string{"--config", cfgPath, "--route", "signups"}, map[string]string{"ROUTE_SIG": "whsec_x"}, "passwordEnv: the environment variable ROUTE_PW is not set"},
 	} {
 		errOut.Reset()

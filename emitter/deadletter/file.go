@@ -32,6 +32,11 @@ type Record struct {
 	RealmID string `json:"realmId"`
 	Type    string `json:"type"`
 	Time    int64  `json:"time"` // event time, ms since the Unix epoch
+	// Realm is the realm's name and Key the user the event is about (a
+	// Kafka record's key): what a replay to Kafka or NATS needs besides
+	// the body for the topic (subject) and the key. Empty when unknown.
+	Realm string `json:"realm,omitempty"`
+	Key   string `json:"key,omitempty"`
 	// Status is the target's HTTP status; 0 when the event never reached it.
 	Status int    `json:"status"`
 	Reason string `json:"reason"`

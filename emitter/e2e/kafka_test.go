@@ -290,4 +290,34 @@ func TestEmitterToKafkaDeadLettersARecordOverTheLimitAndTheEventsOfATopicThatDoe
 	if len(reasons) != 3 {
 		t.Errorf("%d dead letters (%v), want 3", len(reasons), reasons)
 	}
+
+	// The operator creates the missing topic and raises the limit of the
+	// other (the topic's max.message.bytes, the producer's --kafkaMaxBytes):
+	// deadletters replay with the run's flags delivers the three, each
+	// with its uid, its key and the topic of its realm, and empties the file.
+	uids := map[string]int64{}
+	for _, r := range readDeadLetterFile(t, checkpoint+".deadletter.jsonl") {
+		uids[r.ID] = r.UID
+	}
+	k.CreateTopic(t, prefix+"-ghost", 1)
+	k.SetTopicConfig(t, prefix+"-acme", "max.message.bytes", "4000000")
+	replay := start(t, "kc-event-emitter", []string{"deadletters", "replay", "--deadLetterFile", checkpoint + ".deadletter.jsonl",
+		"--targetUri", "kafka://" + k.Brokers + "/" + prefix + "-{{realm}}", "--kafkaMaxBytes", "4000000", "--logLevel", "WARN"})
+	if code := replay.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("deadletters replay exit status %d, want 0:\n%s", code, replay.output())
+	}
+	if !strings.Contains(replay.output(), "delivered 3, refused again 0") {
+		t.Errorf("replay output %q, want it to count 3 delivered", replay.output())
+	}
+	if _, err := os.Stat(checkpoint + ".deadletter.jsonl"); !os.IsNotExist(err) {
+		t.Errorf("the dead-letter file after the replay: %v, want it gone", err)
+	}
+	ghosts := consumeKafka(t, k, prefix+"-ghost")
+	waitFor(t, time.Minute, "the 2 replayed events of ghost", func() bool { return distinct(ghosts.records()) >= 2 })
+	waitFor(t, time.Minute, "the replayed admin event in acme", func() bool { return distinct(consumer.records()) >= 11 })
+	for _, r := range append(ghosts.records(), consumer.records()...) {
+		if want, ok := uids[r.id]; ok && (r.uid != want || r.key != "u1") {
+			t.Errorf("replayed %s: uid %d key %q, want the dead letter's uid %d and key u1", r.id, r.uid, r.key, want)
+		}
+	}
 }

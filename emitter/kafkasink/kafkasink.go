@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
@@ -131,6 +134,7 @@ type Producer struct {
 	cl       *kgo.Client
 	topic    nametmpl.Template
 	maxBytes int32
+	tls      *TLS // nil: no TLS
 }
 
 // New returns a producer for cfg. It does not connect: the first Produce
@@ -189,7 +193,7 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	return &Producer{cl: cl, topic: topic, maxBytes: cfg.MaxBytes}, nil
+	return &Producer{cl: cl, topic: topic, maxBytes: cfg.MaxBytes, tls: cfg.TLS}, nil
 }
 
 // Close flushes nothing (Produce waits for its records) and closes the
@@ -227,7 +231,7 @@ func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
 		wg.Add(1)
 		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			if err != nil {
-				errs[i] = classify(r.Topic, err)
+				errs[i] = p.classify(r.Topic, err)
 			}
 			wg.Done()
 		})
@@ -245,9 +249,16 @@ func size(m Message) int {
 }
 
 // classify wraps err, a record's failure, as an *Error, permanent when the
-// broker refused the record for good.
-func classify(topic string, err error) error {
+// broker refused the record for good; a TLS failure says which side's
+// certificate failed.
+func (p *Producer) classify(topic string, err error) error {
 	e := &Error{Topic: topic, Err: err}
+	if p.tls != nil {
+		if hint := tlsHint(*p.tls, err); hint != "" {
+			e.Err = fmt.Errorf("%w: %s", err, hint)
+			return e
+		}
+	}
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
 		// The record itself fits the producer's max bytes (Produce refused
@@ -331,6 +342,40 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 	return tc, nil
 }
 
+// tlsHint names what failed when err is a failed TLS handshake, else "".
+// It is a passing failure: the operator fixes the setup, the events wait.
+func tlsHint(t TLS, err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		host      x509.HostnameError
+		op        *net.OpError
+	)
+	trusted := "the system's CAs"
+	if t.CAFile != "" {
+		trusted = "the CA file " + t.CAFile
+	}
+	switch {
+	case errors.As(err, &unknownCA):
+		return "TLS: the broker's certificate is not signed by a CA of " + trusted
+	case errors.As(err, &host):
+		return "TLS: the broker's certificate is not for the address dialed (want a certificate naming it, or set the server name)"
+	case errors.As(err, &invalid):
+		return "TLS: the broker's certificate is not valid (expired, or not for a server): " + invalid.Error()
+	case errors.As(err, &op) && op.Op == "remote error":
+		// The broker ended the handshake with an alert: with mutual TLS,
+		// it did not take the client's certificate.
+		if t.CertFile == "" {
+			return "TLS: the broker refused the handshake: it requires a client certificate and none is set"
+		}
+		return "TLS: the broker refused the handshake: it does not take the client certificate " + t.CertFile + " (not of a CA it trusts?)"
+	}
+	return ""
+}
+
+// tokenTimeout bounds a request to the OAUTHBEARER token endpoint.
+const tokenTimeout = 15 * time.Second
+
 func mechanism(s SASL) (sasl.Mechanism, error) {
 	switch strings.ToUpper(s.Mechanism) {
 	case "":
@@ -346,9 +391,17 @@ func mechanism(s SASL) (sasl.Mechanism, error) {
 			return nil, errors.New("kafka OAUTHBEARER: needs a token URL and a client id")
 		}
 		cc := &clientcredentials.Config{ClientID: s.ClientID, ClientSecret: s.ClientSecret, TokenURL: s.TokenURL, Scopes: s.Scopes}
-		src := cc.TokenSource(context.Background()) // caches the token until it expires
+		// The token source caches the token until it expires; its client
+		// bounds a fetch, so that a token endpoint that does not answer
+		// fails the connection rather than hanging it.
+		hc := &http.Client{Timeout: tokenTimeout}
+		src := cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc))
 		return oauth.Oauth(func(ctx context.Context) (oauth.Auth, error) {
 			tok, err := src.Token()
+			var re *oauth2.RetrieveError
+			if errors.As(err, &re) && re.Response != nil {
+				return oauth.Auth{}, fmt.Errorf("kafka OAUTHBEARER token from %s: the token endpoint answered %s to client %q: %w", s.TokenURL, re.Response.Status, s.ClientID, err)
+			}
 			if err != nil {
 				return oauth.Auth{}, fmt.Errorf("kafka OAUTHBEARER token from %s: %w", s.TokenURL, err)
 			}

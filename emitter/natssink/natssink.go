@@ -8,9 +8,11 @@ package natssink
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -78,6 +80,8 @@ type Publisher struct {
 	js      jetstream.JetStream
 	subject nametmpl.Template
 	timeout time.Duration
+	// The TLS files, named when the handshake fails.
+	caFile, certFile string
 }
 
 // New returns a publisher for cfg. A server that is not reachable yet is
@@ -139,7 +143,7 @@ func New(cfg Config) (*Publisher, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: %w", err)
 	}
-	return &Publisher{nc: nc, js: js, subject: subject, timeout: cfg.AckTimeout}, nil
+	return &Publisher{nc: nc, js: js, subject: subject, timeout: cfg.AckTimeout, caFile: cfg.CAFile, certFile: cfg.CertFile}, nil
 }
 
 // Close closes the connection.
@@ -204,7 +208,54 @@ func (p *Publisher) classify(ctx context.Context, subject string, err error) err
 			e.Err = fmt.Errorf("%w: no JetStream stream listens on the subject", err)
 		}
 	}
+	if !e.permanent {
+		if cerr := p.downBecause(); cerr != nil {
+			e.Err = fmt.Errorf("%w: not connected: %w", err, cerr)
+		}
+	}
 	return e
+}
+
+// downBecause returns why the connection is down (the server refused the
+// credentials, a TLS handshake failed, ...), or nil when it is up or the
+// client knows no reason.
+func (p *Publisher) downBecause() error {
+	if p.nc.IsConnected() {
+		return nil
+	}
+	err := p.nc.LastError()
+	if err == nil {
+		return nil
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		host      x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		op        *net.OpError
+	)
+	trusted := "the system's CAs"
+	if p.caFile != "" {
+		trusted = "the CA file " + p.caFile
+	}
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return fmt.Errorf("the server refused the credentials: %w", err)
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("TLS: the server's certificate is not signed by a CA of %s: %w", trusted, err)
+	case errors.As(err, &host):
+		return fmt.Errorf("TLS: the server's certificate is not for the address dialed: %w", err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("TLS: the server's certificate is not valid: %w", err)
+	case errors.As(err, &op) && op.Op == "remote error", errors.Is(err, nats.ErrTLS):
+		// An alert ending the handshake, or (the same refusal, as the
+		// timing goes) the connection closed right after it: the server
+		// did not take the client's certificate.
+		if p.certFile == "" {
+			return fmt.Errorf("TLS: the server refused the handshake: it requires a client certificate and none is set: %w", err)
+		}
+		return fmt.Errorf("TLS: the server refused the handshake: it does not take the client certificate %s: %w", p.certFile, err)
+	}
+	return err
 }
 
 func parseTemplate(s string) (nametmpl.Template, error) {

@@ -24,6 +24,14 @@ type Kafka struct {
 	// The SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
 	// and its user; empty when the script did not print them.
 	SASLBrokers, SASLUser, SASLPassword string
+	// The SSL listener (TLSBrokers) and the one that requires a client
+	// certificate (MTLSBrokers), the CA of both sides' certificates, and a
+	// client certificate and key of that CA.
+	TLSBrokers, MTLSBrokers               string
+	CAFile, ClientCertFile, ClientKeyFile string
+	// The SASL_PLAINTEXT listener of OAUTHBEARER, the RSA key (PEM) whose
+	// RS256 JWTs of OAuthIssuer for OAuthAudience it takes.
+	OAuthBrokers, OAuthKeyFile, OAuthIssuer, OAuthAudience string
 }
 
 // KafkaEnv returns the broker of KCEE_TEST_KAFKA_BROKERS and
@@ -49,11 +57,34 @@ func KafkaEnv(t testing.TB) Kafka {
 	}
 	k.SASLBrokers, k.SASLUser, k.SASLPassword = os.Getenv("KCEE_TEST_KAFKA_SASL_BROKERS"),
 		os.Getenv("KCEE_TEST_KAFKA_SASL_USER"), os.Getenv("KCEE_TEST_KAFKA_SASL_PASSWORD")
+	k.TLSBrokers, k.MTLSBrokers = os.Getenv("KCEE_TEST_KAFKA_TLS_BROKERS"), os.Getenv("KCEE_TEST_KAFKA_MTLS_BROKERS")
+	k.CAFile, k.ClientCertFile, k.ClientKeyFile = os.Getenv("KCEE_TEST_KAFKA_CA_FILE"),
+		os.Getenv("KCEE_TEST_KAFKA_CLIENT_CERT_FILE"), os.Getenv("KCEE_TEST_KAFKA_CLIENT_KEY_FILE")
+	k.OAuthBrokers, k.OAuthKeyFile = os.Getenv("KCEE_TEST_KAFKA_OAUTH_BROKERS"), os.Getenv("KCEE_TEST_KAFKA_OAUTH_KEY_FILE")
+	k.OAuthIssuer, k.OAuthAudience = os.Getenv("KCEE_TEST_KAFKA_OAUTH_ISSUER"), os.Getenv("KCEE_TEST_KAFKA_OAUTH_AUDIENCE")
 	k.MaxBytes, _ = strconv.Atoi(os.Getenv("KCEE_TEST_KAFKA_MAX_BYTES"))
 	if k.MaxBytes == 0 {
 		k.MaxBytes = 262144
 	}
 	return k
+}
+
+// NeedTLS fails the test unless the script printed the TLS listeners and
+// files (an older broker of the script: scripts/kafka.sh destroy, start).
+func (k Kafka) NeedTLS(t testing.TB) {
+	t.Helper()
+	if k.TLSBrokers == "" || k.MTLSBrokers == "" || k.CAFile == "" || k.ClientCertFile == "" || k.ClientKeyFile == "" {
+		t.Fatal("KCEE_TEST_KAFKA_TLS_BROKERS, _MTLS_BROKERS, _CA_FILE, _CLIENT_CERT_FILE or _CLIENT_KEY_FILE is not set: scripts/kafka.sh env prints them (a broker of an older script: scripts/kafka.sh destroy && scripts/kafka.sh start)")
+	}
+}
+
+// NeedOAuth fails the test unless the script printed the OAUTHBEARER
+// listener and its key.
+func (k Kafka) NeedOAuth(t testing.TB) {
+	t.Helper()
+	if k.OAuthBrokers == "" || k.OAuthKeyFile == "" || k.OAuthIssuer == "" || k.OAuthAudience == "" {
+		t.Fatal("KCEE_TEST_KAFKA_OAUTH_BROKERS, _OAUTH_KEY_FILE, _OAUTH_ISSUER or _OAUTH_AUDIENCE is not set: scripts/kafka.sh env prints them (a broker of an older script: scripts/kafka.sh destroy && scripts/kafka.sh start)")
+	}
 }
 
 // BrokerList returns the brokers as a list.
@@ -134,4 +165,53 @@ func KafkaScript(t testing.TB, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/kafka.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// SetTopicConfig sets the configuration key of topic (max.message.bytes,
+// say) to value.
+func (k Kafka) SetTopicConfig(t testing.TB, topic, key, value string) {
+	t.Helper()
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	cfg.Name, cfg.Op, cfg.Value = key, kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr(value)
+	res.Configs = append(res.Configs, cfg)
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("topic %s: set %s=%s: %v", topic, key, value, err)
+	}
+	if err := kerr.ErrorForCode(resp.Resources[0].ErrorCode); err != nil {
+		t.Fatalf("topic %s: set %s=%s: %v", topic, key, value, err)
+	}
+}
+
+// EndOffset returns the offset the next record of partition 0 of topic
+// will get: how many records it holds.
+func (k Kafka) EndOffset(t testing.TB, topic string) int64 {
+	t.Helper()
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = 0, -1 // -1: the latest offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("list offsets of %s: %v", topic, err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		t.Fatalf("list offsets of %s: %v", topic, err)
+	}
+	return p.Offset
 }

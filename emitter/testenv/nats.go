@@ -23,10 +23,20 @@ type NATS struct {
 // message it takes; 0 is the server's default), stopped with the test.
 func StartNATS(t testing.TB, maxPayload int32) *NATS {
 	t.Helper()
+	return StartNATSWith(t, func(o *server.Options) { o.MaxPayload = maxPayload })
+}
+
+// StartNATSWith starts a NATS server with JetStream whose options edit
+// sets (users, a token, TLS), stopped with the test.
+func StartNATSWith(t testing.TB, edit func(*server.Options)) *NATS {
+	t.Helper()
 	n := &NATS{t: t, opts: server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		NoLog: true, NoSigs: true, MaxPayload: maxPayload,
+		NoLog: true, NoSigs: true,
 	}}
+	if edit != nil {
+		edit(&n.opts)
+	}
 	n.start()
 	// Keep the port that was given for the restarts.
 	n.opts.Port = n.srv.Addr().(*net.TCPAddr).Port

@@ -45,6 +45,16 @@ func (t Template) Literals() []string {
 	return out
 }
 
+// Has tells whether t holds the placeholder name (realm or kind).
+func (t Template) Has(name string) bool {
+	for i := 1; i < len(t.parts); i += 2 {
+		if t.parts[i] == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Fixed tells whether t has no placeholder.
 func (t Template) Fixed() bool { return len(t.parts) == 1 }
 
