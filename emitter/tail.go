@@ -120,6 +120,11 @@ type tailer struct {
 	heldUntil time.Time
 	found     int        // records handed on by the last poll
 	stage     *emitStage // while run runs (see submit)
+	// Buffers of pollBatch, reused from poll to poll.
+	reqBuf    []readRequest
+	pageOfBuf []int
+	keyBuf    []string
+	afterBuf  []cursor
 	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
 	}
@@ -131,6 +136,7 @@ type tailStream struct {
 	realm      realm
 	kind       Kind
 	active     bool // selected by the options and present in the source
+	recovered  bool // the ledger said it was not recovering
 	full       bool // the last forward page was full
 	checkedAt  time.Time
 	alarmed    cursor // cursor value for which expiry was last reported
@@ -139,8 +145,9 @@ type tailStream struct {
 	movedXmax  uint64    // the snapshot's xmax at that read
 	lastAudit  time.Time
 	lastPast   time.Time
-	// Of a source read stream by stream: the wait after reads that found
-	// nothing, and when the stream is read next (see quietMax).
+	// When the stream is read next: of a source read stream by stream,
+	// after reads that found nothing (quiet, the wait: see quietMax); of a
+	// batcher, once it is cold (see coldAfter).
 	quiet    time.Duration
 	nextRead time.Time
 }
@@ -241,10 +248,8 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 	}
 	busy := false
 	for _, s := range t.active() {
-		if lo, hi, ok := t.opts.Ledger.Recovering(s.key); ok {
-			if err := t.recover(ctx, s, lo, hi); err != nil {
-				return false, err
-			}
+		if err := t.recoverOnce(ctx, s); err != nil {
+			return false, err
 		}
 		if err := t.audit(ctx, s, now); err != nil {
 			return false, err
@@ -285,6 +290,18 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 // about one request per kind every quietMax instead of every poll; the
 // first event of a realm long idle is read within quietMax.
 const quietMax = 5 * time.Second
+
+// A stream of a batcher that found no row for coldAfter is cold: its page
+// is read every coldRead instead of at every poll, until it finds a row.
+// With many realms, most of them idle, a poll then reads only those with
+// traffic; the first event of a realm idle for a while is read within
+// coldRead, every later one within the poll's pause (5 ms while rows
+// flow). The windows behind a cold stream's cursor are counted as
+// before.
+const (
+	coldAfter = 10 * time.Second
+	coldRead  = time.Second
+)
 
 // For a source that cannot count (the admin API), the trail is audited
 // by reading it whole, and the minutes beyond it by one read of their
@@ -410,16 +427,17 @@ func (t *tailer) reportMissed(s *tailStream, lo, hi int64, n int) {
 func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.Time, due bool) (bool, error) {
 	streams := t.active()
 	for _, s := range streams {
-		if lo, hi, ok := t.opts.Ledger.Recovering(s.key); ok {
-			if err := t.recover(ctx, s, lo, hi); err != nil {
-				return false, err
-			}
+		if err := t.recoverOnce(ctx, s); err != nil {
+			return false, err
 		}
 		if err := t.checkExpiry(ctx, s, now, due); err != nil {
 			return false, err
 		}
 	}
-	reqs := make([]readRequest, 0, len(streams))
+	// The buffers of the last poll are reused: with many realms a poll
+	// is mostly this loop, five times a second while idle.
+	reqs := t.reqBuf[:0]
+	defer func() { t.reqBuf = reqs[:0] }()
 	type countOf struct {
 		s      *tailStream
 		lo, hi int64
@@ -433,12 +451,21 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		counts = append(counts, c)
 		reqs = append(reqs, readRequest{realm: c.s.realm, kind: c.s.kind, after: cursor{Time: c.lo}, until: c.hi, count: true})
 	}
-	pageOf := make([]int, len(streams)) // the request of each stream's page
-	after := make([]cursor, len(streams))
+	pageOf := slices.Grow(t.pageOfBuf[:0], len(streams))[:len(streams)] // the request of each stream's page
+	t.pageOfBuf = pageOf
+	keys := slices.Grow(t.keyBuf[:0], len(streams))
+	for _, s := range streams {
+		keys = append(keys, s.key)
+	}
+	t.keyBuf = keys
+	after := t.opts.Ledger.Cursors(keys, t.afterBuf[:0])
+	t.afterBuf = after
 	for i, s := range streams {
-		pageOf[i] = len(reqs)
-		after[i] = t.opts.Ledger.Cursor(s.key)
-		reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: after[i]})
+		pageOf[i] = -1
+		if drain || now.Sub(s.movedAt) < coldAfter || !now.Before(s.nextRead) {
+			pageOf[i] = len(reqs)
+			reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: after[i]})
+		}
 		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero()
 		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
@@ -490,10 +517,14 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	var pageStreams []*tailStream
 	var pageRecs [][]Record
 	for i, s := range streams {
+		if pageOf[i] < 0 {
+			continue // cold: not read this time
+		}
 		page := res.pages[pageOf[i]]
 		s.full = pageFull(page, t.opts.PageSize)
 		busy = busy || s.full
 		if len(page) == 0 {
+			s.nextRead = now.Add(coldRead)
 			continue
 		}
 		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true, After: &after[i]})
@@ -679,6 +710,20 @@ func (t *tailer) windowComplete(ctx context.Context, s *tailStream, lo, hi int64
 		return false, err
 	}
 	return n == t.opts.Ledger.Count(s.key, lo, hi), nil
+}
+
+// recoverOnce recovers s when the ledger loaded it from the saved state
+// and it was not read again since (once asked, the answer stays no).
+func (t *tailer) recoverOnce(ctx context.Context, s *tailStream) error {
+	if s.recovered {
+		return nil
+	}
+	lo, hi, ok := t.opts.Ledger.Recovering(s.key)
+	if !ok {
+		s.recovered = true
+		return nil
+	}
+	return t.recover(ctx, s, lo, hi)
 }
 
 // recover runs once per stream loaded from the saved state: it re-reads

@@ -138,6 +138,7 @@ type batchSource struct {
 	*memSource
 	snap    txSnapshot
 	batches int
+	pages   map[string]int // forward pages read, by realm id
 }
 
 func (b *batchSource) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
@@ -162,6 +163,14 @@ func (b *batchSource) readBatch(ctx context.Context, reqs []readRequest, limit i
 		page, err := b.page(ctx, r.realm, r.kind, r.after, r.until, limit)
 		if err != nil {
 			return batchRead{}, err
+		}
+		if r.until == 0 {
+			b.mu.Lock()
+			if b.pages == nil {
+				b.pages = map[string]int{}
+			}
+			b.pages[r.realm.ID]++
+			b.mu.Unlock()
 		}
 		out.pages[i] = page
 	}
@@ -792,5 +801,52 @@ func TestTailerUnitLetsGoOfThePagesAfterAFailedOneAndHandsThemOnAgainInOrder(t *
 				last[r.RealmID()] = r.ID()
 			}
 		})
+	}
+}
+
+// TestTailerUnitReadsAColdStreamOnceASecondAndItsFirstRowWithinIt pins
+// coldAfter: a stream of the database that found nothing for 10 s is read
+// once a second, not at every poll (five a second while idle), while a
+// stream with traffic is read at every poll; the first row of the cold
+// one is handed on within a second, and it is read at every poll again.
+func TestTailerUnitReadsAColdStreamOnceASecondAndItsFirstRowWithinIt(t *testing.T) {
+	busy, quiet := realm{ID: "b", Name: "busy"}, realm{ID: "q", Name: "quiet"}
+	mem := newMemSource(busy, quiet)
+	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 10, xmax: 10}}
+	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
+	step := func(n int) {
+		for range n {
+			u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+			mem.add(KindEvent, "b", fmt.Sprintf("b-%d", u.clock.now.UnixMilli()), u.clock.now.UnixMilli())
+			u.poll(t)
+		}
+	}
+	step(60) // 12 s: the quiet stream turns cold
+	src.mu.Lock()
+	clear(src.pages)
+	src.mu.Unlock()
+	step(25) // 5 s
+	src.mu.Lock()
+	busyReads, quietReads := src.pages["b"], src.pages["q"]
+	src.mu.Unlock()
+	if busyReads != 25 || quietReads < 4 || quietReads > 6 {
+		t.Fatalf("in 25 polls (5 s): the busy stream read %d times, the cold one %d; want 25 and about 5", busyReads, quietReads)
+	}
+	mem.add(KindEvent, "q", "q-first", u.clock.now.UnixMilli())
+	for i := 0; ; i++ {
+		if i > 5 {
+			t.Fatal("the first row of the cold stream was not handed on within 6 polls (1.2 s)")
+		}
+		step(1)
+		if len(u.sink.uids()["q-first"]) == 1 {
+			break
+		}
+	}
+	src.mu.Lock()
+	clear(src.pages)
+	src.mu.Unlock()
+	step(5)
+	if n := src.pages["q"]; n != 5 {
+		t.Fatalf("after its row the stream was read %d times in 5 polls, want at every poll", n)
 	}
 }

@@ -194,6 +194,20 @@ func (l *Ledger) Cursor(key string) Cursor {
 	return Cursor{}
 }
 
+// Cursors appends the cursor of each of keys to dst, as Cursor would.
+func (l *Ledger) Cursors(keys []string, dst []Cursor) []Cursor {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		var c Cursor
+		if s, ok := l.streams[k]; ok {
+			c = s.cursor
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 // SetHold says that rows with a time at or after hold (ms) may still
 // appear in every stream, however far behind their cursors: transactions
 // that were open at the last read may still commit them. Windows then keep
