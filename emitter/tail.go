@@ -150,6 +150,7 @@ type tailStream struct {
 	// batcher, once it is cold (see coldAfter).
 	quiet    time.Duration
 	nextRead time.Time
+	hotUntil time.Time // of a batcher: cold from then, unless a read finds rows
 }
 
 func newTailer(o tailOptions) (*tailer, error) {
@@ -291,8 +292,9 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 // first event of a realm long idle is read within quietMax.
 const quietMax = 5 * time.Second
 
-// A stream of a batcher that found no row for coldAfter is cold: its page
-// is read every coldRead instead of at every poll, until it finds a row.
+// A stream of a batcher that found no row for coldAfter (since it was
+// first listed, or its last row) is cold: its page is read every coldRead
+// instead of at every poll, until it finds a row.
 // With many realms, most of them idle, a poll then reads only those with
 // traffic; the first event of a realm idle for a while is read within
 // coldRead, every later one within the poll's pause (5 ms while rows
@@ -462,7 +464,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	t.afterBuf = after
 	for i, s := range streams {
 		pageOf[i] = -1
-		if drain || now.Sub(s.movedAt) < coldAfter || !now.Before(s.nextRead) {
+		if drain || now.Before(s.hotUntil) || !now.Before(s.nextRead) {
 			pageOf[i] = len(reqs)
 			reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: after[i]})
 		}
@@ -530,6 +532,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true, After: &after[i]})
 		pageStreams, pageRecs = append(pageStreams, s), append(pageRecs, page)
 		s.movedAt, s.movedXmax = now, res.snapshot.xmax // a forward page moves the cursor
+		s.hotUntil = now.Add(coldAfter)
 	}
 	if len(pages) > 0 {
 		taken, err := t.opts.Ledger.TakePages(ctx, pages)
@@ -635,7 +638,7 @@ func (t *tailer) listRealms(ctx context.Context, now time.Time) error {
 			key := streamKey(k, r.ID)
 			s, ok := t.streams[key]
 			if !ok {
-				s = &tailStream{key: key, lastRescan: now}
+				s = &tailStream{key: key, lastRescan: now, hotUntil: now.Add(coldAfter)}
 				t.streams[key] = s
 				start := int64(0)
 				if !t.listed {
