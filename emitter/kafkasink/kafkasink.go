@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -30,6 +29,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfail"
 )
 
 // The SASL mechanisms Config.SASL.Mechanism accepts.
@@ -254,7 +254,7 @@ func size(m Message) int {
 func (p *Producer) classify(topic string, err error) error {
 	e := &Error{Topic: topic, Err: err}
 	if p.tls != nil {
-		if hint := tlsHint(*p.tls, err); hint != "" {
+		if hint := (tlsfail.Setup{Peer: "the broker", CAFile: p.tls.CAFile, CertFile: p.tls.CertFile}).Describe(err, false); hint != "" {
 			e.Err = fmt.Errorf("%w: %s", err, hint)
 			return e
 		}
@@ -340,37 +340,6 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
-}
-
-// tlsHint names what failed when err is a failed TLS handshake, else "".
-// It is a passing failure: the operator fixes the setup, the events wait.
-func tlsHint(t TLS, err error) string {
-	var (
-		unknownCA x509.UnknownAuthorityError
-		invalid   x509.CertificateInvalidError
-		host      x509.HostnameError
-		op        *net.OpError
-	)
-	trusted := "the system's CAs"
-	if t.CAFile != "" {
-		trusted = "the CA file " + t.CAFile
-	}
-	switch {
-	case errors.As(err, &unknownCA):
-		return "TLS: the broker's certificate is not signed by a CA of " + trusted
-	case errors.As(err, &host):
-		return "TLS: the broker's certificate is not for the address dialed (want a certificate naming it, or set the server name)"
-	case errors.As(err, &invalid):
-		return "TLS: the broker's certificate is not valid (expired, or not for a server): " + invalid.Error()
-	case errors.As(err, &op) && op.Op == "remote error":
-		// The broker ended the handshake with an alert: with mutual TLS,
-		// it did not take the client's certificate.
-		if t.CertFile == "" {
-			return "TLS: the broker refused the handshake: it requires a client certificate and none is set"
-		}
-		return "TLS: the broker refused the handshake: it does not take the client certificate " + t.CertFile + " (not of a CA it trusts?)"
-	}
-	return ""
 }
 
 // tokenTimeout bounds a request to the OAUTHBEARER token endpoint.

@@ -8,11 +8,9 @@ package natssink
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfail"
 )
 
 // DefaultAckTimeout is Config.AckTimeout's default.
@@ -227,33 +226,14 @@ func (p *Publisher) downBecause() error {
 	if err == nil {
 		return nil
 	}
-	var (
-		unknownCA x509.UnknownAuthorityError
-		host      x509.HostnameError
-		invalid   x509.CertificateInvalidError
-		op        *net.OpError
-	)
-	trusted := "the system's CAs"
-	if p.caFile != "" {
-		trusted = "the CA file " + p.caFile
-	}
-	switch {
-	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
 		return fmt.Errorf("the server refused the credentials: %w", err)
-	case errors.As(err, &unknownCA):
-		return fmt.Errorf("TLS: the server's certificate is not signed by a CA of %s: %w", trusted, err)
-	case errors.As(err, &host):
-		return fmt.Errorf("TLS: the server's certificate is not for the address dialed: %w", err)
-	case errors.As(err, &invalid):
-		return fmt.Errorf("TLS: the server's certificate is not valid: %w", err)
-	case errors.As(err, &op) && op.Op == "remote error", errors.Is(err, nats.ErrTLS):
-		// An alert ending the handshake, or (the same refusal, as the
-		// timing goes) the connection closed right after it: the server
-		// did not take the client's certificate.
-		if p.certFile == "" {
-			return fmt.Errorf("TLS: the server refused the handshake: it requires a client certificate and none is set: %w", err)
-		}
-		return fmt.Errorf("TLS: the server refused the handshake: it does not take the client certificate %s: %w", p.certFile, err)
+	}
+	// nats.ErrTLS: the connection closed right after the handshake (the
+	// same refusal as an alert, as the timing goes).
+	setup := tlsfail.Setup{Peer: "the server", CAFile: p.caFile, CertFile: p.certFile}
+	if hint := setup.Describe(err, errors.Is(err, nats.ErrTLS)); hint != "" {
+		return fmt.Errorf("%s: %w", hint, err)
 	}
 	return err
 }

@@ -1,0 +1,74 @@
+package pgsource
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/testenv"
+)
+
+// BenchmarkReadBatchBacklog reads a backlog of 200,000 events over 10 realms
+// (a LOGIN's details each) from the start, page after page as the tailer
+// does (pages of 500 rows of every realm in one statement), with and without
+// the byte budget, and reports rows/s: what reading the table alone costs,
+// the limit of a drain through this source on the machine.
+//
+//	go test -run '^$' -bench BenchmarkReadBatchBacklog -benchtime 1x ./emitter/pgsource/
+func BenchmarkReadBatchBacklog(b *testing.B) {
+	url := testenv.NewDatabase(b)
+	testenv.LoadSchema(b, url, schemaVersion)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	const rows, realms = 200000, 10
+	if _, err := db.Exec(fmt.Sprintf(`INSERT INTO event_entity (id, client_id, details_json, ip_address, realm_id, session_id, event_time, type, user_id)
+		SELECT gen_random_uuid()::text, 'account', '{"auth_method":"openid-connect","redirect_uri":"http://localhost/x","code_id":"c"}',
+			'127.0.0.1', 'realm-' || (g %% %d), gen_random_uuid()::text, 1764600000000 + g / 4, 'LOGIN', gen_random_uuid()::text
+		FROM generate_series(1, %d) g`, realms, rows)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec("ANALYZE event_entity"); err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, budget := range []int64{8 << 20, 0} {
+		b.Run(fmt.Sprint("pageBytes=", budget), func(b *testing.B) {
+			for b.Loop() {
+				batch := Batch{Limit: 500, MaxBytes: budget, MaxRowBytes: 16 << 20}
+				for r := range realms {
+					rg := Range{RealmID: fmt.Sprint("realm-", r)}
+					batch.EventPages, batch.AdminPages = append(batch.EventPages, rg), append(batch.AdminPages, rg)
+				}
+				n := 0
+				for {
+					res, err := s.ReadBatch(context.Background(), batch)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got := 0
+					for i, p := range res.EventPages {
+						got += len(p)
+						if len(p) > 0 {
+							batch.EventPages[i].AfterTime, batch.EventPages[i].AfterID = p[len(p)-1].Time, p[len(p)-1].ID
+						}
+					}
+					if n += got; got == 0 {
+						break
+					}
+				}
+				if n != rows {
+					b.Fatalf("read %d rows, want %d", n, rows)
+				}
+			}
+			b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
