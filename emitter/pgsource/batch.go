@@ -66,8 +66,9 @@ type BatchResult struct {
 	EventPages               [][]EventRow
 	AdminPages               [][]AdminEventRow
 	EventCounts, AdminCounts []int
-	// EventCut and AdminCut tell, page by page, that MaxBytes cut the page
-	// before Limit rows although more rows follow.
+	// EventCut and AdminCut tell, page by page, that a row read after the
+	// page's last row was left out: MaxBytes cut the page before Limit
+	// rows (a full page may say so too).
 	EventCut, AdminCut []bool
 	// Snapshot is the snapshot every part was read in.
 	Snapshot Snapshot
@@ -312,7 +313,7 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
 		// Its place in the page, and whether a row of the stream follows it
 		// (computed in the page's own sort: free).
-		inner = append(inner, fmt.Sprintf("row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 'f' ELSE 't' END AS more"))
+		inner = append(inner, "row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 'f' ELSE 't' END AS more")
 		cols[slices.Index(batchCols, "more")] = "p.more"
 		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id) ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc, arg(b.Limit))
@@ -416,15 +417,15 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 }
 
 // place is where a row read stands in its page (rn, from 1), and whether
-// rows of its page were left out after it (more).
+// a row of its stream followed it in the read (more).
 type place struct {
 	rn   int64
 	more bool
 }
 
 // inPlaceOrder sorts page by places (its rows' places, as the statement
-// numbered them) when it is not in that order, and tells whether rows
-// were left out after its last row.
+// numbered them) when it is not in that order, and tells whether a row
+// followed its last row in the read.
 func inPlaceOrder[R any](page []R, places []place) bool {
 	if len(page) == 0 {
 		return false
