@@ -16,6 +16,8 @@ package pgsource
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -87,7 +89,7 @@ func Open(ctx context.Context, url string) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL connection string: %w", err)
 	}
-	db := sql.OpenDB(connector)
+	db := sql.OpenDB(noJIT{connector})
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -97,6 +99,29 @@ func Open(ctx context.Context, url string) (*Source, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// noJIT is a connector whose connections have JIT compilation off. A poll
+// over many realms is one statement whose estimated cost passes
+// PostgreSQL's jit_above_cost (100,000 by default): it was compiled at
+// every poll, about 200 ms for 1,000 realms against 28 ms to run it. A
+// server without JIT (before PostgreSQL 11) says the setting does not
+// exist, which is fine.
+type noJIT struct{ driver.Connector }
+
+func (c noJIT) Connect(ctx context.Context) (driver.Conn, error) {
+	cn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ex, ok := cn.(driver.ExecerContext); ok {
+		var pe *pq.Error
+		if _, err := ex.ExecContext(ctx, "SET jit = off", nil); err != nil && !(errors.As(err, &pe) && pe.Code == "42704") {
+			cn.Close()
+			return nil, fmt.Errorf("turn JIT compilation off: %w", err)
+		}
+	}
+	return cn, nil
 }
 
 // withBinaryParameters adds binary_parameters=yes to a connection string
