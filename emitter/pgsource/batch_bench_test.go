@@ -72,3 +72,63 @@ func BenchmarkReadBatchBacklog(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadBatchManyRealms times one poll of 1,000 realms (both kinds:
+// 2,000 pages in one statement) near the end of 100,000 events, on the
+// source's connections (JIT off) and on a plain connection with the
+// server's defaults (JIT on, jit_above_cost 100,000, which the statement's
+// estimated cost passes).
+//
+//	go test -run '^$' -bench BenchmarkReadBatchManyRealms ./emitter/pgsource/
+func BenchmarkReadBatchManyRealms(b *testing.B) {
+	url := testenv.NewDatabase(b)
+	testenv.LoadSchema(b, url, schemaVersion)
+	plain, err := sql.Open("postgres", url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer plain.Close()
+	const rows, realms = 100000, 1000
+	if _, err := plain.Exec(fmt.Sprintf(`INSERT INTO event_entity (id, client_id, details_json, ip_address, realm_id, session_id, event_time, type, user_id)
+		SELECT gen_random_uuid()::text, 'account', '{"auth_method":"openid-connect"}', '127.0.0.1', 'realm-' || (g %% %d),
+			gen_random_uuid()::text, 1764600000000 + g * 10, 'LOGIN', gen_random_uuid()::text
+		FROM generate_series(1, %d) g`, realms, rows)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := plain.Exec("ANALYZE event_entity"); err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batch := Batch{Limit: 500, MaxBytes: 8 << 20, MaxRowBytes: 16 << 20}
+	for r := range realms {
+		rg := Range{RealmID: fmt.Sprint("realm-", r), AfterTime: 1764600000000 + rows*10 - 5000}
+		batch.EventPages, batch.AdminPages = append(batch.EventPages, rg), append(batch.AdminPages, rg)
+	}
+	stmt, args, err := s.batchSQL(batch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		db   *sql.DB
+	}{{"source", s.db}, {"jit-default", plain}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := c.db.Query(stmt, args...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for r.Next() {
+				}
+				if err := r.Err(); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}
