@@ -11,7 +11,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -22,7 +21,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,6 +31,7 @@ import (
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/webhook"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/redact"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfiles"
 )
 
 // Defaults applied to a zero field of Options; the emitter's defaults
@@ -287,27 +286,11 @@ func setDefault[T comparable](v *T, def T) {
 }
 
 func tlsConfig(o Options) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("httpsender: CA file: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("httpsender: CA file %s holds no PEM certificate", o.CAFile)
-		}
+	cfg, err := tlsfiles.Files{CAFile: o.CAFile, CertFile: o.ClientCertFile, KeyFile: o.ClientKeyFile}.Config()
+	if err != nil {
+		return nil, fmt.Errorf("httpsender: %w", err)
 	}
-	if (o.ClientCertFile == "") != (o.ClientKeyFile == "") {
-		return nil, fmt.Errorf("httpsender: client certificate %q and key %q: set both or neither", o.ClientCertFile, o.ClientKeyFile)
-	}
-	if o.ClientCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.ClientCertFile, o.ClientKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("httpsender: client certificate %s and key %s: %w", o.ClientCertFile, o.ClientKeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
+	cfg.NextProtos = []string{"http/1.1"}
 	return cfg, nil
 }
 

@@ -9,12 +9,10 @@ package kafkasink
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +27,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfail"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfiles"
 )
 
 // The SASL mechanisms Config.SASL.Mechanism accepts.
@@ -254,7 +252,7 @@ func size(m Message) int {
 func (p *Producer) classify(topic string, err error) error {
 	e := &Error{Topic: topic, Err: err}
 	if p.tls != nil {
-		if hint := (tlsfail.Setup{Peer: "the broker", CAFile: p.tls.CAFile, CertFile: p.tls.CertFile}).Describe(err, false); hint != "" {
+		if hint := (tlsfiles.Setup{Peer: "the broker", CAFile: p.tls.CAFile, CertFile: p.tls.CertFile}).Describe(err, false); hint != "" {
 			e.Err = fmt.Errorf("%w: %s", err, hint)
 			return e
 		}
@@ -318,27 +316,11 @@ func CheckTopic(topic string) error {
 func IsTemplate(topic string) bool { return strings.Contains(topic, "{{") }
 
 func tlsConfig(t TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka CA file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka CA file %s: no PEM certificate in it", t.CAFile)
-		}
+	tc, err := tlsfiles.Files{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}.Config()
+	if err != nil {
+		return nil, fmt.Errorf("kafka TLS: %w", err)
 	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("kafka TLS: a client certificate needs both its certificate and key files")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka client certificate %s: %w", t.CertFile, err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
+	tc.ServerName = t.ServerName
 	return tc, nil
 }
 

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/nametmpl"
-	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfail"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/tlsfiles"
 )
 
 // DefaultAckTimeout is Config.AckTimeout's default.
@@ -231,7 +231,7 @@ func (p *Publisher) downBecause() error {
 	}
 	// nats.ErrTLS: the connection closed right after the handshake (the
 	// same refusal as an alert, as the timing goes).
-	setup := tlsfail.Setup{Peer: "the server", CAFile: p.caFile, CertFile: p.certFile}
+	setup := tlsfiles.Setup{Peer: "the server", CAFile: p.caFile, CertFile: p.certFile}
 	if hint := setup.Describe(err, errors.Is(err, nats.ErrTLS)); hint != "" {
 		return fmt.Errorf("%s: %w", hint, err)
 	}

@@ -1,4 +1,4 @@
-package tlsfail
+package tlsfiles
 
 import (
 	"crypto/x509"

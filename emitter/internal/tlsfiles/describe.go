@@ -1,7 +1,8 @@
-// Package tlsfail names what failed in a TLS handshake with a server (a
-// Kafka broker, a NATS server), in the words an operator fixing the setup
-// needs: which certificate, of which file.
-package tlsfail
+// Package tlsfiles is the TLS of the emitter's clients (the HTTP target,
+// Kafka, NATS) set up from files: the CAs to trust, the client certificate
+// of mutual TLS, and what failed in a handshake, in the words an operator
+// fixing the setup needs (which certificate, of which file).
+package tlsfiles
 
 import (
 	"crypto/x509"
