@@ -177,7 +177,7 @@ func DefaultConfig() Config {
 		Source:                   SourceDB,
 		API:                      APIConfig{AuthRealm: "master", Timeout: 30 * time.Second},
 		From:                     "now",
-		PollInterval:             200 * time.Millisecond,
+		PollInterval:             100 * time.Millisecond,
 		Overlap:                  5 * time.Second,
 		AuditHorizon:             10 * time.Minute,
 		PageSize:                 500,

@@ -124,6 +124,7 @@ type tailer struct {
 	reqBuf    []readRequest
 	pageOfBuf []int
 	keyBuf    []string
+	pageAtBuf []int
 	afterBuf  []cursor
 	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
@@ -437,7 +438,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		}
 	}
 	// The buffers of the last poll are reused: with many realms a poll
-	// is mostly this loop, five times a second while idle.
+	// is mostly this loop, ten times a second while idle.
 	reqs := t.reqBuf[:0]
 	defer func() { t.reqBuf = reqs[:0] }()
 	type countOf struct {
@@ -453,23 +454,20 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		counts = append(counts, c)
 		reqs = append(reqs, readRequest{realm: c.s.realm, kind: c.s.kind, after: cursor{Time: c.lo}, until: c.hi, count: true})
 	}
+	// The cursors are taken only of the streams read this time: once
+	// most streams are cold, a poll touches little more than this loop.
 	pageOf := slices.Grow(t.pageOfBuf[:0], len(streams))[:len(streams)] // the request of each stream's page
 	t.pageOfBuf = pageOf
-	keys := slices.Grow(t.keyBuf[:0], len(streams))
-	for _, s := range streams {
-		keys = append(keys, s.key)
-	}
-	t.keyBuf = keys
-	after := t.opts.Ledger.Cursors(keys, t.afterBuf[:0])
-	t.afterBuf = after
+	keys, pageAt := t.keyBuf[:0], t.pageAtBuf[:0] // of the streams read: key, request
 	for i, s := range streams {
 		pageOf[i] = -1
 		if drain || now.Before(s.hotUntil) || !now.Before(s.nextRead) {
 			pageOf[i] = len(reqs)
-			reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind, after: after[i]})
+			reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind})
+			keys, pageAt = append(keys, s.key), append(pageAt, pageOf[i])
 		}
-		open := t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero()
-		if !s.full && (drain || open && now.Sub(s.lastRescan) >= t.opts.RescanInterval) {
+		if !s.full && (drain || now.Sub(s.lastRescan) >= t.opts.RescanInterval &&
+			(t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero())) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
 			if lo <= hi && hi > 0 {
 				s.lastRescan = now
@@ -488,6 +486,17 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 				count(countOf{s: s, lo: m.From, hi: m.To, known: m.Known, past: true})
 			}
 		}
+	}
+	if len(reqs) == 0 {
+		// Every stream is cold and not due, no window open: nothing to
+		// ask the database. An idle emitter reads once per coldRead.
+		return false, nil
+	}
+	t.keyBuf, t.pageAtBuf = keys, pageAt
+	after := t.opts.Ledger.Cursors(keys, t.afterBuf[:0])
+	t.afterBuf = after
+	for j, r := range pageAt {
+		reqs[r].after = after[j]
 	}
 	res, err := b.readBatch(ctx, reqs, t.opts.PageSize)
 	if err != nil {
@@ -529,7 +538,7 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 			s.nextRead = now.Add(coldRead)
 			continue
 		}
-		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true, After: &after[i]})
+		pages = append(pages, checkpoint.Page{Key: s.key, Items: itemsOf(page), Forward: true, After: &reqs[pageOf[i]].after})
 		pageStreams, pageRecs = append(pageStreams, s), append(pageRecs, page)
 		s.movedAt, s.movedXmax = now, res.snapshot.xmax // a forward page moves the cursor
 		s.hotUntil = now.Add(coldAfter)
@@ -837,9 +846,14 @@ func (t *tailer) handOnAll(ctx context.Context, pages []stagePage) error {
 // It checks each stream once after start, then every RealmInterval while
 // the stream lags (its last page was full), when loss is possible.
 func (t *tailer) checkExpiry(ctx context.Context, s *tailStream, now time.Time, due bool) error {
+	if !s.checkedAt.IsZero() && !(due && s.full && now.Sub(s.checkedAt) >= t.opts.RealmInterval) {
+		return nil
+	}
 	cur := t.opts.Ledger.Cursor(s.key)
-	fromData := cur.ID != "" // the cursor was set by reading a row
-	if !fromData || !(s.checkedAt.IsZero() || (due && s.full && now.Sub(s.checkedAt) >= t.opts.RealmInterval)) {
+	if cur.ID == "" {
+		// Not set by reading a row: nothing behind it can have expired
+		// unread. Checked again only once the stream lags.
+		s.checkedAt = now
 		return nil
 	}
 	oldest, ok, err := t.opts.Source.oldestTime(ctx, s.realm, s.kind)

@@ -850,3 +850,34 @@ func TestTailerUnitReadsAColdStreamOnceASecondAndItsFirstRowWithinIt(t *testing.
 		t.Fatalf("after its row the stream was read %d times in 5 polls, want at every poll", n)
 	}
 }
+
+func TestTailerUnitAsksTheDatabaseNothingWhileEveryStreamIsColdAndNotDue(t *testing.T) {
+	quiet := []realm{{ID: "q1", Name: "quiet1"}, {ID: "q2", Name: "quiet2"}}
+	mem := newMemSource(quiet...)
+	src := &batchSource{memSource: mem, snap: txSnapshot{xmin: 10, xmax: 10}}
+	u := newUnitTailer(t, src, nil, true, func(o *tailOptions, _ *checkpoint.Options) { o.Kinds = []Kind{KindEvent} })
+	step := func(n int) {
+		for range n {
+			u.clock.now = u.clock.now.Add(100 * time.Millisecond)
+			u.poll(t)
+		}
+	}
+	step(120) // 12 s: both streams cold
+	src.mu.Lock()
+	src.batches = 0
+	src.mu.Unlock()
+	step(50) // 5 s of polls every 100 ms
+	src.mu.Lock()
+	batches := src.batches
+	src.mu.Unlock()
+	if batches < 4 || batches > 6 {
+		t.Fatalf("50 polls of cold streams sent %d batches, want about one a second (5)", batches)
+	}
+	mem.add(KindEvent, "q2", "q2-first", u.clock.now.UnixMilli())
+	for i := 0; len(u.sink.uids()["q2-first"]) == 0; i++ {
+		if i > 11 {
+			t.Fatal("the first row of a cold stream was not handed on within 12 polls (1.2 s)")
+		}
+		step(1)
+	}
+}

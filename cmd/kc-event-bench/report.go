@@ -94,7 +94,7 @@ func (r *report) markdown() string {
 	p("- Command: `%s` (%s); emitter built from %s\n", r.command, r.ended.Sub(r.started).Round(time.Second), r.commit)
 	p("- Machine: %s; PostgreSQL %s on the same machine\n", r.machine, orUnknown(r.postgres))
 	p("- Load average (1 min): %.1f at the start, %.1f at the end\n", r.loadStart, r.loadEnd)
-	p("- Emitter: --bufferCapacity %d, --concurrency as the tables say, defaults otherwise (pollInterval 200ms, pageSize 500);"+
+	p("- Emitter: --bufferCapacity %d, --concurrency as the tables say, the binary's defaults otherwise;"+
 		" %d realms with %d users each; receiver in this process (emitter/receiver.NewHandler + emitter.DecodePayload, Basic auth)\n\n",
 		r.cfg.buffer, r.cfg.realms, r.cfg.users)
 
