@@ -20,6 +20,10 @@ const (
 	goalP99Flat      = 150 * time.Millisecond
 )
 
+// busyUsers is how many users the realms case's events come from, in
+// every run.
+const busyUsers = 5000
+
 // exactResult is one late or skew run.
 type exactResult struct {
 	name        string
@@ -241,11 +245,13 @@ func (r exactResult) met() bool {
 }
 
 // realmsCase: the full-speed live tail (JSON, block, --concurrency's
-// first value) with events spread over each of --busyRealms realms.
+// first value) with events spread over each of --busyRealms realms. Every
+// run has the same busyUsers users, spread over its realms: what differs
+// is the number of realms, not how many usernames the enricher looks up.
 func (b *bench) realmsCase(ctx context.Context) error {
 	rs, err := collect(ctx, b.cfg.busyRealms, func(n int) (liveResult, error) {
 		s := setting{format: "JSON", overflow: "block", concurrency: b.cfg.concurrency[0]}
-		res, err := b.liveIn(ctx, newWorld(n, max(1, min(b.cfg.users, 5000/n))), s, b.cfg.n, 0)
+		res, err := b.liveIn(ctx, newWorld(n, max(1, busyUsers/n)), s, b.cfg.n, 0)
 		res.realms = n
 		return res, err
 	})

@@ -85,7 +85,8 @@ markdown report. Cases (--cases):
            15 min in the past: the first arrives once, the second (beyond
            the 10 min audit horizon) is counted missed.
   realms   the full-speed live tail (--n events) over each of --busyRealms
-           realms: events/s with many realms against few.
+           realms (the same 5,000 users in each): events/s with many realms
+           against few.
   peer     (not by default; run it as scripts/peer.sh measure) the Keycloak of
            scripts/peer.sh: direct-grant logins/s with events only stored,
            with Phase Two's webhook listener, with our emitter tailing the
