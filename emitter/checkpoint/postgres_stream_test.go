@@ -171,13 +171,13 @@ func TestLedgerOnPostgresStreamsABusyWindowAndTheNextLeaderLoadsIt(t *testing.T)
 	l.Begin("Event/r", 0)
 	its := make([]Item, 100_000)
 	for i := range its {
-		its[i] = Item{ID: fmt.Sprintf("event-%08d", i), Time: int64(1000 + i)}
+		its[i] = Item{ID: uuidOf(i), Time: int64(1000 + i)}
 	}
 	uids := take(t, l, "Event/r", its, true)
 	if err := l.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if store.n < 3<<20 || store.maxWrite > snapshotChunk+1024 {
+	if store.n < 5<<20 || store.maxWrite > snapshotChunk+1024 {
 		t.Fatalf("the ledger wrote %d bytes, at most %d at a time; want several MiB in chunks of about %d", store.n, store.maxWrite, snapshotChunk)
 	}
 	snap, journal, err := store.Load(ctx)
@@ -476,4 +476,111 @@ func TestPostgresHasAndImportWorkOnTheParts(t *testing.T) {
 	if err := p.Import(ctx, []byte("again"), nil, false); err == nil || !strings.Contains(err.Error(), "already has a state") {
 		t.Fatalf("Import without force over parts = %v, want a refusal", err)
 	}
+}
+
+// wholeSaver hides SaveStream: the Ledger then builds the whole snapshot
+// and hands it to Save, as it did before the cluster store streamed.
+type wholeSaver struct{ Store }
+
+// BenchmarkLedgerSaveOnPostgres saves a window of 100,000 events (about
+// 6 MiB of snapshot) through a Term, streamed and, for comparison, built
+// whole, and reports the peak of the live heap during a save above the
+// heap before the ledger was opened (peak-live-MiB: the window itself, the
+// buffers of the save; sampled after a collection every MiB written, or
+// when the whole snapshot is handed over) besides B/op.
+func BenchmarkLedgerSaveOnPostgres(b *testing.B) {
+	for _, mode := range []string{"stream", "whole"} {
+		b.Run(mode, func(b *testing.B) {
+			dbURL := testenv.NewDatabase(b)
+			p, err := OpenPostgres(ctx, dbURL, "kc_event_emitter", "c")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			term, err := p.Lead(ctx, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var peak uint64
+			sampler := &samplingSaver{Term: term, peak: &peak}
+			var store Store = sampler
+			if mode == "whole" {
+				store = &wholeSaver{Store: sampler}
+			}
+			base := liveHeap()
+			l, err := Open(ctx, Options{Store: store, NextUID: counter()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Begin("Event/r", 0)
+			const n = 100_000
+			if err := fillWindow(l, n); err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Save(ctx); err != nil {
+				b.Fatal(err)
+			}
+			var grew, size float64
+			i := n
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				if _, _, err := l.Take(ctx, "Event/r", []Item{{ID: uuidOf(i), Time: int64(1000 + i)}}, true); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				peak = 0
+				b.StartTimer()
+				if err := l.Save(ctx); err != nil {
+					b.Fatal(err)
+				}
+				grew = max(grew, float64(int64(peak)-int64(base))/(1<<20))
+				size = float64(sampler.n) / (1 << 20)
+			}
+			b.ReportMetric(grew, "peak-live-MiB")
+			b.ReportMetric(size, "snapshot-MiB")
+		})
+	}
+}
+
+// fillWindow takes n events with UUID ids into the stream Event/r, in
+// pages of 1,000 as a reader would.
+func fillWindow(l *Ledger, n int) error {
+	its := make([]Item, 1000)
+	for i := 0; i < n; i += len(its) {
+		for j := range its {
+			its[j] = Item{ID: uuidOf(i + j), Time: int64(1000 + i + j)}
+		}
+		if _, _, err := l.Take(ctx, "Event/r", its, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// samplingSaver is a Term that samples the live heap while a snapshot is
+// saved: every MiB written to SaveStream, or when Save is handed one.
+type samplingSaver struct {
+	*Term
+	peak *uint64
+	n    int
+}
+
+func (s *samplingSaver) Save(ctx context.Context, snap []byte) error {
+	*s.peak = max(*s.peak, liveHeap())
+	s.n = len(snap)
+	return s.Term.Save(ctx, snap)
+}
+
+func (s *samplingSaver) SaveStream(ctx context.Context, write func(io.Writer) error) error {
+	s.n = 0
+	return s.Term.SaveStream(ctx, func(w io.Writer) error {
+		return write(writerFunc(func(b []byte) (int, error) {
+			if s.n/(1<<20) != (s.n+len(b))/(1<<20) {
+				*s.peak = max(*s.peak, liveHeap())
+			}
+			s.n += len(b)
+			return w.Write(b)
+		}))
+	})
 }
