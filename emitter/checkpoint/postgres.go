@@ -305,10 +305,13 @@ func (p *Postgres) Import(ctx context.Context, snap, journal []byte, force bool)
 			return fmt.Errorf("%v already has a state (%s): --force replaces it", p, at)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+p.schema+`.journal WHERE cluster = $1`, p.cluster); err != nil {
+	_, err = tx.ExecContext(ctx, `WITH j AS (DELETE FROM `+p.schema+`.journal WHERE cluster = $1),
+			s AS (DELETE FROM `+p.schema+`.snapshot_part WHERE cluster = $1)
+		UPDATE `+p.schema+`.state SET snapshot = $2, saved_at = now() WHERE cluster = $1`, p.cluster, partsMarker)
+	if err != nil {
 		return fmt.Errorf("%v: %w", p, err)
 	}
-	if err := p.writeSnapshot(ctx, tx, writeAll(snap)); err != nil {
+	if err := p.copyParts(ctx, tx, writeAll(snap)); err != nil {
 		return fmt.Errorf("%v: %w", p, err)
 	}
 	if len(journal) > 0 {
@@ -333,15 +336,12 @@ var partsMarker = []byte(`{"version":-1,"note":"the snapshot is in table snapsho
 // The Ledger writes about snapshotChunk bytes at a time, one part each.
 const partSize = 2 * snapshotChunk
 
-// writeSnapshot replaces the cluster's snapshot with what write writes,
-// within tx: the old parts are deleted and the new ones copied in (COPY
-// FROM STDIN) as they are written, at most partSize bytes each, none kept
-// by the store once sent. An empty snapshot is one empty part: still a
-// saved state.
-func (p *Postgres) writeSnapshot(ctx context.Context, tx *sql.Tx, write func(io.Writer) error) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+p.schema+`.snapshot_part WHERE cluster = $1`, p.cluster); err != nil {
-		return fmt.Errorf("delete the old snapshot: %w", err)
-	}
+// copyParts writes the parts of the snapshot that write writes, within
+// tx, in which the old parts were deleted: they are copied in (COPY FROM
+// STDIN) as they are written, at most partSize bytes each, none kept by
+// the store once sent. An empty snapshot is one empty part: still a saved
+// state.
+func (p *Postgres) copyParts(ctx context.Context, tx *sql.Tx, write func(io.Writer) error) error {
 	stmt, err := tx.PrepareContext(ctx, pq.CopyInSchema(p.name, "snapshot_part", "cluster", "seq", "part"))
 	if err != nil {
 		return fmt.Errorf("copy the snapshot: %w", err)
@@ -362,10 +362,6 @@ func (p *Postgres) writeSnapshot(ctx context.Context, tx *sql.Tx, write func(io.
 	}
 	if _, err := stmt.ExecContext(ctx); err != nil { // ends the COPY, reports its errors
 		return fmt.Errorf("copy the snapshot: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE `+p.schema+`.state SET snapshot = $2, saved_at = now() WHERE cluster = $1`,
-		p.cluster, partsMarker); err != nil {
-		return fmt.Errorf("mark the snapshot saved: %w", err)
 	}
 	return nil
 }
@@ -464,8 +460,8 @@ func (t *Term) Save(ctx context.Context, snap []byte) error {
 // SaveStream replaces the snapshot with what write writes, written to the
 // database in parts as it comes, and empties the journal, in one
 // transaction, when the term's epoch is still the cluster's. The state row
-// is locked first (FOR UPDATE): a newer epoch refuses the save before
-// anything is written, and an Append or a Lead waits for the commit. When
+// is locked first: a newer epoch refuses the save before anything is
+// written, and an Append or a Lead waits for the commit. When
 // write fails, or the save is cut short, the transaction rolls back and the
 // old snapshot and journal stay.
 func (t *Term) SaveStream(ctx context.Context, write func(io.Writer) error) error {
@@ -475,19 +471,24 @@ func (t *Term) SaveStream(ctx context.Context, write func(io.Writer) error) erro
 		return fmt.Errorf("save the snapshot: %w", err)
 	}
 	defer tx.Rollback()
-	var epoch int64
-	err = tx.QueryRowContext(ctx, `SELECT epoch FROM `+p.schema+`.state WHERE cluster = $1 FOR UPDATE`, p.cluster).Scan(&epoch)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	// The update locks the state row, as FOR UPDATE would, and only when
+	// the epoch is the term's: a Lead that committed first fences this
+	// save before anything is written.
+	var updated int64
+	err = tx.QueryRowContext(ctx, `WITH u AS (
+			UPDATE `+p.schema+`.state SET snapshot = $3, saved_at = now() WHERE cluster = $1 AND epoch = $2 RETURNING 1),
+		s AS (DELETE FROM `+p.schema+`.snapshot_part WHERE cluster = $1 AND EXISTS (SELECT 1 FROM u)),
+		j AS (DELETE FROM `+p.schema+`.journal WHERE cluster = $1 AND EXISTS (SELECT 1 FROM u))
+		SELECT count(*) FROM u`, p.cluster, t.epoch, partsMarker).Scan(&updated)
+	if err != nil {
 		return fmt.Errorf("save the snapshot: %w", err)
 	}
-	if epoch != t.epoch {
-		return fmt.Errorf("epoch %d, the cluster's is %d: %w", t.epoch, epoch, ErrFenced)
+	if updated == 0 {
+		tx.Rollback()
+		return t.fenced(ctx)
 	}
-	if err := p.writeSnapshot(ctx, tx, write); err != nil {
+	if err := p.copyParts(ctx, tx, write); err != nil {
 		return fmt.Errorf("save the snapshot: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+p.schema+`.journal WHERE cluster = $1`, p.cluster); err != nil {
-		return fmt.Errorf("save the snapshot: empty the journal: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("save the snapshot: %w", err)
