@@ -69,11 +69,11 @@ func openDB(t *testing.T, dbURL string) *sql.DB {
 	return db
 }
 
-// TestPostgresSaveStreamHoldsNoMoreThanAFewPartsAndLoadsBackByteIdentical:
+// TestPostgresSaveStreamKeepsTheLiveHeapFlatAndLoadsBackByteIdentical:
 // 8 MiB written in the Ledger's chunks are sent as they come: the live
 // heap never grows by more than 2 MiB during the save, no part exceeds
 // partSize, and Load returns the same bytes.
-func TestPostgresSaveStreamHoldsNoMoreThanAFewPartsAndLoadsBackByteIdentical(t *testing.T) {
+func TestPostgresSaveStreamKeepsTheLiveHeapFlatAndLoadsBackByteIdentical(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
 	term := lead(t, openPostgres(t, dbURL, "c"))
 	if err := term.Save(ctx, []byte("warm")); err != nil { // the pool's connection and statements exist before the base is taken
