@@ -1,10 +1,13 @@
 package checkpoint
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
 
@@ -17,18 +20,26 @@ import (
 var ErrFenced = errors.New("a newer leader holds the state")
 
 // Postgres keeps the state of every emitter of a cluster in PostgreSQL, in
-// two tables of its own schema (created when absent):
+// three tables of its own schema (created when absent):
 //
-//	<schema>.state    one row per cluster name: the snapshot, the epoch of
-//	                  the current leader, who it is and when it took over
-//	<schema>.journal  the journal lines appended since the snapshot, a row
-//	                  per Append
+//	<schema>.state          one row per cluster name: the epoch of the
+//	                        current leader, who it is and when it took over,
+//	                        when the snapshot was saved
+//	<schema>.snapshot_part  the snapshot in parts of at most partSize bytes,
+//	                        numbered from 0, written as the Ledger encodes it
+//	<schema>.journal        the journal lines appended since the snapshot, a
+//	                        row per Append
+//
+// state.snapshot held the whole snapshot in releases before snapshot_part;
+// it is still read when it holds one (a store saved by such a release
+// loads), and holds partsMarker once the snapshot is in parts.
 //
 // Only the leader writes, through the Term that Lead returns: every write
 // carries the Term's epoch and is refused with ErrFenced once a newer
 // epoch was raised, so a deposed leader can never overwrite the position
-// of the one that followed it. Each write is a single statement, so that a
-// crash at any point leaves the old state or the new one.
+// of the one that followed it. Each write is a single statement or a
+// single transaction, so that a crash at any point leaves the old state or
+// the new one.
 type Postgres struct {
 	db      *sql.DB
 	schema  string // quoted
@@ -126,6 +137,11 @@ func (p *Postgres) create(ctx context.Context) error {
 			seq     bigint GENERATED ALWAYS AS IDENTITY,
 			lines   bytea NOT NULL,
 			PRIMARY KEY (cluster, seq))`,
+		`CREATE TABLE IF NOT EXISTS ` + p.schema + `.snapshot_part (
+			cluster text NOT NULL REFERENCES ` + p.schema + `.state ON DELETE CASCADE,
+			seq     integer NOT NULL,
+			part    bytea NOT NULL,
+			PRIMARY KEY (cluster, seq))`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create the tables of schema %s: %w", p.name, err)
@@ -181,6 +197,11 @@ func (p *Postgres) load(ctx context.Context) ([]byte, []byte, error) {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, err
 	}
+	if bytes.Equal(snap, partsMarker) {
+		if snap, err = p.loadParts(ctx, tx); err != nil {
+			return nil, nil, err
+		}
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT lines FROM `+p.schema+`.journal WHERE cluster = $1 ORDER BY seq`, p.cluster)
 	if err != nil {
 		return nil, nil, err
@@ -198,6 +219,43 @@ func (p *Postgres) load(ctx context.Context) ([]byte, []byte, error) {
 		return nil, nil, err
 	}
 	return snap, journal, tx.Commit()
+}
+
+// loadParts returns the snapshot saved in parts, joined into one buffer
+// sized beforehand; a part missing from the sequence is an error.
+func (p *Postgres) loadParts(ctx context.Context, tx *sql.Tx) ([]byte, error) {
+	var size int64
+	err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(length(part)), 0) FROM `+p.schema+`.snapshot_part WHERE cluster = $1`,
+		p.cluster).Scan(&size)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, part FROM `+p.schema+`.snapshot_part WHERE cluster = $1 ORDER BY seq`, p.cluster)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	snap := make([]byte, 0, size)
+	next := 0
+	for rows.Next() {
+		var seq int
+		var part sql.RawBytes
+		if err := rows.Scan(&seq, &part); err != nil {
+			return nil, err
+		}
+		if seq != next {
+			return nil, fmt.Errorf("%s.snapshot_part of cluster %q: part %d missing (next is %d)", p.name, p.cluster, next, seq)
+		}
+		next++
+		snap = append(snap, part...)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if next == 0 {
+		return nil, fmt.Errorf("%s.snapshot_part of cluster %q: no part, though the state row says the snapshot is in parts", p.name, p.cluster)
+	}
+	return snap, nil
 }
 
 // Has tells whether the cluster has a saved state: a snapshot or journal
@@ -247,11 +305,13 @@ func (p *Postgres) Import(ctx context.Context, snap, journal []byte, force bool)
 			return fmt.Errorf("%v already has a state (%s): --force replaces it", p, at)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+p.schema+`.journal WHERE cluster = $1`, p.cluster); err != nil {
+	_, err = tx.ExecContext(ctx, `WITH j AS (DELETE FROM `+p.schema+`.journal WHERE cluster = $1),
+			s AS (DELETE FROM `+p.schema+`.snapshot_part WHERE cluster = $1)
+		UPDATE `+p.schema+`.state SET snapshot = $2, saved_at = now() WHERE cluster = $1`, p.cluster, partsMarker)
+	if err != nil {
 		return fmt.Errorf("%v: %w", p, err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE `+p.schema+`.state SET snapshot = $2, saved_at = now() WHERE cluster = $1`,
-		p.cluster, nonNil(snap)); err != nil {
+	if err := p.copyParts(ctx, tx, writeAll(snap)); err != nil {
 		return fmt.Errorf("%v: %w", p, err)
 	}
 	if len(journal) > 0 {
@@ -265,23 +325,99 @@ func (p *Postgres) Import(ctx context.Context, snap, journal []byte, force bool)
 	return nil
 }
 
-// nonNil makes an empty snapshot a non-NULL value: an imported empty
-// state is still a state.
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
+// partsMarker is what state.snapshot holds while the snapshot is in
+// snapshot_part. A release before snapshot_part refuses it (its version is
+// not one it knows) instead of reading an empty state and starting over;
+// a snapshot saved in the column by such a release (it does not know the
+// parts) replaces it, and is then what loads.
+var partsMarker = []byte(`{"version":-1,"note":"the snapshot is in table snapshot_part, saved by a newer kc-event-emitter"}`)
+
+// partSize is the largest part of a snapshot: a Write of more is split.
+// The Ledger writes about snapshotChunk bytes at a time, one part each.
+const partSize = 2 * snapshotChunk
+
+// copyParts writes the parts of the snapshot that write writes, within
+// tx, in which the old parts were deleted: they are copied in (COPY FROM
+// STDIN) as they are written, at most partSize bytes each, none kept by
+// the store once sent. An empty snapshot is one empty part: still a saved
+// state.
+func (p *Postgres) copyParts(ctx context.Context, tx *sql.Tx, write func(io.Writer) error) error {
+	stmt, err := tx.PrepareContext(ctx, pq.CopyInSchema(p.name, "snapshot_part", "cluster", "seq", "part"))
+	if err != nil {
+		return fmt.Errorf("copy the snapshot: %w", err)
 	}
-	return b
+	defer stmt.Close() // after a failure: ends the COPY, the rollback undoes it
+	pw := &partWriter{ctx: ctx, stmt: stmt, cluster: p.cluster}
+	bw := bufio.NewWriterSize(pw, snapshotChunk) // small writes are gathered, big ones pass through
+	if err := write(bw); err != nil {
+		return fmt.Errorf("write the snapshot: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write the snapshot: %w", err)
+	}
+	if pw.seq == 0 {
+		if err := pw.row(nil); err != nil {
+			return fmt.Errorf("write the snapshot: %w", err)
+		}
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil { // ends the COPY, reports its errors
+		return fmt.Errorf("copy the snapshot: %w", err)
+	}
+	return nil
+}
+
+// partWriter turns each Write into rows of snapshot_part of at most
+// partSize bytes, sent through a COPY statement.
+type partWriter struct {
+	ctx     context.Context
+	stmt    *sql.Stmt
+	cluster string
+	seq     int
+}
+
+func (w *partWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		part := b[:min(len(b), partSize)]
+		if err := w.row(part); err != nil {
+			return n, err
+		}
+		n += len(part)
+		b = b[len(part):]
+	}
+	return n, nil
+}
+
+func (w *partWriter) row(part []byte) error {
+	if part == nil {
+		part = []byte{}
+	}
+	if _, err := w.stmt.ExecContext(w.ctx, w.cluster, w.seq, part); err != nil {
+		return fmt.Errorf("part %d: %w", w.seq, err)
+	}
+	w.seq++
+	return nil
+}
+
+// writeAll is the write of a snapshot held whole.
+func writeAll(snap []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(snap)
+		return err
+	}
 }
 
 // Term is the Store of one leader of a cluster: the epoch it raised at
-// Lead, carried by every write. Once a newer epoch exists, Append and Save
-// return an error wrapping ErrFenced. Closing a Term leaves the pool of
-// its Postgres open (a standby keeps its connections).
+// Lead, carried by every write. Once a newer epoch exists, Append, Save
+// and SaveStream return an error wrapping ErrFenced. Closing a Term leaves
+// the pool of its Postgres open (a standby keeps its connections).
 type Term struct {
 	p     *Postgres
 	epoch int64
 }
+
+// The Ledger saves through SaveStream: its window is never copied whole.
+var _ streamSaver = (*Term)(nil)
 
 // Epoch returns the term's epoch.
 func (t *Term) Epoch() int64 { return t.epoch }
@@ -315,20 +451,47 @@ func (t *Term) Append(ctx context.Context, lines []byte) error {
 	return t.check(ctx, res)
 }
 
-// Save replaces the snapshot and empties the journal in one statement,
-// when the term's epoch is still the cluster's.
+// Save replaces the snapshot and empties the journal, when the term's
+// epoch is still the cluster's: SaveStream of snap.
 func (t *Term) Save(ctx context.Context, snap []byte) error {
+	return t.SaveStream(ctx, writeAll(snap))
+}
+
+// SaveStream replaces the snapshot with what write writes, written to the
+// database in parts as it comes, and empties the journal, in one
+// transaction, when the term's epoch is still the cluster's. The state row
+// is locked first: a newer epoch refuses the save before anything is
+// written, and an Append or a Lead waits for the commit. When
+// write fails, or the save is cut short, the transaction rolls back and the
+// old snapshot and journal stay.
+func (t *Term) SaveStream(ctx context.Context, write func(io.Writer) error) error {
 	p := t.p
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save the snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	// The update locks the state row, as FOR UPDATE would, and only when
+	// the epoch is the term's: a Lead that committed first fences this
+	// save before anything is written.
 	var updated int64
-	err := p.db.QueryRowContext(ctx, `WITH u AS (
+	err = tx.QueryRowContext(ctx, `WITH u AS (
 			UPDATE `+p.schema+`.state SET snapshot = $3, saved_at = now() WHERE cluster = $1 AND epoch = $2 RETURNING 1),
-		d AS (DELETE FROM `+p.schema+`.journal WHERE cluster = $1 AND EXISTS (SELECT 1 FROM u))
-		SELECT count(*) FROM u`, p.cluster, t.epoch, nonNil(snap)).Scan(&updated)
+		s AS (DELETE FROM `+p.schema+`.snapshot_part WHERE cluster = $1 AND EXISTS (SELECT 1 FROM u)),
+		j AS (DELETE FROM `+p.schema+`.journal WHERE cluster = $1 AND EXISTS (SELECT 1 FROM u))
+		SELECT count(*) FROM u`, p.cluster, t.epoch, partsMarker).Scan(&updated)
 	if err != nil {
 		return fmt.Errorf("save the snapshot: %w", err)
 	}
 	if updated == 0 {
+		tx.Rollback()
 		return t.fenced(ctx)
+	}
+	if err := p.copyParts(ctx, tx, write); err != nil {
+		return fmt.Errorf("save the snapshot: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save the snapshot: %w", err)
 	}
 	return nil
 }
