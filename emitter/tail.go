@@ -249,7 +249,9 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 		return t.pollBatch(ctx, b, drain, now, due)
 	}
 	busy := false
-	for _, s := range t.active() {
+	streams := t.active()
+	quietCap := quietWait(len(streams), t.opts.PollInterval)
+	for _, s := range streams {
 		if err := t.recoverOnce(ctx, s); err != nil {
 			return false, err
 		}
@@ -270,7 +272,7 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 		if t.opts.Ledger.Cursor(s.key) != before {
 			s.movedAt, s.quiet, s.nextRead = now, 0, time.Time{}
 		} else {
-			s.quiet = min(max(2*s.quiet, t.opts.PollInterval), max(quietMax, t.opts.PollInterval))
+			s.quiet = min(max(2*s.quiet, t.opts.PollInterval), quietCap)
 			s.nextRead = now.Add(s.quiet)
 		}
 		busy = busy || full
@@ -285,13 +287,24 @@ func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
 	return busy, nil
 }
 
-// quietMax caps how long a stream of a source read stream by stream (the
-// admin API: a request per realm and kind) waits between reads once its
-// reads found nothing: the wait doubles from PollInterval after each
-// empty read, and a read that finds rows resets it. Idle realms then cost
-// about one request per kind every quietMax instead of every poll; the
-// first event of a realm long idle is read within quietMax.
-const quietMax = 5 * time.Second
+// A stream of a source read stream by stream (the admin API: a request
+// per realm and kind) waits longer between reads once its reads found
+// nothing: the wait doubles from PollInterval after each empty read, up
+// to quietWait, and a read that finds rows resets it. The cap is quietMax,
+// or more with many streams, so that the quiet streams together cost at
+// most quietReads requests a second whatever the number of realms: with
+// ten realms or fewer an idle realm costs a request per kind every 5 s;
+// with 1,000 the first event of a realm long idle waits up to 500 s.
+const (
+	quietMax   = 5 * time.Second
+	quietReads = 4 // a second, of all quiet streams together
+)
+
+// quietWait is the longest wait between two reads of a quiet stream, of
+// streams streams polled every poll.
+func quietWait(streams int, poll time.Duration) time.Duration {
+	return max(quietMax, poll, time.Duration(streams)*time.Second/quietReads)
+}
 
 // A stream of a batcher that found no row for coldAfter (since it was
 // first listed, or its last row) is cold: its page is read every coldRead

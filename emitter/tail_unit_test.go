@@ -881,3 +881,48 @@ func TestTailerUnitAsksTheDatabaseNothingWhileEveryStreamIsColdAndNotDue(t *test
 		step(1)
 	}
 }
+
+func TestTailerUnitReadsTheQuietStreamsOfAReadOnlySourceAtMostFourTimesASecondTogetherWhateverTheRealms(t *testing.T) {
+	for _, c := range []struct {
+		realms  int
+		maxWait time.Duration // for the first event of a quiet realm
+	}{
+		{5, quietMax},
+		{100, 25 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("%d realms", c.realms), func(t *testing.T) {
+			var realms []realm
+			for i := range c.realms {
+				realms = append(realms, realm{ID: fmt.Sprintf("r%03d", i), Name: fmt.Sprintf("realm-%03d", i)})
+			}
+			mem := newMemSource(realms...)
+			u := newUnitTailer(t, readSource{mem}, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+				o.Kinds = []Kind{KindEvent}
+				o.PollInterval = 200 * time.Millisecond
+			})
+			step := func() {
+				u.clock.now = u.clock.now.Add(200 * time.Millisecond)
+				u.poll(t)
+				u.ledger.SaveIfDue(context.Background())
+			}
+			for range 11 * 60 * 5 { // 11 minutes: every stream quiet, its trail beyond the horizon
+				step()
+			}
+			start := mem.pages
+			for range 60 * 5 {
+				step()
+			}
+			reads := mem.pages - start
+			if limit := min(60*quietReads, c.realms*60/int(quietMax/time.Second)) + c.realms; reads > limit {
+				t.Fatalf("%d reads in a minute of %d quiet streams, want at most %d", reads, c.realms, limit)
+			}
+			mem.add(KindEvent, realms[c.realms-1].ID, "wakes", u.clock.now.UnixMilli())
+			for i := 0; len(u.sink.records()) == 0; i++ {
+				if waited := time.Duration(i) * 200 * time.Millisecond; waited > c.maxWait {
+					t.Fatalf("the first event of a quiet realm was not read within %s", c.maxWait)
+				}
+				step()
+			}
+		})
+	}
+}
