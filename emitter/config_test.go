@@ -130,3 +130,13 @@ func TestConfigStateURLDefaultsToKeycloaksDatabase(t *testing.T) {
 		t.Errorf("StateURL = %q, want the state database", c.StateURL())
 	}
 }
+
+func TestConfigValidateOfATargetOfAnUnknownSchemeListsTheSchemesOfEverySink(t *testing.T) {
+	c := validConfig()
+	c.TargetURI = "tls://127.0.0.1:4222/kc"
+	err := c.Validate()
+	want := `targetUri "tls://127.0.0.1:4222/kc": scheme "tls": want one of http, https, kafka, nats, smtp, smtps`
+	if err == nil || err.Error() != want {
+		t.Fatalf("Validate: %v, want %s", err, want)
+	}
+}

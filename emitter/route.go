@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -243,6 +244,9 @@ func flagKey(key string) string {
 	return key
 }
 
+// targetSchemes are the schemes of --targetUri, a sink each.
+var targetSchemes = []string{"http", "https", "kafka", "nats", "smtp", "smtps"}
+
 // validateRoutes checks every route of c and that no two share a name or
 // a dead-letter file.
 func (c Config) validateRoutes() error {
@@ -251,6 +255,10 @@ func (c Config) validateRoutes() error {
 			if err := checkMailURI(c.TargetURI); err != nil {
 				return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI), Err: err}
 			}
+		}
+		if u, err := url.Parse(c.TargetURI); err == nil && u.Scheme != "" && !slices.Contains(targetSchemes, u.Scheme) {
+			return &FieldError{Field: "targetUri", Value: redact.URL(c.TargetURI),
+				Err: fmt.Errorf("scheme %q: want one of %s", u.Scheme, strings.Join(targetSchemes, ", "))}
 		}
 		return c.flagRoute().validate(flagKey)
 	}

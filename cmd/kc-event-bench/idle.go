@@ -27,6 +27,13 @@ func (b *bench) idleCase(ctx context.Context) error {
 	return err
 }
 
+// idleSettle is how long the idle case waits before it measures: past the
+// first 10 s of an emitter, in which it reads every stream of the
+// database at every poll (a stream is cold, read once a second, after
+// 10 s without a row), so that the window is the steady state of an idle
+// emitter, not its start.
+const idleSettle = 12 * time.Second
+
 func (b *bench) idleOne(ctx context.Context, realms int) (idleResult, error) {
 	res := idleResult{realms: realms, window: b.cfg.idle}
 	w := newWorld(realms-1, 1) // master plus realms-1: realms in all
@@ -36,11 +43,11 @@ func (b *bench) idleOne(ctx context.Context, realms int) (idleResult, error) {
 	}
 	defer t.close()
 	db, p := t.db, t.p
-	b.progress("idle %d realms: settling for 5s, then measuring for %s", realms, b.cfg.idle)
+	b.progress("idle %d realms: settling for %s, then measuring for %s", realms, idleSettle, b.cfg.idle)
 	select {
 	case <-ctx.Done():
 		return res, ctx.Err()
-	case <-time.After(5 * time.Second):
+	case <-time.After(idleSettle):
 	}
 	type snap struct {
 		reads, commits float64
