@@ -212,8 +212,9 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 		insertEvent(t, db, fmt.Sprint("ev-", i), "r1", int64(1000+i), "LOGIN")
 	}
 	insertEvent(t, db, "lone", "r2", 1000, "LOGIN")
-	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('x', 1000) WHERE realm_id = 'r1'`)
-	exec(t, db, `UPDATE admin_event_entity SET representation = repeat('y', 1000) WHERE realm_id = 'r2'`)
+	rep := 4 * RowBytes // an admin row weighs five event rows
+	exec(t, db, fmt.Sprintf(`UPDATE admin_event_entity SET representation = repeat('x', %d) WHERE realm_id = 'r1'`, rep))
+	exec(t, db, fmt.Sprintf(`UPDATE admin_event_entity SET representation = repeat('y', %d) WHERE realm_id = 'r2'`, rep))
 	s := open(t, url)
 	rows := func(rg ...string) []Range {
 		out := make([]Range, len(rg))
@@ -222,7 +223,7 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 		}
 		return out
 	}
-	admin := int64(RowBytes + 1000) // a row of r1's admin page
+	admin := int64(RowBytes + rep) // a row of an admin page
 	for _, c := range []struct {
 		name               string
 		maxBytes           int64
@@ -231,8 +232,8 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 	}{
 		{"no budget", 0, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
 		{"budget above everything", 1 << 30, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
-		// Round robin: the first rows of the four pages weigh 2 * 1512 +
-		// 2 * 512 bytes; then r1's second admin row still fits, r2's not.
+		// Round robin: the first rows of the four pages weigh 2 * 5 + 2
+		// event rows; then r1's second admin row still fits (17), r2's not.
 		{"budget of four admin rows", 4 * admin, []int{2, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
 		{"budget of two admin and two event rows", 2*admin + 2*RowBytes, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
 		{"budget of one byte", 1, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
