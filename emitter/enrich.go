@@ -56,30 +56,49 @@ func refs(r Record, add func(userRef)) {
 	}
 }
 
+// lookup adds to the cache, in one call of the directory, the users of
+// the records of every page the cache does not know; keep, when not nil,
+// tells which records need names.
+func (e *enricher) lookup(ctx context.Context, keep func(Record) bool, pages ...[]Record) error {
+	if e.dir == nil {
+		return nil
+	}
+	var missing []userRef
+	seen := map[string]bool{}
+	for _, recs := range pages {
+		for _, r := range recs {
+			if keep != nil && !keep(r) {
+				continue
+			}
+			refs(r, func(u userRef) {
+				if seen[u.userID] {
+					return
+				}
+				seen[u.userID] = true
+				if _, ok := e.cache.Get(u.userID); !ok {
+					missing = append(missing, u)
+				}
+			})
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	found, err := e.dir.usernames(ctx, missing)
+	if err != nil {
+		return err
+	}
+	for _, u := range missing {
+		e.cache.Add(u.userID, found[u.userID]) // "" remembers a user that does not exist
+	}
+	return nil
+}
+
 // enrich sets the usernames of recs, looking up in one call the users the
 // cache does not know.
 func (e *enricher) enrich(ctx context.Context, recs []Record) error {
-	var missing []userRef
-	seen := map[string]bool{}
-	for _, r := range recs {
-		refs(r, func(u userRef) {
-			if seen[u.userID] {
-				return
-			}
-			seen[u.userID] = true
-			if _, ok := e.cache.Get(u.userID); !ok {
-				missing = append(missing, u)
-			}
-		})
-	}
-	if len(missing) > 0 && e.dir != nil {
-		found, err := e.dir.usernames(ctx, missing)
-		if err != nil {
-			return err
-		}
-		for _, u := range missing {
-			e.cache.Add(u.userID, found[u.userID]) // "" remembers a user that does not exist
-		}
+	if err := e.lookup(ctx, nil, recs); err != nil {
+		return err
 	}
 	name := func(id string) string {
 		n, _ := e.cache.Peek(id)

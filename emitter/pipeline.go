@@ -35,8 +35,7 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 	kept := make([]Record, 0, len(recs))
 	for i, r := range recs {
 		r.SetUID(uids[i])
-		// An unreadable row has only its keys: no filter can judge it.
-		if keep[i] = r.unreadable != nil || (p.filters.keep(r) && (p.keep == nil || p.keep(r))); keep[i] {
+		if keep[i] = p.wants(r); keep[i] {
 			kept = append(kept, r)
 		}
 	}
@@ -59,6 +58,20 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 		}
 	}
 	return len(recs), nil
+}
+
+// prefetch looks up, in one call, the usernames the records of pages that
+// the filters keep will need, so that emit finds them cached: a poll of
+// many realms hands on many small pages, a lookup each otherwise. A
+// failure is left to emit, which looks up again what is missing.
+func (p *pipeline) prefetch(ctx context.Context, pages [][]Record) {
+	_ = p.users.lookup(ctx, p.wants, pages...)
+}
+
+// wants tells whether the filters keep r. An unreadable row has only its
+// keys: no filter can judge it.
+func (p *pipeline) wants(r Record) bool {
+	return r.unreadable != nil || (p.filters.keep(r) && (p.keep == nil || p.keep(r)))
 }
 
 // send encodes r and puts it into the delivery buffer.

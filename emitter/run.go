@@ -260,7 +260,7 @@ func (r *route) run(ctx context.Context, e *emitter, src source, store checkpoin
 	e.uids.Resume(p.ledger.MaxUID())
 	start, _ := parseFrom(cfg.From, time.Now()) // validated
 	t, err := newTailer(tailOptions{
-		Source: read, Ledger: p.ledger, Emit: p.emit, Logger: r.log,
+		Source: read, Ledger: p.ledger, Emit: p.emit, Prefetch: p.prefetch, Logger: r.log,
 		Realms: r.cfg.Realms, Kinds: r.cfg.Kinds, Start: start,
 		PageSize: cfg.PageSize, PollInterval: cfg.PollInterval,
 		RescanInterval: rescanInterval, RealmInterval: realmInterval, MaxBackoff: maxBackoff,

@@ -22,8 +22,12 @@ type tailOptions struct {
 	// each with the uid the ledger gave it, and returns how many it took.
 	// It may block (back-pressure); an error other than the context's ends
 	// the loop, and the records not taken are emitted again later.
-	Emit   func(ctx context.Context, recs []Record, uids []int64) (int, error)
-	Logger *slog.Logger
+	Emit func(ctx context.Context, recs []Record, uids []int64) (int, error)
+	// Prefetch, when set, is given the pages of a poll before they are
+	// handed on one by one: what Emit will need of each (usernames) is
+	// then fetched once for all of them.
+	Prefetch func(ctx context.Context, pages [][]Record)
+	Logger   *slog.Logger
 	// Realms are the names of the realms to tail; empty tails every realm,
 	// also those created while running.
 	Realms []string

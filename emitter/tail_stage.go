@@ -56,6 +56,13 @@ func (t *tailer) startStage(ctx context.Context) (stop func()) {
 				st.failed.Store(false)
 				continue
 			}
+			if err == nil && len(j.pages) > 1 && t.opts.Prefetch != nil {
+				recs := make([][]Record, len(j.pages))
+				for i, p := range j.pages {
+					recs[i] = p.recs
+				}
+				t.opts.Prefetch(ctx, recs)
+			}
 			for _, p := range j.pages {
 				if err != nil {
 					t.opts.Ledger.Unemit(p.s.key, itemsOf(p.recs))
