@@ -52,19 +52,7 @@ func TestEmitterToNATSKilledAndServerRestartedStoresEveryEventOnce(t *testing.T)
 		t.Skip("streams 10,000 events through the binary and restarts the server")
 	}
 	srv := testenv.StartNATS(t, 0)
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "KC", Subjects: []string{"kc.>"}, Duplicates: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := natsStream(t, srv.URL(), nats.MaxReconnects(-1))
 	realms := []string{"r-acme", "r-demo"}
 	db, dbURL := newKeycloakDB(t, realms...)
 	dir := t.TempDir()
