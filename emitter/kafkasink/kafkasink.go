@@ -132,7 +132,8 @@ type Producer struct {
 	cl       *kgo.Client
 	topic    nametmpl.Template
 	maxBytes int32
-	tls      *TLS // nil: no TLS
+	tls      *TLS    // nil: no TLS
+	tokens   *tokens // OAUTHBEARER's; nil for another mechanism
 }
 
 // New returns a producer for cfg. It does not connect: the first Produce
@@ -182,7 +183,8 @@ func New(cfg Config) (*Producer, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	if m, err := mechanism(cfg.SASL); err != nil {
+	m, toks, err := mechanism(cfg.SASL)
+	if err != nil {
 		return nil, err
 	} else if m != nil {
 		opts = append(opts, kgo.SASL(m))
@@ -191,7 +193,7 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	return &Producer{cl: cl, topic: topic, maxBytes: cfg.MaxBytes, tls: cfg.TLS}, nil
+	return &Producer{cl: cl, topic: topic, maxBytes: cfg.MaxBytes, tls: cfg.TLS, tokens: toks}, nil
 }
 
 // Close flushes nothing (Produce waits for its records) and closes the
@@ -251,6 +253,9 @@ func size(m Message) int {
 // certificate failed.
 func (p *Producer) classify(topic string, err error) error {
 	e := &Error{Topic: topic, Err: err}
+	if p.tokens != nil && errors.Is(err, kerr.SaslAuthenticationFailed) {
+		p.tokens.forget() // the next connection asks for a new token
+	}
 	if p.tls != nil {
 		if hint := (tlsfiles.Setup{Peer: "the broker", CAFile: p.tls.CAFile, CertFile: p.tls.CertFile}).Describe(err, false); hint != "" {
 			e.Err = fmt.Errorf("%w: %s", err, hint)
@@ -327,28 +332,31 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 // tokenTimeout bounds a request to the OAUTHBEARER token endpoint.
 const tokenTimeout = 15 * time.Second
 
-func mechanism(s SASL) (sasl.Mechanism, error) {
+func mechanism(s SASL) (sasl.Mechanism, *tokens, error) {
 	switch strings.ToUpper(s.Mechanism) {
 	case "":
-		return nil, nil
+		return nil, nil, nil
 	case MechanismPlain:
-		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism(), nil
+		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism(), nil, nil
 	case MechanismSCRAMSHA256:
-		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism(), nil
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism(), nil, nil
 	case MechanismSCRAMSHA512:
-		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism(), nil
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism(), nil, nil
 	case MechanismOAuthBearer:
 		if s.TokenURL == "" || s.ClientID == "" {
-			return nil, errors.New("kafka OAUTHBEARER: needs a token URL and a client id")
+			return nil, nil, errors.New("kafka OAUTHBEARER: needs a token URL and a client id")
 		}
 		cc := &clientcredentials.Config{ClientID: s.ClientID, ClientSecret: s.ClientSecret, TokenURL: s.TokenURL, Scopes: s.Scopes}
 		// The token source caches the token until it expires; its client
 		// bounds a fetch, so that a token endpoint that does not answer
 		// fails the connection rather than hanging it.
 		hc := &http.Client{Timeout: tokenTimeout}
-		src := cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc))
+		toks := &tokens{fresh: func() oauth2.TokenSource {
+			return cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc))
+		}}
+		toks.forget()
 		return oauth.Oauth(func(ctx context.Context) (oauth.Auth, error) {
-			tok, err := src.Token()
+			tok, err := toks.token()
 			var re *oauth2.RetrieveError
 			if errors.As(err, &re) && re.Response != nil {
 				return oauth.Auth{}, fmt.Errorf("kafka OAUTHBEARER token from %s: the token endpoint answered %s to client %q: %w", s.TokenURL, re.Response.Status, s.ClientID, err)
@@ -357,9 +365,33 @@ func mechanism(s SASL) (sasl.Mechanism, error) {
 				return oauth.Auth{}, fmt.Errorf("kafka OAUTHBEARER token from %s: %w", s.TokenURL, err)
 			}
 			return oauth.Auth{Token: tok.AccessToken}, nil
-		}), nil
+		}), toks, nil
 	}
-	return nil, fmt.Errorf("kafka SASL mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+	return nil, nil, fmt.Errorf("kafka SASL mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+}
+
+// tokens is the OAUTHBEARER token cache: a token is used until it expires,
+// or until the broker refuses it (a signing key rotated, a token revoked),
+// when forget drops it.
+type tokens struct {
+	fresh func() oauth2.TokenSource
+	mu    sync.Mutex
+	src   oauth2.TokenSource
+}
+
+func (t *tokens) token() (*oauth2.Token, error) {
+	t.mu.Lock()
+	src := t.src
+	t.mu.Unlock()
+	return src.Token()
+}
+
+// forget drops the cached token: the next connection asks for a new one.
+func (t *tokens) forget() {
+	src := t.fresh()
+	t.mu.Lock()
+	t.src = src
+	t.mu.Unlock()
 }
 
 // slogger passes the client's warnings and errors to slog.

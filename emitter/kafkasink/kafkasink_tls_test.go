@@ -128,3 +128,28 @@ func TestOAuthBearerAuthenticatesWithAClientCredentialsTokenTheBrokerValidatesAn
 		})
 	}
 }
+
+func TestOAuthBearerTokenTheBrokerRefusesIsForgottenAndTheNextProduceGetsANewOne(t *testing.T) {
+	k := testenv.KafkaEnv(t)
+	k.NeedOAuth(t)
+	topic := k.NewTopic(t, "kcee-oauth-stale", 1)
+	const clientID, secret = "kcee-emitter", "s3cret-of-the-client"
+	te := k.StartTokenEndpoint(t, clientID, secret, "", time.Hour)
+	te.Stale.Store(1) // the first token is refused, as after a rotation of the broker's keys
+	p := newProducer(t, k, topic, func(c *kafkasink.Config) {
+		c.Brokers = strings.Split(k.OAuthBrokers, ",")
+		c.SASL = kafkasink.SASL{Mechanism: kafkasink.MechanismOAuthBearer, TokenURL: te.URL, ClientID: clientID, ClientSecret: secret}
+		c.DeliveryTimeout = 3 * time.Second
+	})
+	err := p.Produce(context.Background(), []kafkasink.Message{{Value: []byte("first")}})[0]
+	if err == nil || !strings.Contains(err.Error(), "SASL_AUTHENTICATION_FAILED") {
+		t.Fatalf("produce with the refused token: %v, want SASL_AUTHENTICATION_FAILED", err)
+	}
+	if err := p.Produce(context.Background(), []kafkasink.Message{{Value: []byte("second")}})[0]; err != nil {
+		t.Fatalf("produce after the refusal: %v; want a new token (the cached one expires in an hour)", err)
+	}
+	if n := te.Issued.Load(); n != 2 {
+		t.Errorf("%d tokens issued, want 2: the refused one and its replacement", n)
+	}
+	consume(t, k, topic, 1)
+}

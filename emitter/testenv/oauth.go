@@ -25,6 +25,9 @@ type TokenEndpoint struct {
 	URL string
 	// Issued counts the tokens given out, Refused the requests answered 401.
 	Issued, Refused atomic.Int64
+	// Stale is how many of the next tokens are for another audience, which
+	// the broker refuses (as after a rotation of keys).
+	Stale atomic.Int64
 }
 
 // StartTokenEndpoint starts the token endpoint of clientID and secret,
@@ -68,8 +71,14 @@ func (k Kafka) StartTokenEndpoint(t testing.TB, clientID, secret, audience strin
 			return
 		}
 		now := time.Now()
+		aud := audience
+		if te.Stale.Add(-1) >= 0 {
+			aud = "stale-" + audience
+		} else {
+			te.Stale.Store(0)
+		}
 		tok, err := signJWT(key, map[string]any{
-			"iss": k.OAuthIssuer, "aud": audience, "sub": clientID, "scope": "kafka",
+			"iss": k.OAuthIssuer, "aud": aud, "sub": clientID, "scope": "kafka",
 			"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(lifetime).Unix(),
 		})
 		if err != nil {
