@@ -36,7 +36,7 @@ anything else is retried with backoff (--retryWaitMin, --retryWaitMax). A
 kill at any point loses nothing and repeats at most the record in flight. With
 --config and --route, the dead-letter file, the target and its settings are
 those of that route of the configuration file (the target's flags are then
-refused). The emitter may run meanwhile: it goes on writing to a new FILE.
+refused; only that route's secrets are read). The emitter may run meanwhile: it goes on writing to a new FILE.
 Exit status: 0 when the file is empty afterwards, 1 when records are left, 2 on
 a bad flag.
 `
@@ -167,6 +167,16 @@ func routeOfFile(fs *flag.FlagSet, path, name string, getenv func(string) string
 	file, err := loadConfigFile(path)
 	if err != nil {
 		return emitter.Route{}, err
+	}
+	// A replay needs the route's target only: the secrets of the source,
+	// of the cluster's state and of the other routes need not be at hand.
+	fc := &file.fc
+	fc.DBURLFile, fc.DBURLEnv, fc.StateDBURLFile, fc.StateDBURLEnv = "", "", "", ""
+	fc.APISecretF, fc.APISecretE, fc.APIPassF, fc.APIPassE = "", "", "", ""
+	for i := range fc.Routes {
+		if fc.Routes[i].Name != name {
+			fc.Routes[i].Sink = nil
+		}
 	}
 	c := emitter.DefaultConfig()
 	if err := file.apply(&c, getenv); err != nil {

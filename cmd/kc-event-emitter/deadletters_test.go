@@ -163,8 +163,10 @@ func TestDeadlettersReplayOfAFilesRouteTakesItsTargetAndFile(t *testing.T) {
 	dead := filepath.Join(dir, "signups.dead.jsonl")
 	writeDeadLetters(t, dead, 2)
 	cfgPath := filepath.Join(dir, "routes.yaml")
-	file := "keycloakId: 1\ndatacenterId: 0\nroutes:\n" +
-		"  - name: audit\n    sink: {http: {url: http://127.0.0.1:9/audit}}\n    format: JSON\n" +
+	// The source's and the other route's secrets are not set: a replay
+	// needs only its route's.
+	file := "keycloakId: 1\ndatacenterId: 0\ndbUrlEnv: KCEE_UNSET_DB_URL\nroutes:\n" +
+		"  - name: audit\n    sink: {http: {url: http://127.0.0.1:9/audit, username: a, passwordEnv: KCEE_UNSET_AUDIT_PW}}\n    format: JSON\n" +
 		"  - name: signups\n    sink:\n      http:\n        url: " + srv.URL + "\n        username: kc-0\n        passwordEnv: ROUTE_PW\n" +
 		"        signingSecretsEnv: ROUTE_SIG\n    format: JSON\n    deadLetterFile: " + dead + "\n"
 	if err := os.WriteFile(cfgPath, []byte(file), 0o600); err != nil {
