@@ -13,6 +13,7 @@ import (
 type liveResult struct {
 	setting
 	realms     int // of the realms case; 0 otherwise
+	run        int // of the realms case: which of --busyRuns, from 1
 	rate       int // 0: as fast as possible
 	insertRate float64
 	fig        liveFigures

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -249,14 +251,37 @@ func (r exactResult) met() bool {
 // run has the same busyUsers users, spread over its realms: what differs
 // is the number of realms, not how many usernames the enricher looks up.
 func (b *bench) realmsCase(ctx context.Context) error {
-	rs, err := collect(ctx, b.cfg.busyRealms, func(n int) (liveResult, error) {
-		s := setting{format: "JSON", overflow: "block", concurrency: b.cfg.concurrency[0]}
-		res, err := b.liveIn(ctx, newWorld(n, max(1, busyUsers/n)), s, b.cfg.n, 0)
-		res.realms = n
-		return res, err
-	})
-	b.rep.busy = append(b.rep.busy, rs...)
-	return err
+	var errs []error
+	for run := 1; run <= b.cfg.busyRuns && ctx.Err() == nil; run++ {
+		rs, err := collect(ctx, b.cfg.busyRealms, func(n int) (liveResult, error) {
+			s := setting{format: "JSON", overflow: "block", concurrency: b.cfg.concurrency[0]}
+			res, err := b.liveIn(ctx, newWorld(n, max(1, busyUsers/n)), s, b.cfg.n, 0)
+			res.realms, res.run = n, run
+			return res, err
+		})
+		b.rep.busy = append(b.rep.busy, rs...)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// medianRate returns the median events/s of the busy runs with realms
+// realms (0 when none).
+func medianRate(busy []liveResult, realms int) float64 {
+	var rates []float64
+	for _, l := range busy {
+		if l.realms == realms {
+			rates = append(rates, l.fig.rate())
+		}
+	}
+	if len(rates) == 0 {
+		return 0
+	}
+	slices.Sort(rates)
+	if n := len(rates); n%2 == 0 {
+		return (rates[n/2-1] + rates[n/2]) / 2
+	}
+	return rates[len(rates)/2]
 }
 
 // exactMarkdown renders the late, skew and realms sections.
@@ -274,10 +299,10 @@ func (r *report) exactMarkdown(b *strings.Builder) {
 	}
 	if len(r.busy) > 0 {
 		p("#### Busy realms (live tail at full speed, JSON, block)\n\n")
-		p("| realms | events | delivered/s | p50 | p99 | lost | dup | peak RSS | CPU s/100k | load |\n")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| run | realms | events | delivered/s | p50 | p99 | lost | dup | peak RSS | CPU s/100k | load |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, l := range r.busy {
-			p("| %s | %s | %s | %s | %s | %d | %d | %s | %.2f | %.1f |\n", num(float64(l.realms)), num(float64(l.fig.n)), num(l.fig.rate()),
+			p("| %d | %s | %s | %s | %s | %s | %d | %d | %s | %.2f | %.1f |\n", l.run, num(float64(l.realms)), num(float64(l.fig.n)), num(l.fig.rate()),
 				ms(l.fig.p50), ms(l.fig.p99), int64(l.fig.n)-l.fig.delivered, l.fig.duplicates, mib(l.proc.peakRSS),
 				l.proc.cpuPer100k(l.fig.delivered), l.load)
 		}
@@ -310,10 +335,14 @@ func (r *report) exactGoals(row func(goal, measured string, met bool)) {
 		}
 	}
 	if len(r.busy) >= 2 {
-		few, most := r.busy[0], r.busy[len(r.busy)-1]
-		ratio := most.fig.rate() / max(few.fig.rate(), 1)
-		row(fmt.Sprintf("events/s with %d realms ≥ %.0f%% of with %d", most.realms, 100*goalBusyRatio, few.realms),
-			fmt.Sprintf("%s vs %s events/s (%.0f%%)", num(most.fig.rate()), num(few.fig.rate()), 100*ratio), ratio >= goalBusyRatio)
+		fewest, most := r.busy[0].realms, r.busy[0].realms
+		for _, l := range r.busy {
+			fewest, most = min(fewest, l.realms), max(most, l.realms)
+		}
+		few, many := medianRate(r.busy, fewest), medianRate(r.busy, most)
+		ratio := many / max(few, 1)
+		row(fmt.Sprintf("events/s with %d realms ≥ %.0f%% of with %d (medians of the runs)", most, 100*goalBusyRatio, fewest),
+			fmt.Sprintf("%s vs %s events/s (%.0f%%)", num(many), num(few), 100*ratio), most > fewest && ratio >= goalBusyRatio)
 	}
 }
 

@@ -53,6 +53,7 @@ type config struct {
 	lateHold     time.Duration
 	exactRate    int
 	busyRealms   []int
+	busyRuns     int
 	args         []string
 }
 
@@ -85,8 +86,8 @@ markdown report. Cases (--cases):
            15 min in the past: the first arrives once, the second (beyond
            the 10 min audit horizon) is counted missed.
   realms   the full-speed live tail (--n events) over each of --busyRealms
-           realms (the same 5,000 users in each): events/s with many realms
-           against few.
+           realms (the same 5,000 users in each), --busyRuns times in turn:
+           the median events/s with many realms against few.
   peer     (not by default; run it as scripts/peer.sh measure) the Keycloak of
            scripts/peer.sh: direct-grant logins/s with events only stored,
            with Phase Two's webhook listener, with our emitter tailing the
@@ -134,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.lateHold, "lateHold", time.Minute, "how long the late case holds its transaction open")
 	fs.IntVar(&c.exactRate, "exactRate", 200, "events/s of the steady traffic of the late and skew cases")
 	fs.StringVar(&busyRealms, "busyRealms", "1,1000", "comma-separated realm `counts` of the realms case")
+	fs.IntVar(&c.busyRuns, "busyRuns", 3, "`runs` of each realm count in the realms case, in turn (its goal compares the medians)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -175,7 +177,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, err
 	}
 	for name, v := range map[string]int{"n": c.n, "backlog": c.backlog, "realms": c.realms, "users": c.users,
-		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds, "peerClients": c.peerClients, "exactRate": c.exactRate} {
+		"bufferCapacity": c.buffer, "rateSeconds": c.rateSeconds, "peerClients": c.peerClients, "exactRate": c.exactRate,
+		"busyRuns": c.busyRuns} {
 		if v < 1 {
 			return c, fmt.Errorf("--%s %d: want 1 or more", name, v)
 		}

@@ -74,3 +74,21 @@ func TestExactGoalIsMetOnlyWhenEveryRowIsDeliveredOrCountedMissedAsItShouldBe(t 
 		}
 	}
 }
+
+func TestMedianRateOfTheBusyRunsTakesTheMiddleRunOfEachRealmCount(t *testing.T) {
+	run := func(realms int, perSecond int64) liveResult {
+		return liveResult{realms: realms, fig: liveFigures{delivered: perSecond, span: time.Second}}
+	}
+	busy := []liveResult{run(1, 3000), run(1000, 2000), run(1, 4000), run(1000, 2900), run(1, 3100), run(1000, 9000)}
+	for _, c := range []struct {
+		realms int
+		want   float64
+	}{{1, 3100}, {1000, 2900}, {10, 0}} {
+		if got := medianRate(busy, c.realms); got != c.want {
+			t.Errorf("median of %d realms: %.0f, want %.0f", c.realms, got, c.want)
+		}
+	}
+	if got := medianRate(busy[:4], 1); got != 3500 {
+		t.Errorf("median of two runs: %.0f, want their mean 3500", got)
+	}
+}
