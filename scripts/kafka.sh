@@ -219,7 +219,7 @@ EOF
 		log "formatting the KRaft storage in $RUN/data"
 		local pw
 		pw=$(cat "$RUN/sasl-password")
-		"$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool format --standalone -t "$(cluster_id)" \
+		"$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool format --standalone --cluster-id="$(cluster_id)" \
 			-c "$RUN/server.properties" \
 			--add-scram "SCRAM-SHA-256=[name=kcee-emitter,password=$pw]" \
 			--add-scram "SCRAM-SHA-512=[name=kcee-emitter,password=$pw]" >"$RUN/format.log" 2>&1 ||
@@ -227,8 +227,16 @@ EOF
 	fi
 }
 
-# cluster_id prints a random cluster id (16 bytes, URL-safe base64 without padding).
-cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+# cluster_id prints a random cluster id (16 bytes, URL-safe base64 without padding). One that
+# starts with "-" (1 in 64) was taken for an option by the tool's parser: it is given as
+# --cluster-id=ID, and drawn again.
+cluster_id() {
+	local id=-
+	while [ "${id#-}" != "$id" ]; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	done
+	printf '%s\n' "$id"
+}
 
 start() {
 	if pid_alive && answers; then
