@@ -180,7 +180,7 @@ func TestEmitterToKafkaKilledAndBrokerRestartedDeliversEveryEventWithOneUID(t *t
 		case <-time.After(time.Duration(300+mrand.IntN(1200)) * time.Millisecond):
 			if kills == 2 && !brokerRestarted {
 				brokerRestarted = true
-				testenv.RestartKafka(t, 2*time.Second) // the stream goes on meanwhile
+				k.Restart(t, 2*time.Second) // the stream goes on meanwhile
 				continue
 			}
 			em = em.restart()
@@ -188,7 +188,7 @@ func TestEmitterToKafkaKilledAndBrokerRestartedDeliversEveryEventWithOneUID(t *t
 		}
 	}
 	if !brokerRestarted {
-		testenv.RestartKafka(t, 2*time.Second)
+		k.Restart(t, 2*time.Second)
 	}
 	em = em.restart() // and once more after the last insert: the tail is replayed too
 	kills++

@@ -32,7 +32,12 @@ type Kafka struct {
 	// The SASL_PLAINTEXT listener of OAUTHBEARER, the RSA key (PEM) whose
 	// RS256 JWTs of OAuthIssuer for OAuthAudience it takes.
 	OAuthBrokers, OAuthKeyFile, OAuthIssuer, OAuthAudience string
+
+	held *heldLock // the test's shared lock of the broker (see Restart)
 }
+
+// heldLock is a lock of the broker and its release.
+type heldLock struct{ release func() }
 
 // KafkaEnv returns the broker of KCEE_TEST_KAFKA_BROKERS and
 // KCEE_TEST_KAFKA_MAX_BYTES (as `scripts/kafka.sh env` prints them). When
@@ -66,6 +71,10 @@ func KafkaEnv(t testing.TB) Kafka {
 	if k.MaxBytes == 0 {
 		k.MaxBytes = 262144
 	}
+	// The broker is shared by the test processes go test runs at once: a
+	// restart (Restart) waits until no other test uses it.
+	k.held = &heldLock{release: lockBroker(t, false)}
+	t.Cleanup(func() { k.held.release() })
 	return k
 }
 
@@ -148,13 +157,18 @@ func (k Kafka) CreateTopic(t testing.TB, name string, partitions int32) {
 	})
 }
 
-// RestartKafka stops the broker of scripts/kafka.sh, waits down, and starts
-// it again on the same port.
-func RestartKafka(t testing.TB, down time.Duration) {
+// Restart stops the broker of scripts/kafka.sh, waits down, and starts it
+// again on the same port, once the tests of other processes that use it
+// are done (and before the next ones start).
+func (k Kafka) Restart(t testing.TB, down time.Duration) {
 	t.Helper()
+	k.held.release()
+	release := lockBroker(t, true)
 	KafkaScript(t, "stop")
 	time.Sleep(down)
 	KafkaScript(t, "start")
+	release()
+	k.held.release = lockBroker(t, false)
 }
 
 // KafkaScript runs scripts/kafka.sh with args.
