@@ -128,7 +128,6 @@ type tailer struct {
 	reqBuf    []readRequest
 	pageOfBuf []int
 	keyBuf    []string
-	pageAtBuf []int
 	afterBuf  []cursor
 	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
@@ -475,13 +474,13 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	// most streams are cold, a poll touches little more than this loop.
 	pageOf := slices.Grow(t.pageOfBuf[:0], len(streams))[:len(streams)] // the request of each stream's page
 	t.pageOfBuf = pageOf
-	keys, pageAt := t.keyBuf[:0], t.pageAtBuf[:0] // of the streams read: key, request
+	keys := t.keyBuf[:0] // of the streams read, in order
 	for i, s := range streams {
 		pageOf[i] = -1
 		if drain || now.Before(s.hotUntil) || !now.Before(s.nextRead) {
 			pageOf[i] = len(reqs)
 			reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind})
-			keys, pageAt = append(keys, s.key), append(pageAt, pageOf[i])
+			keys = append(keys, s.key)
 		}
 		if !s.full && (drain || now.Sub(s.lastRescan) >= t.opts.RescanInterval &&
 			(t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero())) {
@@ -509,11 +508,14 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		// ask the database. An idle emitter reads once per coldRead.
 		return false, nil
 	}
-	t.keyBuf, t.pageAtBuf = keys, pageAt
+	t.keyBuf = keys
 	after := t.opts.Ledger.Cursors(keys, t.afterBuf[:0])
 	t.afterBuf = after
-	for j, r := range pageAt {
-		reqs[r].after = after[j]
+	for i, j := 0, 0; i < len(streams); i++ {
+		if pageOf[i] >= 0 {
+			reqs[pageOf[i]].after = after[j]
+			j++
+		}
 	}
 	res, err := b.readBatch(ctx, reqs, t.opts.PageSize)
 	if err != nil {
