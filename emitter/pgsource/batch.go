@@ -180,15 +180,12 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		return strings.Join(out, ", ")
 	}
-	// Every branch also has each row's place in its page (rn_) and, with a
-	// byte budget, its weight (size_); NULL outside pages.
-	budget, noBudget, snapBudget := ", p.rn_", ", NULL", ", NULL::bigint AS rn_"
-	if b.MaxBytes > 0 {
-		budget, noBudget, snapBudget = ", p.rn_, p.size_", ", NULL, NULL", ", NULL::bigint AS rn_, NULL::bigint AS size_"
-	}
+	// Every branch also has each row's place in its page (rn_); NULL
+	// outside pages.
+	var narrows []string // with a byte budget, the narrow reads of the pages
 	// The snapshot branch names every column's type for the others.
 	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
-		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1) + snapBudget}
+		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1) + ", NULL::bigint AS rn_"}
 	ranges := func(rs []Range) string {
 		realms, times, ids, untils := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
 		for i, r := range rs {
@@ -263,14 +260,23 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		if part.count {
 			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s",
-				part.kind, strings.Replace(null(nil), "NULL::text AS t", fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s) AS t", part.t, w), 1), noBudget, from))
+				part.kind, strings.Replace(null(nil), "NULL::text AS t", fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s) AS t", part.t, w), 1), ", NULL", from))
 			continue
 		}
+		// With a byte budget the pages are read twice in one statement: once
+		// narrow (each row's place, weight and ctid) to decide which rows
+		// the budget keeps, then the kept rows whole, fetched by ctid (a TID
+		// scan: the index is not walked again). Only the narrow rows are
+		// held, never the wide ones.
+		narrow := b.MaxBytes > 0
 		cols := make([]string, len(batchCols))
 		for i, c := range batchCols {
 			cols[i] = "NULL AS " + c
 			if _, ok := part.cols[c]; ok {
 				cols[i] = "p." + c
+				if narrow {
+					cols[i] = "x." + c
+				}
 			}
 		}
 		inner := make([]string, 0, len(part.cols))
@@ -279,23 +285,34 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			maxRow = arg(b.MaxRowBytes)
 		}
 		for i, c := range batchCols {
-			if v, ok := part.cols[c]; ok {
-				if b.KeysOnly && c != "id" && c != "t" && c != "realm_id" {
-					cols[i] = "NULL AS " + c
-					continue
-				}
-				if maxRow != "" && (c == "details" || c == "representation") {
-					v = fmt.Sprintf("CASE WHEN %s > %s THEN NULL ELSE %s END", size, maxRow, v)
-				}
-				inner = append(inner, v+" AS "+c)
+			v, ok := part.cols[c]
+			if !ok {
+				continue
 			}
+			if b.KeysOnly && c != "id" && c != "t" && c != "realm_id" {
+				cols[i] = "NULL AS " + c
+				continue
+			}
+			if narrow {
+				cols[i] = v + " AS " + c
+				if maxRow != "" && (c == "details" || c == "representation") {
+					cols[i] = fmt.Sprintf("CASE WHEN k.big IS NULL THEN %s END AS %s", v, c)
+				}
+				continue
+			}
+			if maxRow != "" && (c == "details" || c == "representation") {
+				v = fmt.Sprintf("CASE WHEN %s > %s THEN NULL ELSE %s END", size, maxRow, v)
+			}
+			inner = append(inner, v+" AS "+c)
+		}
+		prefix := "p."
+		if narrow {
+			prefix = "k."
+			inner = append(inner, "x.ctid AS ctid_", size+" AS size_")
 		}
 		if maxRow != "" {
 			inner = append(inner, fmt.Sprintf("CASE WHEN %s > %s THEN (%s)::text END AS big", size, maxRow, size))
-			cols[slices.Index(batchCols, "big")] = "p.big"
-		}
-		if b.MaxBytes > 0 {
-			inner = append(inner, size+" AS size_")
+			cols[slices.Index(batchCols, "big")] = prefix + "big"
 		}
 		// The page ends at the time of the Limit-th row after the cursor's
 		// time (hi), found on the (realm_id, time) index in its order: the
@@ -314,37 +331,44 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		// Its place in the page, and whether a row of the stream follows it
 		// (computed in the page's own sort: free).
 		inner = append(inner, "row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 'f' ELSE 't' END AS more")
-		cols[slices.Index(batchCols, "more")] = "p.more"
+		cols[slices.Index(batchCols, "more")] = prefix + "more"
 		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id) ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc, arg(b.Limit))
-		branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p",
-			part.kind, strings.Join(cols, ", "), budget, from, hi, page))
+		from = fmt.Sprintf("%s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p", from, hi, page)
+		if !narrow {
+			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s, p.rn_ FROM %s", part.kind, strings.Join(cols, ", "), from))
+			continue
+		}
+		narrows = append(narrows, fmt.Sprintf("SELECT '%s'::text AS k, q.n, p.rn_, p.size_, p.ctid_, p.more, %s AS big FROM %s",
+			part.kind, map[bool]string{true: "p.big", false: "NULL::text"}[maxRow != ""], from))
+		branches = append(branches, fmt.Sprintf("SELECT '%s', k.n, %s, k.rn_ FROM k JOIN %s x ON x.ctid = k.ctid_ WHERE k.k = '%s'",
+			part.kind, strings.Join(cols, ", "), part.t, part.kind))
 	}
 	union := strings.Join(branches, " UNION ALL ")
 	// No ORDER BY: sorting every row read by its text id cost more than
 	// the scans. The rows of a page carry their place in it (rn_), and
 	// readBatchRows puts them in that order.
-	if b.MaxBytes <= 0 {
+	if len(narrows) == 0 {
 		return union, args, nil
 	}
 	// The pages share the budget round robin: the first row of every
 	// page, then the second of every page, and so on. A row is kept when
 	// it is the first of its page or the rows before it in that order stay
 	// within the budget; the sum grows along each page, so what a page
-	// keeps is a prefix of it. The rows are read once (b); when they all
-	// fit, which is the rule, they are all kept and the round robin is
-	// never computed (an OR stops at its first true term, and a subquery
-	// is run when first needed); else it is decided on the rows' places
-	// and weights alone (the IN list, hashed), never sorting the wide rows.
+	// keeps is a prefix of it. When they all fit, which is the rule, they
+	// are all kept and the round robin is never computed (an OR stops at
+	// its first true term, and a subquery is run when first needed); else
+	// it is decided on the narrow rows (the IN list, hashed).
 	budgetArg := arg(b.MaxBytes)
-	return fmt.Sprintf(`WITH b AS MATERIALIZED (%s)
-		SELECT b.k, b.n, %s, b.rn_ FROM b
-		WHERE b.size_ IS NULL OR (SELECT sum(a.size_) FROM b a) <= %s OR (b.k, b.n, b.rn_) IN (
+	return fmt.Sprintf(`WITH b AS MATERIALIZED (%s),
+		k AS MATERIALIZED (SELECT b.* FROM b
+		WHERE b.rn_ = 1 OR (SELECT sum(a.size_) FROM b a) <= %s OR (b.k, b.n, b.rn_) IN (
 			SELECT s.k, s.n, s.rn_ FROM (
 				SELECT c.k, c.n, c.rn_, sum(c.size_) OVER (ORDER BY c.rn_, c.k, c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
-				FROM b c WHERE c.size_ IS NOT NULL) s
-			WHERE s.rn_ = 1 OR s.sum_ <= %s)`,
-		union, "b."+strings.Join(batchCols, ", b."), budgetArg, budgetArg), args, nil
+				FROM b c) s
+			WHERE s.sum_ <= %s))
+		%s`,
+		strings.Join(narrows, " UNION ALL "), budgetArg, budgetArg, union), args, nil
 }
 
 // readBatchRows reads the answer of a batch's statement.

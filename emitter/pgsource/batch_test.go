@@ -169,11 +169,15 @@ func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 	if err := json.Unmarshal([]byte(plan), &nodes); err != nil {
 		t.Fatal(err)
 	}
-	var scans []planNode
+	var scans, byTID []planNode
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		if n.RelationName == "event_entity" || n.RelationName == "admin_event_entity" {
-			scans = append(scans, n)
+			if n.NodeType == "Tid Scan" {
+				byTID = append(byTID, n)
+			} else {
+				scans = append(scans, n)
+			}
 		}
 		for _, c := range n.Plans {
 			walk(c)
@@ -181,9 +185,19 @@ func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 	}
 	walk(nodes[0].Plan)
 	// Per table and page: the scan that finds where the page ends, and
-	// the page's own.
+	// the page's own; with a byte budget the page's rows are then fetched
+	// whole by their ctid, one at a time (a TID scan per table), never by
+	// a scan of the table.
 	if len(scans) != 4 {
 		t.Fatalf("%d scans of the event tables, want 4; plan:\n%s", len(scans), plan)
+	}
+	if want := map[bool]int{true: 2, false: 0}[b.MaxBytes > 0]; len(byTID) != want {
+		t.Fatalf("%d TID scans of the event tables, want %d; plan:\n%s", len(byTID), want, plan)
+	}
+	for _, sc := range byTID {
+		if sc.ActualRows > 1 {
+			t.Errorf("TID scan of %s read %v rows per row kept, want at most 1; plan:\n%s", sc.RelationName, sc.ActualRows, plan)
+		}
 	}
 	for _, sc := range scans {
 		cond := sc.IndexCond
