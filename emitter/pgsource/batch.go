@@ -181,8 +181,8 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		return strings.Join(out, ", ")
 	}
 	// Every branch also has each row's place in its page (rn_); NULL
-	// outside pages.
-	var narrows []string // with a byte budget, the narrow reads of the pages
+	// outside pages. With a byte budget, narrows are the pages' narrow reads.
+	var narrows []string
 	// The snapshot branch names every column's type for the others.
 	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
 		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1) + ", NULL::bigint AS rn_"}
@@ -274,9 +274,6 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			cols[i] = "NULL AS " + c
 			if _, ok := part.cols[c]; ok {
 				cols[i] = "p." + c
-				if narrow {
-					cols[i] = "x." + c
-				}
 			}
 		}
 		inner := make([]string, 0, len(part.cols))
@@ -339,8 +336,12 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s, p.rn_ FROM %s", part.kind, strings.Join(cols, ", "), from))
 			continue
 		}
+		big := "NULL::text"
+		if maxRow != "" {
+			big = "p.big"
+		}
 		narrows = append(narrows, fmt.Sprintf("SELECT '%s'::text AS k, q.n, p.rn_, p.size_, p.ctid_, p.more, %s AS big FROM %s",
-			part.kind, map[bool]string{true: "p.big", false: "NULL::text"}[maxRow != ""], from))
+			part.kind, big, from))
 		branches = append(branches, fmt.Sprintf("SELECT '%s', k.n, %s, k.rn_ FROM k JOIN %s x ON x.ctid = k.ctid_ WHERE k.k = '%s'",
 			part.kind, strings.Join(cols, ", "), part.t, part.kind))
 	}
