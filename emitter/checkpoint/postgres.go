@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,13 @@ import (
 // the newest: another emitter of the cluster took over (or the state was
 // imported) since, and the write was refused.
 var ErrFenced = errors.New("a newer leader holds the state")
+
+// idleInTransaction is the store sessions' idle_in_transaction_session_timeout:
+// the server ends a session that sent nothing for that long in the middle of
+// a transaction. A leader frozen within a save (SIGSTOP, a cut network) so
+// releases the state row, which the next leader's Lead waits for, a few
+// seconds after the lock it held went to that leader.
+const idleInTransaction = 5 * time.Second
 
 // Postgres keeps the state of every emitter of a cluster in PostgreSQL, in
 // three tables of its own schema (created when absent):
@@ -75,7 +83,7 @@ func OpenPostgres(ctx context.Context, url, schema, cluster string) (*Postgres, 
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL connection string: %w", err)
 	}
-	db := sql.OpenDB(connector)
+	db := sql.OpenDB(sessionConnector{connector})
 	db.SetMaxOpenConns(2)
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -85,6 +93,22 @@ func OpenPostgres(ctx context.Context, url, schema, cluster string) (*Postgres, 
 		return nil, err
 	}
 	return p, nil
+}
+
+// sessionConnector sets idleInTransaction on each session it opens.
+type sessionConnector struct{ driver.Connector }
+
+func (c sessionConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set := fmt.Sprintf(`SET idle_in_transaction_session_timeout = %d`, idleInTransaction.Milliseconds())
+	if _, err := conn.(driver.ExecerContext).ExecContext(ctx, set, nil); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%s: %w", set, err)
+	}
+	return conn, nil
 }
 
 // WithCluster returns the store of the state named cluster in the same
@@ -337,16 +361,18 @@ var partsMarker = []byte(`{"version":-1,"note":"the snapshot is in table snapsho
 const partSize = 2 * snapshotChunk
 
 // copyParts writes the parts of the snapshot that write writes, within
-// tx, in which the old parts were deleted: they are copied in (COPY FROM
-// STDIN) as they are written, at most partSize bytes each, none kept by
-// the store once sent. An empty snapshot is one empty part: still a saved
-// state.
+// tx, in which the old parts were deleted: each is inserted as it is
+// written, at most partSize bytes, none kept by the store once sent. An
+// empty snapshot is one empty part: still a saved state. One INSERT per
+// part rather than a COPY: between statements the session is idle in the
+// transaction, so idleInTransaction ends it when the process froze, while
+// a COPY waiting for its data is not ended by any timeout of the server.
 func (p *Postgres) copyParts(ctx context.Context, tx *sql.Tx, write func(io.Writer) error) error {
-	stmt, err := tx.PrepareContext(ctx, pq.CopyInSchema(p.name, "snapshot_part", "cluster", "seq", "part"))
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+p.schema+`.snapshot_part (cluster, seq, part) VALUES ($1, $2, $3)`)
 	if err != nil {
 		return fmt.Errorf("copy the snapshot: %w", err)
 	}
-	defer stmt.Close() // after a failure: ends the COPY, the rollback undoes it
+	defer stmt.Close()
 	pw := &partWriter{ctx: ctx, stmt: stmt, cluster: p.cluster}
 	bw := bufio.NewWriterSize(pw, snapshotChunk) // small writes are gathered, big ones pass through
 	if err := write(bw); err != nil {
@@ -360,14 +386,11 @@ func (p *Postgres) copyParts(ctx context.Context, tx *sql.Tx, write func(io.Writ
 			return fmt.Errorf("write the snapshot: %w", err)
 		}
 	}
-	if _, err := stmt.ExecContext(ctx); err != nil { // ends the COPY, reports its errors
-		return fmt.Errorf("copy the snapshot: %w", err)
-	}
 	return nil
 }
 
 // partWriter turns each Write into rows of snapshot_part of at most
-// partSize bytes, sent through a COPY statement.
+// partSize bytes, inserted by a prepared statement of the save's transaction.
 type partWriter struct {
 	ctx     context.Context
 	stmt    *sql.Stmt

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -194,6 +195,45 @@ func TestPostgresSaveIsAllOrNothing(t *testing.T) {
 	}
 	if cut == 0 || cut == 20 {
 		t.Logf("%d of 20 saves were cut short: the cancel points did not vary", cut)
+	}
+}
+
+// TestPostgresALeaderFrozenInASaveDoesNotHoldOffTheNextLeader: a leader
+// frozen in the middle of a save (SIGSTOP, a long pause) holds the state row
+// in an open transaction, which the next leader's Lead waits for. The server
+// ends that session once it was idle in the transaction for
+// idleInTransaction, so Lead returns, and the frozen save, resumed, fails
+// and leaves nothing behind.
+func TestPostgresALeaderFrozenInASaveDoesNotHoldOffTheNextLeader(t *testing.T) {
+	dbURL := testenv.NewDatabase(t)
+	old := lead(t, openPostgres(t, dbURL, "c"))
+	frozen, resume := make(chan struct{}), make(chan struct{})
+	saved := make(chan error, 1)
+	go func() {
+		saved <- old.SaveStream(ctx, func(w io.Writer) error {
+			if _, err := w.Write(bytes.Repeat([]byte("a"), 3*snapshotChunk)); err != nil { // parts already sent
+				return err
+			}
+			close(frozen)
+			<-resume
+			_, err := w.Write([]byte("the rest"))
+			return err
+		})
+	}()
+	<-frozen
+	lctx, cancel := context.WithTimeout(ctx, 4*idleInTransaction)
+	defer cancel()
+	start := time.Now()
+	newer, err := openPostgres(t, dbURL, "c").Lead(lctx, "next")
+	close(resume)
+	if err != nil {
+		t.Fatalf("Lead of the next leader while the old one is frozen in a save: %v (after %s)", err, time.Since(start).Round(time.Millisecond))
+	}
+	if err := <-saved; err == nil {
+		t.Fatal("the frozen save committed after the next leader took the lead")
+	}
+	if snap, journal, err := newer.Load(ctx); err != nil || snap != nil || journal != nil {
+		t.Fatalf("the next leader loads %.20q, %q, %v; want no state", snap, journal, err)
 	}
 }
 
