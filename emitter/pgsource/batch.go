@@ -126,18 +126,24 @@ func ParseSnapshot(text string) (Snapshot, error) {
 	return s, nil
 }
 
-// The kinds of row a batch query returns, in its first column.
+// The kinds of row a batch query returns, in its first column: small
+// integers, which the driver hands over without an allocation (a text
+// column costs two per row). They sort as the letters they replaced
+// (a, c, d, e, s), the order in which the byte budget takes pages of one
+// place.
 const (
-	rowSnapshot = "s"
-	rowEvent    = "e"
-	rowAdmin    = "a"
-	rowEvCount  = "c"
-	rowAdCount  = "d"
+	rowAdmin = iota + 1
+	rowEvCount
+	rowAdCount
+	rowEvent
+	rowSnapshot
 )
 
 // batchCols are the columns every branch of a batch query returns, in
-// order; a branch fills those of its table and NULLs the others.
-var batchCols = []string{"id", "t", "realm_id", "type", "client_id", "user_id", "session_id", "ip_address",
+// order; a branch fills those of its table and NULLs the others. A page's
+// realm_id is not among them: it is its range's, which readBatchRows fills
+// in (a text column costs the driver two allocations a row).
+var batchCols = []string{"id", "t", "type", "client_id", "user_id", "session_id", "ip_address",
 	"error", "details", "operation_type", "resource_type", "auth_realm_id", "auth_client_id", "auth_user_id",
 	"resource_path", "representation", "more", "big"}
 
@@ -169,13 +175,22 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
+	// null is the columns of a branch outside pages: NULL of each column's
+	// type, but for those in except.
 	null := func(except map[string]string) string {
 		out := make([]string, len(batchCols))
 		for i, c := range batchCols {
+			typ := "text"
+			switch c {
+			case "t":
+				typ = "bigint"
+			case "more":
+				typ = "int"
+			}
 			if v, ok := except[c]; ok {
 				out[i] = v + " AS " + c
 			} else {
-				out[i] = "NULL::text AS " + c
+				out[i] = "NULL::" + typ + " AS " + c
 			}
 		}
 		return strings.Join(out, ", ")
@@ -184,8 +199,8 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 	// outside pages. With a byte budget, narrows are the pages' narrow reads.
 	var narrows []string
 	// The snapshot branch names every column's type for the others.
-	branches := []string{"SELECT '" + rowSnapshot + "'::text AS k, 0::bigint AS n, " + strings.Replace(
-		null(map[string]string{"id": "pg_current_snapshot()::text"}), "NULL::text AS t", "NULL::bigint AS t", 1) + ", NULL::bigint AS rn_"}
+	branches := []string{fmt.Sprintf("SELECT %d AS k, 0::bigint AS n, ", rowSnapshot) +
+		null(map[string]string{"id": "pg_current_snapshot()::text"}) + ", NULL::bigint AS rn_"}
 	ranges := func(rs []Range) string {
 		realms, times, ids, untils := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
 		for i, r := range rs {
@@ -229,16 +244,16 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 	}
 	evFilters := map[string]Filter{"type": b.Types}
 	adFilters := map[string]Filter{"operation_type": b.Operations, "resource_type": b.Resources}
-	evCols := map[string]string{"id": "x.id", "t": "x.event_time", "realm_id": "x.realm_id", "type": "x.type",
+	evCols := map[string]string{"id": "x.id", "t": "x.event_time", "type": "x.type",
 		"client_id": "x.client_id", "user_id": "x.user_id", "session_id": "x.session_id", "ip_address": "x.ip_address",
 		"error": "x.error", "details": s.eventDetails("x.")}
-	adCols := map[string]string{"id": "x.id", "t": "x.admin_event_time", "realm_id": "x.realm_id",
+	adCols := map[string]string{"id": "x.id", "t": "x.admin_event_time",
 		"operation_type": "x.operation_type", "resource_type": "x.resource_type", "auth_realm_id": "x.auth_realm_id",
 		"auth_client_id": "x.auth_client_id", "auth_user_id": "x.auth_user_id", "ip_address": "x.ip_address",
 		"resource_path": "x.resource_path", "representation": "x.representation", "error": "x.error",
 		"details": s.adminDetails("x.")}
 	for _, part := range []struct {
-		kind    string
+		kind    int
 		t       Table
 		rs      []Range
 		count   bool
@@ -259,8 +274,8 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			return "", nil, err
 		}
 		if part.count {
-			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s%s FROM %s",
-				part.kind, strings.Replace(null(nil), "NULL::text AS t", fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s) AS t", part.t, w), 1), ", NULL", from))
+			branches = append(branches, fmt.Sprintf("SELECT %d, q.n, %s%s FROM %s",
+				part.kind, null(map[string]string{"t": fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s)", part.t, w)}), ", NULL", from))
 			continue
 		}
 		// With a byte budget the pages are read twice in one statement: once
@@ -286,7 +301,7 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			if !ok {
 				continue
 			}
-			if b.KeysOnly && c != "id" && c != "t" && c != "realm_id" {
+			if b.KeysOnly && c != "id" && c != "t" {
 				cols[i] = "NULL AS " + c
 				continue
 			}
@@ -327,22 +342,22 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
 		// Its place in the page, and whether a row of the stream follows it
 		// (computed in the page's own sort: free).
-		inner = append(inner, "row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 'f' ELSE 't' END AS more")
+		inner = append(inner, "row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 0 ELSE 1 END AS more")
 		cols[slices.Index(batchCols, "more")] = prefix + "more"
 		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id) ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc, arg(b.Limit))
 		from = fmt.Sprintf("%s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p", from, hi, page)
 		if !narrow {
-			branches = append(branches, fmt.Sprintf("SELECT '%s', q.n, %s, p.rn_ FROM %s", part.kind, strings.Join(cols, ", "), from))
+			branches = append(branches, fmt.Sprintf("SELECT %d, q.n, %s, p.rn_ FROM %s", part.kind, strings.Join(cols, ", "), from))
 			continue
 		}
 		big := "NULL::text"
 		if maxRow != "" {
 			big = "p.big"
 		}
-		narrows = append(narrows, fmt.Sprintf("SELECT '%s'::text AS k, q.n, p.rn_, p.size_, p.ctid_, p.more, %s AS big FROM %s",
+		narrows = append(narrows, fmt.Sprintf("SELECT %d AS k, q.n, p.rn_, p.size_, p.ctid_, p.more, %s AS big FROM %s",
 			part.kind, big, from))
-		branches = append(branches, fmt.Sprintf("SELECT '%s', k.n, %s, k.rn_ FROM k JOIN %s x ON x.ctid = k.ctid_ WHERE k.k = '%s'",
+		branches = append(branches, fmt.Sprintf("SELECT %d, k.n, %s, k.rn_ FROM k JOIN %s x ON x.ctid = k.ctid_ WHERE k.k = %d",
 			part.kind, strings.Join(cols, ", "), part.t, part.kind))
 	}
 	union := strings.Join(branches, " UNION ALL ")
@@ -381,19 +396,19 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		EventCut: make([]bool, len(b.EventPages)), AdminCut: make([]bool, len(b.AdminPages)),
 	}
 	var (
-		k     string
-		n     int64
-		id    sql.NullString
-		t     sql.NullInt64
-		realm sql.NullString
-		c     [16]sql.NullString
-		rn    sql.NullInt64
+		k, n int64
+		id   sql.NullString
+		t    sql.NullInt64
+		c    [14]sql.NullString
+		more sql.NullInt64
+		big  sql.NullString
+		rn   sql.NullInt64
 	)
-	dest := []any{&k, &n, &id, &t, &realm}
+	dest := []any{&k, &n, &id, &t}
 	for i := range c {
 		dest = append(dest, &c[i])
 	}
-	dest = append(dest, &rn)
+	dest = append(dest, &more, &big, &rn)
 	// The statement does not sort: each page's rows are put in the order of
 	// their places, should they come in another.
 	evPlace, adPlace := make([][]place, len(b.EventPages)), make([][]place, len(b.AdminPages))
@@ -414,16 +429,16 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		case rowAdCount:
 			res.AdminCounts[i] = int(t.Int64)
 		case rowEvent:
-			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
+			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: b.EventPages[i].RealmID,
 				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6],
-				Oversize: oversize(c[15])})
-			evPlace[i] = append(evPlace[i], place{rn.Int64, c[14].String == "t"})
+				Oversize: oversize(big)})
+			evPlace[i] = append(evPlace[i], place{rn.Int64, more.Int64 == 1})
 		case rowAdmin:
-			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: realm.String,
+			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: b.AdminPages[i].RealmID,
 				IPAddress: c[4], Error: c[5], Details: c[6], OperationType: c[7], ResourceType: c[8], AuthRealmID: c[9],
 				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13],
-				Oversize: oversize(c[15])})
-			adPlace[i] = append(adPlace[i], place{rn.Int64, c[14].String == "t"})
+				Oversize: oversize(big)})
+			adPlace[i] = append(adPlace[i], place{rn.Int64, more.Int64 == 1})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -517,6 +532,9 @@ func (s *Source) rowBytes(t Table, prefix string) string {
 
 // oversize returns the weight the big column holds (0 when NULL).
 func oversize(big sql.NullString) int64 {
+	if !big.Valid {
+		return 0 // and no error value allocated for parsing ""
+	}
 	n, _ := strconv.ParseInt(big.String, 10, 64)
 	return n
 }
