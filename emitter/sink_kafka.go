@@ -190,28 +190,46 @@ func kindToken(k Kind) string {
 	return "event"
 }
 
-func kafkaMessage(env envelope) kafkasink.Message {
-	return kafkasink.Message{
-		Realm: env.RealmName, Kind: kindToken(env.Kind), Key: []byte(env.Key), Value: env.Body,
-		Headers: []kafkasink.Header{
-			{Key: headerUID, Value: strconv.AppendInt(nil, env.UID, 10)},
-			{Key: headerKind, Value: []byte(env.Kind)},
-			{Key: headerType, Value: []byte(env.Type)},
-			{Key: headerRealm, Value: []byte(env.RealmName)},
-			{Key: headerRealmID, Value: []byte(env.RealmID)},
-			{Key: headerID, Value: []byte(env.ID)},
-		},
+// kafkaMessages returns the records of envs. Their keys and header values
+// are slices of one buffer, and their headers of one slice, so that a
+// batch of a thousand costs three allocations, not eight a record.
+func kafkaMessages(envs []envelope) []kafkasink.Message {
+	const nHeaders = 6
+	size := 0
+	for _, env := range envs {
+		size += len(env.Key) + 20 + len(env.Kind) + len(env.Type) + len(env.RealmName) + len(env.RealmID) + len(env.ID)
 	}
+	buf := make([]byte, 0, size)
+	// add appends v to buf and returns it, capped so that no append to one
+	// slice can write over the next.
+	add := func(v ...string) []byte {
+		start := len(buf)
+		for _, s := range v {
+			buf = append(buf, s...)
+		}
+		return buf[start:len(buf):len(buf)]
+	}
+	headers := make([]kafkasink.Header, nHeaders*len(envs))
+	msgs := make([]kafkasink.Message, len(envs))
+	for i, env := range envs {
+		h := headers[nHeaders*i : nHeaders*(i+1) : nHeaders*(i+1)]
+		start := len(buf)
+		buf = strconv.AppendInt(buf, env.UID, 10)
+		h[0] = kafkasink.Header{Key: headerUID, Value: buf[start:len(buf):len(buf)]}
+		h[1] = kafkasink.Header{Key: headerKind, Value: add(string(env.Kind))}
+		h[2] = kafkasink.Header{Key: headerType, Value: add(env.Type)}
+		h[3] = kafkasink.Header{Key: headerRealm, Value: add(env.RealmName)}
+		h[4] = kafkasink.Header{Key: headerRealmID, Value: add(env.RealmID)}
+		h[5] = kafkasink.Header{Key: headerID, Value: add(env.ID)}
+		msgs[i] = kafkasink.Message{Realm: env.RealmName, Kind: kindToken(env.Kind), Key: add(env.Key), Value: env.Body, Headers: h}
+	}
+	return msgs
 }
 
 // SendBatch produces envs in order and waits until the broker answered
 // each; a refusal for good is an error whose Permanent method says so.
 func (s *kafkaSink) SendBatch(ctx context.Context, envs []envelope) []error {
-	msgs := make([]kafkasink.Message, len(envs))
-	for i, env := range envs {
-		msgs[i] = kafkaMessage(env)
-	}
-	return s.p.Produce(ctx, msgs)
+	return s.p.Produce(ctx, kafkaMessages(envs))
 }
 
 // Send sends one envelope as a batch of one.

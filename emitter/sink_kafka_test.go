@@ -3,6 +3,7 @@ package emitter
 import (
 	"context"
 	"errors"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,22 +14,29 @@ func TestKafkaRecordAndNATSMessageCarryTheKeyTheBodyAndTheHeaders(t *testing.T) 
 	env := envelope{Kind: KindAdminEvent, UID: 42, ID: "kc-1", RealmID: "r-id", RealmName: "acme", Type: "UPDATE:USER",
 		Body: []byte(`{"uid":42}`), Key: "u-7"}
 	want := map[string]string{"uid": "42", "kind": "AdminEvent", "type": "UPDATE:USER", "realm": "acme", "realm_id": "r-id", "id": "kc-1"}
+	// The records of a batch share their buffers: each keeps its own.
+	other := envelope{Kind: KindEvent, UID: 1234567, ID: "kc-2", RealmID: "r2", RealmName: "beta", Type: "LOGIN", Body: []byte(`{}`)}
+	otherWant := map[string]string{"uid": "1234567", "kind": "Event", "type": "LOGIN", "realm": "beta", "realm_id": "r2", "id": "kc-2"}
 
-	m := kafkaMessage(env)
-	if string(m.Key) != "u-7" || string(m.Value) != string(env.Body) || m.Realm != "acme" || m.Kind != "admin-event" {
-		t.Errorf("kafka message key %q value %q realm %q kind %q", m.Key, m.Value, m.Realm, m.Kind)
-	}
-	got := map[string]string{}
-	for _, h := range m.Headers {
-		got[h.Key] = string(h.Value)
-	}
-	if len(got) != len(want) {
-		t.Errorf("kafka headers %v, want %v", got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("kafka header %s = %q, want %q", k, got[k], v)
+	ms := kafkaMessages([]envelope{env, other, env})
+	for i, tc := range []struct {
+		env  envelope
+		want map[string]string
+	}{{env, want}, {other, otherWant}, {env, want}} {
+		m := ms[i]
+		if string(m.Key) != tc.env.Key || string(m.Value) != string(tc.env.Body) || m.Realm != tc.env.RealmName || m.Kind != kindToken(tc.env.Kind) {
+			t.Errorf("kafka message %d: key %q value %q realm %q kind %q", i, m.Key, m.Value, m.Realm, m.Kind)
 		}
+		got := map[string]string{}
+		for _, h := range m.Headers {
+			got[h.Key] = string(h.Value)
+		}
+		if !maps.Equal(got, tc.want) {
+			t.Errorf("kafka message %d: headers %v, want %v", i, got, tc.want)
+		}
+	}
+	if ms[0].Kind != "admin-event" {
+		t.Errorf("kind token %q", ms[0].Kind)
 	}
 
 	n := natsMessage(env)

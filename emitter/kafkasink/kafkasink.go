@@ -213,6 +213,13 @@ const recordOverhead = 128
 // idempotent producer keeps that order under its retries.
 func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
 	errs := make([]error, len(msgs))
+	// The records and their headers are slices of one allocation each,
+	// held until every record is done.
+	nh := 0
+	for _, m := range msgs {
+		nh += len(m.Headers)
+	}
+	recs, headers := make([]kgo.Record, len(msgs)), make([]kgo.RecordHeader, 0, nh)
 	var wg sync.WaitGroup
 	for i, m := range msgs {
 		topic := p.Topic(m)
@@ -221,12 +228,14 @@ func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
 				Err: fmt.Errorf("%w: the record's %d bytes exceed the producer's max bytes %d", kerr.MessageTooLarge, n, p.maxBytes)}
 			continue
 		}
-		rec := &kgo.Record{Topic: topic, Value: m.Value, Headers: make([]kgo.RecordHeader, len(m.Headers))}
+		start := len(headers)
+		for _, h := range m.Headers {
+			headers = append(headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		rec := &recs[i]
+		rec.Topic, rec.Value, rec.Headers = topic, m.Value, headers[start:len(headers):len(headers)]
 		if len(m.Key) > 0 {
 			rec.Key = m.Key
-		}
-		for j, h := range m.Headers {
-			rec.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 		}
 		wg.Add(1)
 		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
