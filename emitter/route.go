@@ -221,7 +221,7 @@ var routeFlags = map[string]string{
 	"sink.mail.timeout": "mailTimeout",
 
 	"sink.kafka.brokers": "targetUri", "sink.kafka.topic": "targetUri", "sink.kafka.batchSize": "kafkaBatchSize",
-	"sink.kafka.linger": "kafkaLinger", "sink.kafka.maxBytes": "kafkaMaxBytes",
+	"sink.kafka.linger": "kafkaLinger", "sink.kafka.maxBytes": "kafkaMaxBytes", "sink.kafka.compression": "kafkaCompression",
 	"sink.kafka.deliveryTimeout": "kafkaDeliveryTimeout", "sink.kafka.saslMechanism": "kafkaSaslMechanism",
 	"sink.kafka.username": "kafkaUsername", "sink.kafka.password": "kafkaPasswordFile",
 	"sink.kafka.oauthTokenUrl": "kafkaOAuthTokenUrl", "sink.kafka.oauthClientId": "kafkaOAuthClientId",

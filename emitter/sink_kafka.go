@@ -26,6 +26,9 @@ type KafkaConfig struct {
 	// MaxBytes bounds a record batch, and so a record: keep it at or below
 	// the broker's message.max.bytes. A larger record is dead-lettered.
 	MaxBytes int32
+	// Compression is the codec of record batches: none, gzip, snappy, lz4
+	// or zstd.
+	Compression string
 	// DeliveryTimeout is how long the producer tries a record (broker
 	// down, no leader) before the delivery backs off and tries again.
 	DeliveryTimeout time.Duration
@@ -48,7 +51,7 @@ type KafkaConfig struct {
 // defaultKafkaConfig holds the Kafka defaults (DefaultConfig takes them).
 func defaultKafkaConfig() KafkaConfig {
 	return KafkaConfig{BatchSize: 1000, Linger: 5 * time.Millisecond, MaxBytes: kafkasink.DefaultMaxBytes,
-		DeliveryTimeout: kafkasink.DefaultDeliveryTimeout}
+		Compression: kafkasink.DefaultCompression, DeliveryTimeout: kafkasink.DefaultDeliveryTimeout}
 }
 
 // Validate returns the first problem of k as a *FieldError naming the flag.
@@ -82,6 +85,9 @@ func (k KafkaConfig) validate(key func(string) string) error {
 	}
 	if k.MaxBytes < 1024 {
 		return bad("maxBytes", k.MaxBytes, "want at least 1024 bytes")
+	}
+	if err := kafkasink.CheckCompression(k.Compression); err != nil || k.Compression == "" {
+		return bad("compression", k.Compression, "want one of %s", strings.Join(kafkasink.Compressions, ", "))
 	}
 	if k.DeliveryTimeout <= 0 {
 		return bad("deliveryTimeout", k.DeliveryTimeout, "want a duration > 0")
@@ -157,7 +163,7 @@ type kafkaSink struct {
 
 func newKafkaSink(k KafkaConfig, log *slog.Logger) (*kafkaSink, error) {
 	cfg := kafkasink.Config{
-		Brokers: k.Brokers, Topic: k.Topic, MaxBytes: k.MaxBytes, DeliveryTimeout: k.DeliveryTimeout,
+		Brokers: k.Brokers, Topic: k.Topic, MaxBytes: k.MaxBytes, Compression: k.Compression, DeliveryTimeout: k.DeliveryTimeout,
 		SASL: kafkasink.SASL{Mechanism: k.SASLMechanism, Username: k.Username, Password: k.Password,
 			TokenURL: k.OAuthTokenURL, ClientID: k.OAuthClientID, ClientSecret: k.OAuthClientSecret},
 		Logger: log,

@@ -117,6 +117,7 @@ type fileKafka struct {
 	BatchSize             *int           `yaml:"batchSize"`
 	Linger                *time.Duration `yaml:"linger"`
 	MaxBytes              *int32         `yaml:"maxBytes"`
+	Compression           *string        `yaml:"compression"`
 	DeliveryTimeout       *time.Duration `yaml:"deliveryTimeout"`
 	SASLMechanism         string         `yaml:"saslMechanism"`
 	Username              string         `yaml:"username"`
@@ -602,6 +603,7 @@ func (f *configFile) kafkaSink(prefix string, k *fileKafka, getenv func(string) 
 	setPtr(&s.BatchSize, k.BatchSize)
 	setPtr(&s.Linger, k.Linger)
 	setPtr(&s.MaxBytes, k.MaxBytes)
+	setPtr(&s.Compression, k.Compression)
 	setPtr(&s.DeliveryTimeout, k.DeliveryTimeout)
 	return &s, f.secrets(prefix, getenv,
 		secret{"password", k.Password != nil, k.PasswordFile, k.PasswordEnv, &s.Password},

@@ -268,6 +268,8 @@ func TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey(t *testing.T) {
 			`16:5: routes[1].format "JSON": a mail route sends plain-text mails: drop format`},
 		{"a kafka route without brokers", goodRoute + "  - name: k\n    sink:\n      kafka:\n        topic: keycloak\n    format: JSON\n", nil, nil,
 			`11:7: routes[1].sink.kafka.brokers: missing: no broker`},
+		{"a kafka compression unknown", goodRoute + "  - name: k\n    sink:\n      kafka: {brokers: [\"127.0.0.1:9092\"], topic: t, compression: brotli}\n    format: JSON\n", nil, nil,
+			`11:54: routes[1].sink.kafka.compression "brotli": want one of none, gzip, snappy, lz4, zstd`},
 		{"a kafka broker without its port", goodRoute + "  - name: k\n    sink:\n      kafka: {brokers: [kafka.internal], topic: keycloak}\n    format: JSON\n", nil, nil,
 			`11:15: routes[1].sink.kafka.brokers "kafka.internal": a Kafka broker: want host:port`},
 		{"an inline kafka oauth secret", goodRoute + "  - name: k\n    sink:\n      kafka: {brokers: [\"127.0.0.1:9092\"], topic: t, oauthClientSecret: hunter2}\n    format: JSON\n", nil, nil,

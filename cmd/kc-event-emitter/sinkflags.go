@@ -2,9 +2,11 @@ package main
 
 import (
 	"flag"
+	"strings"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
 	"github.com/kc-event-emitter/kc-event-emitter/emitter/envflag"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/kafkasink"
 )
 
 // The secrets of the Kafka and NATS targets, from the environment unless
@@ -20,7 +22,7 @@ const (
 
 // streamFlagGroups are the groups of --help of the Kafka and NATS flags.
 var streamFlagGroups = []flagGroup{
-	{kafkaFlagGroupTitle, []string{"kafkaBatchSize", "kafkaLinger", "kafkaMaxBytes", "kafkaDeliveryTimeout", "kafkaSaslMechanism",
+	{kafkaFlagGroupTitle, []string{"kafkaBatchSize", "kafkaLinger", "kafkaMaxBytes", "kafkaCompression", "kafkaDeliveryTimeout", "kafkaSaslMechanism",
 		"kafkaUsername", "kafkaPasswordFile", "kafkaOAuthTokenUrl", "kafkaOAuthClientId", "kafkaOAuthClientSecretFile",
 		"kafkaTls", "kafkaCaFile", "kafkaClientCertFile", "kafkaClientKeyFile"}},
 	{natsFlagGroupTitle, []string{"natsBatchSize", "natsLinger", "natsAckTimeout", "natsUsername", "natsPasswordFile",
@@ -42,6 +44,7 @@ func addStreamFlags(fs *flag.FlagSet, c *emitter.Config, def emitter.Config) *st
 	fs.IntVar(&k.BatchSize, "kafkaBatchSize", dk.BatchSize, "most events handed to the producer at once")
 	fs.DurationVar(&k.Linger, "kafkaLinger", dk.Linger, "how long a batch that is not full waits for more events")
 	fs.IntVar(&s.kafkaMaxBytes, "kafkaMaxBytes", int(dk.MaxBytes), "largest record batch in `bytes`, before compression: at most the broker's message.max.bytes;\na larger record is dead-lettered")
+	fs.StringVar(&k.Compression, "kafkaCompression", dk.Compression, "`codec` of record batches: "+strings.Join(kafkasink.Compressions, ", "))
 	fs.DurationVar(&k.DeliveryTimeout, "kafkaDeliveryTimeout", dk.DeliveryTimeout, "how long the producer tries a record (broker down) before the delivery backs off and tries again")
 	fs.StringVar(&k.SASLMechanism, "kafkaSaslMechanism", "", "SASL `mechanism`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (client credentials); empty: none")
 	fs.StringVar(&k.Username, "kafkaUsername", "", "SASL user `name` (PLAIN, SCRAM)")

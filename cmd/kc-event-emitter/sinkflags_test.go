@@ -15,14 +15,14 @@ func TestParseRunFlagsTakesAKafkaTargetWithItsSecretsFromTheEnvironmentOrAFile(t
 		t.Fatal(err)
 	}
 	args := with(minimalArgs, "--targetUri", "kafka://127.0.0.1:9092,127.0.0.1:9093/kc.{{realm}}.{{kind}}")
-	args = append(args, "--kafkaSaslMechanism", "SCRAM-SHA-512", "--kafkaUsername", "emitter", "--kafkaLinger", "20ms", "--kafkaMaxBytes", "262144")
+	args = append(args, "--kafkaSaslMechanism", "SCRAM-SHA-512", "--kafkaUsername", "emitter", "--kafkaLinger", "20ms", "--kafkaMaxBytes", "262144", "--kafkaCompression", "zstd")
 	e := map[string]string{"KC_EMITTER_DB_URL": "postgres://127.0.0.1/kc", "KC_EMITTER_KAFKA_PASSWORD": "from-env"}
 	o, err := parseRunFlags(args, env(e), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := o.cfg.Kafka
-	if k.Password != "from-env" || k.Username != "emitter" || k.Linger != 20*time.Millisecond || k.MaxBytes != 262144 {
+	if k.Password != "from-env" || k.Username != "emitter" || k.Linger != 20*time.Millisecond || k.MaxBytes != 262144 || k.Compression != "zstd" {
 		t.Errorf("Kafka = %+v", k)
 	}
 	o, err = parseRunFlags(append(args, "--kafkaPasswordFile", pwFile), env(e), io.Discard)
@@ -48,6 +48,7 @@ func TestParseRunFlagsRefusesABadKafkaOrNATSTargetNamingTheFlag(t *testing.T) {
 		{"kafka SASL without a password", append(with(minimalArgs, "--targetUri", "kafka://127.0.0.1:9092/e"), "--kafkaSaslMechanism", "PLAIN", "--kafkaUsername", "u"), "--kafkaPasswordFile"},
 		{"kafka unknown SASL mechanism", append(with(minimalArgs, "--targetUri", "kafka://127.0.0.1:9092/e"), "--kafkaSaslMechanism", "GSSAPI"), `--kafkaSaslMechanism "GSSAPI"`},
 		{"kafka batch size zero", append(with(minimalArgs, "--targetUri", "kafka://127.0.0.1:9092/e"), "--kafkaBatchSize", "0"), `--kafkaBatchSize "0"`},
+		{"kafka unknown compression", append(with(minimalArgs, "--targetUri", "kafka://127.0.0.1:9092/e"), "--kafkaCompression", "brotli"), `--kafkaCompression "brotli": want one of none, gzip, snappy, lz4, zstd`},
 		{"kafka CA without TLS", append(with(minimalArgs, "--targetUri", "kafka://127.0.0.1:9092/e"), "--kafkaCaFile", "ca.pem"), "--kafkaTls"},
 		{"nats without a subject", with(minimalArgs, "--targetUri", "nats://127.0.0.1:4222"), "no subject"},
 		{"nats wildcard subject", with(minimalArgs, "--targetUri", "nats://127.0.0.1:4222/kc.>"), "wildcards"},

@@ -38,11 +38,15 @@ const (
 	MechanismOAuthBearer = "OAUTHBEARER"
 )
 
+// The codecs Config.Compression accepts.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
 // Defaults of Config's zero values.
 const (
 	DefaultMaxBytes            = 1_000_000
 	DefaultDeliveryTimeout     = 30 * time.Second
 	DefaultUnknownTopicRetries = 6
+	DefaultCompression         = "snappy"
 )
 
 // Config is what a Producer needs.
@@ -61,6 +65,10 @@ type Config struct {
 	// keep it at or below the broker's message.max.bytes (and the topic's
 	// max.message.bytes). 0: DefaultMaxBytes.
 	MaxBytes int32
+	// Compression is the codec of record batches, one of Compressions;
+	// empty: DefaultCompression. MaxBytes bounds a batch before it, the
+	// broker's limit after it.
+	Compression string
 	// DeliveryTimeout is how long a record may wait for the broker (broker
 	// down, no leader) before Produce returns a passing error for it; 0:
 	// DefaultDeliveryTimeout.
@@ -161,6 +169,10 @@ func New(cfg Config) (*Producer, error) {
 	if cfg.ClientID == "" {
 		cfg.ClientID = "kc-event-emitter"
 	}
+	codec, err := compression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -171,6 +183,7 @@ func New(cfg Config) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()), // and idempotent, franz-go's default
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.ProducerBatchMaxBytes(cfg.MaxBytes),
+		kgo.ProducerBatchCompression(codec),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout + cfg.Linger),
 		kgo.UnknownTopicRetries(cfg.UnknownTopicRetries),
 		kgo.MaxBufferedRecords(100_000),
@@ -286,6 +299,29 @@ func (p *Producer) classify(topic string, err error) error {
 		e.permanent = true
 	}
 	return e
+}
+
+// compression returns the codec named name (empty: DefaultCompression).
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch strings.ToLower(name) {
+	case "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "", "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("kafka compression %q: want one of %s", name, strings.Join(Compressions, ", "))
+}
+
+// CheckCompression checks a codec name as New would.
+func CheckCompression(name string) error {
+	_, err := compression(name)
+	return err
 }
 
 func parseTemplate(s string) (nametmpl.Template, error) {

@@ -111,6 +111,40 @@ func TestProduceDeliversKeyValueAndHeadersInOrderPerKey(t *testing.T) {
 	}
 }
 
+// TestEachCompressionIsTheCodecOfTheBatchesTheConsumerReads: every codec
+// the flag accepts is the one the broker stores (the batch attributes a
+// consumer sees), and the records come back whole.
+func TestEachCompressionIsTheCodecOfTheBatchesTheConsumerReads(t *testing.T) {
+	k := testenv.KafkaEnv(t)
+	for code, name := range kafkasink.Compressions { // in the order of the protocol's codes
+		t.Run(name, func(t *testing.T) {
+			topic := k.NewTopic(t, "kcee-codec", 1)
+			p := newProducer(t, k, topic, func(c *kafkasink.Config) { c.Compression = name })
+			msgs := make([]kafkasink.Message, 50)
+			for i := range msgs {
+				msgs[i] = kafkasink.Message{Value: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("keycloak ", 100))}
+			}
+			for i, err := range p.Produce(context.Background(), msgs) {
+				if err != nil {
+					t.Fatalf("record %d: %v", i, err)
+				}
+			}
+			for i, r := range consume(t, k, topic, len(msgs)) {
+				if got := int(r.Attrs.CompressionType()); got != code {
+					t.Fatalf("record %d of %s is in a batch of codec %d, want %d", i, name, got, code)
+				}
+				if !bytes.Equal(r.Value, msgs[i].Value) {
+					t.Fatalf("record %d of %s: value %.40q, want %.40q", i, name, r.Value, msgs[i].Value)
+				}
+			}
+		})
+	}
+	if _, err := kafkasink.New(kafkasink.Config{Brokers: []string{"127.0.0.1:9"}, Topic: "t", Compression: "brotli"}); err == nil ||
+		!strings.Contains(err.Error(), `"brotli"`) {
+		t.Errorf("New with compression brotli: %v, want an error naming it", err)
+	}
+}
+
 func TestARecordForATopicThatDoesNotExistIsRefusedForGoodAfterABoundedWait(t *testing.T) {
 	k := testenv.KafkaEnv(t)
 	p := newProducer(t, k, "kcee-no-such-topic-{{realm}}", nil)
