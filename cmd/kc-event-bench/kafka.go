@@ -51,12 +51,6 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	maxBytes, err := brokerMaxBytes(ctx, cl)
-	if err != nil {
-		return err
-	}
-	extra := []string{"--kafkaMaxBytes", strconv.Itoa(maxBytes)}
-
 	db, _, err := b.backlogDB(ctx, b.cfg.backlog)
 	if err != nil {
 		return err
@@ -66,6 +60,12 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 		db.drop()
 		return err
 	}
+	maxBytes, err := topicMaxBytes(ctx, cl, topic)
+	if err != nil {
+		db.drop()
+		return err
+	}
+	extra := []string{"--kafkaMaxBytes", strconv.Itoa(maxBytes)}
 	run, err := b.emitterRun(db.url, kafkaSetting, "beginning")
 	if err != nil {
 		db.drop()
@@ -96,7 +96,7 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 	}
 	res.delivered, res.load = delivered, b.host.loadAverage()
 	b.rep.kafka = append(b.rep.kafka, res)
-	b.done("kafka backlog %d: %s, %.0f events/s, load %.1f", res.n, res.elapsed.Round(time.Millisecond), res.perSecond(), res.load)
+	b.done("kafka backlog %d (--kafkaMaxBytes %d, the topic's max.message.bytes): %s, %.0f events/s, load %.1f", res.n, maxBytes, res.elapsed.Round(time.Millisecond), res.perSecond(), res.load)
 	if b.cfg.rate > 0 {
 		if err := b.kafkaLive(ctx, cl, extra); err != nil {
 			return err
@@ -223,26 +223,32 @@ func headerOf(r *kgo.Record, key string) string {
 	return ""
 }
 
-// brokerMaxBytes returns the broker's message.max.bytes.
-func brokerMaxBytes(ctx context.Context, cl *kgo.Client) (int, error) {
+// topicMaxBytes returns the topic's max.message.bytes: the broker's
+// message.max.bytes unless the topic sets its own, the limit a batch meets.
+// (The broker resource "" holds only the cluster's dynamic defaults, not
+// the message.max.bytes of server.properties.)
+func topicMaxBytes(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	rr := kmsg.NewDescribeConfigsRequestResource()
-	rr.ResourceType = kmsg.ConfigResourceTypeBroker
-	rr.ResourceName = "" // the broker that answers (a default)
-	rr.ConfigNames = []string{"message.max.bytes"}
+	rr.ResourceType = kmsg.ConfigResourceTypeTopic
+	rr.ResourceName = topic
+	rr.ConfigNames = []string{"max.message.bytes"}
 	req.Resources = append(req.Resources, rr)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		return 0, fmt.Errorf("kafka describe configs: %w", err)
 	}
 	for _, r := range resp.Resources {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			return 0, fmt.Errorf("kafka describe configs of topic %s: %w", topic, err)
+		}
 		for _, c := range r.Configs {
-			if c.Name == "message.max.bytes" && c.Value != nil {
+			if c.Name == "max.message.bytes" && c.Value != nil {
 				return strconv.Atoi(*c.Value)
 			}
 		}
 	}
-	return 1000000, nil
+	return 0, fmt.Errorf("kafka describe configs of topic %s: no max.message.bytes", topic)
 }
 
 // createTopic creates a topic of a new name with the prefix whose records
