@@ -206,14 +206,13 @@ func kafkaMessages(envs []envelope) []kafkasink.Message {
 		size += len(env.Key) + 20 + len(env.Kind) + len(env.Type) + len(env.RealmName) + len(env.RealmID) + len(env.ID)
 	}
 	buf := make([]byte, 0, size)
-	// add appends v to buf and returns it, capped so that no append to one
-	// slice can write over the next.
-	add := func(v ...string) []byte {
+	// since returns what buf gained since start, capped so that no append
+	// to one value can write over the next.
+	since := func(start int) []byte { return buf[start:len(buf):len(buf)] }
+	add := func(s string) []byte {
 		start := len(buf)
-		for _, s := range v {
-			buf = append(buf, s...)
-		}
-		return buf[start:len(buf):len(buf)]
+		buf = append(buf, s...)
+		return since(start)
 	}
 	headers := make([]kafkasink.Header, nHeaders*len(envs))
 	msgs := make([]kafkasink.Message, len(envs))
@@ -221,7 +220,7 @@ func kafkaMessages(envs []envelope) []kafkasink.Message {
 		h := headers[nHeaders*i : nHeaders*(i+1) : nHeaders*(i+1)]
 		start := len(buf)
 		buf = strconv.AppendInt(buf, env.UID, 10)
-		h[0] = kafkasink.Header{Key: headerUID, Value: buf[start:len(buf):len(buf)]}
+		h[0] = kafkasink.Header{Key: headerUID, Value: since(start)}
 		h[1] = kafkasink.Header{Key: headerKind, Value: add(string(env.Kind))}
 		h[2] = kafkasink.Header{Key: headerType, Value: add(env.Type)}
 		h[3] = kafkasink.Header{Key: headerRealm, Value: add(env.RealmName)}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/pgsession"
 )
 
 // ErrFenced is the error of a write by a leader whose epoch is no longer
@@ -83,7 +84,8 @@ func OpenPostgres(ctx context.Context, url, schema, cluster string) (*Postgres, 
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL connection string: %w", err)
 	}
-	db := sql.OpenDB(sessionConnector{connector})
+	db := sql.OpenDB(pgsession.Connector{Connector: connector,
+		Sets: []string{fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", idleInTransaction.Milliseconds())}})
 	db.SetMaxOpenConns(2)
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -93,22 +95,6 @@ func OpenPostgres(ctx context.Context, url, schema, cluster string) (*Postgres, 
 		return nil, err
 	}
 	return p, nil
-}
-
-// sessionConnector sets idleInTransaction on each session it opens.
-type sessionConnector struct{ driver.Connector }
-
-func (c sessionConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	set := fmt.Sprintf(`SET idle_in_transaction_session_timeout = %d`, idleInTransaction.Milliseconds())
-	if _, err := conn.(driver.ExecerContext).ExecContext(ctx, set, nil); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("%s: %w", set, err)
-	}
-	return conn, nil
 }
 
 // WithCluster returns the store of the state named cluster in the same

@@ -45,8 +45,8 @@ type Batch struct {
 	// MaxBytes) to be read: a heavier row comes without its large columns
 	// (details, representation), its weight in Oversize, never read whole.
 	MaxRowBytes int64
-	// KeysOnly reads only the id, time and realm_id of each page's rows
-	// (the other columns are NULL): to find the rows around one that the
+	// KeysOnly reads only the id and time of each page's rows (the other
+	// columns are NULL; the realm is the range's): to find the rows around one that the
 	// database cannot return (Unreadable).
 	KeysOnly bool
 }

@@ -16,14 +16,14 @@ package pgsource
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/internal/pgsession"
 )
 
 // Table names one of the two event tables.
@@ -89,7 +89,12 @@ func Open(ctx context.Context, url string) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL connection string: %w", err)
 	}
-	db := sql.OpenDB(noJIT{connector})
+	// JIT compilation off: a poll over many realms is one statement whose
+	// estimated cost passes PostgreSQL's jit_above_cost (100,000 by
+	// default): it was compiled at every poll, about 200 ms for 1,000
+	// realms against 28 ms to run it. A server without JIT (before
+	// PostgreSQL 11) does not have the setting, which is fine.
+	db := sql.OpenDB(pgsession.Connector{Connector: connector, Sets: []string{"SET jit = off"}, Optional: true})
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -99,29 +104,6 @@ func Open(ctx context.Context, url string) (*Source, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// noJIT is a connector whose connections have JIT compilation off. A poll
-// over many realms is one statement whose estimated cost passes
-// PostgreSQL's jit_above_cost (100,000 by default): it was compiled at
-// every poll, about 200 ms for 1,000 realms against 28 ms to run it. A
-// server without JIT (before PostgreSQL 11) says the setting does not
-// exist, which is fine.
-type noJIT struct{ driver.Connector }
-
-func (c noJIT) Connect(ctx context.Context) (driver.Conn, error) {
-	cn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if ex, ok := cn.(driver.ExecerContext); ok {
-		var pe *pq.Error
-		if _, err := ex.ExecContext(ctx, "SET jit = off", nil); err != nil && !(errors.As(err, &pe) && pe.Code == "42704") {
-			cn.Close()
-			return nil, fmt.Errorf("turn JIT compilation off: %w", err)
-		}
-	}
-	return cn, nil
 }
 
 // withBinaryParameters adds binary_parameters=yes to a connection string

@@ -557,7 +557,7 @@ func TestUnreachableCountsRowsOfUnknownRealmsNullTimesAndNullRealms(t *testing.T
 	}
 }
 
-// TestOpenTurnsJITOffForItsConnections pins noJIT: a poll of 1,000 realms
+// TestOpenTurnsJITOffForItsConnections pins the source's session setup: a poll of 1,000 realms
 // is a statement PostgreSQL would compile at every poll (about 200 ms,
 // against 28 ms to run it), on every connection of the pool.
 func TestOpenTurnsJITOffForItsConnections(t *testing.T) {
