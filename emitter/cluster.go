@@ -244,6 +244,9 @@ type leaderSink struct {
 // that a leader hands a batch sink whole batches as a single emitter does.
 func newLeaderSink(s sink, lease *pgsource.Lease, depose context.CancelCauseFunc) sink {
 	l := &leaderSink{sink: s, lease: lease, depose: depose}
+	if p, ok := s.(pipelinedSink); ok {
+		return &leaderPipelinedSink{leaderBatchSink: &leaderBatchSink{leaderSink: l, batch: p}, pipe: p}
+	}
 	if b, ok := s.(batchSink); ok {
 		return &leaderBatchSink{leaderSink: l, batch: b}
 	}
@@ -280,13 +283,32 @@ type leaderBatchSink struct {
 
 func (s *leaderBatchSink) SendBatch(ctx context.Context, envs []envelope) []error {
 	if err := s.check(ctx); err != nil {
-		errs := make([]error, len(envs))
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
+		return allErr(err, len(envs))
 	}
 	return s.batch.SendBatch(ctx, envs)
+}
+
+// leaderPipelinedSink is a leaderSink over a pipelinedSink.
+type leaderPipelinedSink struct {
+	*leaderBatchSink
+	pipe pipelinedSink
+}
+
+func (s *leaderPipelinedSink) StartBatch(ctx context.Context, envs []envelope) (wait func() []error) {
+	if err := s.check(ctx); err != nil {
+		errs := allErr(err, len(envs))
+		return func() []error { return errs }
+	}
+	return s.pipe.StartBatch(ctx, envs)
+}
+
+// allErr returns n answers of err.
+func allErr(err error, n int) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // Failing passes on whether the target is failing.

@@ -33,6 +33,15 @@ type batchSink interface {
 	SendBatch(ctx context.Context, envs []envelope) []error
 }
 
+// pipelinedSink is a batchSink that takes a batch before the last one was
+// answered, keeping their order.
+type pipelinedSink interface {
+	batchSink
+	// StartBatch hands envs over in order, after those of the calls
+	// before, and returns at once; wait returns what SendBatch would.
+	StartBatch(ctx context.Context, envs []envelope) (wait func() []error)
+}
+
 // failing is implemented by a sink that knows whether its last attempt
 // failed for a reason other than the refusal of one event.
 type failing interface {
@@ -89,8 +98,9 @@ type deliveryOptions struct {
 	// done. With more, envelopes start in order but may finish out of it.
 	Concurrency int
 	// BatchSize is, when Sink is a batchSink, the most envelopes handed to
-	// SendBatch at once; 0 means 500. Batches are sent one at a time, in
-	// order (Concurrency does not apply to them).
+	// SendBatch at once; 0 means 500. Batches are sent in order, one at a
+	// time, or up to batchesInFlight before the oldest is answered for a
+	// pipelinedSink (Concurrency does not apply to them).
 	BatchSize int
 	// Linger is how long a batch that is not full waits for more
 	// envelopes before it is handed over; 0 hands over what is waiting.
@@ -293,13 +303,57 @@ func (d *delivery) run(ctx context.Context) error {
 	}
 }
 
+// batchesInFlight is how many batches a pipelinedSink may hold before the
+// oldest was answered: a backlog then drains at the target's pace, not at
+// one round trip per batch.
+const batchesInFlight = 4
+
+// sentBatch is a batch handed to the sink and not answered yet.
+type sentBatch struct {
+	envs []envelope
+	at   time.Time
+	wait func() []error
+}
+
 // runBatches is run for a batchSink: it takes the envelopes that are
-// waiting, up to BatchSize (waiting up to Linger for more), and delivers
-// them as one batch before it takes the next.
+// waiting, up to BatchSize (waiting up to Linger for more when no batch
+// is out), and hands them over as one batch; a pipelinedSink takes up to
+// batchesInFlight of them before the oldest is answered. Batches are
+// answered in the order they were sent, so acknowledgements keep it;
+// when a batch fails, the envelopes the later ones did not deliver join
+// its own, in order, and are sent again before anything newer.
 func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
-	batch := make([]envelope, 0, d.opts.BatchSize)
+	depth := 1
+	if _, ok := bs.(pipelinedSink); ok {
+		depth = batchesInFlight
+	}
+	var out []sentBatch
+	defer func() {
+		for _, b := range out { // ctx ended: not acknowledged, read again at the next start
+			d.inFlight.Add(-int64(len(b.envs)))
+		}
+		d.setDepth()
+	}()
 	for {
-		batch = batch[:0]
+		if len(out) == depth || len(out) > 0 && d.ring.Len() == 0 {
+			head := out[0]
+			out = out[1:]
+			u := d.settle(ctx, head.envs, head.wait(), head.at)
+			if len(u.pending) > 0 && ctx.Err() == nil {
+				for _, b := range out {
+					u = u.join(d.settle(ctx, b.envs, b.wait(), b.at))
+				}
+				out = out[:0]
+				d.retry(ctx, bs, u)
+			} else {
+				d.inFlight.Add(-int64(len(u.pending)))
+			}
+			d.setDepth()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			continue
+		}
 		env, err := d.ring.Take(ctx)
 		if err != nil {
 			if errors.Is(err, buffer.ErrClosed) {
@@ -307,24 +361,29 @@ func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
 			}
 			return err
 		}
-		var closed bool
-		batch, closed = d.fill(ctx, append(batch, env))
+		batch, closed := d.fill(ctx, append(make([]envelope, 0, d.opts.BatchSize), env), len(out) == 0)
 		d.inFlight.Add(int64(len(batch)))
 		d.setDepth()
-		d.deliverBatch(ctx, bs, batch)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if closed {
-			return nil
-		}
+		at := d.now()
+		out = append(out, sentBatch{envs: batch, at: at, wait: startBatch(ctx, bs, batch)})
+		_ = closed // the buffer is empty: what is out is answered, then Take tells the end
 	}
 }
 
+// startBatch hands envs to bs and returns what waits for its answers: at
+// once for a pipelinedSink, after SendBatch for another.
+func startBatch(ctx context.Context, bs batchSink, envs []envelope) (wait func() []error) {
+	if p, ok := bs.(pipelinedSink); ok {
+		return p.StartBatch(ctx, envs)
+	}
+	errs := bs.SendBatch(ctx, envs)
+	return func() []error { return errs }
+}
+
 // fill appends to batch the envelopes waiting in the buffer, up to
-// BatchSize, waiting up to Linger for more when there are not enough.
-// closed tells that the buffer is closed and empty.
-func (d *delivery) fill(ctx context.Context, batch []envelope) (_ []envelope, closed bool) {
+// BatchSize; with linger, it waits up to Linger for more when there are
+// not enough. closed tells that the buffer is closed and empty.
+func (d *delivery) fill(ctx context.Context, batch []envelope, linger bool) (_ []envelope, closed bool) {
 	for len(batch) < d.opts.BatchSize && d.ring.Len() > 0 {
 		env, err := d.ring.Take(ctx)
 		if err != nil {
@@ -332,7 +391,7 @@ func (d *delivery) fill(ctx context.Context, batch []envelope) (_ []envelope, cl
 		}
 		batch = append(batch, env)
 	}
-	if len(batch) == d.opts.BatchSize || d.opts.Linger == 0 {
+	if len(batch) == d.opts.BatchSize || d.opts.Linger == 0 || !linger {
 		return batch, false
 	}
 	lctx, cancel := context.WithTimeout(ctx, d.opts.Linger)
@@ -347,81 +406,103 @@ func (d *delivery) fill(ctx context.Context, batch []envelope) (_ []envelope, cl
 	return batch, false
 }
 
-// deliverBatch hands batch to bs until each envelope is delivered or
+// unsettled is what an answer to a batch left to send again: the
+// envelopes in their order, the first hold answer among them (the target
+// refuses every event) and the first error.
+type unsettled struct {
+	pending    []envelope
+	hold       *refusal
+	holdEnv    envelope
+	firstErr   error
+	retryAfter time.Duration
+	sentAt     time.Time
+}
+
+// join appends v's envelopes to u's, keeping u's hold and error first.
+func (u unsettled) join(v unsettled) unsettled {
+	u.pending = append(u.pending, v.pending...)
+	if u.hold == nil && v.hold != nil {
+		u.hold, u.holdEnv, u.retryAfter, u.sentAt = v.hold, v.holdEnv, v.retryAfter, v.sentAt
+	}
+	if u.firstErr == nil {
+		u.firstErr = v.firstErr
+	}
+	return u
+}
+
+// settle takes the sink's answers errs to pending, sent at sentAt: it
+// acknowledges the envelopes delivered, dead-letters those refused for
+// good, and returns the others.
+func (d *delivery) settle(ctx context.Context, pending []envelope, errs []error, sentAt time.Time) unsettled {
+	if len(errs) != len(pending) {
+		// A sink's bug; never acknowledge what it may not have taken.
+		err := fmt.Errorf("sink returned %d answers for %d envelopes", len(errs), len(pending))
+		errs = make([]error, len(pending))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	u := unsettled{sentAt: sentAt}
+	for i, env := range pending {
+		err := errs[i]
+		if err == nil {
+			d.delivered(env)
+			continue
+		}
+		r := d.opts.Answers.classify(err)
+		if r.action == deadLetterAnswer {
+			d.hold.released(d.now())
+			d.reject(ctx, env, r.status, err)
+			continue
+		}
+		u.pending = append(u.pending, env)
+		if r.action == holdAnswer && u.hold == nil {
+			u.hold, u.holdEnv, u.retryAfter = &r, env, r.retryAfter
+		}
+		if u.firstErr == nil {
+			u.firstErr = err
+		}
+	}
+	d.inFlight.Add(-int64(len(pending) - len(u.pending)))
+	return u
+}
+
+// retry sends u's envelopes again until each is delivered or
 // dead-lettered, or ctx ends. After a transient error, or while the target
 // refuses every event (a hold answer), it waits (backoff between
 // RetryWaitMin and RetryWaitMax) and sends again only the envelopes that
 // were not taken, in their order.
-func (d *delivery) deliverBatch(ctx context.Context, bs batchSink, batch []envelope) {
-	pending := batch
+func (d *delivery) retry(ctx context.Context, bs batchSink, u unsettled) {
 	defer func() {
-		d.inFlight.Add(-int64(len(pending)))
+		d.inFlight.Add(-int64(len(u.pending)))
 		d.retrying.Store(false)
 		d.setDepth()
 	}()
-	for held, failed := 0, 0; len(pending) > 0; {
-		sentAt := d.now()
-		errs := bs.SendBatch(ctx, pending)
-		if len(errs) != len(pending) {
-			// A sink's bug; never acknowledge what it may not have taken.
-			err := fmt.Errorf("sink returned %d answers for %d envelopes", len(errs), len(pending))
-			errs = make([]error, len(pending))
-			for i := range errs {
-				errs[i] = err
-			}
-		}
-		var (
-			again    []envelope
-			holdR    *refusal
-			holdEnv  envelope
-			firstErr error
-			retryAft time.Duration
-		)
-		for i, env := range pending {
-			err := errs[i]
-			if err == nil {
-				d.delivered(env)
-				continue
-			}
-			r := d.opts.Answers.classify(err)
-			if r.action == deadLetterAnswer {
-				d.hold.released(d.now())
-				d.reject(ctx, env, r.status, err)
-				continue
-			}
-			again = append(again, env)
-			if r.action == holdAnswer && holdR == nil {
-				holdR, holdEnv = &r, env
-				retryAft = r.retryAfter
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-		d.inFlight.Add(-int64(len(pending) - len(again)))
-		pending = again
+	for held, failed := 0, 0; len(u.pending) > 0; {
 		d.setDepth()
-		if len(pending) == 0 || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return // what is left is not acknowledged: read again at the next start
 		}
 		var wait time.Duration
-		if holdR != nil {
-			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, held, retryAft)
+		if u.hold != nil {
+			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, held, u.retryAfter)
 			held++
-			d.hold.refused(*holdR, holdEnv, sentAt, d.now(), wait)
-			d.log.Debug("held: the target refused the batch again", "uid", holdEnv.UID, "answer", holdR.answer(),
-				"events", len(pending), "attempt", held, "retry_in", wait)
+			d.hold.refused(*u.hold, u.holdEnv, u.sentAt, d.now(), wait)
+			d.log.Debug("held: the target refused the batch again", "uid", u.holdEnv.UID, "answer", u.hold.answer(),
+				"events", len(u.pending), "attempt", held, "retry_in", wait)
 		} else {
 			// The sink's client retried already: back off as for a hold.
 			wait = holdWait(d.opts.RetryWaitMin, d.opts.RetryWaitMax, failed, 0)
 			failed++
 			d.retrying.Store(true)
-			d.log.Warn("send failed, trying again", "uid", pending[0].UID, "kind", pending[0].Kind,
-				"events", len(pending), "error", firstErr, "retry_in", wait)
+			d.log.Warn("send failed, trying again", "uid", u.pending[0].UID, "kind", u.pending[0].Kind,
+				"events", len(u.pending), "error", u.firstErr, "retry_in", wait)
 		}
 		if !sleep(ctx, wait) {
 			return
 		}
+		pending, sentAt := u.pending, d.now()
+		u = d.settle(ctx, pending, bs.SendBatch(ctx, pending), sentAt)
 	}
 }
 

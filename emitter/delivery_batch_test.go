@@ -247,7 +247,105 @@ func TestALeaderHandsABatchSinkWholeBatches(t *testing.T) {
 	if _, ok := newLeaderSink(&memBatchSink{}, nil, nil).(batchSink); !ok {
 		t.Error("the leader's guard around a batch sink is not a batch sink: the delivery would send one envelope at a time")
 	}
+	if _, ok := newLeaderSink(&memPipeSink{}, nil, nil).(pipelinedSink); !ok {
+		t.Error("the leader's guard around a pipelined sink (Kafka, NATS) is not one: the delivery would wait for each batch's answer")
+	}
+	if _, ok := newLeaderSink(&memBatchSink{}, nil, nil).(pipelinedSink); ok {
+		t.Error("the leader's guard around a batch sink that waits (mail) is a pipelined sink: it would send a batch before the last was answered")
+	}
 	if _, ok := newLeaderSink(httpSink{}, nil, nil).(batchSink); ok {
 		t.Error("the leader's guard around an HTTP sink is a batch sink")
+	}
+}
+
+// memPipeSink is a memBatchSink that takes batches before the last was
+// answered: StartBatch records the batch and its answers at once, and
+// wait returns them once gate (when not nil) lets it; waiting counts the
+// waits entered.
+type memPipeSink struct {
+	memBatchSink
+	gate    chan struct{}
+	waiting atomicCounter
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+func (c *atomicCounter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (s *memPipeSink) StartBatch(ctx context.Context, envs []envelope) func() []error {
+	errs := s.memBatchSink.SendBatch(ctx, envs)
+	return func() []error {
+		s.waiting.add()
+		if s.gate != nil {
+			<-s.gate
+		}
+		return errs
+	}
+}
+
+var _ pipelinedSink = (*memPipeSink)(nil)
+
+func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInOrder(t *testing.T) {
+	s := &memPipeSink{gate: make(chan struct{})}
+	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
+	for i := range 10 {
+		f.put(t, testEnvelope(i))
+	}
+	f.d.close()
+	wait := f.run(t, context.Background())
+	// Once the delivery waits for the first answer it hands nothing over.
+	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.get() == 1 })
+	want := [][]int64{{0, 1}, {2, 3}, {4, 5}, {6, 7}}
+	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("batches out before the first answer %v, want %v", got, want)
+	}
+	if n := f.d.len(); n != 10 {
+		t.Errorf("len %d while four batches are out, want 10: they count until answered", n)
+	}
+	close(s.gate)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, uidRange(0, 9)) {
+		t.Errorf("delivered acks %v, want 0..9 in order", got)
+	}
+	if n := f.d.len(); n != 0 {
+		t.Errorf("len after the drain = %d, want 0", n)
+	}
+}
+
+func TestPipelinedDeliverySendsTheFailuresOfEveryBatchOutAgainBeforeAnythingNewer(t *testing.T) {
+	s := &memPipeSink{}
+	s.answer = func(uid int64, attempt int) error {
+		if (uid == 1 || uid == 4) && attempt == 1 {
+			return errors.New("broker not reachable")
+		}
+		return nil
+	}
+	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
+	for i := range 10 {
+		f.put(t, testEnvelope(i))
+	}
+	f.d.close()
+	if err := f.run(t, context.Background())(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{0, 1}, {2, 3}, {4, 5}, {6, 7}, {1, 4}, {8, 9}}
+	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 2, 3, 5, 6, 7, 1, 4, 8, 9}) {
+		t.Errorf("delivered acks %v, want [0 2 3 5 6 7 1 4 8 9]", got)
+	}
+	if got := f.acks.len(); got != 10 {
+		t.Errorf("%d acks, want 10 (each envelope once)", got)
 	}
 }

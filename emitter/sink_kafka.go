@@ -234,7 +234,12 @@ func kafkaMessages(envs []envelope) []kafkasink.Message {
 // SendBatch produces envs in order and waits until the broker answered
 // each; a refusal for good is an error whose Permanent method says so.
 func (s *kafkaSink) SendBatch(ctx context.Context, envs []envelope) []error {
-	return s.p.Produce(ctx, kafkaMessages(envs))
+	return s.StartBatch(ctx, envs)()
+}
+
+// StartBatch hands envs to the producer in order and returns at once.
+func (s *kafkaSink) StartBatch(ctx context.Context, envs []envelope) (wait func() []error) {
+	return s.p.Start(ctx, kafkaMessages(envs))
 }
 
 // Send sends one envelope as a batch of one.
@@ -244,4 +249,4 @@ func (s *kafkaSink) Send(ctx context.Context, env envelope) error {
 
 func (s *kafkaSink) Close() { s.p.Close() }
 
-var _ batchSink = (*kafkaSink)(nil)
+var _ pipelinedSink = (*kafkaSink)(nil)

@@ -143,11 +143,16 @@ func natsMessage(env envelope) natssink.Message {
 // acknowledgement of each; a refusal for good is an error whose Permanent
 // method says so.
 func (s *natsSink) SendBatch(ctx context.Context, envs []envelope) []error {
+	return s.StartBatch(ctx, envs)()
+}
+
+// StartBatch publishes envs in order and returns at once.
+func (s *natsSink) StartBatch(ctx context.Context, envs []envelope) (wait func() []error) {
 	msgs := make([]natssink.Message, len(envs))
 	for i, env := range envs {
 		msgs[i] = natsMessage(env)
 	}
-	return s.p.Publish(ctx, msgs)
+	return s.p.Start(ctx, msgs)
 }
 
 // Send sends one envelope as a batch of one.
@@ -157,4 +162,4 @@ func (s *natsSink) Send(ctx context.Context, env envelope) error {
 
 func (s *natsSink) Close() { s.p.Close() }
 
-var _ batchSink = (*natsSink)(nil)
+var _ pipelinedSink = (*natsSink)(nil)

@@ -225,6 +225,13 @@ const recordOverhead = 128
 // with the same key go to the same partition in the order given; the
 // idempotent producer keeps that order under its retries.
 func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
+	return p.Start(ctx, msgs)()
+}
+
+// Start hands msgs to the client in order, after those of the calls
+// before, and returns at once; wait blocks until the broker answered each
+// record and returns what Produce does.
+func (p *Producer) Start(ctx context.Context, msgs []Message) (wait func() []error) {
 	errs := make([]error, len(msgs))
 	// The records and their headers are slices of one allocation each,
 	// held until every record is done.
@@ -258,8 +265,10 @@ func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
 			wg.Done()
 		})
 	}
-	wg.Wait()
-	return errs
+	return func() []error {
+		wg.Wait()
+		return errs
+	}
 }
 
 func size(m Message) int {

@@ -155,6 +155,13 @@ func (p *Publisher) Subject(m Message) string { return p.subject.Expand(m.Realm,
 // one error per message, nil for those JetStream acknowledged, once every
 // message is done.
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
+	return p.Start(ctx, msgs)()
+}
+
+// Start publishes msgs in order, after those of the calls before, and
+// returns at once; wait blocks until JetStream answered each message (or
+// ctx ended) and returns what Publish does.
+func (p *Publisher) Start(ctx context.Context, msgs []Message) (wait func() []error) {
 	errs := make([]error, len(msgs))
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	subjects := make([]string, len(msgs))
@@ -172,19 +179,21 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 		}
 		futures[i] = f
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
+	return func() []error {
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				errs[i] = p.classify(ctx, subjects[i], err)
+			case <-ctx.Done():
+				errs[i] = &Error{Subject: subjects[i], Err: ctx.Err()}
+			}
 		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			errs[i] = p.classify(ctx, subjects[i], err)
-		case <-ctx.Done():
-			errs[i] = &Error{Subject: subjects[i], Err: ctx.Err()}
-		}
+		return errs
 	}
-	return errs
 }
 
 // classify wraps err as an *Error, permanent when JetStream refused the
