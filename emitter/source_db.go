@@ -29,8 +29,12 @@ type dbSource struct {
 	filters Filters
 	log     *slog.Logger
 	// pageBytes is the byte budget the pages of one read share (see
-	// pgsource.Batch.MaxBytes); 0 is none.
+	// shares); 0 is none.
 	pageBytes int64
+	// lastRows is how many rows each stream's page held at its last
+	// batched read: what the budget's shares follow.
+	sharesMu sync.Mutex
+	lastRows map[string]int // by streamKey
 	// maxRowBytes is the most a row may weigh to be read; a heavier row is
 	// an unreadable record (oversizeError) with only its small columns.
 	maxRowBytes int64
@@ -188,16 +192,17 @@ func (p *dbSource) page(ctx context.Context, r realm, kind Kind, after cursor, u
 }
 
 // batch returns an empty batch of pages of up to limit rows with the
-// filters and the byte budget.
-func (p *dbSource) batch(limit int, maxBytes int64) pgsource.Batch {
-	return pgsource.Batch{Limit: limit, MaxBytes: maxBytes, MaxRowBytes: p.maxRowBytes, Types: pgsource.Filter(p.filters.EventTypes),
+// filters.
+func (p *dbSource) batch(limit int) pgsource.Batch {
+	return pgsource.Batch{Limit: limit, MaxRowBytes: p.maxRowBytes, Types: pgsource.Filter(p.filters.EventTypes),
 		Operations: pgsource.Filter(p.filters.Operations), Resources: pgsource.Filter(p.filters.Resources)}
 }
 
 // readPage reads one page of kind in the range as records (only their keys
 // with keysOnly), its last one marked when the budget cut the page.
 func (p *dbSource) readPage(ctx context.Context, r realm, kind Kind, rg pgsource.Range, limit int, maxBytes int64, keysOnly bool) ([]Record, error) {
-	b := p.batch(limit, maxBytes)
+	b := p.batch(limit)
+	rg.MaxBytes = maxBytes
 	if keysOnly {
 		b.KeysOnly, b.MaxRowBytes = true, 0 // the rows themselves tell what is too large
 	}
@@ -370,10 +375,11 @@ func (p *dbSource) details(kind Kind, id string, raw sql.NullString) map[string]
 // and the snapshot in one statement, then each page alone, reading around
 // that row (readAround).
 func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
-	b := p.batch(limit, p.pageBytes)
+	b := p.batch(limit)
 	slot := make([]int, len(reqs)) // index of each request in its part of b
+	caps := p.shares(reqs, limit)
 	for i, r := range reqs {
-		rg := pgsource.Range{RealmID: r.realm.ID, AfterTime: r.after.Time, AfterID: r.after.ID, UntilTime: r.until}
+		rg := pgsource.Range{RealmID: r.realm.ID, AfterTime: r.after.Time, AfterID: r.after.ID, UntilTime: r.until, MaxBytes: caps[i]}
 		var part *[]pgsource.Range
 		switch {
 		case r.kind == KindAdminEvent && r.count:
@@ -416,5 +422,63 @@ func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int)
 			out.pages[i] = p.pageRecords(r.realm, r.kind, res, slot[i])
 		}
 	}
+	p.noteRows(reqs, out.pages)
 	return out, nil
+}
+
+// shares splits the byte budget among the pages of reqs (0 for a count,
+// or without a budget): each page's share follows the rows its stream
+// held at its last read, plus one (limit for a stream not read yet), so
+// the pages of a drain share it evenly while the streams that found
+// nothing take almost none of it, and a page cut by its share asks for
+// as much again. The shares add up to at most the budget; a page keeps
+// its first row whatever it weighs (pgsource.Range.MaxBytes), so a
+// stream quiet until now makes progress, and has its share at the next
+// read.
+func (p *dbSource) shares(reqs []readRequest, limit int) []int64 {
+	caps := make([]int64, len(reqs))
+	if p.pageBytes <= 0 {
+		return caps
+	}
+	p.sharesMu.Lock()
+	defer p.sharesMu.Unlock()
+	var total int64
+	for i, r := range reqs {
+		if r.count {
+			continue
+		}
+		want := limit
+		if n, ok := p.lastRows[streamKey(r.kind, r.realm.ID)]; ok {
+			want = min(n+1, limit)
+		}
+		caps[i] = int64(want)
+		total += int64(want)
+	}
+	for i, r := range reqs {
+		if !r.count {
+			caps[i] = max(1, p.pageBytes*caps[i]/total)
+		}
+	}
+	return caps
+}
+
+// maxStreamsNoted bounds lastRows: past it (realms deleted and created
+// by the thousand), it starts again empty.
+const maxStreamsNoted = 100_000
+
+// noteRows records how many rows each page of reqs held.
+func (p *dbSource) noteRows(reqs []readRequest, pages [][]Record) {
+	if p.pageBytes <= 0 {
+		return
+	}
+	p.sharesMu.Lock()
+	defer p.sharesMu.Unlock()
+	if p.lastRows == nil || len(p.lastRows) > maxStreamsNoted {
+		p.lastRows = map[string]int{}
+	}
+	for i, r := range reqs {
+		if !r.count {
+			p.lastRows[streamKey(r.kind, r.realm.ID)] = len(pages[i])
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -256,5 +257,51 @@ func TestTypeFilterMatchesGlobs(t *testing.T) {
 		if got := c.f.Match(c.name); got != c.want {
 			t.Errorf("%+v.Match(%q) = %v, want %v", c.f, c.name, got, c.want)
 		}
+	}
+}
+
+// TestBudgetSharesFollowEachStreamsLastPage pins how a read's pages share
+// --pageBytes: evenly while nothing is known, then by the rows each
+// stream's last page held (plus one), never more than the budget in all,
+// at least a byte each (the first row), nothing for a count.
+func TestBudgetSharesFollowEachStreamsLastPage(t *testing.T) {
+	ev := func(id string) readRequest { return readRequest{realm: realm{ID: id}, kind: KindEvent} }
+	ad := func(id string) readRequest { return readRequest{realm: realm{ID: id}, kind: KindAdminEvent} }
+	count := readRequest{realm: realm{ID: "a"}, kind: KindEvent, count: true}
+	rows := func(n int) []Record { return make([]Record, n) }
+	const budget, limit = 1000_000, 500
+	for _, c := range []struct {
+		name   string
+		budget int64
+		last   [][]Record // the pages of a first read of reqs, when not nil
+		reqs   []readRequest
+		want   []int64
+	}{
+		{"no budget", 0, nil, []readRequest{ev("a"), ad("a")}, []int64{0, 0}},
+		{"nothing known: even", budget, nil, []readRequest{ev("a"), ad("a"), count, ev("b")}, []int64{333_333, 333_333, 0, 333_333}},
+		{"a drain: the empty admin pages take almost nothing", budget, [][]Record{rows(limit), rows(0), rows(limit), rows(0)},
+			[]readRequest{ev("a"), ad("a"), ev("b"), ad("b")}, []int64{499_001, 998, 499_001, 998}},
+		{"a page cut short asks for its rows again", budget, [][]Record{rows(99), rows(9)},
+			[]readRequest{ev("a"), ev("b")}, []int64{909_090, 90_909}},
+		{"a tiny budget keeps a byte a page", 3, [][]Record{rows(limit), rows(0)},
+			[]readRequest{ev("a"), ad("a")}, []int64{2, 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := (&dbSource{}).withBudgets(c.budget, 0)
+			if c.last != nil {
+				p.noteRows(c.reqs, c.last)
+			}
+			got := p.shares(c.reqs, limit)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("shares %v, want %v", got, c.want)
+			}
+			var sum int64
+			for _, s := range got {
+				sum += s
+			}
+			if c.budget > 3 && sum > c.budget {
+				t.Errorf("shares add up to %d, above the budget %d", sum, c.budget)
+			}
+		})
 	}
 }

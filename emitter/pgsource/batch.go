@@ -21,6 +21,13 @@ type Range struct {
 	AfterTime int64
 	AfterID   string
 	UntilTime int64
+	// MaxBytes, when not 0, is the most the rows of a page of this range
+	// may weigh (their large columns plus RowBytes each): the database
+	// cuts the page once they weigh more, so the rows are never read
+	// whole first. A page keeps at least its first row whatever it
+	// weighs, so every stream makes progress; BatchResult's EventCut and
+	// AdminCut tell which pages were cut. Counts ignore it.
+	MaxBytes int64
 }
 
 // Batch is one round trip to the database: a page of each of EventPages and
@@ -31,16 +38,8 @@ type Batch struct {
 	EventPages, AdminPages   []Range
 	EventCounts, AdminCounts []Range
 	Limit                    int
-	// MaxBytes, when not 0, is the byte budget the pages share, round
-	// robin (the first row of each page, then the second of each, ...):
-	// the database cuts the pages once their rows weigh more (their large
-	// columns plus RowBytes each), so the rows are never read whole first.
-	// A page keeps at least its first row whatever it weighs, so every
-	// stream makes progress; BatchResult's EventCut and AdminCut tell which
-	// pages were cut.
-	MaxBytes              int64
-	Types                 Filter // event_entity.type
-	Operations, Resources Filter // admin_event_entity.operation_type, resource_type
+	Types                    Filter // event_entity.type
+	Operations, Resources    Filter // admin_event_entity.operation_type, resource_type
 	// MaxRowBytes, when not 0, is the most a row may weigh (as for
 	// MaxBytes) to be read: a heavier row comes without its large columns
 	// (details, representation), its weight in Oversize, never read whole.
@@ -67,8 +66,8 @@ type BatchResult struct {
 	AdminPages               [][]AdminEventRow
 	EventCounts, AdminCounts []int
 	// EventCut and AdminCut tell, page by page, that a row read after the
-	// page's last row was left out: MaxBytes cut the page before Limit
-	// rows (a full page may say so too).
+	// page's last row was left out: its range's MaxBytes cut the page
+	// before Limit rows (a full page may say so too).
 	EventCut, AdminCut []bool
 	// Snapshot is the snapshot every part was read in.
 	Snapshot Snapshot
@@ -196,18 +195,18 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		return strings.Join(out, ", ")
 	}
 	// Every branch also has each row's place in its page (rn_); NULL
-	// outside pages. With a byte budget, narrows are the pages' narrow reads.
-	var narrows []string
+	// outside pages.
 	// The snapshot branch names every column's type for the others.
 	branches := []string{fmt.Sprintf("SELECT %d AS k, 0::bigint AS n, ", rowSnapshot) +
 		null(map[string]string{"id": "pg_current_snapshot()::text"}) + ", NULL::bigint AS rn_"}
 	ranges := func(rs []Range) string {
-		realms, times, ids, untils := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
+		realms, times, ids := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs))
+		untils, caps := make([]int64, len(rs)), make([]int64, len(rs))
 		for i, r := range rs {
-			realms[i], times[i], ids[i], untils[i] = r.RealmID, r.AfterTime, r.AfterID, r.UntilTime
+			realms[i], times[i], ids[i], untils[i], caps[i] = r.RealmID, r.AfterTime, r.AfterID, r.UntilTime, r.MaxBytes
 		}
-		return fmt.Sprintf("unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY AS q(realm_id, after_t, after_id, until_t, n)",
-			arg(pq.Array(realms)), arg(pq.Array(times)), arg(pq.Array(ids)), arg(pq.Array(untils)))
+		return fmt.Sprintf("unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS q(realm_id, after_t, after_id, until_t, max_bytes, n)",
+			arg(pq.Array(realms)), arg(pq.Array(times)), arg(pq.Array(ids)), arg(pq.Array(untils)), arg(pq.Array(caps)))
 	}
 	// where is the condition on the rows of table t (alias x) in the range
 	// q; with bound, on those after q.after_t (alias y), whatever their id.
@@ -278,12 +277,7 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 				part.kind, null(map[string]string{"t": fmt.Sprintf("(SELECT count(*) FROM %s x WHERE %s)", part.t, w)}), ", NULL", from))
 			continue
 		}
-		// With a byte budget the pages are read twice in one statement: once
-		// narrow (each row's place, weight and ctid) to decide which rows
-		// the budget keeps, then the kept rows whole, fetched by ctid (a TID
-		// scan: the index is not walked again). Only the narrow rows are
-		// held, never the wide ones.
-		narrow := b.MaxBytes > 0
+		capped := slices.ContainsFunc(part.rs, func(r Range) bool { return r.MaxBytes > 0 })
 		cols := make([]string, len(batchCols))
 		for i, c := range batchCols {
 			cols[i] = "NULL AS " + c
@@ -291,7 +285,7 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 				cols[i] = "p." + c
 			}
 		}
-		inner := make([]string, 0, len(part.cols))
+		inner := make([]string, 0, len(part.cols)+4)
 		size, maxRow := s.rowBytes(part.t, "x."), ""
 		if b.MaxRowBytes > 0 {
 			maxRow = arg(b.MaxRowBytes)
@@ -305,26 +299,14 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 				cols[i] = "NULL AS " + c
 				continue
 			}
-			if narrow {
-				cols[i] = v + " AS " + c
-				if maxRow != "" && (c == "details" || c == "representation") {
-					cols[i] = fmt.Sprintf("CASE WHEN k.big IS NULL THEN %s END AS %s", v, c)
-				}
-				continue
-			}
 			if maxRow != "" && (c == "details" || c == "representation") {
 				v = fmt.Sprintf("CASE WHEN %s > %s THEN NULL ELSE %s END", size, maxRow, v)
 			}
 			inner = append(inner, v+" AS "+c)
 		}
-		prefix := "p."
-		if narrow {
-			prefix = "k."
-			inner = append(inner, "x.ctid AS ctid_", size+" AS size_")
-		}
 		if maxRow != "" {
 			inner = append(inner, fmt.Sprintf("CASE WHEN %s > %s THEN (%s)::text END AS big", size, maxRow, size))
-			cols[slices.Index(batchCols, "big")] = prefix + "big"
+			cols[slices.Index(batchCols, "big")] = "p.big"
 		}
 		// The page ends at the time of the Limit-th row after the cursor's
 		// time (hi), found on the (realm_id, time) index in its order: the
@@ -340,51 +322,29 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		tc := part.t.timeColumn()
 		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
-		// Its place in the page, and whether a row of the stream follows it
-		// (computed in the page's own sort: free).
+		// Its place in the page, whether a row of the stream follows it,
+		// and with a byte cap the weight of the page up to it (all
+		// computed in the page's own sort: free). The cap keeps the rows
+		// up to it, and the first: what a page keeps is a prefix of it,
+		// and a large value left out is never read (its TOAST pointer is
+		// only weighed).
 		inner = append(inner, "row_number() OVER w AS rn_, CASE WHEN lead(x.id) OVER w IS NULL THEN 0 ELSE 1 END AS more")
-		cols[slices.Index(batchCols, "more")] = prefix + "more"
-		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id) ORDER BY x.%s, x.id LIMIT %s",
+		if capped {
+			inner = append(inner, fmt.Sprintf("sum(%s) OVER w AS sum_", size))
+		}
+		cols[slices.Index(batchCols, "more")] = "p.more"
+		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id ROWS UNBOUNDED PRECEDING) ORDER BY x.%s, x.id LIMIT %s",
 			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc, arg(b.Limit))
+		if capped {
+			page = fmt.Sprintf("SELECT * FROM (%s) c WHERE c.rn_ = 1 OR q.max_bytes = 0 OR c.sum_ <= q.max_bytes", page)
+		}
 		from = fmt.Sprintf("%s CROSS JOIN LATERAL (SELECT %s AS hi) h CROSS JOIN LATERAL (%s) p", from, hi, page)
-		if !narrow {
-			branches = append(branches, fmt.Sprintf("SELECT %d, q.n, %s, p.rn_ FROM %s", part.kind, strings.Join(cols, ", "), from))
-			continue
-		}
-		big := "NULL::text"
-		if maxRow != "" {
-			big = "p.big"
-		}
-		narrows = append(narrows, fmt.Sprintf("SELECT %d AS k, q.n, p.rn_, p.size_, p.ctid_, p.more, %s AS big FROM %s",
-			part.kind, big, from))
-		branches = append(branches, fmt.Sprintf("SELECT %d, k.n, %s, k.rn_ FROM k JOIN %s x ON x.ctid = k.ctid_ WHERE k.k = %d",
-			part.kind, strings.Join(cols, ", "), part.t, part.kind))
+		branches = append(branches, fmt.Sprintf("SELECT %d, q.n, %s, p.rn_ FROM %s", part.kind, strings.Join(cols, ", "), from))
 	}
-	union := strings.Join(branches, " UNION ALL ")
 	// No ORDER BY: sorting every row read by its text id cost more than
 	// the scans. The rows of a page carry their place in it (rn_), and
 	// readBatchRows puts them in that order.
-	if len(narrows) == 0 {
-		return union, args, nil
-	}
-	// The pages share the budget round robin: the first row of every
-	// page, then the second of every page, and so on. A row is kept when
-	// it is the first of its page or the rows before it in that order stay
-	// within the budget; the sum grows along each page, so what a page
-	// keeps is a prefix of it. When they all fit, which is the rule, they
-	// are all kept and the round robin is never computed (an OR stops at
-	// its first true term, and a subquery is run when first needed); else
-	// it is decided on the narrow rows (the IN list, hashed).
-	budgetArg := arg(b.MaxBytes)
-	return fmt.Sprintf(`WITH b AS MATERIALIZED (%s),
-		k AS MATERIALIZED (SELECT b.* FROM b
-		WHERE b.rn_ = 1 OR (SELECT sum(a.size_) FROM b a) <= %s OR (b.k, b.n, b.rn_) IN (
-			SELECT s.k, s.n, s.rn_ FROM (
-				SELECT c.k, c.n, c.rn_, sum(c.size_) OVER (ORDER BY c.rn_, c.k, c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sum_
-				FROM b c) s
-			WHERE s.sum_ <= %s))
-		%s`,
-		strings.Join(narrows, " UNION ALL "), budgetArg, budgetArg, union), args, nil
+	return strings.Join(branches, " UNION ALL "), args, nil
 }
 
 // readBatchRows reads the answer of a batch's statement.

@@ -144,11 +144,11 @@ func TestReadBatchReadsOnlyEachIndexRangeAndStopsAfterEachPage(t *testing.T) {
 		exec(t, db, "ANALYZE "+table)
 	}
 	s := open(t, url)
-	for _, maxBytes := range []int64{0, 1 << 20} { // without and with a byte budget
+	for _, maxBytes := range []int64{0, 1 << 20} { // without and with byte caps
 		t.Run(fmt.Sprint("maxBytes=", maxBytes), func(t *testing.T) {
-			b := Batch{Limit: 500, MaxBytes: maxBytes} // the default --pageSize
+			b := Batch{Limit: 500} // the default --pageSize
 			for r := range 4 {
-				rg := Range{RealmID: fmt.Sprint("realm-", r), AfterTime: 1700000000000, AfterID: "x"}
+				rg := Range{RealmID: fmt.Sprint("realm-", r), AfterTime: 1700000000000, AfterID: "x", MaxBytes: maxBytes}
 				b.EventPages, b.AdminPages = append(b.EventPages, rg), append(b.AdminPages, rg)
 			}
 			checkBatchPlan(t, s, db, b)
@@ -169,15 +169,11 @@ func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 	if err := json.Unmarshal([]byte(plan), &nodes); err != nil {
 		t.Fatal(err)
 	}
-	var scans, byTID []planNode
+	var scans []planNode
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		if n.RelationName == "event_entity" || n.RelationName == "admin_event_entity" {
-			if n.NodeType == "Tid Scan" {
-				byTID = append(byTID, n)
-			} else {
-				scans = append(scans, n)
-			}
+			scans = append(scans, n)
 		}
 		for _, c := range n.Plans {
 			walk(c)
@@ -185,19 +181,10 @@ func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 	}
 	walk(nodes[0].Plan)
 	// Per table and page: the scan that finds where the page ends, and
-	// the page's own; with a byte budget the page's rows are then fetched
-	// whole by their ctid, one at a time (a TID scan per table), never by
-	// a scan of the table.
+	// the page's own; with byte caps too, the rows a cap keeps are those
+	// the page's scan read, not read again (by ctid, say).
 	if len(scans) != 4 {
 		t.Fatalf("%d scans of the event tables, want 4; plan:\n%s", len(scans), plan)
-	}
-	if want := map[bool]int{true: 2, false: 0}[b.MaxBytes > 0]; len(byTID) != want {
-		t.Fatalf("%d TID scans of the event tables, want %d; plan:\n%s", len(byTID), want, plan)
-	}
-	for _, sc := range byTID {
-		if sc.ActualRows > 1 {
-			t.Errorf("TID scan of %s read %v rows per row kept, want at most 1; plan:\n%s", sc.RelationName, sc.ActualRows, plan)
-		}
 	}
 	for _, sc := range scans {
 		cond := sc.IndexCond
@@ -214,11 +201,11 @@ func checkBatchPlan(t *testing.T, s *Source, db *sql.DB, b Batch) {
 	}
 }
 
-// TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach pins the
-// byte budget: the pages share it round robin (the first row of each page,
-// then the second of each, ...), a page keeps its first row whatever its
-// size (progress), and a page cut before its limit says so.
-func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T) {
+// TestReadBatchCutsEachPageAtItsByteCapKeepingItsFirstRow pins the byte
+// caps: a page keeps the rows whose weight up to them stays within its
+// range's MaxBytes, and its first row whatever it weighs (progress); a
+// page cut before its limit says so; another page's cap does not touch it.
+func TestReadBatchCutsEachPageAtItsByteCapKeepingItsFirstRow(t *testing.T) {
 	url, db := newDB(t, schemaVersion)
 	for i := range 5 {
 		insertAdmin(t, db, fmt.Sprint("big-", i), "r1", int64(1000+i), "UPDATE", "REALM")
@@ -230,31 +217,29 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 	exec(t, db, fmt.Sprintf(`UPDATE admin_event_entity SET representation = repeat('x', %d) WHERE realm_id = 'r1'`, rep))
 	exec(t, db, fmt.Sprintf(`UPDATE admin_event_entity SET representation = repeat('y', %d) WHERE realm_id = 'r2'`, rep))
 	s := open(t, url)
-	rows := func(rg ...string) []Range {
-		out := make([]Range, len(rg))
-		for i, r := range rg {
-			out[i] = Range{RealmID: r}
+	rows := func(caps ...int64) []Range {
+		out := make([]Range, len(caps))
+		for i, c := range caps {
+			out[i] = Range{RealmID: fmt.Sprint("r", i+1), MaxBytes: c}
 		}
 		return out
 	}
 	admin := int64(RowBytes + rep) // a row of an admin page
 	for _, c := range []struct {
-		name               string
-		maxBytes           int64
-		adminLen, eventLen []int
-		adminCut, eventCut []bool
+		name                 string
+		adminCaps, eventCaps []int64
+		adminLen, eventLen   []int
+		adminCut, eventCut   []bool
 	}{
-		{"no budget", 0, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
-		{"budget above everything", 1 << 30, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
-		// Round robin: the first rows of the four pages weigh 2 * 5 + 2
-		// event rows; then r1's second admin row still fits (17), r2's not.
-		{"budget of four admin rows", 4 * admin, []int{2, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
-		{"budget of two admin and two event rows", 2*admin + 2*RowBytes, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
-		{"budget of one byte", 1, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
+		{"no caps", []int64{0, 0}, []int64{0, 0}, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
+		{"caps above everything", []int64{1 << 30, 1 << 30}, []int64{1 << 30, 1 << 30}, []int{5, 5}, []int{5, 1}, []bool{false, false}, []bool{false, false}},
+		{"caps of two and three admin rows", []int64{2 * admin, 3*admin + admin/2}, []int64{0, 0}, []int{2, 3}, []int{5, 1}, []bool{true, true}, []bool{false, false}},
+		{"cap of two event rows, another page uncapped", []int64{0, 0}, []int64{2 * RowBytes, 0}, []int{5, 5}, []int{2, 1}, []bool{false, false}, []bool{true, false}},
+		{"caps of one byte", []int64{1, 1}, []int64{1, 1}, []int{1, 1}, []int{1, 1}, []bool{true, true}, []bool{true, false}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, MaxBytes: c.maxBytes,
-				AdminPages: rows("r1", "r2"), EventPages: rows("r1", "r2"), EventCounts: rows("r1")})
+			res, err := s.ReadBatch(context.Background(), Batch{Limit: 10,
+				AdminPages: rows(c.adminCaps...), EventPages: rows(c.eventCaps...), EventCounts: rows(1)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -274,7 +259,7 @@ func TestReadBatchCutsPagesAtTheByteBudgetKeepingTheFirstRowOfEach(t *testing.T)
 				}
 			}
 			if res.EventCounts[0] != 5 {
-				t.Errorf("count %d, want 5: the budget cuts pages, not counts", res.EventCounts[0])
+				t.Errorf("count %d, want 5: caps cut pages, not counts", res.EventCounts[0])
 			}
 		})
 	}
@@ -290,7 +275,7 @@ func TestReadBatchReturnsARowAboveMaxRowBytesWithoutItsLargeColumns(t *testing.T
 	exec(t, db, `UPDATE admin_event_entity SET representation = 'tiny' WHERE id = 'small'`)
 	s := open(t, url)
 	for _, maxBytes := range []int64{0, 1 << 20} {
-		res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, MaxBytes: maxBytes, MaxRowBytes: 4000, AdminPages: []Range{{RealmID: "r"}}})
+		res, err := s.ReadBatch(context.Background(), Batch{Limit: 10, MaxRowBytes: 4000, AdminPages: []Range{{RealmID: "r", MaxBytes: maxBytes}}})
 		if err != nil {
 			t.Fatal(err)
 		}
