@@ -41,7 +41,7 @@ type Batch struct {
 	Types                    Filter // event_entity.type
 	Operations, Resources    Filter // admin_event_entity.operation_type, resource_type
 	// MaxRowBytes, when not 0, is the most a row may weigh (as for
-	// MaxBytes) to be read: a heavier row comes without its large columns
+	// Range.MaxBytes) to be read: a heavier row comes without its large columns
 	// (details, representation), its weight in Oversize, never read whole.
 	MaxRowBytes int64
 	// KeysOnly reads only the id and time of each page's rows (the other
