@@ -389,11 +389,17 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		case rowAdCount:
 			res.AdminCounts[i] = int(t.Int64)
 		case rowEvent:
+			if res.EventPages[i] == nil {
+				res.EventPages[i], evPlace[i] = make([]EventRow, 0, pageCap(b, b.EventPages[i])), make([]place, 0, pageCap(b, b.EventPages[i]))
+			}
 			res.EventPages[i] = append(res.EventPages[i], EventRow{ID: id.String, Time: t.Int64, RealmID: b.EventPages[i].RealmID,
 				Type: c[0], ClientID: c[1], UserID: c[2], SessionID: c[3], IPAddress: c[4], Error: c[5], Details: c[6],
 				Oversize: oversize(big)})
 			evPlace[i] = append(evPlace[i], place{rn.Int64, more.Int64 == 1})
 		case rowAdmin:
+			if res.AdminPages[i] == nil {
+				res.AdminPages[i], adPlace[i] = make([]AdminEventRow, 0, pageCap(b, b.AdminPages[i])), make([]place, 0, pageCap(b, b.AdminPages[i]))
+			}
 			res.AdminPages[i] = append(res.AdminPages[i], AdminEventRow{ID: id.String, Time: t.Int64, RealmID: b.AdminPages[i].RealmID,
 				IPAddress: c[4], Error: c[5], Details: c[6], OperationType: c[7], ResourceType: c[8], AuthRealmID: c[9],
 				AuthClientID: c[10], AuthUserID: c[11], ResourcePath: c[12], Representation: c[13],
@@ -414,6 +420,18 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 		res.AdminCut[i] = inPlaceOrder(res.AdminPages[i], adPlace[i])
 	}
 	return res, nil
+}
+
+// pageCap is the most rows a page of r may hold: Limit, or fewer under its
+// byte cap (each row weighs RowBytes at least), and at most 1,024. A page
+// is allocated at its first row with room for them: growing it by appends
+// cost a copy of every row read and twice the memory.
+func pageCap(b Batch, r Range) int {
+	n := int64(min(b.Limit, 1024))
+	if r.MaxBytes > 0 {
+		n = min(n, r.MaxBytes/RowBytes+1)
+	}
+	return int(n)
 }
 
 // place is where a row read stands in its page (rn, from 1), and whether
