@@ -294,10 +294,9 @@ type leaderPipelinedSink struct {
 	pipe pipelinedSink
 }
 
-func (s *leaderPipelinedSink) StartBatch(ctx context.Context, envs []envelope) (wait func() []error) {
+func (s *leaderPipelinedSink) StartBatch(ctx context.Context, envs []envelope) sentBatch {
 	if err := s.check(ctx); err != nil {
-		errs := allErr(err, len(envs))
-		return func() []error { return errs }
+		return answered(allErr(err, len(envs)))
 	}
 	return s.pipe.StartBatch(ctx, envs)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,8 +39,25 @@ type batchSink interface {
 type pipelinedSink interface {
 	batchSink
 	// StartBatch hands envs over in order, after those of the calls
-	// before, and returns at once; wait returns what SendBatch would.
-	StartBatch(ctx context.Context, envs []envelope) (wait func() []error)
+	// before, and returns at once.
+	StartBatch(ctx context.Context, envs []envelope) sentBatch
+}
+
+// sentBatch is the answers to a batch handed over: Wait returns what
+// SendBatch would; Failed tells, without waiting, whether an envelope
+// failed already.
+type sentBatch interface {
+	Wait() []error
+	Failed() bool
+}
+
+// answered is a batch's answers known already.
+type answered []error
+
+func (a answered) Wait() []error { return a }
+
+func (a answered) Failed() bool {
+	return slices.ContainsFunc(a, func(err error) bool { return err != nil })
 }
 
 // failing is implemented by a sink that knows whether its last attempt
@@ -308,11 +326,11 @@ func (d *delivery) run(ctx context.Context) error {
 // one round trip per batch.
 const batchesInFlight = 4
 
-// sentBatch is a batch handed to the sink and not answered yet.
-type sentBatch struct {
+// outBatch is a batch handed to the sink and not answered yet.
+type outBatch struct {
 	envs []envelope
 	at   time.Time
-	wait func() []error
+	sent sentBatch
 }
 
 // runBatches is run for a batchSink: it takes the envelopes that are
@@ -321,13 +339,15 @@ type sentBatch struct {
 // batchesInFlight of them before the oldest is answered. Batches are
 // answered in the order they were sent, so acknowledgements keep it;
 // when a batch fails, the envelopes the later ones did not deliver join
-// its own, in order, and are sent again before anything newer.
+// its own, in order, and are sent again before anything newer. No batch
+// is handed over while one out has failed, so that the sink's own failing
+// of the later records of a partition (Kafka) covers every batch out.
 func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
 	depth := 1
 	if _, ok := bs.(pipelinedSink); ok {
 		depth = batchesInFlight
 	}
-	var out []sentBatch
+	var out []outBatch
 	defer func() {
 		for _, b := range out { // ctx ended: not acknowledged, read again at the next start
 			d.inFlight.Add(-int64(len(b.envs)))
@@ -335,13 +355,13 @@ func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
 		d.setDepth()
 	}()
 	for {
-		if len(out) == depth || len(out) > 0 && d.ring.Len() == 0 {
+		if len(out) == depth || len(out) > 0 && (d.ring.Len() == 0 || anyFailed(out)) {
 			head := out[0]
 			out = out[1:]
-			u := d.settle(ctx, head.envs, head.wait(), head.at)
+			u := d.settle(ctx, head.envs, head.sent.Wait(), head.at)
 			if len(u.pending) > 0 && ctx.Err() == nil {
 				for _, b := range out {
-					u = u.join(d.settle(ctx, b.envs, b.wait(), b.at))
+					u = u.join(d.settle(ctx, b.envs, b.sent.Wait(), b.at))
 				}
 				out = out[:0]
 				d.retry(ctx, bs, u)
@@ -361,49 +381,55 @@ func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
 			}
 			return err
 		}
-		batch, closed := d.fill(ctx, append(make([]envelope, 0, d.opts.BatchSize), env), len(out) == 0)
+		// Once the buffer is closed and empty, what is out is answered,
+		// then Take tells the end.
+		batch := d.fill(ctx, append(make([]envelope, 0, d.opts.BatchSize), env), len(out) == 0)
 		d.inFlight.Add(int64(len(batch)))
 		d.setDepth()
 		at := d.now()
-		out = append(out, sentBatch{envs: batch, at: at, wait: startBatch(ctx, bs, batch)})
-		_ = closed // the buffer is empty: what is out is answered, then Take tells the end
+		out = append(out, outBatch{envs: batch, at: at, sent: startBatch(ctx, bs, batch)})
 	}
 }
 
-// startBatch hands envs to bs and returns what waits for its answers: at
-// once for a pipelinedSink, after SendBatch for another.
-func startBatch(ctx context.Context, bs batchSink, envs []envelope) (wait func() []error) {
+// anyFailed tells whether an envelope of a batch out failed already.
+func anyFailed(out []outBatch) bool {
+	return slices.ContainsFunc(out, func(b outBatch) bool { return b.sent.Failed() })
+}
+
+// startBatch hands envs to bs: at once for a pipelinedSink, by SendBatch
+// for another.
+func startBatch(ctx context.Context, bs batchSink, envs []envelope) sentBatch {
 	if p, ok := bs.(pipelinedSink); ok {
 		return p.StartBatch(ctx, envs)
 	}
-	errs := bs.SendBatch(ctx, envs)
-	return func() []error { return errs }
+	return answered(bs.SendBatch(ctx, envs))
 }
 
 // fill appends to batch the envelopes waiting in the buffer, up to
 // BatchSize; with linger, it waits up to Linger for more when there are
-// not enough. closed tells that the buffer is closed and empty.
-func (d *delivery) fill(ctx context.Context, batch []envelope, linger bool) (_ []envelope, closed bool) {
+// not enough. It stops early when the buffer is closed and empty, or ctx
+// ends.
+func (d *delivery) fill(ctx context.Context, batch []envelope, linger bool) []envelope {
 	for len(batch) < d.opts.BatchSize && d.ring.Len() > 0 {
 		env, err := d.ring.Take(ctx)
 		if err != nil {
-			return batch, errors.Is(err, buffer.ErrClosed)
+			return batch
 		}
 		batch = append(batch, env)
 	}
 	if len(batch) == d.opts.BatchSize || d.opts.Linger == 0 || !linger {
-		return batch, false
+		return batch
 	}
 	lctx, cancel := context.WithTimeout(ctx, d.opts.Linger)
 	defer cancel()
 	for len(batch) < d.opts.BatchSize {
 		env, err := d.ring.Take(lctx)
 		if err != nil {
-			return batch, errors.Is(err, buffer.ErrClosed)
+			return batch
 		}
 		batch = append(batch, env)
 	}
-	return batch, false
+	return batch
 }
 
 // unsettled is what an answer to a batch left to send again: the

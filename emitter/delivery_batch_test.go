@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,42 +260,61 @@ func TestALeaderHandsABatchSinkWholeBatches(t *testing.T) {
 }
 
 // memPipeSink is a memBatchSink that takes batches before the last was
-// answered: StartBatch records the batch and its answers at once, and
-// wait returns them once gate (when not nil) lets it; waiting counts the
-// waits entered.
+// answered: StartBatch records the batch and its answers at once. With
+// gated, a batch's answers are known (Wait returns, Failed tells) only
+// once the test released it; waiting counts the waits entered.
 type memPipeSink struct {
 	memBatchSink
-	gate    chan struct{}
-	waiting atomicCounter
+	gated   bool
+	mu      sync.Mutex
+	gates   []chan struct{}
+	waiting atomic.Int64
 }
 
-type atomicCounter struct {
-	mu sync.Mutex
-	n  int
+// release lets the answers to the i-th batch handed over (from 0) out.
+func (s *memPipeSink) release(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.gates[i])
 }
 
-func (c *atomicCounter) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
-func (c *atomicCounter) get() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
+type memSent struct {
+	s    *memPipeSink
+	gate chan struct{}
+	errs []error
 }
 
-func (s *memPipeSink) StartBatch(ctx context.Context, envs []envelope) func() []error {
-	errs := s.memBatchSink.SendBatch(ctx, envs)
-	return func() []error {
-		s.waiting.add()
-		if s.gate != nil {
-			<-s.gate
-		}
-		return errs
+func (m memSent) Wait() []error {
+	m.s.waiting.Add(1)
+	<-m.gate
+	return m.errs
+}
+
+func (m memSent) Failed() bool {
+	select {
+	case <-m.gate:
+		return answered(m.errs).Failed()
+	default:
+		return false
 	}
+}
+
+func (s *memPipeSink) StartBatch(ctx context.Context, envs []envelope) sentBatch {
+	errs := s.memBatchSink.SendBatch(ctx, envs)
+	gate := make(chan struct{})
+	if !s.gated {
+		close(gate)
+	}
+	s.mu.Lock()
+	s.gates = append(s.gates, gate)
+	s.mu.Unlock()
+	return memSent{s: s, gate: gate, errs: errs}
 }
 
 var _ pipelinedSink = (*memPipeSink)(nil)
 
 func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInOrder(t *testing.T) {
-	s := &memPipeSink{gate: make(chan struct{})}
+	s := &memPipeSink{gated: true}
 	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
 	for i := range 10 {
 		f.put(t, testEnvelope(i))
@@ -302,7 +322,7 @@ func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInO
 	f.d.close()
 	wait := f.run(t, context.Background())
 	// Once the delivery waits for the first answer it hands nothing over.
-	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.get() == 1 })
+	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.Load() == 1 })
 	want := [][]int64{{0, 1}, {2, 3}, {4, 5}, {6, 7}}
 	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("batches out before the first answer %v, want %v", got, want)
@@ -310,7 +330,11 @@ func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInO
 	if n := f.d.len(); n != 10 {
 		t.Errorf("len %d while four batches are out, want 10: they count until answered", n)
 	}
-	close(s.gate)
+	for i := range 4 {
+		s.release(i)
+	}
+	waitUntil(t, "the fifth batch", func() bool { return len(s.got()) == 5 })
+	s.release(4)
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +347,7 @@ func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInO
 }
 
 func TestPipelinedDeliverySendsTheFailuresOfEveryBatchOutAgainBeforeAnythingNewer(t *testing.T) {
-	s := &memPipeSink{}
+	s := &memPipeSink{gated: true}
 	s.answer = func(uid int64, attempt int) error {
 		if (uid == 1 || uid == 4) && attempt == 1 {
 			return errors.New("broker not reachable")
@@ -335,7 +359,14 @@ func TestPipelinedDeliverySendsTheFailuresOfEveryBatchOutAgainBeforeAnythingNewe
 		f.put(t, testEnvelope(i))
 	}
 	f.d.close()
-	if err := f.run(t, context.Background())(); err != nil {
+	wait := f.run(t, context.Background())
+	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.Load() == 1 })
+	for i := range 4 { // the four batches out fail together
+		s.release(i)
+	}
+	waitUntil(t, "the fifth batch", func() bool { return len(s.got()) == 6 })
+	s.release(4)
+	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
 	want := [][]int64{{0, 1}, {2, 3}, {4, 5}, {6, 7}, {1, 4}, {8, 9}}
@@ -347,5 +378,43 @@ func TestPipelinedDeliverySendsTheFailuresOfEveryBatchOutAgainBeforeAnythingNewe
 	}
 	if got := f.acks.len(); got != 10 {
 		t.Errorf("%d acks, want 10 (each envelope once)", got)
+	}
+}
+
+func TestPipelinedDeliveryHandsNothingOverWhileABatchOutHasFailed(t *testing.T) {
+	s := &memPipeSink{gated: true}
+	s.answer = func(uid int64, attempt int) error {
+		if uid == 2 && attempt == 1 {
+			return errors.New("broker not reachable")
+		}
+		return nil
+	}
+	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
+	for i := range 10 {
+		f.put(t, testEnvelope(i))
+	}
+	f.d.close()
+	wait := f.run(t, context.Background())
+	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.Load() == 1 })
+	// The second batch fails while the first is still unanswered; once
+	// the first is, the failure is sent again before the fifth batch.
+	s.release(1)
+	s.release(0)
+	waitUntil(t, "the wait for the third batch's answer", func() bool { return s.waiting.Load() == 3 })
+	s.release(2)
+	s.release(3)
+	// The batch sent again is answered at once (SendBatch), then the
+	// fifth goes out.
+	waitUntil(t, "the fifth batch", func() bool { return len(s.got()) == 6 })
+	s.release(4)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{0, 1}, {2, 3}, {4, 5}, {6, 7}, {2}, {8, 9}}
+	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+	if got := f.acks.with(delivered); !slices.Equal(got, []int64{0, 1, 3, 4, 5, 6, 7, 2, 8, 9}) {
+		t.Errorf("delivered acks %v, want [0 1 3 4 5 6 7 2 8 9]", got)
 	}
 }

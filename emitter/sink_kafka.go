@@ -234,11 +234,11 @@ func kafkaMessages(envs []envelope) []kafkasink.Message {
 // SendBatch produces envs in order and waits until the broker answered
 // each; a refusal for good is an error whose Permanent method says so.
 func (s *kafkaSink) SendBatch(ctx context.Context, envs []envelope) []error {
-	return s.StartBatch(ctx, envs)()
+	return s.StartBatch(ctx, envs).Wait()
 }
 
 // StartBatch hands envs to the producer in order and returns at once.
-func (s *kafkaSink) StartBatch(ctx context.Context, envs []envelope) (wait func() []error) {
+func (s *kafkaSink) StartBatch(ctx context.Context, envs []envelope) sentBatch {
 	return s.p.Start(ctx, kafkaMessages(envs))
 }
 

@@ -143,11 +143,11 @@ func natsMessage(env envelope) natssink.Message {
 // acknowledgement of each; a refusal for good is an error whose Permanent
 // method says so.
 func (s *natsSink) SendBatch(ctx context.Context, envs []envelope) []error {
-	return s.StartBatch(ctx, envs)()
+	return s.StartBatch(ctx, envs).Wait()
 }
 
 // StartBatch publishes envs in order and returns at once.
-func (s *natsSink) StartBatch(ctx context.Context, envs []envelope) (wait func() []error) {
+func (s *natsSink) StartBatch(ctx context.Context, envs []envelope) sentBatch {
 	msgs := make([]natssink.Message, len(envs))
 	for i, env := range envs {
 		msgs[i] = natsMessage(env)

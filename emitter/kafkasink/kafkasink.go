@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -225,14 +226,32 @@ const recordOverhead = 128
 // with the same key go to the same partition in the order given; the
 // idempotent producer keeps that order under its retries.
 func (p *Producer) Produce(ctx context.Context, msgs []Message) []error {
-	return p.Start(ctx, msgs)()
+	return p.Start(ctx, msgs).Wait()
 }
 
+// Sent is a batch handed to the client, answered record by record.
+type Sent struct {
+	wg     sync.WaitGroup
+	errs   []error
+	failed atomic.Bool
+}
+
+// Wait blocks until the broker answered each record of the batch and
+// returns what Produce does.
+func (s *Sent) Wait() []error {
+	s.wg.Wait()
+	return s.errs
+}
+
+// Failed tells, without waiting, whether a record of the batch failed
+// already.
+func (s *Sent) Failed() bool { return s.failed.Load() }
+
 // Start hands msgs to the client in order, after those of the calls
-// before, and returns at once; wait blocks until the broker answered each
-// record and returns what Produce does.
-func (p *Producer) Start(ctx context.Context, msgs []Message) (wait func() []error) {
-	errs := make([]error, len(msgs))
+// before, and returns at once.
+func (p *Producer) Start(ctx context.Context, msgs []Message) *Sent {
+	sent := &Sent{errs: make([]error, len(msgs))}
+	errs := sent.errs
 	// The records and their headers are slices of one allocation each,
 	// held until every record is done.
 	nh := 0
@@ -240,12 +259,12 @@ func (p *Producer) Start(ctx context.Context, msgs []Message) (wait func() []err
 		nh += len(m.Headers)
 	}
 	recs, headers := make([]kgo.Record, len(msgs)), make([]kgo.RecordHeader, 0, nh)
-	var wg sync.WaitGroup
 	for i, m := range msgs {
 		topic := p.Topic(m)
 		if n := size(m); n+recordOverhead > int(p.maxBytes) {
 			errs[i] = &Error{Topic: topic, permanent: true,
 				Err: fmt.Errorf("%w: the record's %d bytes exceed the producer's max bytes %d", kerr.MessageTooLarge, n, p.maxBytes)}
+			sent.failed.Store(true)
 			continue
 		}
 		start := len(headers)
@@ -257,18 +276,16 @@ func (p *Producer) Start(ctx context.Context, msgs []Message) (wait func() []err
 		if len(m.Key) > 0 {
 			rec.Key = m.Key
 		}
-		wg.Add(1)
+		sent.wg.Add(1)
 		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			if err != nil {
 				errs[i] = p.classify(r.Topic, err)
+				sent.failed.Store(true)
 			}
-			wg.Done()
+			sent.wg.Done()
 		})
 	}
-	return func() []error {
-		wg.Wait()
-		return errs
-	}
+	return sent
 }
 
 func size(m Message) int {

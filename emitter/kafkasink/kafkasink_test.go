@@ -237,3 +237,21 @@ func TestEachSASLMechanismAuthenticatesAndAWrongPasswordIsAPassingError(t *testi
 		})
 	}
 }
+
+// Failed tells a record's refusal without waiting for the batch; Wait then
+// returns it.
+func TestSentTellsAFailureBeforeTheBatchIsWaitedFor(t *testing.T) {
+	k := testenv.KafkaEnv(t)
+	p := newProducer(t, k, "kcee-no-such-topic-{{realm}}", nil)
+	sent := p.Start(context.Background(), []kafkasink.Message{{Realm: fmt.Sprint(time.Now().UnixNano()), Value: []byte("{}")}})
+	deadline := time.Now().Add(time.Minute)
+	for !sent.Failed() {
+		if time.Now().After(deadline) {
+			t.Fatal("Failed still false a minute after a record for a topic that does not exist")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if errs := sent.Wait(); !errors.Is(errs[0], kerr.UnknownTopicOrPartition) {
+		t.Fatalf("error %v, want UNKNOWN_TOPIC_OR_PARTITION", errs[0])
+	}
+}

@@ -155,45 +155,90 @@ func (p *Publisher) Subject(m Message) string { return p.subject.Expand(m.Realm,
 // one error per message, nil for those JetStream acknowledged, once every
 // message is done.
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
-	return p.Start(ctx, msgs)()
+	return p.Start(ctx, msgs).Wait()
+}
+
+// Sent is a batch published, answered message by message. Its methods are
+// for one goroutine.
+type Sent struct {
+	p        *Publisher
+	ctx      context.Context
+	errs     []error
+	futures  []jetstream.PubAckFuture
+	subjects []string
+	next     int // the messages before it are answered (errs says how)
+	failed   bool
 }
 
 // Start publishes msgs in order, after those of the calls before, and
-// returns at once; wait blocks until JetStream answered each message (or
-// ctx ended) and returns what Publish does.
-func (p *Publisher) Start(ctx context.Context, msgs []Message) (wait func() []error) {
-	errs := make([]error, len(msgs))
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	subjects := make([]string, len(msgs))
+// returns at once.
+func (p *Publisher) Start(ctx context.Context, msgs []Message) *Sent {
+	s := &Sent{p: p, ctx: ctx, errs: make([]error, len(msgs)), futures: make([]jetstream.PubAckFuture, len(msgs)),
+		subjects: make([]string, len(msgs))}
 	for i, m := range msgs {
-		subjects[i] = p.Subject(m)
-		msg := nats.NewMsg(subjects[i])
+		s.subjects[i] = p.Subject(m)
+		msg := nats.NewMsg(s.subjects[i])
 		msg.Data = m.Data
 		for k, v := range m.Headers {
 			msg.Header.Set(k, v)
 		}
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.ID))
 		if err != nil {
-			errs[i] = p.classify(ctx, subjects[i], err)
+			s.fail(i, err)
 			continue
 		}
-		futures[i] = f
+		s.futures[i] = f
 	}
-	return func() []error {
-		for i, f := range futures {
-			if f == nil {
-				continue
-			}
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				errs[i] = p.classify(ctx, subjects[i], err)
-			case <-ctx.Done():
-				errs[i] = &Error{Subject: subjects[i], Err: ctx.Err()}
-			}
+	return s
+}
+
+// answer takes the answer to message i, waiting for it (or for the end of
+// ctx) when wait; it tells whether there was one.
+func (s *Sent) answer(i int, wait bool) bool {
+	f := s.futures[i]
+	if f == nil {
+		return true
+	}
+	if !wait {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			s.fail(i, err)
+		default:
+			return false
 		}
-		return errs
+		return true
 	}
+	select {
+	case <-f.Ok():
+	case err := <-f.Err():
+		s.fail(i, err)
+	case <-s.ctx.Done():
+		s.errs[i] = &Error{Subject: s.subjects[i], Err: s.ctx.Err()}
+	}
+	return true
+}
+
+func (s *Sent) fail(i int, err error) {
+	s.errs[i], s.failed = s.p.classify(s.ctx, s.subjects[i], err), true
+}
+
+// Wait blocks until JetStream answered each message (or ctx ended) and
+// returns what Publish does.
+func (s *Sent) Wait() []error {
+	for ; s.next < len(s.futures); s.next++ {
+		s.answer(s.next, true)
+	}
+	return s.errs
+}
+
+// Failed tells, without waiting, whether a message answered so far (in
+// order) failed.
+func (s *Sent) Failed() bool {
+	for s.next < len(s.futures) && s.answer(s.next, false) {
+		s.next++
+	}
+	return s.failed
 }
 
 // classify wraps err as an *Error, permanent when JetStream refused the

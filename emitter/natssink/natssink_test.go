@@ -173,3 +173,24 @@ func TestPublishAcrossAServerRestartLosesNothingWhenRetried(t *testing.T) {
 	// acknowledgement timed out were published again with the same id.
 	t.Logf("%d batches, %d publishes failed during the restart and were retried", batches, failed)
 }
+
+// Failed tells a refusal without waiting for the batch, once the messages
+// before it are answered; Wait then returns it for its message alone.
+func TestSentTellsAFailureBeforeTheBatchIsWaitedFor(t *testing.T) {
+	srv, _, _ := setup(t, 0, 16<<10)
+	p := newPublisher(t, srv, "kc.{{realm}}")
+	msgs := messages(0, 3)
+	msgs[1].Data = make([]byte, 100<<10)
+	sent := p.Start(context.Background(), msgs)
+	deadline := time.Now().Add(10 * time.Second)
+	for !sent.Failed() {
+		if time.Now().After(deadline) {
+			t.Fatal("Failed still false 10 s after a message over the stream's size limit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	errs := sent.Wait()
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("errors %v, want only the second message's", errs)
+	}
+}
