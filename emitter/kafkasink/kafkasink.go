@@ -103,10 +103,7 @@ type TLS struct {
 }
 
 // Header is a record header.
-type Header struct {
-	Key   string
-	Value []byte
-}
+type Header = kgo.RecordHeader
 
 // Message is one record to produce.
 type Message struct {
@@ -252,13 +249,9 @@ func (s *Sent) Failed() bool { return s.failed.Load() }
 func (p *Producer) Start(ctx context.Context, msgs []Message) *Sent {
 	sent := &Sent{errs: make([]error, len(msgs))}
 	errs := sent.errs
-	// The records and their headers are slices of one allocation each,
-	// held until every record is done.
-	nh := 0
-	for _, m := range msgs {
-		nh += len(m.Headers)
-	}
-	recs, headers := make([]kgo.Record, len(msgs)), make([]kgo.RecordHeader, 0, nh)
+	// The records are one allocation, held until every record is done;
+	// they take the messages' headers as they are.
+	recs := make([]kgo.Record, len(msgs))
 	for i, m := range msgs {
 		topic := p.Topic(m)
 		if n := size(m); n+recordOverhead > int(p.maxBytes) {
@@ -267,12 +260,8 @@ func (p *Producer) Start(ctx context.Context, msgs []Message) *Sent {
 			sent.failed.Store(true)
 			continue
 		}
-		start := len(headers)
-		for _, h := range m.Headers {
-			headers = append(headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-		}
 		rec := &recs[i]
-		rec.Topic, rec.Value, rec.Headers = topic, m.Value, headers[start:len(headers):len(headers)]
+		rec.Topic, rec.Value, rec.Headers = topic, m.Value, m.Headers
 		if len(m.Key) > 0 {
 			rec.Key = m.Key
 		}
