@@ -162,10 +162,13 @@ func checkedString(s string, i int) (_ string, end int, ok bool) {
 		return "", 0, false
 	}
 	escaped := false
+	var high byte // the bits of every byte read: below 0x80, all ASCII (valid UTF-8)
 	for j := i + 1; j < len(s); j++ {
-		switch c := s[j]; {
+		c := s[j]
+		high |= c
+		switch {
 		case c == '"':
-			if body := s[i+1 : j]; !escaped && utf8.ValidString(body) {
+			if body := s[i+1 : j]; !escaped && (high < utf8.RuneSelf || utf8.ValidString(body)) {
 				return body, j + 1, true
 			}
 			return unquote(s[i : j+1]), j + 1, true
