@@ -386,8 +386,7 @@ func (d *delivery) runBatches(ctx context.Context, bs batchSink) error {
 		batch := d.fill(ctx, append(make([]envelope, 0, d.opts.BatchSize), env), len(out) == 0)
 		d.inFlight.Add(int64(len(batch)))
 		d.setDepth()
-		at := d.now()
-		out = append(out, outBatch{envs: batch, at: at, sent: startBatch(ctx, bs, batch)})
+		out = append(out, outBatch{envs: batch, at: d.now(), sent: startBatch(ctx, bs, batch)})
 	}
 }
 

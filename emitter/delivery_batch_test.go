@@ -313,16 +313,26 @@ func (s *memPipeSink) StartBatch(ctx context.Context, envs []envelope) sentBatch
 
 var _ pipelinedSink = (*memPipeSink)(nil)
 
-func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInOrder(t *testing.T) {
-	s := &memPipeSink{gated: true}
-	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
+// startPipelined runs a delivery of ten envelopes (batches of two, the
+// buffer closed) to a gated memPipeSink answering with answer, and waits
+// until it waits for the first batch's answer; wait ends the run.
+func startPipelined(t *testing.T, answer func(uid int64, attempt int) error) (s *memPipeSink, f *deliveryFixture, wait func() error) {
+	t.Helper()
+	s = &memPipeSink{gated: true}
+	s.answer = answer
+	f = newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
 	for i := range 10 {
 		f.put(t, testEnvelope(i))
 	}
 	f.d.close()
-	wait := f.run(t, context.Background())
-	// Once the delivery waits for the first answer it hands nothing over.
+	wait = f.run(t, context.Background())
 	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.Load() == 1 })
+	return s, f, wait
+}
+
+func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInOrder(t *testing.T) {
+	// Once the delivery waits for the first answer it hands nothing over.
+	s, f, wait := startPipelined(t, nil)
 	want := [][]int64{{0, 1}, {2, 3}, {4, 5}, {6, 7}}
 	if got := s.got(); !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("batches out before the first answer %v, want %v", got, want)
@@ -347,20 +357,12 @@ func TestPipelinedDeliveryHandsOverFourBatchesBeforeTheFirstIsAnsweredAndAcksInO
 }
 
 func TestPipelinedDeliverySendsTheFailuresOfEveryBatchOutAgainBeforeAnythingNewer(t *testing.T) {
-	s := &memPipeSink{gated: true}
-	s.answer = func(uid int64, attempt int) error {
+	s, f, wait := startPipelined(t, func(uid int64, attempt int) error {
 		if (uid == 1 || uid == 4) && attempt == 1 {
 			return errors.New("broker not reachable")
 		}
 		return nil
-	}
-	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
-	for i := range 10 {
-		f.put(t, testEnvelope(i))
-	}
-	f.d.close()
-	wait := f.run(t, context.Background())
-	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.Load() == 1 })
+	})
 	for i := range 4 { // the four batches out fail together
 		s.release(i)
 	}
@@ -382,20 +384,12 @@ func TestPipelinedDeliverySendsTheFailuresOfEveryBatchOutAgainBeforeAnythingNewe
 }
 
 func TestPipelinedDeliveryHandsNothingOverWhileABatchOutHasFailed(t *testing.T) {
-	s := &memPipeSink{gated: true}
-	s.answer = func(uid int64, attempt int) error {
+	s, f, wait := startPipelined(t, func(uid int64, attempt int) error {
 		if uid == 2 && attempt == 1 {
 			return errors.New("broker not reachable")
 		}
 		return nil
-	}
-	f := newBatchFixture(t, &s.memBatchSink, func(o *deliveryOptions) { o.Sink, o.BatchSize = s, 2 })
-	for i := range 10 {
-		f.put(t, testEnvelope(i))
-	}
-	f.d.close()
-	wait := f.run(t, context.Background())
-	waitUntil(t, "the wait for the first batch's answer", func() bool { return s.waiting.Load() == 1 })
+	})
 	// The second batch fails while the first is still unanswered; once
 	// the first is, the failure is sent again before the fifth batch.
 	s.release(1)
