@@ -201,12 +201,12 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		null(map[string]string{"id": "pg_current_snapshot()::text"}) + ", NULL::bigint AS rn_"}
 	ranges := func(rs []Range) string {
 		realms, times, ids := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs))
-		untils, caps := make([]int64, len(rs)), make([]int64, len(rs))
+		untils, caps, lims := make([]int64, len(rs)), make([]int64, len(rs)), make([]int64, len(rs))
 		for i, r := range rs {
-			realms[i], times[i], ids[i], untils[i], caps[i] = r.RealmID, r.AfterTime, r.AfterID, r.UntilTime, r.MaxBytes
+			realms[i], times[i], ids[i], untils[i], caps[i], lims[i] = r.RealmID, r.AfterTime, r.AfterID, r.UntilTime, r.MaxBytes, int64(pageLimit(b, r))
 		}
-		return fmt.Sprintf("unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS q(realm_id, after_t, after_id, until_t, max_bytes, n)",
-			arg(pq.Array(realms)), arg(pq.Array(times)), arg(pq.Array(ids)), arg(pq.Array(untils)), arg(pq.Array(caps)))
+		return fmt.Sprintf("unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS q(realm_id, after_t, after_id, until_t, max_bytes, lim, n)",
+			arg(pq.Array(realms)), arg(pq.Array(times)), arg(pq.Array(ids)), arg(pq.Array(untils)), arg(pq.Array(caps)), arg(pq.Array(lims)))
 	}
 	// where is the condition on the rows of table t (alias x) in the range
 	// q; with bound, on those after q.after_t (alias y), whatever their id.
@@ -308,20 +308,21 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			inner = append(inner, fmt.Sprintf("CASE WHEN %s > %s THEN (%s)::text END AS big", size, maxRow, size))
 			cols[slices.Index(batchCols, "big")] = "p.big"
 		}
-		// The page ends at the time of the Limit-th row after the cursor's
-		// time (hi), found on the (realm_id, time) index in its order: the
+		// A page reads its limit of rows (q.lim: Limit, or fewer under a
+		// byte cap, pageLimit). It ends at the time of the lim-th row after
+		// the cursor's time (hi), found on the (realm_id, time) index in its order: the
 		// page then sorts only what it returns. Sorted by (time, id) over
 		// every row after the cursor, a page would cost the whole backlog
 		// of its realm (the planner cannot tell how many rows follow a
 		// cursor it gets from an array, and picks a bitmap scan and a sort
-		// of all of them). The first Limit rows after the cursor all lie at
+		// of all of them). The first lim rows after the cursor all lie at
 		// or before hi, so the page is what it would be without it.
 		wb, err := where(part.t, part.filters, true)
 		if err != nil {
 			return "", nil, err
 		}
 		tc := part.t.timeColumn()
-		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET %s LIMIT 1)", tc, part.t, wb, tc, arg(b.Limit-1))
+		hi := fmt.Sprintf("(SELECT y.%s FROM %s y WHERE %s ORDER BY y.%s OFFSET q.lim - 1 LIMIT 1)", tc, part.t, wb, tc)
 		// Its place in the page, whether a row of the stream follows it,
 		// and with a byte cap the weight of the page up to it (all
 		// computed in the page's own sort: free). The cap keeps the rows
@@ -333,8 +334,8 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			inner = append(inner, fmt.Sprintf("sum(%s) OVER w AS sum_", size))
 		}
 		cols[slices.Index(batchCols, "more")] = "p.more"
-		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id ROWS UNBOUNDED PRECEDING) ORDER BY x.%s, x.id LIMIT %s",
-			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc, arg(b.Limit))
+		page := fmt.Sprintf("SELECT %s FROM %s x WHERE %s AND x.%s <= COALESCE(h.hi, %d) WINDOW w AS (ORDER BY x.%s, x.id ROWS UNBOUNDED PRECEDING) ORDER BY x.%s, x.id LIMIT q.lim",
+			strings.Join(inner, ", "), part.t, w, tc, int64(math.MaxInt64), tc, tc)
 		if capped {
 			page = fmt.Sprintf("SELECT * FROM (%s) c WHERE c.rn_ = 1 OR q.max_bytes = 0 OR c.sum_ <= q.max_bytes", page)
 		}
@@ -426,12 +427,17 @@ func readBatchRows(rows *sql.Rows, b Batch) (BatchResult, error) {
 // byte cap (each row weighs RowBytes at least), and at most 1,024. A page
 // is allocated at its first row with room for them: growing it by appends
 // cost a copy of every row read and twice the memory.
-func pageCap(b Batch, r Range) int {
-	n := int64(min(b.Limit, 1024))
-	if r.MaxBytes > 0 {
-		n = min(n, r.MaxBytes/RowBytes+1)
+func pageCap(b Batch, r Range) int { return min(pageLimit(b, r), 1024) }
+
+// pageLimit is how many rows a page of r reads: Limit, or fewer under its
+// byte cap. Every row weighs RowBytes at least, so no more than
+// MaxBytes/RowBytes rows fit under it (and the first, whatever it weighs):
+// one more is read, which tells that the cap cut the page.
+func pageLimit(b Batch, r Range) int {
+	if r.MaxBytes <= 0 {
+		return b.Limit
 	}
-	return int(n)
+	return int(min(int64(b.Limit), max(2, r.MaxBytes/RowBytes+1)))
 }
 
 // place is where a row read stands in its page (rn, from 1), and whether
