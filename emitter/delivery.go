@@ -537,7 +537,7 @@ func (d *delivery) delivered(env envelope) {
 	d.hold.released(now)
 	d.lastOK.Store(now.UnixNano())
 	if mt := d.opts.Metrics; mt != nil {
-		mt.Delivered.WithLabelValues(string(env.Kind)).Inc()
+		mt.delivered.of(env.Kind).Inc()
 		mt.Latency.Observe(now.Sub(time.UnixMilli(env.Time)).Seconds())
 	}
 	d.answered.Store(now.UnixNano())

@@ -38,6 +38,11 @@ type metrics struct {
 	TargetHeld   prometheus.Gauge
 	Leader       prometheus.Gauge
 
+	// read, filtered and delivered are the series of Read, Filtered and
+	// Delivered for this route, one per kind, looked up once: they count
+	// every event.
+	read, filtered, delivered kindCounters
+
 	route string
 	all   *metricSet
 }
@@ -144,6 +149,9 @@ func (s *metricSet) forRoute(name string) *metrics {
 		SourceReads: s.sourceReads.MustCurryWith(l),
 		TargetHeld:  s.targetHeld.WithLabelValues(name),
 		Leader:      s.leader,
+		read:        newKindCounters(s.read, name),
+		filtered:    newKindCounters(s.filtered, name),
+		delivered:   newKindCounters(s.delivered, name),
 		route:       name,
 		all:         s,
 	}
@@ -208,4 +216,19 @@ func (m *metrics) watchDeadLetters(path string) {
 // CheckpointSaved records a save of m's route's checkpoint at t.
 func (m *metrics) CheckpointSaved(t time.Time) {
 	m.all.files.update(m.route, func(r *routeFile) { r.savedAt = t })
+}
+
+// kindCounters holds a counter's series of one route, one per kind.
+type kindCounters struct{ event, admin prometheus.Counter }
+
+func newKindCounters(v *prometheus.CounterVec, route string) kindCounters {
+	return kindCounters{v.WithLabelValues(route, string(KindEvent)), v.WithLabelValues(route, string(KindAdminEvent))}
+}
+
+// of returns the series of kind k.
+func (c kindCounters) of(k Kind) prometheus.Counter {
+	if k == KindAdminEvent {
+		return c.admin
+	}
+	return c.event
 }

@@ -44,11 +44,10 @@ func (p *pipeline) emit(ctx context.Context, recs []Record, uids []int64) (int, 
 	}
 	p.metrics.SourceLag.Set(time.Since(time.UnixMilli(recs[len(recs)-1].Time())).Seconds())
 	for i, r := range recs {
-		kind := string(r.Kind())
-		p.metrics.Read.WithLabelValues(kind).Inc()
+		p.metrics.read.of(r.Kind()).Inc()
 		p.progress.onRead(r.Time())
 		if !keep[i] {
-			p.metrics.Filtered.WithLabelValues(kind).Inc()
+			p.metrics.filtered.of(r.Kind()).Inc()
 			p.progress.done.Add(1)
 			p.ledger.Ack(streamKey(r.Kind(), r.RealmID()), r.ID(), r.Time())
 			continue
