@@ -200,9 +200,9 @@ func details(st *fbState, m map[string]string) flatbuffers.UOffsetT {
 		return 0
 	}
 	b := st.b
-	entries := sortedDetails(m)
+	var buf [detailsOnStack]detail
 	st.offsets = st.offsets[:0]
-	for _, d := range *entries {
+	for _, d := range sortDetails(buf[:0], m) {
 		key := b.CreateString(validUTF8(d.key))
 		value := b.CreateString(validUTF8(d.value))
 		fb.TupleStart(b)
@@ -210,7 +210,6 @@ func details(st *fbState, m map[string]string) flatbuffers.UOffsetT {
 		fb.TupleAddValue(b, value)
 		st.offsets = append(st.offsets, fb.TupleEnd(b))
 	}
-	releaseDetails(entries)
 	fb.EventStartDetailsVector(b, len(st.offsets))
 	for i := len(st.offsets) - 1; i >= 0; i-- {
 		b.PrependUOffsetT(st.offsets[i])

@@ -82,8 +82,8 @@ func (jsonEncoder) Encode(dst []byte, r Record) ([]byte, error) {
 func appendJSONDetails(dst []byte, m map[string]string) []byte {
 	dst = append(dst, '{')
 	if len(m) > 0 {
-		entries := sortedDetails(m)
-		for i, d := range *entries {
+		var buf [detailsOnStack]detail
+		for i, d := range sortDetails(buf[:0], m) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -91,7 +91,6 @@ func appendJSONDetails(dst []byte, m map[string]string) []byte {
 			dst = append(dst, ':')
 			dst = appendJSONString(dst, d.value)
 		}
-		releaseDetails(entries)
 	}
 	return append(dst, '}')
 }
