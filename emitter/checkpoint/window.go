@@ -16,6 +16,10 @@ import (
 type window struct {
 	es    []entry
 	named map[string]entry // ids that are not canonical UUIDs; nil while empty
+	// last is where search last found an entry: a stream's events are
+	// acknowledged in the order they were read, so the next one found is
+	// most often the entry after it. Only a guess: es changes under it.
+	last int
 }
 
 // entry is one event of a window.
@@ -124,9 +128,13 @@ func (w *window) find(id string, t int64) (*entry, bool) {
 func (w *window) search(t int64, u uuid) (int, bool) {
 	n := len(w.es)
 	if n > 0 && cmpEntry(w.es[n-1], t, u) < 0 {
-		return n, false // the common case: newer than every entry
+		return n, false // the common case when reading: newer than every entry
 	}
-	return slices.BinarySearchFunc(w.es, struct {
+	if next := w.last + 1; next < n && cmpEntry(w.es[next], t, u) == 0 {
+		w.last = next // the common case when acknowledging
+		return next, true
+	}
+	i, found := slices.BinarySearchFunc(w.es, struct {
 		t int64
 		u uuid
 	}{t, u}, func(e entry, k struct {
@@ -135,6 +143,10 @@ func (w *window) search(t int64, u uuid) (int, bool) {
 	}) int {
 		return cmpEntry(e, k.t, k.u)
 	})
+	if found {
+		w.last = i
+	}
+	return i, found
 }
 
 // set adds or replaces the entry of the event id; e.time is its time.

@@ -191,3 +191,70 @@ func TestLedgerOnAFileStreamsASnapshotLargerThanItsBufferAndLoadsItBack(t *testi
 		t.Fatal("after loading the streamed file the replay differs from the uids issued")
 	}
 }
+
+// TestWindowFindsEachEntryInAnyOrderOfLookups pins search's guess (the
+// entry after the last one found): lookups in order, backwards, by
+// strides, after entries were pruned in front of the guess and inserted
+// behind it, each find the entry of their own id and time and no other.
+func TestWindowFindsEachEntryInAnyOrderOfLookups(t *testing.T) {
+	var w window
+	for n := range 200 {
+		if n%10 != 5 { // the fives arrive late
+			w.set(uuidOf(n), entry{time: int64(n / 3), uid: int64(n + 1)})
+		}
+	}
+	check := func(name string, order []int) {
+		t.Helper()
+		for _, n := range order {
+			e, ok := w.find(uuidOf(n), int64(n/3))
+			if want := n%10 != 5 || w.len() == 200; ok != want || (ok && e.uid != int64(n+1)) {
+				t.Fatalf("%s: find(%d) = %+v, %v; want uid %d, %v", name, n, e, ok, n+1, want)
+			}
+			if _, ok := w.find(uuidOf(n), int64(n/3)+1000); ok {
+				t.Fatalf("%s: find(%d) at another time found an entry", name, n)
+			}
+		}
+	}
+	var forward, backward, strides []int
+	for n := range 200 {
+		forward, backward, strides = append(forward, n), append(backward, 199-n), append(strides, (n*37)%200)
+	}
+	check("forward", forward)
+	check("backward", backward)
+	check("strides", strides)
+	for n := 5; n < 200; n += 10 {
+		w.set(uuidOf(n), entry{time: int64(n / 3), uid: int64(n + 1)})
+	}
+	check("after late entries", forward)
+	for _, n := range forward { // acknowledged in order; pruned only then
+		if !w.update(uuidOf(n), int64(n/3), func(e *entry) { e.acked = true }) {
+			t.Fatalf("update(%d) found no entry", n)
+		}
+	}
+	w.prune(30, func(trailKey) {})
+	for _, n := range forward {
+		_, ok := w.find(uuidOf(n), int64(n/3))
+		if ok != (n/3 >= 30) {
+			t.Fatalf("after pruning below 30: find(%d) = %v", n, ok)
+		}
+	}
+}
+
+// BenchmarkWindowAcknowledgeInOrder acknowledges a stream's window of
+// 50,000 entries in the order they were read, as the delivery does.
+func BenchmarkWindowAcknowledgeInOrder(b *testing.B) {
+	const n = 50_000
+	var w window
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = uuidOf(i)
+		w.set(ids[i], entry{time: int64(i / 4), uid: int64(i + 1)})
+	}
+	i := 0
+	for b.Loop() {
+		w.update(ids[i], int64(i/4), func(e *entry) { e.acked = true })
+		if i++; i == n {
+			i = 0
+		}
+	}
+}
