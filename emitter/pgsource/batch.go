@@ -24,7 +24,8 @@ type Range struct {
 	// MaxBytes, when not 0, is the most the rows of a page of this range
 	// may weigh (their large columns plus RowBytes each): the database
 	// cuts the page once they weigh more, so the rows are never read
-	// whole first. A page keeps at least its first row whatever it
+	// whole first, and reads no more rows than the cap can keep and one
+	// more (pageLimit). A page keeps at least its first row whatever it
 	// weighs, so every stream makes progress; BatchResult's EventCut and
 	// AdminCut tell which pages were cut. Counts ignore it.
 	MaxBytes int64
@@ -309,9 +310,9 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 			cols[slices.Index(batchCols, "big")] = "p.big"
 		}
 		// A page reads its limit of rows (q.lim: Limit, or fewer under a
-		// byte cap, pageLimit). It ends at the time of the lim-th row after
-		// the cursor's time (hi), found on the (realm_id, time) index in its order: the
-		// page then sorts only what it returns. Sorted by (time, id) over
+		// byte cap, pageLimit). It ends at the time of the lim-th row
+		// after the cursor's time (hi), found on the (realm_id, time) index
+		// in its order: the page then sorts only what it returns. Sorted by (time, id) over
 		// every row after the cursor, a page would cost the whole backlog
 		// of its realm (the planner cannot tell how many rows follow a
 		// cursor it gets from an array, and picks a bitmap scan and a sort
