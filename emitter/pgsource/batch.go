@@ -311,13 +311,14 @@ func (s *Source) batchSQL(b Batch) (string, []any, error) {
 		}
 		// A page reads its limit of rows (q.lim: Limit, or fewer under a
 		// byte cap, pageLimit). It ends at the time of the lim-th row
-		// after the cursor's time (hi), found on the (realm_id, time) index
-		// in its order: the page then sorts only what it returns. Sorted by (time, id) over
-		// every row after the cursor, a page would cost the whole backlog
-		// of its realm (the planner cannot tell how many rows follow a
-		// cursor it gets from an array, and picks a bitmap scan and a sort
-		// of all of them). The first lim rows after the cursor all lie at
-		// or before hi, so the page is what it would be without it.
+		// after the cursor's time (hi), found on the (realm_id, time)
+		// index in its order: the page then sorts only what it returns.
+		// Sorted by (time, id) over every row after the cursor, a page
+		// would cost the whole backlog of its realm (the planner cannot
+		// tell how many rows follow a cursor it gets from an array, and
+		// picks a bitmap scan and a sort of all of them). The first lim
+		// rows after the cursor all lie at or before hi, so the page is
+		// what it would be without it.
 		wb, err := where(part.t, part.filters, true)
 		if err != nil {
 			return "", nil, err
