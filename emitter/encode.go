@@ -68,8 +68,8 @@ const detailsOnStack = 16
 // sortDetails appends the entries of m to buf in key order (payloads are
 // deterministic) and returns it. Sorted in a caller's array, the entries
 // cost no allocation and no write barrier: in a pooled slice in the heap,
-// the sort's moves were 7% of a drain's CPU, most of it the collector's
-// write barriers.
+// the sort was 7% of a drain's CPU, a third of it the collector's write
+// barriers.
 func sortDetails(buf []detail, m map[string]string) []detail {
 	for k, v := range m {
 		buf = append(buf, detail{k, v})
