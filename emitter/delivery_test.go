@@ -257,7 +257,7 @@ func TestDeliveryKeepsOrderUnderRetries(t *testing.T) {
 	if got := f.acks.with(delivered); !slices.Equal(got, uidRange(0, 29)) || f.acks.len() != 30 {
 		t.Errorf("acks %v (%d in all), want 0..29 delivered, in order, once each", got, f.acks.len())
 	}
-	if n := counterValue(t, f.metrics.Delivered.WithLabelValues("Event")); n != 30 {
+	if n := counterValue(t, f.metrics.delivered.of(KindEvent)); n != 30 {
 		t.Errorf("delivered counter %v, want 30", n)
 	}
 	var h dto.Metric

@@ -19,9 +19,6 @@ const defaultRoute = "default"
 // the view of the default route; forRoute returns another route's view of
 // the same series.
 type metrics struct {
-	Read         *prometheus.CounterVec
-	Filtered     *prometheus.CounterVec
-	Delivered    *prometheus.CounterVec
 	Dropped      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	Malformed    *prometheus.CounterVec
@@ -38,9 +35,8 @@ type metrics struct {
 	TargetHeld   prometheus.Gauge
 	Leader       prometheus.Gauge
 
-	// read, filtered and delivered are the series of Read, Filtered and
-	// Delivered for this route, one per kind, looked up once: they count
-	// every event.
+	// read, filtered and delivered count every event: their series for
+	// this route, one per kind, are looked up once.
 	read, filtered, delivered kindCounters
 
 	route string
@@ -137,7 +133,6 @@ func (m *metrics) forRoute(name string) *metrics { return m.all.forRoute(name) }
 func (s *metricSet) forRoute(name string) *metrics {
 	l := prometheus.Labels{"route": name}
 	return &metrics{
-		Read: s.read.MustCurryWith(l), Filtered: s.filtered.MustCurryWith(l), Delivered: s.delivered.MustCurryWith(l),
 		Dropped: s.dropped.MustCurryWith(l), DeadLettered: s.deadLettered.MustCurryWith(l), Malformed: s.malformed.MustCurryWith(l),
 		Late: s.late.MustCurryWith(l), Missed: s.missed.MustCurryWith(l),
 		Unreadable: s.unreadable.MustCurryWith(l), Unreachable: s.unreachable.MustCurryWith(l),
@@ -221,6 +216,7 @@ func (m *metrics) CheckpointSaved(t time.Time) {
 // kindCounters holds a counter's series of one route, one per kind.
 type kindCounters struct{ event, admin prometheus.Counter }
 
+// newKindCounters looks up the series of v for route and each kind.
 func newKindCounters(v *prometheus.CounterVec, route string) kindCounters {
 	return kindCounters{v.WithLabelValues(route, string(KindEvent)), v.WithLabelValues(route, string(KindAdminEvent))}
 }

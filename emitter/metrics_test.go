@@ -22,7 +22,7 @@ func TestRouteCountersOfBothKindsAreExposedFromTheStart(t *testing.T) {
 		}
 	}
 	a.delivered.of(KindAdminEvent).Inc()
-	if ev, ad := testutil.ToFloat64(a.Delivered.WithLabelValues(string(KindEvent))), testutil.ToFloat64(a.Delivered.WithLabelValues(string(KindAdminEvent))); ev != 0 || ad != 1 {
+	if ev, ad := testutil.ToFloat64(set.delivered.WithLabelValues("a", string(KindEvent))), testutil.ToFloat64(set.delivered.WithLabelValues("a", string(KindAdminEvent))); ev != 0 || ad != 1 {
 		t.Errorf("after one admin event delivered: Event %v, AdminEvent %v; want 0 and 1", ev, ad)
 	}
 }

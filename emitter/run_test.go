@@ -102,10 +102,10 @@ func TestRunOnceDeliversEveryEventOnceFiltersTheRestAndSavesTheCheckpoint(t *tes
 			t.Errorf("uid %s delivered %d times", uid, n)
 		}
 	}
-	if n := testutil.ToFloat64(e.metrics.Filtered.WithLabelValues("AdminEvent")); n != 1 {
+	if n := testutil.ToFloat64(e.metrics.filtered.of(KindAdminEvent)); n != 1 {
 		t.Errorf("events_filtered_total{AdminEvent} = %v, want 1", n)
 	}
-	if n := testutil.ToFloat64(e.metrics.Delivered.WithLabelValues("Event")); n != 120 {
+	if n := testutil.ToFloat64(e.metrics.delivered.of(KindEvent)); n != 120 {
 		t.Errorf("events_delivered_total{Event} = %v, want 120", n)
 	}
 	if _, err := reg.Gather(); err != nil {
