@@ -174,6 +174,9 @@ type batchRead struct {
 	pages    [][]Record
 	counts   []int
 	snapshot txSnapshot
+	// textBytes is what the pages' stored details and representations
+	// weigh, when the source knows (else 0).
+	textBytes int64
 }
 
 // txSnapshot tells which transactions had not ended at a read: those with

@@ -234,6 +234,22 @@ func (p *dbSource) pageRecords(r realm, kind Kind, res pgsource.BatchResult, i i
 	return out
 }
 
+// storedTextBytes is what the stored details and representations of page i of
+// kind in res weigh.
+func storedTextBytes(kind Kind, res pgsource.BatchResult, i int) int64 {
+	var n int
+	if kind == KindAdminEvent {
+		for _, row := range res.AdminPages[i] {
+			n += len(row.Details.String) + len(row.Representation.String)
+		}
+	} else {
+		for _, row := range res.EventPages[i] {
+			n += len(row.Details.String)
+		}
+	}
+	return int64(n)
+}
+
 // readAround reads a page that holds a row the database cannot return
 // (pgsource.Unreadable): the keys of the page first (which the database
 // can return), then the rows by halves, down to the row that fails alone,
@@ -420,6 +436,7 @@ func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int)
 			}
 		default:
 			out.pages[i] = p.pageRecords(r.realm, r.kind, res, slot[i])
+			out.textBytes += storedTextBytes(r.kind, res, slot[i])
 		}
 	}
 	p.noteRows(reqs, out.pages)

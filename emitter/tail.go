@@ -97,6 +97,9 @@ type tailStats struct {
 	Polls        uint64 // polls that read every active stream without an error
 	Late         uint64 // rows found behind their stream's cursor (late commits or skewed clocks)
 	Missed       uint64 // rows that appeared beyond the audit horizon: not delivered
+	// ReadAheads counts the batch reads started before their poll, and
+	// ReadAheadsTaken those the poll took (the others were let go).
+	ReadAheads, ReadAheadsTaken uint64
 }
 
 // tailer is the read loop: it lists realms, reads a page of every stream
@@ -124,6 +127,7 @@ type tailer struct {
 	heldUntil time.Time
 	found     int        // records handed on by the last poll
 	stage     *emitStage // while run runs (see submit)
+	ahead     *readAhead // a batch read started before its poll (tail_ahead.go)
 	// Buffers of pollBatch, reused from poll to poll.
 	reqBuf    []readRequest
 	pageOfBuf []int
@@ -131,6 +135,7 @@ type tailer struct {
 	afterBuf  []cursor
 	stats     struct {
 		emitted, replayed, expired, missing, errors, rescans, expiryChecks, polls, late, missed atomic.Uint64
+		readAheads, readAheadsTaken                                                             atomic.Uint64
 	}
 }
 
@@ -179,6 +184,7 @@ func newTailer(o tailOptions) (*tailer, error) {
 // early.
 func (t *tailer) run(ctx context.Context, drain bool) error {
 	defer t.startStage(ctx)()
+	defer t.dropReadAhead()
 	backoff := time.Duration(0)
 	pause := t.opts.PollInterval
 	for {
@@ -237,6 +243,7 @@ func (e emitError) Error() string { return e.err.Error() }
 // poll reads one page of every active stream and tells whether any page was
 // full (more is waiting). In drain mode every stream is rescanned.
 func (t *tailer) poll(ctx context.Context, drain bool) (bool, error) {
+	t.waitReadAhead()
 	if t.stageFailed() {
 		return false, t.flush(ctx)
 	}
@@ -477,26 +484,25 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	keys := t.keyBuf[:0] // of the streams read, in order
 	for i, s := range streams {
 		pageOf[i] = -1
-		if drain || now.Before(s.hotUntil) || !now.Before(s.nextRead) {
+		if s.readsPage(now, drain) {
 			pageOf[i] = len(reqs)
 			reqs = append(reqs, readRequest{realm: s.realm, kind: s.kind})
 			keys = append(keys, s.key)
 		}
-		if !s.full && (drain || now.Sub(s.lastRescan) >= t.opts.RescanInterval &&
-			(t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero())) {
+		if t.rescanDue(s, now, drain) {
 			lo, hi := t.opts.Ledger.RescanRange(s.key)
 			if lo <= hi && hi > 0 {
 				s.lastRescan = now
 				count(countOf{s: s, lo: lo, hi: hi, known: -1})
 			}
 		}
-		if now.Sub(s.lastAudit) >= auditInterval {
+		if s.auditDue(now) {
 			s.lastAudit = now
 			if lo, hi, known, ok := t.opts.Ledger.Audit(s.key); ok {
 				count(countOf{s: s, lo: lo, hi: hi, known: known})
 			}
 		}
-		if now.Sub(s.lastPast) >= pastInterval {
+		if s.pastDue(now) {
 			s.lastPast = now
 			for _, m := range t.opts.Ledger.Past(s.key) {
 				count(countOf{s: s, lo: m.From, hi: m.To, known: m.Known, past: true})
@@ -517,12 +523,12 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 			j++
 		}
 	}
-	res, err := b.readBatch(ctx, reqs, t.opts.PageSize)
+	res, readAt, err := t.readBatch(ctx, b, reqs, now)
 	if err != nil {
 		return false, err
 	}
 	t.snap = res.snapshot
-	hold := t.holds.observe(now, res.snapshot)
+	hold := t.holds.observe(readAt, res.snapshot)
 	if hold != 0 {
 		hold = max(hold, now.Add(-t.opts.MaxHold).UnixMilli())
 		t.lastHold, t.heldUntil = hold, time.Time{}
@@ -562,6 +568,9 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		s.movedAt, s.movedXmax = now, res.snapshot.xmax // a forward page moves the cursor
 		s.hotUntil = now.Add(coldAfter)
 	}
+	if next, ok := t.nextPoll(streams, pageOf, reqs, res, now, drain); ok {
+		t.startReadAhead(ctx, b, next)
+	}
 	if len(pages) > 0 {
 		taken, err := t.opts.Ledger.TakePages(ctx, pages)
 		if err != nil {
@@ -596,6 +605,24 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 	t.stats.polls.Add(1)
 	return busy, nil
 }
+
+// readsPage tells whether a poll at now reads the forward page of s.
+func (s *tailStream) readsPage(now time.Time, drain bool) bool {
+	return drain || now.Before(s.hotUntil) || !now.Before(s.nextRead)
+}
+
+// rescanDue tells whether a poll at now counts the overlap window of s
+// again (when it holds rows): while a transaction open at its last move
+// may still commit, for Overlap after that move, and while a hold lasts.
+func (t *tailer) rescanDue(s *tailStream, now time.Time, drain bool) bool {
+	return !s.full && (drain || now.Sub(s.lastRescan) >= t.opts.RescanInterval &&
+		(t.snap.xmin < s.movedXmax || now.Sub(s.movedAt) < t.opts.Overlap+t.opts.RescanInterval || !t.heldUntil.IsZero()))
+}
+
+// auditDue and pastDue tell whether a poll at now audits the trail of s,
+// and counts the minutes before it.
+func (s *tailStream) auditDue(now time.Time) bool { return now.Sub(s.lastAudit) >= auditInterval }
+func (s *tailStream) pastDue(now time.Time) bool  { return now.Sub(s.lastPast) >= pastInterval }
 
 // holdTracker finds, from the snapshots of successive reads, since when
 // the oldest transaction still open may have been writing: it began after
@@ -895,16 +922,18 @@ func (t *tailer) checkExpiry(ctx context.Context, s *tailStream, now time.Time, 
 // Stats returns the tailer's counters; safe from any goroutine.
 func (t *tailer) Stats() tailStats {
 	return tailStats{
-		Emitted:      t.stats.emitted.Load(),
-		Replayed:     t.stats.replayed.Load(),
-		Expired:      t.stats.expired.Load(),
-		Missing:      t.stats.missing.Load(),
-		SourceErrors: t.stats.errors.Load(),
-		Rescans:      t.stats.rescans.Load(),
-		ExpiryChecks: t.stats.expiryChecks.Load(),
-		Polls:        t.stats.polls.Load(),
-		Late:         t.stats.late.Load(),
-		Missed:       t.stats.missed.Load(),
+		Emitted:         t.stats.emitted.Load(),
+		Replayed:        t.stats.replayed.Load(),
+		Expired:         t.stats.expired.Load(),
+		Missing:         t.stats.missing.Load(),
+		SourceErrors:    t.stats.errors.Load(),
+		Rescans:         t.stats.rescans.Load(),
+		ExpiryChecks:    t.stats.expiryChecks.Load(),
+		Polls:           t.stats.polls.Load(),
+		Late:            t.stats.late.Load(),
+		Missed:          t.stats.missed.Load(),
+		ReadAheads:      t.stats.readAheads.Load(),
+		ReadAheadsTaken: t.stats.readAheadsTaken.Load(),
 	}
 }
 
