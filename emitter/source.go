@@ -174,9 +174,11 @@ type batchRead struct {
 	pages    [][]Record
 	counts   []int
 	snapshot txSnapshot
-	// textBytes is what the pages' stored details and representations
-	// weigh, when the source knows (else 0).
-	textBytes int64
+	// heavy says that the pages' stored details and representations
+	// weigh much (huge rows): the next poll is read once these are handed
+	// on, not meanwhile, so that the rows of one poll at a time are in
+	// memory.
+	heavy bool
 }
 
 // txSnapshot tells which transactions had not ended at a read: those with

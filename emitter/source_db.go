@@ -424,6 +424,7 @@ func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int)
 	}
 	out := batchRead{pages: make([][]Record, len(reqs)), counts: make([]int, len(reqs)),
 		snapshot: txSnapshot{xmin: res.Snapshot.Xmin, xmax: res.Snapshot.Xmax, xip: res.Snapshot.Xip}}
+	var text int64 // the pages' stored details and representations, in bytes
 	for i, r := range reqs {
 		switch {
 		case r.kind == KindAdminEvent && r.count:
@@ -436,11 +437,22 @@ func (p *dbSource) readBatch(ctx context.Context, reqs []readRequest, limit int)
 			}
 		default:
 			out.pages[i] = p.pageRecords(r.realm, r.kind, res, slot[i])
-			out.textBytes += storedTextBytes(r.kind, res, slot[i])
+			text += storedTextBytes(r.kind, res, slot[i])
 		}
 	}
 	p.noteRows(reqs, out.pages)
+	out.heavy = text > p.heavyText()
 	return out, nil
+}
+
+// heavyText is what the stored text of a read's rows may weigh for it to
+// be light (batchRead.heavy): a quarter of the byte budget, or 2 MiB
+// without one.
+func (p *dbSource) heavyText() int64 {
+	if p.pageBytes > 0 {
+		return p.pageBytes / 4
+	}
+	return 2 << 20
 }
 
 // shares splits the byte budget among the pages of reqs (0 for a count,

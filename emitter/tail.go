@@ -583,6 +583,11 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 		if err := t.handOnAll(ctx, out); err != nil {
 			return false, err
 		}
+		if res.heavy {
+			if err := t.flush(ctx); err != nil {
+				return false, err
+			}
+		}
 	}
 	for _, c := range counts {
 		n := res.counts[c.req]

@@ -15,9 +15,8 @@ import (
 // (the cursors moved as expected, no count or other stream came due);
 // otherwise it is let go and read again. A read taken early is what a poll
 // at its start would have read: its snapshot and its start time are what
-// the holds are computed from. A poll whose rows carry large text
-// (aheadMaxText) is not read ahead: with the poll being handed on and the
-// one before it in the stage, the rows of a third would be in memory.
+// the holds are computed from. A heavy poll (huge rows: batchRead.heavy)
+// is not read ahead.
 type readAhead struct {
 	reqs []readRequest
 	at   time.Time // when it started
@@ -25,12 +24,6 @@ type readAhead struct {
 	res  batchRead
 	err  error
 }
-
-// aheadMaxText is the most a poll's stored details and representations
-// may weigh for the next to be read ahead: a backlog of small events
-// (about 100 bytes of details each) reads ahead, one of huge admin
-// events does not.
-const aheadMaxText = 1 << 20
 
 // nextPoll returns the requests of the poll after one at now that asked
 // for reqs (pageOf: the request of each of streams' pages, -1 for those not
@@ -44,7 +37,7 @@ const aheadMaxText = 1 << 20
 func (t *tailer) nextPoll(streams []*tailStream, pageOf []int, reqs []readRequest, res batchRead, now time.Time, drain bool) ([]readRequest, bool) {
 	read := t.opts.Now()
 	at := read.Add(read.Sub(now))
-	if res.textBytes > aheadMaxText || at.Sub(t.listedAt) >= t.opts.RealmInterval {
+	if res.heavy || at.Sub(t.listedAt) >= t.opts.RealmInterval {
 		return nil, false
 	}
 	full := false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,5 +127,63 @@ func TestTailerUnitHoldsFromTheTimeAReadAheadStartedNotWhenItWasTaken(t *testing
 	reads := u.holds.reads
 	if got := reads[len(reads)-1].at; got != started.UnixMilli() {
 		t.Fatalf("the read taken ahead was marked at %d, want %d (when it started)", got, started.UnixMilli())
+	}
+}
+
+// paceSource is a batched source that tells, at each read, whether every
+// row it returned before was emitted by then, and says its reads are
+// heavy or not.
+type paceSource struct {
+	*batchSource
+	heavy   bool
+	emitted func() int
+	mu      sync.Mutex
+	rows    int // rows returned so far
+	early   int // reads made before the rows returned earlier were all emitted
+}
+
+func (p *paceSource) readBatch(ctx context.Context, reqs []readRequest, limit int) (batchRead, error) {
+	p.mu.Lock()
+	if p.emitted() < p.rows {
+		p.early++
+	}
+	p.mu.Unlock()
+	res, err := p.batchSource.readBatch(ctx, reqs, limit)
+	res.heavy = p.heavy
+	p.mu.Lock()
+	for _, page := range res.pages {
+		p.rows += len(page)
+	}
+	p.mu.Unlock()
+	return res, err
+}
+
+func TestTailerReadsTheNextPollOfHugeRowsOnlyOnceTheLastIsHandedOn(t *testing.T) {
+	for _, heavy := range []bool{false, true} {
+		t.Run(fmt.Sprint("heavy=", heavy), func(t *testing.T) {
+			mem, src := sources(acme)["batched"]()
+			want := backlog(mem, acme, 400)
+			ps := &paceSource{batchSource: src.(*batchSource), heavy: heavy}
+			tl, sink := newTestTailer(t, ps, nil, true, func(o *tailOptions, _ *checkpoint.Options) {
+				o.Kinds = []Kind{KindEvent}
+				emit := o.Emit
+				o.Emit = func(ctx context.Context, recs []Record, uids []int64) (int, error) {
+					time.Sleep(2 * time.Millisecond) // encoding a huge row takes a while
+					return emit(ctx, recs, uids)
+				}
+			})
+			ps.emitted = func() int { return len(sink.records()) }
+			if err := tl.run(context.Background(), true); err != nil {
+				t.Fatal(err)
+			}
+			emittedOnce(t, sink, want)
+			st := tl.Stats()
+			if heavy && (ps.early != 0 || st.ReadAheads != 0) {
+				t.Fatalf("%d reads before the rows read earlier were handed on, %d read ahead; want none", ps.early, st.ReadAheads)
+			}
+			if !heavy && (ps.early == 0 || st.ReadAheads == 0) {
+				t.Fatalf("%d reads before the rows read earlier were handed on, %d read ahead; want some of each", ps.early, st.ReadAheads)
+			}
+		})
 	}
 }
