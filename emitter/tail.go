@@ -584,6 +584,8 @@ func (t *tailer) pollBatch(ctx context.Context, b batcher, drain bool, now time.
 			return false, err
 		}
 		if res.heavy {
+			// Huge rows: the next poll is read once these are encoded
+			// and buffered, so that one poll's rows are in memory.
 			if err := t.flush(ctx); err != nil {
 				return false, err
 			}

@@ -6,17 +6,17 @@ import (
 	"time"
 )
 
-// A poll of a batcher whose pages were all full, and that asked for no
-// counts, is followed at once by one that asks for the same streams' pages
-// from the rows after them, unless something else comes due: that next read
-// is started while the last one's rows are given their uids and handed on
-// (readAhead), so reading the table and taking its rows overlap in a
-// backlog. The next poll takes it only if it asks for exactly those pages
-// (the cursors moved as expected, no count or other stream came due);
-// otherwise it is let go and read again. A read taken early is what a poll
-// at its start would have read: its snapshot and its start time are what
-// the holds are computed from. A heavy poll (huge rows: batchRead.heavy)
-// is not read ahead.
+// A poll of a batcher that found a full page is followed at once by the
+// next; when nothing but its pages and the counts of its windows will be
+// due by then (nextPoll), that next read is started while the last one's
+// rows are given their uids, journaled and handed on (readAhead), so that
+// reading the table and taking its rows overlap in a backlog. The next poll
+// takes it only if it asks for exactly those requests (the cursors moved as
+// expected, no realm, audit or other stream came due); otherwise it is let
+// go and read again. A read taken early is what a poll at its start would
+// have read: its snapshot and its start time are what the holds are
+// computed from. A heavy poll (huge rows: batchRead.heavy) is not read
+// ahead.
 type readAhead struct {
 	reqs []readRequest
 	at   time.Time // when it started
@@ -28,12 +28,12 @@ type readAhead struct {
 // nextPoll returns the requests of the poll after one at now that asked
 // for reqs (pageOf: the request of each of streams' pages, -1 for those not
 // read) and read res, when that poll is to follow at once: a page read was
-// full, every other page read was full or empty, its rows' text is small,
-// and by the time it starts
-// (about as long after the read as the read took) neither the listing of
-// realms nor an audit is due. It asks for what pollBatch would: the pages
-// due, from the rows after those read, and the counts of the windows due
-// again. Otherwise it returns false.
+// full, every other page read was full or empty, the read was not heavy,
+// and by the time the next poll starts (about as long after the read as
+// the read took) neither the listing of realms nor an audit is due. It
+// asks for what pollBatch would then: the pages due, from the rows after
+// those read, and the counts of the windows due again. Otherwise it
+// returns false.
 func (t *tailer) nextPoll(streams []*tailStream, pageOf []int, reqs []readRequest, res batchRead, now time.Time, drain bool) ([]readRequest, bool) {
 	read := t.opts.Now()
 	at := read.Add(read.Sub(now))
@@ -82,8 +82,8 @@ func (t *tailer) startReadAhead(ctx context.Context, b batcher, reqs []readReque
 	}()
 }
 
-// waitReadAhead waits until the read ahead, if any, has ended: nothing
-// else may use the source while it runs.
+// waitReadAhead waits until the read ahead, if any, has ended: a poll's
+// own reads (the realms, the oldest times) come after it.
 func (t *tailer) waitReadAhead() {
 	if t.ahead != nil {
 		<-t.ahead.done
