@@ -305,3 +305,30 @@ func TestBudgetSharesFollowEachStreamsLastPage(t *testing.T) {
 		})
 	}
 }
+
+func TestDBSourceSaysAReadOfHugeRowsIsHeavyAndOneOfSmallRowsIsNot(t *testing.T) {
+	k := newKCDB(t)
+	k.realm("r", "acme")
+	for i := range 20 {
+		k.event(fmt.Sprintf("e-%02d", i), "r", 1700000000000+int64(i), "LOGIN")
+	}
+	k.exec(`UPDATE event_entity SET details_json = '{"auth_method":"openid-connect","code_id":"c"}'`)
+	for i := range 3 {
+		k.admin(fmt.Sprintf("a-%d", i), "r", 1700000000000+int64(i))
+	}
+	k.exec(`UPDATE admin_event_entity SET representation = repeat('x', 300000)`) // 900 KB in all
+	src := k.source(Filters{}, nil).withBudgets(2<<20, 0)                        // heavy above 512 KiB
+	r := realm{ID: "r", Name: "acme"}
+	for _, c := range []struct {
+		kind  Kind
+		heavy bool
+	}{{KindEvent, false}, {KindAdminEvent, true}} {
+		res, err := src.readBatch(context.Background(), []readRequest{{realm: r, kind: c.kind}}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(res.pages[0]); n == 0 || res.heavy != c.heavy {
+			t.Errorf("a read of %d %s rows: heavy %v, want %v", n, c.kind, res.heavy, c.heavy)
+		}
+	}
+}
