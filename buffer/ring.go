@@ -85,12 +85,15 @@ type Ring[T any] struct {
 
 	// The byte bound, when maxBytes > 0: size weighs an item (the same
 	// every time for one item); bytes is what the queued items weigh;
-	// room is closed, and replaced, when bytes shrink.
-	maxBytes int64
-	size     func(T) int64
-	bmu      sync.Mutex
-	bytes    int64
-	room     chan struct{}
+	// room is closed, and replaced, when bytes shrink after a Put was
+	// given it to wait on (roomWaited): a Take with nobody waiting costs
+	// no channel.
+	maxBytes   int64
+	size       func(T) int64
+	bmu        sync.Mutex
+	bytes      int64
+	room       chan struct{}
+	roomWaited bool
 
 	// mu is read-held by every Put while it may send on ch and
 	// write-held by Close to close ch, so that no Put sends on a closed
@@ -159,6 +162,7 @@ func (r *Ring[T]) reserve(w int64) (bool, <-chan struct{}) {
 		r.bytes += w
 		return true, nil
 	}
+	r.roomWaited = true
 	return false, r.room
 }
 
@@ -169,8 +173,10 @@ func (r *Ring[T]) release(w int64) {
 	}
 	r.bmu.Lock()
 	r.bytes -= w
-	close(r.room)
-	r.room = make(chan struct{})
+	if r.roomWaited {
+		close(r.room)
+		r.room, r.roomWaited = make(chan struct{}), false
+	}
 	r.bmu.Unlock()
 }
 

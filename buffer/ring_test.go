@@ -393,3 +393,21 @@ func TestBlockBytesPutWaitsUntilTheItemFitsAndAnOversizedOneForAnEmptyRing(t *te
 		t.Errorf("Bytes = %d after everything was taken, want 0", r.Bytes())
 	}
 }
+
+func TestBytesPutAndTakeWithNobodyWaitingAllocateNothing(t *testing.T) {
+	for _, p := range []Policy{DropOldest, Block} {
+		r := mustNewSized(t, 1<<20, p, nil)
+		ctx := context.Background()
+		allocs := testing.AllocsPerRun(1000, func() {
+			if err := r.Put(ctx, "event"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Take(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("policy %v: %.1f allocations a Put and Take, want 0", p, allocs)
+		}
+	}
+}
