@@ -312,30 +312,32 @@ func (p *dbSource) unreadableRecord(r realm, kind Kind, key Record, err error) R
 	return key
 }
 
-// adminRecords turns rows of admin_event_entity into records.
+// adminRecords turns rows of admin_event_entity into records. The events
+// of a page are allocated together: they live as long as the page.
 func (p *dbSource) adminRecords(r realm, rows []pgsource.AdminEventRow) []Record {
-	out := make([]Record, len(rows))
+	out, evs := make([]Record, len(rows)), make([]AdminEvent, len(rows))
 	for i, row := range rows {
-		out[i] = Record{Admin: &AdminEvent{ID: row.ID, Time: row.Time, RealmID: row.RealmID, RealmName: r.Name,
+		evs[i] = AdminEvent{ID: row.ID, Time: row.Time, RealmID: row.RealmID, RealmName: r.Name,
 			AuthDetails: AuthDetails{RealmID: row.AuthRealmID.String, ClientID: row.AuthClientID.String,
 				UserID: row.AuthUserID.String, IPAddress: row.IPAddress.String},
 			OperationType: row.OperationType.String, ResourceType: row.ResourceType.String,
 			ResourcePath: row.ResourcePath.String, Representation: row.Representation.String,
-			Error: row.Error.String, Details: p.details(KindAdminEvent, row.ID, row.Details)}}
-		out[i] = p.oversized(r, out[i], row.Oversize)
+			Error: row.Error.String, Details: p.details(KindAdminEvent, row.ID, row.Details)}
+		out[i] = p.oversized(r, Record{Admin: &evs[i]}, row.Oversize)
 	}
 	return out
 }
 
-// eventRecords turns rows of event_entity into records.
+// eventRecords turns rows of event_entity into records, their events
+// allocated together as adminRecords's.
 func (p *dbSource) eventRecords(r realm, rows []pgsource.EventRow) []Record {
-	out := make([]Record, len(rows))
+	out, evs := make([]Record, len(rows)), make([]Event, len(rows))
 	for i, row := range rows {
-		out[i] = Record{Event: &Event{ID: row.ID, Time: row.Time, Type: row.Type.String, RealmID: row.RealmID, RealmName: r.Name,
+		evs[i] = Event{ID: row.ID, Time: row.Time, Type: row.Type.String, RealmID: row.RealmID, RealmName: r.Name,
 			ClientID: row.ClientID.String, UserID: row.UserID.String, SessionID: row.SessionID.String,
 			IPAddress: row.IPAddress.String, Error: row.Error.String,
-			Details: p.details(KindEvent, row.ID, row.Details)}}
-		out[i] = p.oversized(r, out[i], row.Oversize)
+			Details: p.details(KindEvent, row.ID, row.Details)}
+		out[i] = p.oversized(r, Record{Event: &evs[i]}, row.Oversize)
 	}
 	return out
 }

@@ -332,3 +332,29 @@ func TestDBSourceSaysAReadOfHugeRowsIsHeavyAndOneOfSmallRowsIsNot(t *testing.T) 
 		}
 	}
 }
+
+func TestDBSourceAllocatesTheEventsOfAPageTogether(t *testing.T) {
+	p := newDBSource(nil, Filters{}, slog.New(slog.DiscardHandler))
+	r := realm{ID: "r", Name: "acme"}
+	const n = 100
+	details := sql.NullString{String: `{"auth_method":"openid-connect"}`, Valid: true}
+	evRows, adRows := make([]pgsource.EventRow, n), make([]pgsource.AdminEventRow, n)
+	for i := range n {
+		evRows[i] = pgsource.EventRow{ID: fmt.Sprint("e-", i), Time: int64(i), RealmID: "r", Details: details}
+		adRows[i] = pgsource.AdminEventRow{ID: fmt.Sprint("a-", i), Time: int64(i), RealmID: "r", Details: details}
+	}
+	// Per row only its details map; the records and the events of the
+	// page are two allocations, not one an event.
+	for name, read := range map[string]func(){
+		"events":       func() { p.eventRecords(r, evRows) },
+		"admin events": func() { p.adminRecords(r, adRows) },
+	} {
+		perRow := func() float64 {
+			details := testing.AllocsPerRun(20, func() { p.details(KindEvent, "x", details) })
+			return testing.AllocsPerRun(20, read)/n - details
+		}()
+		if perRow > 0.05 {
+			t.Errorf("%s: %.2f allocations a row beyond its details, want none", name, perRow)
+		}
+	}
+}
