@@ -144,7 +144,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, trailFrom: e.Time, trailTo: e.Time}
 			l.streams[e.Stream] = s
 		}
-		if _, ok := s.window.find(e.ID, e.Time); !ok {
+		if _, _, ok := s.window.find(e.ID, e.Time); !ok {
 			s.window.load(e.ID, entry{time: e.Time, uid: e.UID}) // sorted below
 			journaled[s] = true
 			s.floor = min(s.floor, e.Time)
@@ -371,7 +371,8 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 				s.cursor = Cursor{Time: it.Time, ID: it.ID}
 				l.dirty = true
 			}
-			if e, ok := s.window.find(it.ID, it.Time); ok {
+			e, at, ok := s.window.find(it.ID, it.Time)
+			if ok {
 				if !e.acked && !e.emitted {
 					s.window.update(it.ID, it.Time, func(e *entry) { e.emitted = true })
 					uids[i], replay[i] = e.uid, true
@@ -385,14 +386,14 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 				}
 				s.floor = min(s.floor, it.Time) // a row read there first: late (see Audit)
 			}
-			e := entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
-			s.window.set(it.ID, e)
-			uids[i] = e.uid
-			l.maxUID = max(l.maxUID, e.uid)
+			fresh := entry{time: it.Time, uid: l.opts.NextUID(), emitted: true}
+			s.window.add(at, fresh)
+			uids[i] = fresh.uid
+			l.maxUID = max(l.maxUID, fresh.uid)
 			l.dirty = true
 			if l.opts.Store != nil {
 				u.fresh = append(u.fresh, it)
-				l.journal = appendJournalLine(l.journal, pg.Key, it.ID, it.Time, e.uid)
+				l.journal = appendJournalLine(l.journal, pg.Key, it.ID, it.Time, fresh.uid)
 			}
 		}
 		undos = append(undos, u)

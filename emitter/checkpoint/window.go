@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"cmp"
+	"encoding/binary"
 	"hash/fnv"
 	"slices"
 )
@@ -41,31 +42,35 @@ func parseUUID(id string) (uuid, bool) {
 	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
 		return u, false
 	}
-	j := 0
-	for i := 0; i < 36; i += 2 {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			i++
-		}
-		hi, ok1 := unhex(id[i])
-		lo, ok2 := unhex(id[i+1])
-		if !ok1 || !ok2 {
-			return uuid{}, false
-		}
+	var bad byte
+	for j, i := range uuidDigits {
+		hi, lo := hexValue[id[i]], hexValue[id[i+1]]
+		bad |= hi | lo
 		u[j] = hi<<4 | lo
-		j++
+	}
+	if bad > 0xf {
+		return uuid{}, false
 	}
 	return u, true
 }
 
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// uuidDigits are the places of the 16 pairs of hex digits in a UUID.
+var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexValue is the value of each lowercase hex digit, 0xff for any other byte.
+var hexValue = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c >= '0' && c <= '9':
+			t[c] = byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 0xff
+		}
 	}
-	return 0, false
-}
+	return t
+}()
 
 // appendUUID appends u in canonical form.
 func appendUUID(b []byte, u uuid) []byte {
@@ -105,24 +110,42 @@ func (e *entry) hash(name string) uint64 {
 }
 
 func cmpEntry(e entry, t int64, u uuid) int {
-	return cmp.Or(cmp.Compare(e.time, t), slices.Compare(e.id[:], u[:]))
+	if c := cmp.Compare(e.time, t); c != 0 {
+		return c
+	}
+	// Big-endian halves order as the bytes do.
+	a, b := binary.BigEndian.Uint64(e.id[:8]), binary.BigEndian.Uint64(u[:8])
+	if a == b {
+		a, b = binary.BigEndian.Uint64(e.id[8:]), binary.BigEndian.Uint64(u[8:])
+	}
+	return cmp.Compare(a, b)
 }
 
-// find returns the entry of the event id with time t, if the window holds it.
-func (w *window) find(id string, t int64) (*entry, bool) {
+// place is where the entry of an event is, or goes, in a window.
+type place struct {
+	named bool
+	name  string // the id of a named entry
+	u     uuid
+	i     int // the index in es, for a UUID
+	found bool
+}
+
+// find returns the entry of the event id with time t, if the window holds
+// it, and its place, where add puts it when it does not.
+func (w *window) find(id string, t int64) (*entry, place, bool) {
 	u, ok := parseUUID(id)
 	if !ok {
 		e, found := w.named[id]
 		if !found {
-			return nil, false
+			return nil, place{named: true, name: id}, false
 		}
-		return &e, true // a copy: changes go through set
+		return &e, place{named: true, name: id, found: true}, true // a copy: changes go through set
 	}
 	i, found := w.search(t, u)
 	if !found {
-		return nil, false
+		return nil, place{u: u, i: i}, false
 	}
-	return &w.es[i], true
+	return &w.es[i], place{u: u, i: i, found: true}, true
 }
 
 func (w *window) search(t int64, u uuid) (int, bool) {
@@ -151,22 +174,27 @@ func (w *window) search(t int64, u uuid) (int, bool) {
 
 // set adds or replaces the entry of the event id; e.time is its time.
 func (w *window) set(id string, e entry) {
-	u, ok := parseUUID(id)
-	if !ok {
+	_, at, _ := w.find(id, e.time)
+	w.add(at, e)
+}
+
+// add puts e at the place find returned for the event, the window unchanged
+// since; e.time is the event's time.
+func (w *window) add(at place, e entry) {
+	if at.named {
 		if w.named == nil {
 			w.named = map[string]entry{}
 		}
 		e.id = uuid{}
-		w.named[id] = e
+		w.named[at.name] = e
 		return
 	}
-	e.id = u
-	i, found := w.search(e.time, u)
-	if found {
-		w.es[i] = e
+	e.id = at.u
+	if at.found {
+		w.es[at.i] = e
 		return
 	}
-	w.es = slices.Insert(w.es, i, e)
+	w.es = slices.Insert(w.es, at.i, e)
 }
 
 // update changes the entry of the event id with time t through f, if the
