@@ -60,54 +60,66 @@ func refs(r Record, add func(userRef)) {
 // the records of every page the cache does not know; keep, when not nil,
 // tells which records need names.
 func (e *enricher) lookup(ctx context.Context, keep func(Record) bool, pages ...[]Record) error {
+	_, err := e.names(ctx, keep, pages...)
+	return err
+}
+
+// names returns the names of the users the records of pages need ("" for
+// a user that does not exist), from the cache, and looks up in one call of
+// the directory those it does not know; keep is as for lookup. Nil when
+// the enricher has no directory.
+func (e *enricher) names(ctx context.Context, keep func(Record) bool, pages ...[]Record) (map[string]string, error) {
 	if e.dir == nil {
-		return nil
+		return nil, nil
 	}
+	n := 0
+	for _, recs := range pages {
+		n += len(recs)
+	}
+	names := make(map[string]string, n)
 	var missing []userRef
-	seen := map[string]bool{}
 	for _, recs := range pages {
 		for _, r := range recs {
 			if keep != nil && !keep(r) {
 				continue
 			}
 			refs(r, func(u userRef) {
-				if seen[u.userID] {
+				if _, seen := names[u.userID]; seen {
 					return
 				}
-				seen[u.userID] = true
-				if _, ok := e.cache.Get(u.userID); !ok {
+				name, ok := e.cache.Get(u.userID)
+				names[u.userID] = name
+				if !ok {
 					missing = append(missing, u)
 				}
 			})
 		}
 	}
 	if len(missing) == 0 {
-		return nil
+		return names, nil
 	}
 	found, err := e.dir.usernames(ctx, missing)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, u := range missing {
+		names[u.userID] = found[u.userID]
 		e.cache.Add(u.userID, found[u.userID]) // "" remembers a user that does not exist
 	}
-	return nil
+	return names, nil
 }
 
 // enrich sets the usernames of recs, looking up in one call the users the
 // cache does not know.
 func (e *enricher) enrich(ctx context.Context, recs []Record) error {
-	if err := e.lookup(ctx, nil, recs); err != nil {
+	names, err := e.names(ctx, nil, recs)
+	if err != nil {
 		return err
-	}
-	name := func(id string) string {
-		n, _ := e.cache.Peek(id)
-		return n
 	}
 	for _, r := range recs {
 		if ev := r.Event; ev != nil {
 			if _, ok := ev.Details["username"]; !ok && ev.UserID != "" {
-				if n := name(ev.UserID); n != "" {
+				if n := names[ev.UserID]; n != "" {
 					ev.Details["username"] = n
 				}
 			}
@@ -115,14 +127,14 @@ func (e *enricher) enrich(ctx context.Context, recs []Record) error {
 		}
 		a := r.Admin
 		if a.AuthDetails.UserID != "" {
-			a.AuthDetails.Username = name(a.AuthDetails.UserID)
+			a.AuthDetails.Username = names[a.AuthDetails.UserID]
 		}
 		if id, ok := userOfPath(a.ResourcePath); ok {
 			if _, set := a.Details["user_id"]; !set {
 				a.Details["user_id"] = id
 			}
 			if _, set := a.Details["username"]; !set {
-				if n := name(id); n != "" {
+				if n := names[id]; n != "" {
 					a.Details["username"] = n
 				}
 			}
