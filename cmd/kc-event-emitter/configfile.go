@@ -17,6 +17,7 @@ import (
 	"github.com/goccy/go-yaml/token"
 
 	"github.com/kc-event-emitter/kc-event-emitter/emitter"
+	"github.com/kc-event-emitter/kc-event-emitter/emitter/envflag"
 )
 
 // The configuration file (--config): YAML, the global settings under the
@@ -43,11 +44,14 @@ type fileConfig struct {
 	APIPass    *string        `yaml:"apiPassword"` // refused
 	APITimeout *time.Duration `yaml:"apiTimeout"`
 
-	From         string         `yaml:"from"`
-	PollInterval *time.Duration `yaml:"pollInterval"`
-	Overlap      *time.Duration `yaml:"overlap"`
-	AuditHorizon *time.Duration `yaml:"auditHorizon"`
-	PageSize     *int           `yaml:"pageSize"`
+	From          string         `yaml:"from"`
+	PollInterval  *time.Duration `yaml:"pollInterval"`
+	Overlap       *time.Duration `yaml:"overlap"`
+	AuditHorizon  *time.Duration `yaml:"auditHorizon"`
+	PageSize      *int           `yaml:"pageSize"`
+	PageBytes     *fileBytes     `yaml:"pageBytes"`
+	MaxEventBytes *fileBytes     `yaml:"maxEventBytes"`
+	BufferBytes   *fileBytes     `yaml:"bufferBytes"`
 
 	Checkpoint      string         `yaml:"checkpoint"`
 	Listen          *string        `yaml:"listen"`
@@ -77,7 +81,7 @@ type fileRoute struct {
 	RetryWaitMin       *time.Duration `yaml:"retryWaitMin"`
 	RetryWaitMax       *time.Duration `yaml:"retryWaitMax"`
 	DeadLetterFile     string         `yaml:"deadLetterFile"`
-	DeadLetterMaxBytes *int64         `yaml:"deadLetterMaxBytes"`
+	DeadLetterMaxBytes *fileBytes     `yaml:"deadLetterMaxBytes"`
 }
 
 // fileSink is the sink of a route: one of its keys.
@@ -116,7 +120,7 @@ type fileKafka struct {
 	Topic                 string         `yaml:"topic"`
 	BatchSize             *int           `yaml:"batchSize"`
 	Linger                *time.Duration `yaml:"linger"`
-	MaxBytes              *int32         `yaml:"maxBytes"`
+	MaxBytes              *fileBytes     `yaml:"maxBytes"`
 	Compression           *string        `yaml:"compression"`
 	DeliveryTimeout       *time.Duration `yaml:"deliveryTimeout"`
 	SASLMechanism         string         `yaml:"saslMechanism"`
@@ -422,6 +426,15 @@ func (f *configFile) apply(c *emitter.Config, getenv func(string) string) error 
 	setPtr(&c.Overlap, fc.Overlap)
 	setPtr(&c.AuditHorizon, fc.AuditHorizon)
 	setPtr(&c.PageSize, fc.PageSize)
+	for _, b := range []struct {
+		dst *int64
+		key string
+		v   *fileBytes
+	}{{&c.PageBytes, "pageBytes", fc.PageBytes}, {&c.MaxEventBytes, "maxEventBytes", fc.MaxEventBytes}, {&c.BufferBytes, "bufferBytes", fc.BufferBytes}} {
+		if err := f.setBytes(b.dst, b.key, b.v); err != nil {
+			return err
+		}
+	}
 	setPtr(&c.ListenAddr, fc.Listen)
 	setPtr(&c.ShutdownTimeout, fc.ShutdownTimeout)
 	var err error
@@ -470,7 +483,9 @@ func (f *configFile) route(i int, fr fileRoute, getenv func(string) string) (emi
 	setPtr(&r.RetryWaitMin, fr.RetryWaitMin)
 	setPtr(&r.RetryWaitMax, fr.RetryWaitMax)
 	setStr(&r.DeadLetterPath, fr.DeadLetterFile)
-	setPtr(&r.DeadLetterMaxBytes, fr.DeadLetterMaxBytes)
+	if err := f.setBytes(&r.DeadLetterMaxBytes, key("deadLetterMaxBytes"), fr.DeadLetterMaxBytes); err != nil {
+		return r, err
+	}
 
 	ff := fr.Filters
 	r.Realms = ff.Realms
@@ -602,7 +617,13 @@ func (f *configFile) kafkaSink(prefix string, k *fileKafka, getenv func(string) 
 	s.TLS, s.CAFile, s.ClientCertFile, s.ClientKeyFile = k.TLS, k.CAFile, k.ClientCertFile, k.ClientKeyFile
 	setPtr(&s.BatchSize, k.BatchSize)
 	setPtr(&s.Linger, k.Linger)
-	setPtr(&s.MaxBytes, k.MaxBytes)
+	var maxBytes int64
+	if err := f.setBytes(&maxBytes, prefix+".maxBytes", k.MaxBytes); err != nil {
+		return nil, err
+	}
+	if k.MaxBytes != nil {
+		s.MaxBytes = int32(min(maxBytes, 1<<30)) // as --kafkaMaxBytes
+	}
 	setPtr(&s.Compression, k.Compression)
 	setPtr(&s.DeliveryTimeout, k.DeliveryTimeout)
 	return &s, f.secrets(prefix, getenv,
@@ -631,6 +652,29 @@ func setStr(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
+}
+
+// fileBytes is a size written in the file (16MiB, 16777216), read by
+// envflag.ParseBytes when the file is applied, so that a bad one is named
+// by its key's line.
+type fileBytes string
+
+func (b *fileBytes) UnmarshalText(text []byte) error {
+	*b = fileBytes(text)
+	return nil
+}
+
+// setBytes sets *dst to the size v of key, when the file gives one.
+func (f *configFile) setBytes(dst *int64, key string, v *fileBytes) error {
+	if v == nil {
+		return nil
+	}
+	n, err := envflag.ParseBytes(string(*v))
+	if err != nil {
+		return f.keyError(key, fmt.Errorf("%s: %w", key, err))
+	}
+	*dst = n
+	return nil
 }
 
 func setPtr[T any](dst *T, v *T) {

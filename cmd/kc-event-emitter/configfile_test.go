@@ -87,6 +87,30 @@ func TestConfigFileGlobalFlagsWinOverTheFile(t *testing.T) {
 	}
 }
 
+func TestConfigFileAndFlagsTakeSizesInBytesOrBinaryUnits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sizes.yaml")
+	file := "pageBytes: 4MiB\nmaxEventBytes: 1048576\nbufferBytes: 32 MiB\n" + goodRoute + "    deadLetterMaxBytes: 1GiB\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseRunFlags([]string{"--config", path}, env(minimalEnv), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.PageBytes != 4<<20 || c.MaxEventBytes != 1<<20 || c.BufferBytes != 32<<20 || c.Routes[0].DeadLetterMaxBytes != 1<<30 {
+		t.Errorf("pageBytes %d, maxEventBytes %d, bufferBytes %d, deadLetterMaxBytes %d: want 4 MiB, 1 MiB, 32 MiB, 1 GiB",
+			c.PageBytes, c.MaxEventBytes, c.BufferBytes, c.Routes[0].DeadLetterMaxBytes)
+	}
+	o, err = parseRunFlags(append(minimalArgs, "--pageBytes", "2MiB", "--kafkaMaxBytes", "512KiB"),
+		env(map[string]string{"KC_EMITTER_BUFFER_BYTES": "64MiB", "KC_EMITTER_DB_URL": minimalEnv["KC_EMITTER_DB_URL"]}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.PageBytes != 2<<20 || o.cfg.BufferBytes != 64<<20 || o.cfg.Kafka.MaxBytes != 512<<10 {
+		t.Errorf("--pageBytes 2MiB: %d, KC_EMITTER_BUFFER_BYTES=64MiB: %d, --kafkaMaxBytes 512KiB: %d", o.cfg.PageBytes, o.cfg.BufferBytes, o.cfg.Kafka.MaxBytes)
+	}
+}
+
 // TestConfigFileDeclaresMailKafkaAndNATSSinksOverTheirDefaults pins the
 // keys of sink.mail, sink.kafka and sink.nats: each route of
 // testdata/sinks.yaml has the sink it says, the keys it leaves out at
@@ -247,6 +271,8 @@ func TestConfigFileRefusesABadFileNamingTheFileTheLineAndTheKey(t *testing.T) {
 		{"a status on both sides", strings.Replace(goodRoute, "        url:", "        holdStatuses: [400]\n        url:", 1), nil, nil,
 			`6:7: routes[0].sink.http.deadLetterStatuses "400,413,422": 400 is also in routes[0].sink.http.holdStatuses (400)`},
 		{"a bad global value", "pollInterval: -1s\n" + goodRoute, nil, nil, `1:1: pollInterval "-1s": want a duration > 0`},
+		{"a size in a decimal unit", "pageBytes: 16MB\n" + goodRoute, nil, nil, `1:1: pageBytes: size "16MB": unit "MB": want bytes, KiB, MiB or GiB`},
+		{"a route's size that is not one", goodRoute + "    deadLetterMaxBytes: lots\n", nil, nil, `9:5: routes[0].deadLetterMaxBytes: size "lots"`},
 		{"a duplicate key", "keycloakId: 2\n" + goodRoute, nil, nil, `2:1: mapping key "keycloakId" already defined`},
 		{"bad yaml", goodRoute + "  - name: [b\n", nil, nil, `9:11: sequence end token ']' not found`},
 		{"a route flag with --config", goodRoute, []string{"--targetUri", "http://127.0.0.1:9/x"}, nil,

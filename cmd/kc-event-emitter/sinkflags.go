@@ -31,7 +31,7 @@ var streamFlagGroups = []flagGroup{
 
 // streamFlags are the Kafka and NATS flags that need more than their value.
 type streamFlags struct {
-	kafkaMaxBytes                           int
+	kafkaMaxBytes                           int64
 	kafkaPasswordFile, kafkaOAuthSecretFile string
 	natsPasswordFile, natsTokenFile         string
 }
@@ -43,7 +43,7 @@ func addStreamFlags(fs *flag.FlagSet, c *emitter.Config, def emitter.Config) *st
 	k, dk := &c.Kafka, def.Kafka
 	fs.IntVar(&k.BatchSize, "kafkaBatchSize", dk.BatchSize, "most events handed to the producer at once")
 	fs.DurationVar(&k.Linger, "kafkaLinger", dk.Linger, "how long a batch that is not full waits for more events")
-	fs.IntVar(&s.kafkaMaxBytes, "kafkaMaxBytes", int(dk.MaxBytes), "largest record batch in `bytes`, before compression: at most the broker's message.max.bytes;\na larger record is dead-lettered")
+	envflag.BytesVar(fs, &s.kafkaMaxBytes, "kafkaMaxBytes", int64(dk.MaxBytes), "largest record batch in `bytes`, before compression: at most the broker's message.max.bytes;\na larger record is dead-lettered")
 	fs.StringVar(&k.Compression, "kafkaCompression", dk.Compression, "`codec` of record batches: "+strings.Join(kafkasink.Compressions, ", "))
 	fs.DurationVar(&k.DeliveryTimeout, "kafkaDeliveryTimeout", dk.DeliveryTimeout, "how long the producer tries a record (broker down) before the delivery backs off and tries again")
 	fs.StringVar(&k.SASLMechanism, "kafkaSaslMechanism", "", "SASL `mechanism`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (client credentials); empty: none")

@@ -61,3 +61,49 @@ func TestSecretComesFromTheFileOrElseTheEnvironment(t *testing.T) {
 		t.Errorf("missing file: %v, want an error naming the flag", err)
 	}
 }
+
+func TestBytesReadsCountsAndBinaryUnitsAndRefusesTheRestNamingTheValue(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		err  string // a part of the error; "" for none
+	}{
+		{"8388608", 8 << 20, ""},
+		{"8MiB", 8 << 20, ""},
+		{"8 MiB", 8 << 20, ""},
+		{"8mib", 8 << 20, ""},
+		{"512KiB", 512 << 10, ""},
+		{"1Gi", 1 << 30, ""},
+		{"4096B", 4096, ""},
+		{"0", 0, ""},
+		{"8MB", 0, `size "8MB": unit "MB"`},
+		{"1.5MiB", 0, `size "1.5MiB": want a whole number`},
+		{"-1", 0, `size "-1": want a whole number`},
+		{"+1", 0, `size "+1": want a whole number`},
+		{"MiB", 0, `size "MiB"`},
+		{"", 0, `size ""`},
+		{"9999999999GiB", 0, `size "9999999999GiB"`},
+	} {
+		got, err := ParseBytes(c.in)
+		if c.err == "" && (err != nil || got != c.want) {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+		if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("ParseBytes(%q) = %d, %v; want an error with %q", c.in, got, err, c.err)
+		}
+	}
+}
+
+func TestBytesFlagShowsItsDefaultInTheLargestUnitAndParsesBack(t *testing.T) {
+	for n, want := range map[int64]string{16 << 20: "16MiB", 4096: "4KiB", 1000: "1000", 0: "0", 3 << 30: "3GiB", 1<<20 + 1: "1048577"} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		var v int64
+		BytesVar(fs, &v, "size", n, "a size")
+		if got := fs.Lookup("size").DefValue; got != want {
+			t.Errorf("default %d shows as %q, want %q", n, got, want)
+		}
+		if err := fs.Parse([]string{"--size", want}); err != nil || v != n {
+			t.Errorf("--size %s = %d, %v; want %d", want, v, err, n)
+		}
+	}
+}
