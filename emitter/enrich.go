@@ -76,6 +76,8 @@ func (e *enricher) names(ctx context.Context, keep func(Record) bool, pages ...[
 	for _, recs := range pages {
 		n += len(recs)
 	}
+	// Sized for a user a record (an admin event may have two): growing the
+	// map cost more than the lookups (BenchmarkEnrichAPageOfKnownUsers).
 	names := make(map[string]string, n)
 	var missing []userRef
 	for _, recs := range pages {
