@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/procfs"
@@ -73,4 +74,40 @@ func (h host) memTotal() string {
 		return "?"
 	}
 	return fmt.Sprintf("%.0f GiB", float64(*m.MemTotalBytes)/(1<<30))
+}
+
+// clockTicks is USER_HZ, the unit of the times in /proc/<pid>/stat (what
+// procfs assumes too).
+const clockTicks = 100
+
+// cpuOf returns the CPU time used so far by the live processes that match
+// (their command name, their command line), with that of the children
+// they reaped: a PostgreSQL backend's time moves to the postmaster's when
+// the backend exits. Processes that vanish while read are skipped.
+func (h host) cpuOf(match func(comm string, cmdline []string) bool) (time.Duration, error) {
+	procs, err := h.fs.AllProcs()
+	if err != nil {
+		return 0, fmt.Errorf("list processes: %w", err)
+	}
+	var ticks int64
+	for _, p := range procs {
+		st, err := p.Stat()
+		if err != nil {
+			continue
+		}
+		cmd, err := p.CmdLine()
+		if err != nil || !match(st.Comm, cmd) {
+			continue
+		}
+		ticks += int64(st.UTime) + int64(st.STime) + int64(st.CUTime) + int64(st.CSTime)
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// isPostgres matches PostgreSQL's processes, isKafkaBroker the broker of
+// scripts/kafka.sh (a JVM running kafka.Kafka).
+func isPostgres(comm string, _ []string) bool { return comm == "postgres" }
+
+func isKafkaBroker(comm string, cmdline []string) bool {
+	return comm == "java" && slices.Contains(cmdline, "kafka.Kafka")
 }

@@ -119,3 +119,35 @@ func TestHostReadsThisProcess(t *testing.T) {
 		}
 	}
 }
+
+func TestHostCPUOfAGroupCountsItsProcessesAndTheChildrenTheyReaped(t *testing.T) {
+	// stat fields 14-17: utime, stime, cutime, cstime, in ticks of 10 ms.
+	stat := func(pid, comm, times string) string {
+		return pid + " (" + comm + ") S 1 1 1 0 -1 4194560 900 0 0 0 " + times + " 20 0 9 0 123 456 789" +
+			" 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+	}
+	h := procFixture(t, map[string]string{
+		"10/stat":    stat("10", "postgres", "100 50 300 50"), // the postmaster: 1.5 s, and 3.5 s of exited backends
+		"10/cmdline": "/usr/lib/postgresql/15/bin/postgres\x00-D\x00/data\x00",
+		"11/stat":    stat("11", "postgres", "200 0 0 0"), // a backend
+		"11/cmdline": "postgres: postgres kc 127.0.0.1(5000) idle\x00",
+		"20/stat":    stat("20", "java", "400 100 0 0"), // the broker
+		"20/cmdline": "java\x00-Xmx512m\x00kafka.Kafka\x00server.properties\x00",
+		"30/stat":    stat("30", "java", "900 0 0 0"), // Keycloak: another JVM
+		"30/cmdline": "java\x00io.quarkus.bootstrap.runner.QuarkusEntryPoint\x00",
+		"40/stat":    stat("40", "psql", "700 0 0 0"),
+		"40/cmdline": "psql\x00",
+	})
+	for _, tc := range []struct {
+		name  string
+		match func(string, []string) bool
+		want  time.Duration
+	}{
+		{"PostgreSQL", isPostgres, 7 * time.Second},
+		{"the broker", isKafkaBroker, 5 * time.Second},
+	} {
+		if got, err := h.cpuOf(tc.match); err != nil || got != tc.want {
+			t.Errorf("CPU of %s = %s, %v; want %s", tc.name, got, err, tc.want)
+		}
+	}
+}
