@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,8 +81,8 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 		return err
 	}
 	res := kafkaResult{what: "backlog", n: b.cfg.backlog}
-	pg0, _ := b.host.cpuOf(isPostgres)
-	br0, _ := b.host.cpuOf(isKafkaBroker)
+	pg0, errPG := b.host.cpuOf(isPostgres)
+	br0, errBroker := b.host.cpuOf(isKafkaBroker)
 	start := time.Now()
 	p, err := run.start()
 	if err != nil {
@@ -90,9 +91,13 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 	}
 	err = p.wait(ctx)
 	res.elapsed = time.Since(start)
-	pg1, _ := b.host.cpuOf(isPostgres)
-	br1, _ := b.host.cpuOf(isKafkaBroker)
+	pg1, err1 := b.host.cpuOf(isPostgres)
+	br1, err2 := b.host.cpuOf(isKafkaBroker)
 	res.pgCPU, res.brokerCPU = pg1-pg0, br1-br0
+	if err := cmp.Or(errPG, errBroker, err1, err2); err != nil {
+		res.pgCPU, res.brokerCPU = -1, -1 // unknown: not 0
+		b.done("kafka backlog: the CPU of PostgreSQL and the broker: %v", err)
+	}
 	db.drop()
 	if err != nil {
 		return fmt.Errorf("backlog: %w; log %s:\n%s", err, p.log, tailFile(p.log, 20))
@@ -397,7 +402,7 @@ func (r *report) kafkaTable(b *strings.Builder) {
 		if k.rate > 0 {
 			run, inserted = "live", num(float64(k.rate))
 			p50, p99, pMax = ms(k.p50), ms(k.p99), ms(k.pMax)
-		} else if k.delivered > 0 {
+		} else if k.delivered > 0 && k.pgCPU >= 0 {
 			per100k := func(d time.Duration) float64 { return d.Seconds() * 100000 / float64(k.delivered) }
 			others = fmt.Sprintf("%.2f, %.2f", per100k(k.pgCPU), per100k(k.brokerCPU))
 		}

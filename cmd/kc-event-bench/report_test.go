@@ -92,3 +92,19 @@ func TestMedianRateOfTheBusyRunsTakesTheMiddleRunOfEachRealmCount(t *testing.T) 
 		t.Errorf("median of two runs: %.0f, want their mean 3500", got)
 	}
 }
+
+func TestKafkaTableGivesTheCPUOfPostgreSQLAndTheBrokerPerEventsDrainedOrNothingWhenUnknown(t *testing.T) {
+	r := &report{kafka: []kafkaResult{
+		{what: "backlog", n: 300000, delivered: 300000, elapsed: 3 * time.Second, pgCPU: 1200 * time.Millisecond, brokerCPU: 600 * time.Millisecond},
+		{what: "backlog", n: 300000, delivered: 300000, elapsed: 3 * time.Second, pgCPU: -1, brokerCPU: -1},
+	}}
+	var b strings.Builder
+	r.kafkaTable(&b)
+	rows := strings.Split(b.String(), "\n")[4:6]
+	if !strings.Contains(rows[0], "| 0.40, 0.20 |") {
+		t.Errorf("a drain of 300,000 events while PostgreSQL used 1.2 s and the broker 0.6 s: %q, want 0.40, 0.20", rows[0])
+	}
+	if !strings.Contains(rows[1], "| 0.00 |  | ") {
+		t.Errorf("a drain whose other processes could not be read: %q, want an empty cell", rows[1])
+	}
+}
