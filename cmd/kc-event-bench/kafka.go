@@ -64,6 +64,7 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 		db.drop()
 		return err
 	}
+	defer b.deleteTopic(ctx, cl, topic) // after kafkaPlain, which reads it
 	maxBytes, err := topicMaxBytes(ctx, cl, topic)
 	if err != nil {
 		db.drop()
@@ -137,6 +138,7 @@ func (b *bench) kafkaPlain(ctx context.Context, cl *kgo.Client, from string, max
 	if err != nil {
 		return err
 	}
+	defer b.deleteTopic(ctx, cl, topic)
 	pr, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.cfg.kafka, ",")...), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(int32(maxBytes)), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
@@ -221,6 +223,7 @@ func (b *bench) kafkaLive(ctx context.Context, cl *kgo.Client, extra []string) e
 	if err != nil {
 		return err
 	}
+	defer b.deleteTopic(ctx, cl, topic)
 	run, err := b.emitterRun(db.url, kafkaSetting, "beginning")
 	if err != nil {
 		return err
@@ -334,8 +337,8 @@ func createTopic(ctx context.Context, cl *kgo.Client, prefix string, partitions 
 	return name, nil
 }
 
-// deleteTopic deletes topic, so that the broker's disk does not keep what
-// only warmed it up; a failure is only reported.
+// deleteTopic deletes topic once measured, so that the broker's disk does
+// not keep every run's records; a failure is only reported.
 func (b *bench) deleteTopic(ctx context.Context, cl *kgo.Client, topic string) {
 	req := kmsg.NewPtrDeleteTopicsRequest()
 	rt := kmsg.NewDeleteTopicsRequestTopic()
