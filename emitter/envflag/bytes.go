@@ -47,7 +47,7 @@ func ParseBytes(s string) (int64, error) {
 }
 
 // FormatBytes writes n as ParseBytes reads it, in the largest unit that
-// divides it (16MiB, 4096KiB... 1000 stays 1000).
+// divides it (16MiB, 4KiB; 1000 stays 1000).
 func FormatBytes(n int64) string {
 	if n != 0 {
 		for _, u := range byteUnits[:3] {
