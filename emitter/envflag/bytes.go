@@ -46,9 +46,9 @@ func ParseBytes(s string) (int64, error) {
 	return 0, fmt.Errorf("size %q: unit %q: want bytes, KiB, MiB or GiB (8388608, 8MiB; 1 MiB is 1,048,576 bytes)", s, unit)
 }
 
-// FormatBytes writes n as ParseBytes reads it, in the largest unit that
+// formatBytes writes n as ParseBytes reads it, in the largest unit that
 // divides it (16MiB, 4KiB; 1000 stays 1000).
-func FormatBytes(n int64) string {
+func formatBytes(n int64) string {
 	if n != 0 {
 		for _, u := range byteUnits[:3] {
 			if n%(1<<u.shift) == 0 {
@@ -59,31 +59,32 @@ func FormatBytes(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// Bytes is a size in bytes as a flag (and its environment variable): what
-// ParseBytes reads.
-type Bytes int64
+// bytesValue is a size in bytes as a flag (and its environment
+// variable): what ParseBytes reads.
+type bytesValue int64
 
 // Set implements flag.Value.
-func (b *Bytes) Set(s string) error {
+func (b *bytesValue) Set(s string) error {
 	n, err := ParseBytes(s)
 	if err != nil {
 		return err
 	}
-	*b = Bytes(n)
+	*b = bytesValue(n)
 	return nil
 }
 
 // String implements flag.Value.
-func (b *Bytes) String() string {
+func (b *bytesValue) String() string {
 	if b == nil {
 		return "0"
 	}
-	return FormatBytes(int64(*b))
+	return formatBytes(int64(*b))
 }
 
 // BytesVar defines a size flag that stores into p, with value as its
-// default; its usage names its type "bytes" unless usage quotes another.
+// default (shown in the largest unit that divides it); usage names the
+// value's kind in back quotes, as for the flag package's own.
 func BytesVar(fs *flag.FlagSet, p *int64, name string, value int64, usage string) {
 	*p = value
-	fs.Var((*Bytes)(p), name, usage)
+	fs.Var((*bytesValue)(p), name, usage)
 }
