@@ -1,6 +1,7 @@
 // Package envflag lets every flag of a flag.FlagSet be set by an environment
-// variable too, and reads secrets from a file or the environment, never
-// from the command line: the rules both commands of kc-event-emitter share.
+// variable too, reads secrets from a file or the environment, never from
+// the command line, and sizes in bytes with binary units (32MiB): the rules
+// both commands of kc-event-emitter share.
 package envflag
 
 import (
