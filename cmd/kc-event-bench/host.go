@@ -82,14 +82,16 @@ const clockTicks = 100
 
 // cpuOf returns the CPU time used so far by the live processes that match
 // (their command name, their command line), with that of the children
-// they reaped: a PostgreSQL backend's time moves to the postmaster's when
-// the backend exits. Processes that vanish while read are skipped.
-func (h host) cpuOf(match func(comm string, cmdline []string) bool) (time.Duration, error) {
+// they reaped (a PostgreSQL backend's time moves to the postmaster's when
+// the backend exits), and their pids. Processes that vanish while read are
+// skipped: read while a child exits, its time may be in neither.
+func (h host) cpuOf(match func(comm string, cmdline []string) bool) (time.Duration, map[int]bool, error) {
 	procs, err := h.fs.AllProcs()
 	if err != nil {
-		return 0, fmt.Errorf("list processes: %w", err)
+		return 0, nil, fmt.Errorf("list processes: %w", err)
 	}
 	var ticks int64
+	pids := map[int]bool{}
 	for _, p := range procs {
 		st, err := p.Stat()
 		if err != nil {
@@ -100,8 +102,32 @@ func (h host) cpuOf(match func(comm string, cmdline []string) bool) (time.Durati
 			continue
 		}
 		ticks += int64(st.UTime) + int64(st.STime) + int64(st.CUTime) + int64(st.CSTime)
+		pids[p.PID] = true
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return time.Duration(ticks) * time.Second / clockTicks, pids, nil
+}
+
+// settledCPUOf is cpuOf once the matching processes that were not among
+// before have exited (within timeout): the backends of a client that just
+// closed its connections, whose time then is all in their parent's.
+func (h host) settledCPUOf(match func(comm string, cmdline []string) bool, before map[int]bool, timeout time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, pids, err := h.cpuOf(match)
+		if err != nil {
+			return 0, err
+		}
+		fresh := false
+		for pid := range pids {
+			fresh = fresh || !before[pid]
+		}
+		if !fresh || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cpu, _, err := h.cpuOf(match)
+	return cpu, err
 }
 
 // isPostgres matches PostgreSQL's processes, isKafkaBroker the broker of

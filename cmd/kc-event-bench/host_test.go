@@ -146,8 +146,45 @@ func TestHostCPUOfAGroupCountsItsProcessesAndTheChildrenTheyReaped(t *testing.T)
 		{"PostgreSQL", isPostgres, 7 * time.Second},
 		{"the broker", isKafkaBroker, 5 * time.Second},
 	} {
-		if got, err := h.cpuOf(tc.match); err != nil || got != tc.want {
+		if got, _, err := h.cpuOf(tc.match); err != nil || got != tc.want {
 			t.Errorf("CPU of %s = %s, %v; want %s", tc.name, got, err, tc.want)
 		}
+	}
+}
+
+func TestHostSettledCPUWaitsForNewProcessesToExitAndCountsThemInTheirParent(t *testing.T) {
+	stat := func(pid, times string) string {
+		return pid + " (postgres) S 1 1 1 0 -1 4194560 900 0 0 0 " + times + " 20 0 9 0 123 456 789" +
+			" 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+	}
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10/stat", stat("10", "100 0 0 0")) // the postmaster
+	write("10/cmdline", "postgres\x00")
+	write("12/stat", stat("12", "300 0 0 0")) // a backend of the emitter, not there before
+	write("12/cmdline", "postgres: kc\x00")
+	h, err := newHost(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the backend exits; the postmaster reaps it
+		time.Sleep(50 * time.Millisecond)
+		write("10/stat", stat("10", "100 0 300 0"))
+		os.RemoveAll(filepath.Join(dir, "12"))
+	}()
+	start := time.Now()
+	got, err := h.settledCPUOf(isPostgres, map[int]bool{10: true}, 5*time.Second)
+	if err != nil || got != 4*time.Second {
+		t.Errorf("settled CPU = %s, %v; want 4s: the backend's 3 s in the postmaster's", got, err)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond || waited > 4*time.Second {
+		t.Errorf("returned after %s: want once the backend is gone, before the timeout", waited)
 	}
 }

@@ -82,8 +82,8 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 		return err
 	}
 	res := kafkaResult{what: "backlog", n: b.cfg.backlog}
-	pg0, errPG := b.host.cpuOf(isPostgres)
-	br0, errBroker := b.host.cpuOf(isKafkaBroker)
+	pg0, pgPids, errPG := b.host.cpuOf(isPostgres)
+	br0, _, errBroker := b.host.cpuOf(isKafkaBroker)
 	start := time.Now()
 	p, err := run.start()
 	if err != nil {
@@ -92,8 +92,10 @@ func (b *bench) kafkaCase(ctx context.Context) error {
 	}
 	err = p.wait(ctx)
 	res.elapsed = time.Since(start)
-	pg1, err1 := b.host.cpuOf(isPostgres)
-	br1, err2 := b.host.cpuOf(isKafkaBroker)
+	// The emitter's backends exit after it: their time is counted once
+	// they are gone (in the postmaster's), not while they go.
+	pg1, err1 := b.host.settledCPUOf(isPostgres, pgPids, 5*time.Second)
+	br1, _, err2 := b.host.cpuOf(isKafkaBroker)
 	res.pgCPU, res.brokerCPU = pg1-pg0, br1-br0
 	if err := cmp.Or(errPG, errBroker, err1, err2); err != nil {
 		res.pgCPU, res.brokerCPU = -1, -1 // unknown: not 0
