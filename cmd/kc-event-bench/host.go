@@ -113,21 +113,22 @@ func (h host) cpuOf(match func(comm string, cmdline []string) bool) (time.Durati
 func (h host) settledCPUOf(match func(comm string, cmdline []string) bool, before map[int]bool, timeout time.Duration) (time.Duration, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		_, pids, err := h.cpuOf(match)
-		if err != nil {
-			return 0, err
-		}
-		fresh := false
-		for pid := range pids {
-			fresh = fresh || !before[pid]
-		}
-		if !fresh || time.Now().After(deadline) {
-			break
+		cpu, pids, err := h.cpuOf(match)
+		if err != nil || !hasNew(pids, before) || time.Now().After(deadline) {
+			return cpu, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cpu, _, err := h.cpuOf(match)
-	return cpu, err
+}
+
+// hasNew tells whether pids holds one that before does not.
+func hasNew(pids, before map[int]bool) bool {
+	for pid := range pids {
+		if !before[pid] {
+			return true
+		}
+	}
+	return false
 }
 
 // isPostgres matches PostgreSQL's processes, isKafkaBroker the broker of

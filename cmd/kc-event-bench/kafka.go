@@ -141,28 +141,11 @@ func (b *bench) kafkaPlain(ctx context.Context, cl *kgo.Client, from string, max
 		return err
 	}
 	defer b.deleteTopic(ctx, cl, topic)
-	pr, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.cfg.kafka, ",")...), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(int32(maxBytes)), kgo.MaxBufferedRecords(100_000))
-	if err != nil {
-		return err
-	}
-	defer pr.Close()
 	res := kafkaResult{what: "plain", n: len(recs)}
-	var failed atomic.Int64
-	start := time.Now()
-	for _, r := range recs {
-		pr.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: r.Headers}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Add(1)
-			}
-		})
-	}
-	if err := pr.Flush(ctx); err != nil {
-		return err
-	}
-	res.elapsed = time.Since(start)
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("plain producer: %d of %d records failed", n, len(recs))
+	if res.elapsed, err = b.producePlain(ctx, maxBytes, len(recs), func(i int) *kgo.Record {
+		return &kgo.Record{Topic: topic, Key: recs[i].Key, Value: recs[i].Value, Headers: recs[i].Headers}
+	}); err != nil {
+		return fmt.Errorf("plain producer: %w", err)
 	}
 	res.delivered, res.load = len(recs), b.host.loadAverage()
 	b.rep.kafka = append(b.rep.kafka, res)
@@ -184,32 +167,46 @@ func (b *bench) kafkaWarmUp(ctx context.Context, cl *kgo.Client, maxBytes int) e
 		return err
 	}
 	defer b.deleteTopic(ctx, cl, topic)
+	elapsed, err := b.producePlain(ctx, maxBytes, warmUpRecords, func(i int) *kgo.Record {
+		value := fmt.Appendf(nil, `{"id":"%08x-0000-4000-8000-%012x","time":%d,"type":"LOGIN","details":{"code_id":"%x","username":"user%d"}}`,
+			i, i*7919, 1763900000000+i, i*104729, i%500)
+		return &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "user%d", i%500), Value: value,
+			Headers: []kgo.RecordHeader{{Key: "uid", Value: fmt.Appendf(nil, "%d", i)}}}
+	})
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	b.done("kafka warm-up %d records: %s", warmUpRecords, elapsed.Round(time.Millisecond))
+	return nil
+}
+
+// producePlain produces the n records rec returns with a plain franz-go
+// producer of the emitter's settings (idempotent, acks=all, linger 5 ms)
+// and returns how long they took, until the broker acknowledged the last.
+func (b *bench) producePlain(ctx context.Context, maxBytes, n int, rec func(i int) *kgo.Record) (time.Duration, error) {
 	pr, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.cfg.kafka, ",")...), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(int32(maxBytes)), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer pr.Close()
 	var failed atomic.Int64
 	start := time.Now()
-	for i := range warmUpRecords {
-		value := fmt.Appendf(nil, `{"id":"%08x-0000-4000-8000-%012x","time":%d,"type":"LOGIN","details":{"code_id":"%x","username":"user%d"}}`,
-			i, i*7919, 1763900000000+i, i*104729, i%500)
-		pr.Produce(ctx, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "user%d", i%500), Value: value,
-			Headers: []kgo.RecordHeader{{Key: "uid", Value: fmt.Appendf(nil, "%d", i)}}}, func(_ *kgo.Record, err error) {
+	for i := range n {
+		pr.Produce(ctx, rec(i), func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.Add(1)
 			}
 		})
 	}
 	if err := pr.Flush(ctx); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+		return 0, err
 	}
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("warm-up: %d of %d records failed", n, warmUpRecords)
+	elapsed := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		return 0, fmt.Errorf("%d of %d records failed", f, n)
 	}
-	b.done("kafka warm-up %d records: %s", warmUpRecords, time.Since(start).Round(time.Millisecond))
-	return nil
+	return elapsed, nil
 }
 
 // kafkaLive tails events inserted at cfg.rate and measures commit -> broker.
