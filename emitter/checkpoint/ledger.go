@@ -144,7 +144,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 			s = &stream{cursor: Cursor{Time: e.Time}, floor: e.Time, trailFrom: e.Time, trailTo: e.Time}
 			l.streams[e.Stream] = s
 		}
-		if _, _, ok := s.window.find(e.ID, e.Time); !ok {
+		if _, at := s.window.find(e.ID, e.Time); !at.found {
 			s.window.load(e.ID, entry{time: e.Time, uid: e.UID}) // sorted below
 			journaled[s] = true
 			s.floor = min(s.floor, e.Time)
@@ -371,8 +371,8 @@ func (l *Ledger) TakePages(ctx context.Context, pages []Page) ([]Taken, error) {
 				s.cursor = Cursor{Time: it.Time, ID: it.ID}
 				l.dirty = true
 			}
-			e, at, ok := s.window.find(it.ID, it.Time)
-			if ok {
+			e, at := s.window.find(it.ID, it.Time)
+			if at.found {
 				if !e.acked && !e.emitted {
 					s.window.update(it.ID, it.Time, func(e *entry) { e.emitted = true })
 					uids[i], replay[i] = e.uid, true

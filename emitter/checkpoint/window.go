@@ -130,22 +130,22 @@ type place struct {
 	found bool
 }
 
-// find returns the entry of the event id with time t, if the window holds
-// it, and its place, where add puts it when it does not.
-func (w *window) find(id string, t int64) (*entry, place, bool) {
+// find returns the entry of the event id with time t and its place, where
+// add puts it when the window does not hold it (nil, at.found false).
+func (w *window) find(id string, t int64) (*entry, place) {
 	u, ok := parseUUID(id)
 	if !ok {
 		e, found := w.named[id]
 		if !found {
-			return nil, place{named: true, name: id}, false
+			return nil, place{named: true, name: id}
 		}
-		return &e, place{named: true, name: id, found: true}, true // a copy: changes go through set
+		return &e, place{named: true, name: id, found: true} // a copy: changes go through set
 	}
 	i, found := w.search(t, u)
 	if !found {
-		return nil, place{u: u, i: i}, false
+		return nil, place{u: u, i: i}
 	}
-	return &w.es[i], place{u: u, i: i, found: true}, true
+	return &w.es[i], place{u: u, i: i, found: true}
 }
 
 func (w *window) search(t int64, u uuid) (int, bool) {
@@ -174,7 +174,7 @@ func (w *window) search(t int64, u uuid) (int, bool) {
 
 // set adds or replaces the entry of the event id; e.time is its time.
 func (w *window) set(id string, e entry) {
-	_, at, _ := w.find(id, e.time)
+	_, at := w.find(id, e.time)
 	w.add(at, e)
 }
 

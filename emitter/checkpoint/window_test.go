@@ -38,6 +38,9 @@ func TestParseUUIDTakesOnlyTheCanonicalFormThatFormatsBackTheSame(t *testing.T) 
 }
 
 // uuidOf returns a canonical UUID for n.
+// found is find's entry and whether the window holds it.
+func found(e *entry, at place) (*entry, bool) { return e, at.found }
+
 func uuidOf(n int) string {
 	return fmt.Sprintf("%08x-0000-4000-8000-%012x", n, n*7919)
 }
@@ -56,12 +59,12 @@ func TestWindowFindsCountsUpdatesAndPrunesUUIDAndOtherIDsAlike(t *testing.T) {
 				t.Fatalf("len %d, want 6", w.len())
 			}
 			for n := range 6 {
-				e, _, ok := w.find(id(n), int64(100+n/2))
+				e, ok := found(w.find(id(n), int64(100+n/2)))
 				if !ok || e.uid != int64(n+1) {
 					t.Fatalf("find(%s) = %+v, %v; want uid %d", id(n), e, ok, n+1)
 				}
 			}
-			if _, _, ok := w.find(id(9), 104); ok {
+			if _, ok := found(w.find(id(9), 104)); ok {
 				t.Fatal("found an id never set")
 			}
 			if got := w.count(101, 102); got != 4 {
@@ -84,7 +87,7 @@ func TestWindowFindsCountsUpdatesAndPrunesUUIDAndOtherIDsAlike(t *testing.T) {
 				t.Fatalf("the trail keys %v do not carry idHash of %s", gone, id(0))
 			}
 			w.remove(id(4), 102)
-			if _, _, ok := w.find(id(4), 102); ok || w.len() != 1 {
+			if _, ok := found(w.find(id(4), 102)); ok || w.len() != 1 {
 				t.Fatalf("remove left %s (len %d)", id(4), w.len())
 			}
 		})
@@ -206,11 +209,11 @@ func TestWindowFindsEachEntryInAnyOrderOfLookups(t *testing.T) {
 	check := func(name string, order []int) {
 		t.Helper()
 		for _, n := range order {
-			e, _, ok := w.find(uuidOf(n), int64(n/3))
+			e, ok := found(w.find(uuidOf(n), int64(n/3)))
 			if want := n%10 != 5 || w.len() == 200; ok != want || (ok && e.uid != int64(n+1)) {
 				t.Fatalf("%s: find(%d) = %+v, %v; want uid %d, %v", name, n, e, ok, n+1, want)
 			}
-			if _, _, ok := w.find(uuidOf(n), int64(n/3)+1000); ok {
+			if _, ok := found(w.find(uuidOf(n), int64(n/3)+1000)); ok {
 				t.Fatalf("%s: find(%d) at another time found an entry", name, n)
 			}
 		}
@@ -233,7 +236,7 @@ func TestWindowFindsEachEntryInAnyOrderOfLookups(t *testing.T) {
 	}
 	w.prune(30, func(trailKey) {})
 	for _, n := range forward {
-		_, _, ok := w.find(uuidOf(n), int64(n/3))
+		_, ok := found(w.find(uuidOf(n), int64(n/3)))
 		if ok != (n/3 >= 30) {
 			t.Fatalf("after pruning below 30: find(%d) = %v", n, ok)
 		}
